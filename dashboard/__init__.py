@@ -1,0 +1,1 @@
+"""CrackWatch Streamlit dashboard (not built yet: see the dashboard issue)."""

@@ -1,0 +1,342 @@
+"""Crack segmentation datasets: catalogue, image/mask pairing, loading and augmentation.
+
+Layout expected under a data root (default ``../shared/data`` beside the project checkout)::
+
+    segmentation/deepcrack/{train,test}/{images,masks}/
+    segmentation/uav75/{train,val,test}/{images,masks,planking}/
+    segmentation/masonry/{images,masks}/
+
+An image and its mask are paired by file stem (``11111.jpg`` <-> ``11111.png``). Masks are
+single-band, 0 = background and 255 = crack; any value > 127 counts as crack. UAV75's
+``planking/`` masks mark formwork joints: a hard negative that looks like a crack, used to
+up-weight the loss there and to report a false-positive rate.
+
+Arrays: images are ``(rows, cols, 3)`` uint8 RGB; masks ``(rows, cols)`` bool. Tensors handed to
+a model are ``(3, H, W)`` float32 normalised with :data:`IMAGENET_MEAN` / :data:`IMAGENET_STD`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from engine.errors import DataNotFoundError, ImageReadError, MaskShapeError, PairingError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def default_data_root() -> Path:
+    """``../shared/data`` relative to the project checkout (the folder holding ``engine/``)."""
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One named split of a crack segmentation dataset.
+
+    Attributes:
+        name: catalogue name, e.g. ``"deepcrack-test"``.
+        folder: path relative to the data root holding ``images/`` and ``masks/``.
+        domain: image domain (``concrete-pavement``, ``drone-concrete``, ``masonry``).
+        license: the dataset's license, as stated in ``../shared/data/README.md``.
+        citation: the dataset's paper.
+        has_planking: whether a ``planking/`` mask folder (hard negatives) exists.
+    """
+
+    name: str
+    folder: str
+    domain: str
+    license: str
+    citation: str
+    has_planking: bool = False
+
+
+DEEPCRACK_CITE = "Liu et al., DeepCrack, Neurocomputing 338 (2019)"
+UAV75_CITE = ("Benz et al., Crack segmentation on UAS-based imagery using transfer learning, "
+              "IVCNZ 2019")
+MASONRY_CITE = ("Dais et al., Automatic crack classification and segmentation on masonry "
+                "surfaces, Automation in Construction 125 (2021)")
+DEEPCRACK_LICENSE = "non-commercial research and education"
+
+DATASETS: dict[str, DatasetSpec] = {
+    s.name: s
+    for s in (
+        DatasetSpec("deepcrack-train", "segmentation/deepcrack/train", "concrete-pavement",
+                    DEEPCRACK_LICENSE, DEEPCRACK_CITE),
+        DatasetSpec("deepcrack-test", "segmentation/deepcrack/test", "concrete-pavement",
+                    DEEPCRACK_LICENSE, DEEPCRACK_CITE),
+        DatasetSpec("uav75-train", "segmentation/uav75/train", "drone-concrete", "GPL-3.0",
+                    UAV75_CITE, has_planking=True),
+        DatasetSpec("uav75-val", "segmentation/uav75/val", "drone-concrete", "GPL-3.0",
+                    UAV75_CITE, has_planking=True),
+        DatasetSpec("uav75-test", "segmentation/uav75/test", "drone-concrete", "GPL-3.0",
+                    UAV75_CITE, has_planking=True),
+        DatasetSpec("masonry", "segmentation/masonry", "masonry", "GPL-3.0", MASONRY_CITE),
+    )
+}
+
+
+@dataclass(frozen=True)
+class SamplePaths:
+    """Files of one sample: the image, its crack mask, and optionally its planking mask."""
+
+    stem: str
+    image: Path
+    mask: Path
+    planking: Path | None = None
+
+
+@dataclass
+class Sample:
+    """A decoded sample. ``image`` (rows, cols, 3) uint8 RGB; masks (rows, cols) bool."""
+
+    stem: str
+    image: np.ndarray
+    mask: np.ndarray
+    planking: np.ndarray | None = None
+    domain: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+def _list_images(folder: Path) -> dict[str, Path]:
+    files = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+            if p.stem in files:
+                raise PairingError(
+                    f"Two files with stem {p.stem!r} in {folder}: {files[p.stem].name} and "
+                    f"{p.name}. Keep one per stem so images and masks pair unambiguously."
+                )
+            files[p.stem] = p
+    return files
+
+
+def pair_images_masks(
+    images_dir: Path, masks_dir: Path, planking_dir: Path | None = None
+) -> list[SamplePaths]:
+    """Pair every image in ``images_dir`` with the mask of the same stem in ``masks_dir``.
+
+    Returns samples sorted by stem.
+
+    Raises:
+        DataNotFoundError: a folder does not exist, or ``images_dir`` holds no image.
+        PairingError: an image has no mask, or a mask has no image (every offending file named).
+    """
+    for d in (images_dir, masks_dir):
+        if not Path(d).is_dir():
+            raise DataNotFoundError(
+                f"Data folder {d} does not exist. Expected <data-root>/segmentation/... as laid "
+                f"out in ../shared/data/README.md; pass --data-root (or data_root=) pointing at "
+                f"the folder that holds segmentation/."
+            )
+    images = _list_images(Path(images_dir))
+    masks = _list_images(Path(masks_dir))
+    if not images:
+        raise DataNotFoundError(
+            f"No images ({', '.join(IMAGE_SUFFIXES)}) in {images_dir}; check the path."
+        )
+    no_mask = sorted(set(images) - set(masks))
+    no_image = sorted(set(masks) - set(images))
+    if no_mask or no_image:
+        parts = []
+        if no_mask:
+            parts.append(
+                f"images without a mask in {masks_dir}: "
+                + ", ".join(images[s].name for s in no_mask[:10])
+                + (" ..." if len(no_mask) > 10 else "")
+            )
+        if no_image:
+            parts.append(
+                f"masks without an image in {images_dir}: "
+                + ", ".join(masks[s].name for s in no_image[:10])
+                + (" ..." if len(no_image) > 10 else "")
+            )
+        raise PairingError(
+            "Unpaired files (images and masks pair by file stem): " + "; ".join(parts)
+            + ". Add the missing mask/image or move the unpaired file out of the folder."
+        )
+    planking = {}
+    if planking_dir and Path(planking_dir).is_dir():
+        planking = _list_images(Path(planking_dir))
+    return [
+        SamplePaths(stem=s, image=images[s], mask=masks[s], planking=planking.get(s))
+        for s in sorted(images)
+    ]
+
+
+def dataset_samples(name_or_path: str | Path, data_root: Path | None = None) -> tuple[
+    list[SamplePaths], DatasetSpec
+]:
+    """Resolve a catalogue name (see :data:`DATASETS`) or a folder with ``images/`` + ``masks/``.
+
+    Raises:
+        DataNotFoundError: unknown name and no such folder.
+    """
+    root = Path(data_root) if data_root else default_data_root()
+    if str(name_or_path) in DATASETS:
+        spec = DATASETS[str(name_or_path)]
+        folder = root / spec.folder
+    else:
+        folder = Path(name_or_path)
+        if not folder.is_dir():
+            raise DataNotFoundError(
+                f"{name_or_path!r} is neither a dataset name ({', '.join(DATASETS)}) nor a "
+                f"folder. Give a known name or a folder holding images/ and masks/."
+            )
+        spec = DatasetSpec(folder.name, str(folder), "custom", "unknown (user data)", "user data",
+                           has_planking=(folder / "planking").is_dir())
+    samples = pair_images_masks(
+        folder / "images", folder / "masks", folder / "planking" if spec.has_planking else None
+    )
+    return samples, spec
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode an image file to ``(rows, cols, 3)`` uint8 RGB.
+
+    Raises:
+        ImageReadError: the file is missing, truncated or not an image.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.array(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(
+            f"Cannot read image {path}: {exc}. The file is corrupt or not an image; re-export "
+            f"it or remove it (and its mask) from the dataset."
+        ) from exc
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """Decode a mask to ``(rows, cols)`` bool (value > 127 is True).
+
+    Raises:
+        ImageReadError: the file is missing, truncated or not an image.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.array(im.convert("L")) > 127
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(
+            f"Cannot read mask {path}: {exc}. The file is corrupt or not an image; re-export "
+            f"it as a single-band PNG with 0 = background and 255 = crack."
+        ) from exc
+
+
+def load_sample(paths: SamplePaths, domain: str = "") -> Sample:
+    """Decode one sample and check that its masks match the image size.
+
+    Raises:
+        ImageReadError: a file cannot be decoded.
+        MaskShapeError: a mask's (rows, cols) differs from the image's.
+    """
+    image = read_rgb(paths.image)
+    mask = read_mask(paths.mask)
+    planking = read_mask(paths.planking) if paths.planking else None
+    for kind, m, p in (("mask", mask, paths.mask), ("planking mask", planking, paths.planking)):
+        if m is not None and m.shape != image.shape[:2]:
+            raise MaskShapeError(
+                f"{kind} {p} is {m.shape[1]}x{m.shape[0]} (cols x rows) but image "
+                f"{paths.image} is {image.shape[1]}x{image.shape[0]}. Re-export the mask at the "
+                f"image's size."
+            )
+    return Sample(paths.stem, image, mask, planking, domain=domain)
+
+
+def normalise(image: torch.Tensor) -> torch.Tensor:
+    """uint8 or [0, 1] float ``(..., 3, H, W)`` -> ImageNet-normalised float32."""
+    x = image.float()
+    if image.dtype == torch.uint8:
+        x = x / 255.0
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def build_augmentation(crop_size: int) -> v2.Compose:
+    """Training augmentation (torchvision.transforms.v2) applied jointly to image and masks.
+
+    Random crop (padded where the image is smaller; padding gets loss weight 0), D4 flips and
+    90-degree rotations, a small free rotation, colour jitter, occasional blur and grayscale.
+    Colour ops touch only the image; geometric ops use nearest interpolation on masks.
+    """
+    fill = {tv_tensors.Image: 0, tv_tensors.Mask: 0}
+    return v2.Compose([
+        v2.RandomCrop(crop_size, pad_if_needed=True, fill=fill),
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(),
+        v2.RandomChoice([v2.RandomRotation((a, a)) for a in (0, 90)]),
+        v2.RandomApply([v2.RandomRotation(12, fill=fill)], p=0.3),
+        v2.ColorJitter(brightness=0.35, contrast=0.35, saturation=0.3, hue=0.03),
+        v2.RandomGrayscale(p=0.1),
+        v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.2))], p=0.2),
+    ])
+
+
+class CrackSegDataset(Dataset):
+    """Training/validation dataset over decoded samples.
+
+    Each item is a dict with ``image`` (3, H, W) float32 normalised, ``mask`` (1, H, W) float32
+    in {0, 1}, and ``weight`` (1, H, W) float32 loss weights: 1 on valid pixels,
+    ``planking_weight`` on planking (hard-negative) pixels that are not crack, 0 on padding.
+
+    Args:
+        samples: decoded samples (see :func:`load_sample`).
+        crop_size: training crop side in pixels; ``None`` returns whole images (validation).
+        zoom_range: random rescale factor range applied before cropping (1.0 = native GSD).
+        planking_weight: loss weight on planking pixels.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        crop_size: int | None = 256,
+        zoom_range: tuple[float, float] = (0.75, 1.33),
+        planking_weight: float = 3.0,
+    ):
+        self.samples = list(samples)
+        self.crop_size = crop_size
+        self.zoom_range = zoom_range
+        self.planking_weight = planking_weight
+        self.augment = build_augmentation(crop_size) if crop_size else None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+        s = self.samples[idx]
+        image = tv_tensors.Image(torch.from_numpy(s.image).permute(2, 0, 1).contiguous())
+        mask = torch.from_numpy(s.mask)[None].float()
+        weight = torch.ones_like(mask)
+        if s.planking is not None:
+            plank = torch.from_numpy(s.planking & ~s.mask)[None]
+            weight[plank] = self.planking_weight
+        mask, weight = tv_tensors.Mask(mask), tv_tensors.Mask(weight)
+        if self.augment is not None:
+            lo, hi = self.zoom_range
+            zoom = math.exp(random.uniform(math.log(lo), math.log(hi)))
+            h, w = image.shape[-2:]
+            size = [max(8, round(h * zoom)), max(8, round(w * zoom))]
+            image = v2.functional.resize(image, size, antialias=True)
+            mask = v2.functional.resize(mask, size, interpolation=v2.InterpolationMode.NEAREST)
+            weight = v2.functional.resize(weight, size, interpolation=v2.InterpolationMode.NEAREST)
+            image, mask, weight = self.augment(image, mask, weight)
+        return {
+            "image": normalise(image.as_subclass(torch.Tensor)),
+            "mask": mask.as_subclass(torch.Tensor).float(),
+            "weight": weight.as_subclass(torch.Tensor).float(),
+        }

@@ -1,0 +1,146 @@
+"""Crack segmentation networks: U-Net and DeepLabV3+ from segmentation-models-pytorch.
+
+Both are plain ``nn.Module``s mapping ``(B, 3, H, W)`` ImageNet-normalised float images to
+``(B, 1, H, W)`` crack logits (apply ``sigmoid`` for probabilities). ``H`` and ``W`` must be
+multiples of :data:`SIZE_MULTIPLE`; :func:`pad_to_multiple` does that.
+
+Encoders are built with ``encoder_weights=None``: nothing is downloaded, every weight comes
+from our own training on ``../shared/data``.
+
+Dropout follows Sulaiman et al. (U-Net vs DeepLabV3+ for concrete cracks, Sect. 2.7): in the
+U-Net 0.1 in the first blocks, 0.2 in the middle blocks and 0.3 at the bottleneck, with the same
+rates mirrored in the decoder; in DeepLabV3+ 0.3 after the last encoder block and 0.2 in the
+decoder. We use channel-wise (``Dropout2d``) dropout, the usual choice for conv feature maps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.errors import ModelCardError
+
+SIZE_MULTIPLE = 32
+
+# Dropout per encoder feature (stride 1, 2, 4, 8, 16, 32) and per U-Net decoder block (deep to
+# shallow), after Sulaiman et al. Sect. 2.7.
+UNET_ENCODER_DROPOUT = (0.0, 0.0, 0.1, 0.1, 0.2, 0.3)
+UNET_DECODER_DROPOUT = (0.2, 0.2, 0.1, 0.1, 0.0)
+DEEPLAB_ENCODER_DROPOUT = 0.3
+DEEPLAB_DECODER_DROPOUT = 0.2
+
+
+class CrackSegmenter(nn.Module):
+    """An smp encoder-decoder with dropout on encoder features and in the decoder.
+
+    Args:
+        architecture: ``"unet"`` or ``"deeplabv3plus"``.
+        encoder: an smp encoder name, e.g. ``"mobilenet_v2"``, ``"resnet18"``.
+        decoder_channels: U-Net: one int per decoder block; DeepLabV3+: a single int.
+
+    Input ``(B, 3, H, W)`` normalised float, output ``(B, 1, H, W)`` logits.
+    """
+
+    def __init__(
+        self,
+        architecture: str = "unet",
+        encoder: str = "mobilenet_v2",
+        decoder_channels: int | tuple[int, ...] | list[int] = (128, 64, 32, 16, 16),
+    ):
+        super().__init__()
+        self.architecture = architecture
+        if architecture == "unet":
+            dc = tuple(decoder_channels) if not isinstance(decoder_channels, int) else (
+                decoder_channels,) * 5
+            self.net = smp.Unet(encoder, encoder_weights=None, in_channels=3, classes=1,
+                                decoder_channels=dc)
+            self.encoder_dropout = nn.ModuleList(
+                nn.Dropout2d(p) if p > 0 else nn.Identity() for p in UNET_ENCODER_DROPOUT
+            )
+            # attention2 is an Identity when attention_type=None: a parameter-free slot right
+            # after each decoder block's second conv.
+            for block, p in zip(self.net.decoder.blocks, UNET_DECODER_DROPOUT, strict=False):
+                if p > 0:
+                    block.attention2 = nn.Dropout2d(p)
+        elif architecture == "deeplabv3plus":
+            dc = decoder_channels if isinstance(decoder_channels, int) else decoder_channels[0]
+            self.net = smp.DeepLabV3Plus(encoder, encoder_weights=None, in_channels=3, classes=1,
+                                         decoder_channels=dc)
+            n = len(self.net.encoder.out_channels)
+            self.encoder_dropout = nn.ModuleList(
+                [nn.Identity()] * (n - 1) + [nn.Dropout2d(DEEPLAB_ENCODER_DROPOUT)]
+            )
+            self.decoder_dropout = nn.Dropout2d(DEEPLAB_DECODER_DROPOUT)
+        else:
+            raise ModelCardError(
+                f"Unknown architecture {architecture!r}; expected 'unet' or 'deeplabv3plus'."
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.net.encoder(x)
+        features = [d(f) for d, f in zip(self.encoder_dropout, features, strict=True)]
+        out = self.net.decoder(features)
+        if self.architecture == "deeplabv3plus":
+            out = self.decoder_dropout(out)
+        return self.net.segmentation_head(out)
+
+
+def build_model(architecture: dict[str, Any]) -> CrackSegmenter:
+    """Build an untrained model from a model card's ``architecture`` block.
+
+    Raises:
+        ModelCardError: a required key is missing or the architecture is unknown.
+    """
+    try:
+        return CrackSegmenter(
+            architecture=architecture["family"],
+            encoder=architecture["encoder"],
+            decoder_channels=architecture["decoder_channels"],
+        )
+    except KeyError as exc:
+        raise ModelCardError(
+            f"Model card architecture lacks {exc}; expected family, encoder, decoder_channels."
+        ) from exc
+
+
+# The two shipped configurations (small enough for fp16 checkpoints of a few MB).
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "unet": {"family": "unet", "encoder": "mobilenet_v2",
+             "decoder_channels": [128, 64, 32, 16, 16]},
+    "deeplabv3plus": {"family": "deeplabv3plus", "encoder": "mobilenet_v2",
+                      "decoder_channels": 128},
+}
+
+
+def pad_to_multiple(
+    x: torch.Tensor, multiple: int = SIZE_MULTIPLE
+) -> tuple[torch.Tensor, int, int]:
+    """Reflect-pad ``(B, C, H, W)`` at bottom/right to multiples of ``multiple``.
+
+    Returns the padded tensor and the original ``H``, ``W`` (crop the output back with them).
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, h, w
+
+
+@torch.inference_mode()
+def predict_proba(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Crack probabilities for a normalised batch ``(B, 3, H, W)`` of any size -> ``(B, H, W)``.
+
+    Pads to :data:`SIZE_MULTIPLE` and crops back. The model must already be in ``eval()`` mode
+    and on the images' device.
+    """
+    x, h, w = pad_to_multiple(images)
+    return torch.sigmoid(model(x)[:, 0, :h, :w].float())
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

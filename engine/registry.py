@@ -1,0 +1,179 @@
+"""Model registry: find model cards, load weights offline, verify their SHA-256.
+
+Shipped models live in ``engine/weights/`` (``NAME.safetensors`` + ``NAME.json``); a user folder
+can be given with ``weights_dir`` and is searched first. Nothing is downloaded and nothing is
+unpickled: weights are safetensors, cards are JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine.checkpoint import load_state, sha256_file, write_card
+from engine.errors import ModelCardError, ModelNotFoundError, WeightsIntegrityError
+from engine.models import build_model
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_MODEL = "crackwatch-unet-mnv2"
+
+
+def _search_dirs(weights_dir: Path | None) -> list[Path]:
+    return ([Path(weights_dir)] if weights_dir else []) + [WEIGHTS_DIR]
+
+
+def _read_card(path: Path) -> dict:
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelCardError(f"Model card {path} is not valid JSON ({exc}); restore it from git "
+                             f"or retrain the model.") from exc
+    for key in ("name", "architecture", "weights"):
+        if key not in card:
+            raise ModelCardError(f"Model card {path} lacks {key!r}; restore it or retrain.")
+    card["_card_path"] = str(path)
+    return card
+
+
+def list_cards(weights_dir: Path | None = None) -> list[dict]:
+    """Every model card found (user folder first, then shipped), one per name."""
+    seen, cards = set(), []
+    for d in _search_dirs(weights_dir):
+        if not d.is_dir():
+            continue
+        for p in sorted(d.glob("*.json")):
+            try:
+                card = _read_card(p)
+            except ModelCardError:
+                continue
+            if card["name"] not in seen:
+                seen.add(card["name"])
+                cards.append(card)
+    return cards
+
+
+def find_card(name: str, weights_dir: Path | None = None) -> dict:
+    """The card of model ``name``.
+
+    Raises:
+        ModelNotFoundError: no card of that name in the user folder or the shipped weights.
+    """
+    for d in _search_dirs(weights_dir):
+        p = d / f"{name}.json"
+        if p.is_file():
+            return _read_card(p)
+    available = ", ".join(c["name"] for c in list_cards(weights_dir)) or "none"
+    raise ModelNotFoundError(
+        f"No model named {name!r} in {', '.join(map(str, _search_dirs(weights_dir)))}. "
+        f"Available: {available}. See `crackwatch models list`."
+    )
+
+
+def load_model(name: str = DEFAULT_MODEL, *, weights_dir: Path | None = None,
+               device: str | torch.device = "cpu") -> nn.Module:
+    """Build model ``name`` from its card and load its verified weights, in ``eval()`` mode.
+
+    The returned module carries its card as ``model.card``. Input ``(B, 3, H, W)`` normalised as
+    the card's ``normalisation`` says; output ``(B, 1, H, W)`` logits.
+
+    Raises:
+        ModelNotFoundError: no such model, or its weights file is missing.
+        WeightsIntegrityError: the weights' SHA-256 differs from the card's.
+        ModelCardError: the card is malformed.
+    """
+    card = find_card(name, weights_dir)
+    wpath = Path(card["_card_path"]).parent / card["weights"]["file"]
+    if not wpath.is_file():
+        raise ModelNotFoundError(
+            f"Weights file {wpath} named by card {card['_card_path']} is missing; restore it "
+            f"(git checkout / git lfs pull) or retrain the model."
+        )
+    digest = sha256_file(wpath)
+    expected = card["weights"].get("sha256")
+    if digest != expected:
+        raise WeightsIntegrityError(
+            f"Weights {wpath} have SHA-256 {digest} but the model card expects {expected}. The "
+            f"file is corrupt or was replaced; restore it from git or retrain, and never load "
+            f"weights whose origin you cannot verify."
+        )
+    model = build_model(card["architecture"])
+    try:
+        model.load_state_dict(load_state(wpath), strict=True)
+    except RuntimeError as exc:
+        raise ModelCardError(
+            f"Weights {wpath} do not fit the architecture in {card['_card_path']}: {exc}"
+        ) from exc
+    model.to(device).eval()
+    model.card = card
+    return model
+
+
+def record_metrics(name: str, report: dict, weights_dir: Path | None = None) -> Path:
+    """Store an evaluation report under ``card["metrics"][dataset]`` and rewrite the card."""
+    card = find_card(name, weights_dir)
+    path = Path(card.pop("_card_path"))
+    keep = {k: report[k] for k in ("images", "at_0.5", "ods", "command", "seconds",
+                                   "megapixels_per_s", "device") if k in report}
+    card.setdefault("metrics", {})[report["dataset"]] = keep
+    write_card(card, path)
+    return path
+
+
+def _fmt(x, pct: bool = True) -> str:
+    if x is None:
+        return "-"
+    return f"{100 * x:.1f}" if pct else f"{x}"
+
+
+def render_model_card(card: dict) -> str:
+    """Markdown model card made only from the JSON card (so every number is a measured one)."""
+    a, t = card["architecture"], card.get("training", {})
+    lines = [
+        f"## {card['name']}",
+        "",
+        f"- **Task**: {card.get('task', '')}",
+        f"- **Architecture**: {a.get('family')} with a {a.get('encoder')} encoder "
+        f"(random init, no pretrained weights), {a.get('parameters', 0) / 1e6:.2f} M parameters, "
+        f"dropout: {a.get('dropout', '-')}",
+        f"- **Weights**: `{card['weights']['file']}`, fp16 safetensors, "
+        f"{card['weights']['bytes'] / 1e6:.1f} MB, sha256 `{card['weights']['sha256']}`",
+        f"- **Input**: {a.get('input')}; normalisation mean {card['normalisation']['mean']}, "
+        f"std {card['normalisation']['std']} after scaling by 1/255; tile size "
+        f"{card.get('tile_size')}, threshold {card.get('threshold')}",
+        f"- **Trained**: {t.get('epochs_run')} epochs ({t.get('minutes')} min, best epoch "
+        f"{t.get('best_epoch')}, {t.get('stop_reason')}) on {card.get('hardware')}; git "
+        f"`{card.get('git_sha')}`",
+        f"- **Command**: `{card.get('command')}`",
+        "",
+        "Training data (sampling weight, license):",
+        "",
+    ]
+    for d in card.get("training_data", []):
+        lines.append(f"- {d['dataset']} ({d['sampling_weight']}, {d['license']}): "
+                     f"{d['citation']}")
+    lines += ["", "Test metrics (percent; pooled over all pixels of the split):", "",
+              "| dataset | threshold | precision | recall | F1 | IoU | mean image IoU | "
+              "F1 (2 px tolerance) | thin-crack recall (strict / 2 px) | planking FPR |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for ds, m in card.get("metrics", {}).items():
+        if ds == "validation":
+            continue
+        for key in ("at_0.5", "ods"):
+            r = m.get(key)
+            if not r:
+                continue
+            lines.append(
+                f"| {ds} ({m.get('images')} images) | {key} ({r['threshold']:.3f}) | "
+                f"{_fmt(r['precision'])} | {_fmt(r['recall'])} | {_fmt(r['f1'])} | "
+                f"{_fmt(r['iou'])} | {_fmt(r['mean_image_iou'])} | {_fmt(r['tolerant']['f1'])} | "
+                f"{_fmt(r['thin_crack_recall'])} / {_fmt(r['thin_crack_recall_tolerant'])} | "
+                f"{_fmt(r.get('planking_fpr'))} |")
+    cmds = [m["command"] for ds, m in card.get("metrics", {}).items()
+            if ds != "validation" and m.get("command")]
+    if cmds:
+        lines += ["", "Produced by:", ""] + [f"    {c}" for c in cmds]
+    lines += ["", f"**Limitations.** {card.get('limitations', '')}", ""]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""CrackWatch jobs package."""

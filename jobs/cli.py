@@ -1,0 +1,480 @@
+"""The ``crackwatch`` command line (typer).
+
+Commands:
+    crackwatch train segment ...      train a segmentation model, write weights + model card
+    crackwatch evaluate ...           metrics of a model on a labelled dataset, beside the papers
+    crackwatch models list            shipped / user models with their cards and metrics
+    crackwatch infer PATH ...         orthomosaic or photos -> probability COG + cracks GeoPackage
+    crackwatch bench model            megapixels/s of a model's forward pass on tiles
+    crackwatch bench infer            end-to-end tiled inference figures (MP/s, peak RSS)
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="CrackWatch: crack segmentation, mapping and monitoring.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+train_app = typer.Typer(help="Train models.", no_args_is_help=True)
+models_app = typer.Typer(help="Inspect models.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(models_app, name="models")
+app.add_typer(bench_app, name="bench")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(exc: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=True)
+    raise typer.Exit(code=2)
+
+
+def _command_line() -> str:
+    return "crackwatch " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+@train_app.command("segment")
+def train_segment(
+    name: str = typer.Option("crackwatch-unet-mnv2", help="Model name (stem of weights/card)."),
+    architecture: str = typer.Option("unet", help="unet | deeplabv3plus"),
+    train_set: list[str] = typer.Option(
+        ["deepcrack-train=0.35", "uav75-train=0.5", "masonry=0.15"], "--train-set",
+        help="DATASET=SAMPLING_WEIGHT, repeatable."),
+    val_set: list[str] = typer.Option(["uav75-val"], "--val-set", help="Validation dataset(s)."),
+    epochs: int = typer.Option(60, min=1),
+    samples_per_epoch: int = typer.Option(400, min=1),
+    batch_size: int = typer.Option(8, min=1),
+    crop_size: int = typer.Option(256, min=32),
+    lr: float = typer.Option(1e-3),
+    patience: int = typer.Option(12, min=1, help="Early stopping patience (epochs)."),
+    max_minutes: float | None = typer.Option(None, help="Wall-clock budget; stop after the epoch "
+                                             "that passes it."),
+    max_images_per_set: int | None = typer.Option(None, help="Use only the first N images of "
+                                                  "each set (smoke runs)."),
+    planking_weight: float = typer.Option(3.0, help="Loss weight on UAV75 planking pixels."),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
+    threads: int | None = typer.Option(None, help="torch CPU threads."),
+    seed: int = typer.Option(0),
+    data_root: Path | None = typer.Option(None, help="Folder holding segmentation/ "
+                                          "(default ../shared/data)."),
+    out_dir: Path = typer.Option(Path("runs"), help="Where weights and card are written."),
+) -> None:
+    """Train a crack segmentation model (Dice + BCE, Adam, early stopping on validation IoU)."""
+    from engine.errors import DataNotFoundError, ImageReadError, MaskShapeError, PairingError
+    from engine.train import TrainConfig, train_segmentation
+
+    sets = {}
+    for item in train_set:
+        ds, _, w = item.partition("=")
+        try:
+            sets[ds] = float(w) if w else 1.0
+        except ValueError:
+            _fail(ValueError(f"--train-set {item!r}: expected DATASET=WEIGHT, e.g. masonry=0.2"))
+    cfg = TrainConfig(name=name, architecture=architecture, train_sets=sets,
+                      val_sets=tuple(val_set), epochs=epochs, samples_per_epoch=samples_per_epoch,
+                      batch_size=batch_size, crop_size=crop_size, lr=lr, patience=patience,
+                      max_minutes=max_minutes, max_images_per_set=max_images_per_set,
+                      planking_weight=planking_weight, device=device, threads=threads, seed=seed)
+    try:
+        card = train_segmentation(cfg, data_root=data_root, out_dir=out_dir,
+                                  command=_command_line())
+    except (DataNotFoundError, PairingError, ImageReadError, MaskShapeError, ValueError) as exc:
+        _fail(exc)
+    v = card["metrics"]["validation"]
+    console.print(f"[green]wrote[/] {out_dir / card['weights']['file']} "
+                  f"({card['weights']['bytes'] / 1e6:.1f} MB) and {card['name']}.json; best epoch "
+                  f"{card['training']['best_epoch']}, validation IoU {v['val_iou']}")
+
+
+@app.command("evaluate")
+def evaluate(
+    model: str = typer.Option(None, help="Model name (default: the default shipped model)."),
+    dataset: str = typer.Option("deepcrack-test", help="deepcrack-test | uav75-test | masonry | "
+                                "uav75-val | PATH with images/ and masks/"),
+    weights_dir: Path | None = typer.Option(None, help="Extra folder of weights + cards."),
+    data_root: Path | None = typer.Option(None, help="Folder holding segmentation/."),
+    limit: int | None = typer.Option(None, help="Evaluate only the first N images."),
+    device: str = typer.Option("cpu"),
+    out: Path | None = typer.Option(None, help="Write the JSON report here."),
+    update_card: bool = typer.Option(False, help="Record the metrics (and this command) in the "
+                                     "model card."),
+) -> None:
+    """Pooled pixel precision/recall/F1/IoU at 0.5 and ODS, tolerant metrics, beside the papers."""
+    from engine.errors import (
+        DataNotFoundError,
+        ImageReadError,
+        MaskShapeError,
+        ModelNotFoundError,
+        PairingError,
+        WeightsIntegrityError,
+    )
+    from engine.evaluate import evaluate_model
+    from engine.registry import DEFAULT_MODEL, load_model, record_metrics
+
+    name = model or DEFAULT_MODEL
+    try:
+        net = load_model(name, weights_dir=weights_dir, device=device)
+        report = evaluate_model(net, dataset, data_root=data_root, device=device, limit=limit)
+    except (DataNotFoundError, PairingError, ImageReadError, MaskShapeError, ModelNotFoundError,
+            WeightsIntegrityError) as exc:
+        _fail(exc)
+    report["model"] = name
+    report["command"] = _command_line()
+    print_report(report)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"report written to {out}")
+    if update_card:
+        path = record_metrics(name, report, weights_dir=weights_dir)
+        console.print(f"metrics recorded in {path}")
+
+
+def print_report(report: dict) -> None:
+    t = Table(title=f"{report['model']} on {report['dataset']} ({report['images']} images)")
+    for col in ("method", "thr", "P %", "R %", "F1 %", "IoU %", "mIoU %", "tol F1 %",
+                "thin R %", "planking FPR %"):
+        t.add_column(col, justify="right" if col != "method" else "left")
+    for key, label in (("at_0.5", "this model @0.5"), ("ods", "this model @ODS")):
+        m = report[key]
+        t.add_row(label, f"{m['threshold']:.3f}", _pct(m["precision"]), _pct(m["recall"]),
+                  _pct(m["f1"]), _pct(m["iou"]), _pct(m["mean_image_iou"]),
+                  _pct(m["tolerant"]["f1"]), _pct(m["thin_crack_recall"]),
+                  _pct(m.get("planking_fpr")))
+    for row in report.get("paper_baselines", {}).get("rows", []):
+        t.add_row(f"[dim]{row['method']}[/]", "", f"{row['precision']:.1f}",
+                  f"{row['recall']:.1f}", f"{row['f1']:.1f}", f"{row['iou']:.1f}", "", "", "",
+                  "")
+    console.print(t)
+    if "paper_baselines" in report:
+        console.print(f"[dim]paper rows: {report['paper_baselines']['source']}[/]")
+    console.print(f"{report['megapixels_per_s']} MP/s on {report['device']}, "
+                  f"{report['seconds']} s")
+
+
+@models_app.command("card")
+def models_card(
+    names: list[str] = typer.Argument(None, help="Model names (default: all)."),
+    weights_dir: Path | None = typer.Option(None, help="Extra folder of weights + cards."),
+    write: Path | None = typer.Option(None, help="Write the Markdown here instead of printing."),
+) -> None:
+    """Render model cards as Markdown from their JSON cards (measured numbers only)."""
+    from engine.errors import ModelNotFoundError
+    from engine.registry import find_card, list_cards, render_model_card
+
+    try:
+        cards = [find_card(n, weights_dir) for n in names] if names else list_cards(weights_dir)
+    except ModelNotFoundError as exc:
+        _fail(exc)
+    text = "# CrackWatch model cards\n\nGenerated by `crackwatch models card --write " \
+           "engine/weights/MODEL_CARD.md` from the JSON cards beside the weights.\n\n" + \
+           "\n".join(render_model_card(c) for c in cards)
+    if write:
+        write.write_text(text)
+        console.print(f"wrote {write}")
+    else:
+        console.print(text, markup=False, highlight=False)
+
+
+@models_app.command("list")
+def models_list(
+    weights_dir: Path | None = typer.Option(None, help="Extra folder of weights + cards."),
+    as_json: bool = typer.Option(False, "--json", help="Print the cards as JSON."),
+) -> None:
+    """Shipped (and user) models with their architecture, size and measured metrics."""
+    from engine.registry import DEFAULT_MODEL, list_cards
+
+    cards = list_cards(weights_dir)
+    if as_json:
+        console.print_json(json.dumps(cards))
+        return
+    if not cards:
+        console.print("No models found. Train one with `crackwatch train segment`.")
+        return
+    t = Table(title="CrackWatch models")
+    for col in ("name", "architecture", "params", "MB", "DeepCrack IoU@0.5", "UAV75 IoU@0.5",
+                "UAV75 planking FPR", "trained"):
+        t.add_column(col)
+    for c in cards:
+        tm = c.get("metrics", {})
+        dc, uav = tm.get("deepcrack-test", {}), tm.get("uav75-test", {})
+        a = c["architecture"]
+        t.add_row(c["name"] + (" (default)" if c["name"] == DEFAULT_MODEL else ""),
+                  f"{a['family']} / {a['encoder']}", f"{a.get('parameters', 0) / 1e6:.2f} M",
+                  f"{c['weights']['bytes'] / 1e6:.1f}",
+                  _pct(dc.get("at_0.5", {}).get("iou")), _pct(uav.get("at_0.5", {}).get("iou")),
+                  _pct(uav.get("at_0.5", {}).get("planking_fpr")),
+                  f"{c.get('training', {}).get('minutes', '?')} min, {c.get('hardware', '')}")
+    console.print(t)
+
+
+@bench_app.command("model")
+def bench_model_cmd(
+    model: str = typer.Option(None, help="Model name (default: the default shipped model)."),
+    tile_size: int = typer.Option(512, min=32),
+    batch_size: int = typer.Option(8, min=1),
+    iterations: int = typer.Option(5, min=1),
+    device: str = typer.Option("cpu"),
+    weights_dir: Path | None = typer.Option(None),
+) -> None:
+    """Megapixels/s of the model's forward pass on tiles (printed, not asserted)."""
+    from engine.bench import bench_model
+    from engine.registry import DEFAULT_MODEL, load_model
+
+    name = model or DEFAULT_MODEL
+    net = load_model(name, weights_dir=weights_dir, device=device)
+    r = bench_model(net, tile_size=tile_size, batch_size=batch_size, iterations=iterations,
+                    device=device)
+    console.print_json(json.dumps({"model": name, **r}))
+
+
+
+@bench_app.command("infer")
+def bench_infer_cmd(
+    size: list[int] = typer.Option([2048, 8192], "--size", help="Square raster side(s), px."),
+    model: str = typer.Option(None, help="Model name (default: the default shipped model)."),
+    tile_size: int = typer.Option(512, min=32),
+    overlap: int = typer.Option(64, min=0),
+    batch_size: int = typer.Option(8, min=1),
+    device: str = typer.Option("cpu"),
+    threads: int | None = typer.Option(None, help="torch CPU threads."),
+    workdir: Path = typer.Option(Path("runs/bench"), help="Where synthetic rasters are kept."),
+) -> None:
+    """End-to-end tiled inference on synthetic rasters: MP/s, ratio to model forward, peak RSS.
+
+    Each size runs in its own process so its peak RSS is its own. Printed, not asserted.
+    """
+    from engine.bench import bench_infer
+    from engine.registry import DEFAULT_MODEL
+
+    rows = bench_infer(list(size), model or DEFAULT_MODEL, workdir=workdir, tile_size=tile_size,
+                       overlap=overlap, batch_size=batch_size, device=device, threads=threads)
+    t = Table(title=f"predict_raster, tile {tile_size}, overlap {overlap}, batch {batch_size}")
+    for col in ("raster", "s", "raster MP/s", "tile MP/s end-to-end", "tile MP/s forward",
+                "ratio", "peak RSS MiB"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(r["raster_px"], f"{r['seconds']:.1f}", f"{r['raster_megapixels_per_s']:.3f}",
+                  f"{r['tile_megapixels_per_s_end_to_end']:.3f}",
+                  f"{r['tile_megapixels_per_s_model_forward']:.3f}",
+                  f"{r['end_to_end_over_forward']:.3f}", f"{r['peak_rss_mib']:.0f}")
+    console.print(t)
+    console.print(f"machine: {rows[0]['machine'] if rows else '-'}")
+    console.print_json(json.dumps(rows))
+
+
+RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
+PHOTO_SUFFIXES = {".jpg", ".jpeg"}
+
+
+@app.command("infer")
+def infer_cmd(
+    path: Path = typer.Argument(..., help="Orthomosaic (GeoTIFF), a JPEG photo, or a folder "
+                                          "of photos."),
+    model: str = typer.Option(None, help="Model name (default: the default shipped model)."),
+    out: Path = typer.Option(Path("crackwatch-out"), help="Output folder."),
+    tile_size: int = typer.Option(512, min=32, help="Window side, px (multiple of 32)."),
+    overlap: int = typer.Option(64, min=0, help="Window overlap, px."),
+    batch_size: int = typer.Option(8, min=1),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
+    threshold: float = typer.Option(0.5, min=0.0, max=1.0, help="Crack probability threshold."),
+    min_area_px: int = typer.Option(20, min=0, help="Drop cracks smaller than this (pixels)."),
+    crs: str | None = typer.Option(None, help="CRS for a raster that has none, e.g. EPSG:32633."),
+    gsd_m: float | None = typer.Option(None, help="Photos: ground sample distance (m/px); "
+                                                  "default from EXIF altitude + camera."),
+    altitude_m: float | None = typer.Option(None, help="Photos: camera height above ground, m."),
+    dtype: str = typer.Option("uint8", help="Probability COG type: uint8 | float32."),
+    weights_dir: Path | None = typer.Option(None, help="Extra folder of weights + cards."),
+) -> None:
+    """Find cracks in an orthomosaic or photos: probability COG + cracks GeoPackage."""
+    from engine.errors import (
+        BandLayoutError,
+        CRSError,
+        ModelNotFoundError,
+        RasterReadError,
+        WeightsIntegrityError,
+    )
+    from engine.registry import DEFAULT_MODEL, load_model
+    from geodata.errors import CRSError as GeoCRSError
+
+    if not path.exists():
+        _fail(FileNotFoundError(f"{path} does not exist; give an orthomosaic, a JPEG or a "
+                                f"folder of JPEGs."))
+    try:
+        net = load_model(model or DEFAULT_MODEL, weights_dir=weights_dir, device=device)
+    except (ModelNotFoundError, WeightsIntegrityError) as exc:
+        _fail(exc)
+    out.mkdir(parents=True, exist_ok=True)
+    is_photo = path.is_dir() or path.suffix.lower() in PHOTO_SUFFIXES
+    try:
+        if is_photo:
+            _infer_photos(path, net, out, tile_size=tile_size, overlap=overlap,
+                          batch_size=batch_size, device=device, threshold=threshold,
+                          min_area_px=min_area_px, gsd_m=gsd_m, altitude_m=altitude_m)
+        else:
+            _infer_raster(path, net, out, tile_size=tile_size, overlap=overlap,
+                          batch_size=batch_size, device=device, threshold=threshold,
+                          min_area_px=min_area_px, crs=crs, dtype=dtype)
+    except (RasterReadError, BandLayoutError, CRSError, GeoCRSError, ValueError) as exc:
+        _fail(exc)
+
+
+def _summary_table(title: str, gdf, extra: dict) -> Table:
+    t = Table(title=title)
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    for k, v in extra.items():
+        t.add_row(k, str(v))
+    t.add_row("cracks", str(len(gdf)))
+    if len(gdf):
+        t.add_row("total length (m)", f"{gdf['length_m'].sum():.3f}")
+        t.add_row("longest crack (m)", f"{gdf['length_m'].max():.3f}")
+        t.add_row("max width (mm)", f"{gdf['max_width_mm'].max():.1f}")
+        t.add_row("total area (m2)", f"{gdf['area_m2'].sum():.4f}")
+    return t
+
+
+def _infer_raster(path: Path, net, out: Path, *, tile_size, overlap, batch_size, device,
+                  threshold, min_area_px, crs, dtype) -> None:
+    import warnings
+
+    import numpy as np
+    import rasterio
+
+    from engine.infer import StripedRasterWarning, predict_raster
+    from geodata.vectorise import vectorise_cracks, write_cracks_gpkg
+
+    prob_path = out / f"{path.stem}_probability.tif"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StripedRasterWarning)
+        res = predict_raster(path, net, out_path=prob_path, tile_size=tile_size,
+                             overlap=overlap, batch_size=batch_size, device=device, crs=crs,
+                             dtype=dtype)
+    for w in caught:
+        err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
+    with rasterio.open(prob_path) as src:
+        # Whole-map read: uint8 is one byte per pixel (a 16k x 16k map is 256 MiB).
+        prob = src.read(1)
+        nodata = src.read_masks(1) == 0
+        transform, out_crs = src.transform, src.crs
+    if dtype == "float32":
+        nodata |= np.isnan(prob)
+        prob = np.nan_to_num(prob, nan=0.0)
+    gdf = vectorise_cracks(prob, transform, out_crs, threshold=threshold,
+                           min_area_px=min_area_px, nodata_mask=nodata)
+    gdf["source"] = str(path)
+    gdf["model"] = net.card["name"]
+    gpkg = out / f"{path.stem}_cracks.gpkg"
+    write_cracks_gpkg(gdf, gpkg)
+    console.print(_summary_table(f"cracks in {path.name}", gdf, {
+        "raster (cols x rows)": f"{res.width} x {res.height}",
+        "CRS": res.crs + (f" (reprojected from {res.reprojected_from})"
+                          if res.reprojected_from else ""),
+        "windows (skipped nodata)": f"{res.windows_total} ({res.windows_skipped})",
+        "seconds": f"{res.seconds:.1f}",
+        "megapixels/s": f"{res.megapixels_per_s:.3f}",
+        "probability COG": str(prob_path),
+        "cracks GeoPackage": str(gpkg),
+    }))
+
+
+def _infer_photos(path: Path, net, out: Path, *, tile_size, overlap, batch_size, device,
+                  threshold, min_area_px, gsd_m, altitude_m) -> None:
+    """Photos: cracks in image coordinates (pixels, y down) measured with each photo's GSD,
+    plus a ``photos`` layer with nadir footprints in the UTM zone of the first located photo."""
+    import geopandas as gpd
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from engine.infer import predict_image
+    from geodata.errors import GSDError, PhotoMetadataError
+    from geodata.photos import (
+        ground_sample_distance_m,
+        nadir_footprint,
+        read_photo_set,
+        utm_crs_for,
+    )
+    from geodata.vectorise import (
+        CRACK_COLUMNS,
+        empty_crack_frame,
+        vectorise_cracks,
+        write_cracks_gpkg,
+    )
+
+    metas, failures = read_photo_set(path)
+    located = [m for m in metas if m.has_gps]
+    crs = utm_crs_for(located[0].lon_deg, located[0].lat_deg) if located else None
+    crack_frames, photo_rows = [], []
+    for meta in metas:
+        name = Path(meta.path).name
+        try:
+            gsd = ground_sample_distance_m(meta, altitude_m=altitude_m, gsd_m=gsd_m)
+        except GSDError as exc:
+            failures.append((Path(meta.path), str(exc)))
+            continue
+        try:
+            with Image.open(meta.path) as im:
+                rgb = np.asarray(im.convert("RGB"))
+        except OSError as exc:
+            failures.append((Path(meta.path), f"cannot decode the image: {exc}"))
+            continue
+        prob = predict_image(rgb, net, tile_size=tile_size, overlap=overlap,
+                             batch_size=batch_size, device=device)
+        gdf = vectorise_cracks(prob, None, None, threshold=threshold, min_area_px=min_area_px,
+                               pixel_size_m=gsd)
+        gdf["photo"] = name
+        crack_frames.append(gdf)
+        footprint = None
+        if crs is not None and meta.has_gps:
+            try:
+                footprint = nadir_footprint(meta, gsd, crs)
+            except (PhotoMetadataError, GSDError) as exc:
+                failures.append((Path(meta.path), f"no footprint: {exc}"))
+        photo_rows.append({
+            "photo": name, "path": str(meta.path), "acquired_at": str(meta.acquired_at or ""),
+            "lon_deg": meta.lon_deg, "lat_deg": meta.lat_deg, "gsd_m": gsd,
+            "location_source": meta.location_source, "cracks": len(gdf),
+            "total_length_m": float(gdf["length_m"].sum()) if len(gdf) else 0.0,
+            "warnings": "; ".join(meta.warnings), "geometry": footprint,
+        })
+    if crack_frames:
+        cracks = pd.concat(crack_frames, ignore_index=True)
+    else:
+        cracks = empty_crack_frame(None)
+        cracks["photo"] = pd.Series(dtype=str)
+    stem = path.stem if path.is_file() else path.name
+    gpkg = out / f"{stem}_cracks.gpkg"
+    write_cracks_gpkg(cracks, gpkg, layer="cracks")
+    if photo_rows:
+        photos = gpd.GeoDataFrame(photo_rows, geometry="geometry", crs=crs)
+        photos.to_file(gpkg, layer="photos", driver="GPKG", engine="pyogrio")
+    console.print(_summary_table(f"cracks in {len(photo_rows)} photo(s) of {path.name}", cracks, {
+        "photos processed": len(photo_rows),
+        "photos failed": len(failures),
+        "coordinates": "image pixels (x right, y down); footprints in "
+                       + (crs.to_string() if crs is not None else "- (no GPS)"),
+        "cracks GeoPackage": str(gpkg),
+    }))
+    assert set(CRACK_COLUMNS) <= set(cracks.columns)
+    for p, reason in failures:
+        err_console.print(f"[yellow]skipped[/] {p}: {reason}", soft_wrap=True)
+    if not photo_rows:
+        raise typer.Exit(code=1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,41 @@
+"""The crackwatch command line, run in-process with typer's CliRunner."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from jobs.cli import app
+from tests.conftest import DATA_ROOT
+
+runner = CliRunner()
+
+
+def test_models_list_shows_default():
+    r = runner.invoke(app, ["models", "list"])
+    assert r.exit_code == 0, r.output
+    assert "crackwatch-unet-mnv2" in r.output and "(default)" in r.output
+
+
+def test_evaluate_bad_dataset_is_a_clear_error(tmp_path: Path):
+    r = runner.invoke(app, ["evaluate", "--dataset", str(tmp_path / "nowhere")])
+    assert r.exit_code == 2
+    assert "neither a dataset name" in r.output
+
+
+def test_evaluate_unknown_model(tmp_path: Path):
+    r = runner.invoke(app, ["evaluate", "--model", "no-such-model", "--limit", "1"])
+    assert r.exit_code == 2
+    assert "crackwatch models list" in r.output
+
+
+@pytest.mark.realdata
+def test_evaluate_writes_json_report(tmp_path: Path):
+    out = tmp_path / "report.json"
+    r = runner.invoke(app, ["evaluate", "--dataset", "uav75-test", "--limit", "2",
+                            "--data-root", str(DATA_ROOT), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(out.read_text())
+    assert rep["images"] == 2 and "planking_fpr" in rep["at_0.5"]
+    assert rep["command"].startswith("crackwatch evaluate")

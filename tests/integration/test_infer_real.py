@@ -1,0 +1,88 @@
+"""Tiled inference on the real WebODM orthophoto (RGBA, striped, EPSG:32615) and the CLI."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from typer.testing import CliRunner
+
+from engine.infer import StripedRasterWarning, predict_raster
+from engine.registry import load_model
+from jobs.cli import app
+from tests.conftest import require_real_data
+
+pytestmark = pytest.mark.realdata
+runner = CliRunner()
+
+
+def orthophoto() -> Path:
+    return require_real_data("geo", "webodm_fixtures", "orthophoto.tif")
+
+
+def test_real_orthophoto_crs_transform_alpha(tmp_path):
+    src_path = orthophoto()
+    model = load_model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = predict_raster(src_path, model, out_path=tmp_path / "p.tif", tile_size=128,
+                             overlap=32, progress=False)
+    assert any(issubclass(w.category, StripedRasterWarning) for w in caught)
+    with rasterio.open(src_path) as src, rasterio.open(res.path) as out:
+        assert out.crs == src.crs and out.crs.to_epsg() == 32615
+        assert out.transform == src.transform
+        assert (out.width, out.height) == (src.width, src.height)
+        alpha_nodata = src.dataset_mask() == 0
+        out_nodata = out.read_masks(1) == 0
+        assert alpha_nodata.any()
+        assert np.array_equal(out_nodata, alpha_nodata)
+        assert out.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+
+
+def test_cli_infer_writes_cog_and_geopackage(tmp_path):
+    src_path = orthophoto()
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["infer", str(src_path), "--out", str(out), "--tile-size", "128",
+                            "--overlap", "32"])
+    assert r.exit_code == 0, r.output
+    assert "cracks" in r.output and "megapixels/s" in r.output
+    gpkg = out / "orthophoto_cracks.gpkg"
+    gdf = gpd.read_file(gpkg, layer="cracks")
+    assert gdf.crs.to_epsg() == 32615
+    for col in ("length_m", "max_width_mm", "area_m2", "mean_probability"):
+        assert col in gdf.columns
+    assert (out / "orthophoto_probability.tif").is_file()
+
+
+def test_cli_infer_bad_input(tmp_path):
+    bad = tmp_path / "bad.tif"
+    bad.write_text("nope")
+    r = runner.invoke(app, ["infer", str(bad), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "not a readable raster" in r.output
+    r = runner.invoke(app, ["infer", str(tmp_path / "missing.tif")])
+    assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_cli_infer_photo_set_survives_a_bad_photo(tmp_path):
+    import shutil
+
+    src = require_real_data("geo", "webodm_fixtures")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in sorted(src.glob("tiny_drone_image*.jpg")):
+        shutil.copy(p, photos / p.name)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["infer", str(photos), "--out", str(out), "--gsd-m", "0.005"])
+    assert r.exit_code == 0, r.output
+    assert "broken.jpg" in r.output
+    gpkg = out / "photos_cracks.gpkg"
+    layers = gpd.list_layers(gpkg)["name"].tolist()
+    assert {"cracks", "photos"} <= set(layers)
+    photos_layer = gpd.read_file(gpkg, layer="photos")
+    assert len(photos_layer) == 2 and photos_layer.crs.is_projected
+    assert (photos_layer["gsd_m"] == 0.005).all()

@@ -1,0 +1,243 @@
+"""Tiled raster inference: CRS/transform exactness, seamless blending, nodata, bad input."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.crs import CRS
+from rasterio.transform import from_origin
+from rasterio.vrt import WarpedVRT
+from torch import nn
+
+from engine.errors import BandLayoutError, CRSError, RasterReadError
+from engine.infer import (
+    StripedRasterWarning,
+    blend_weights,
+    predict_image,
+    predict_raster,
+    window_starts,
+)
+
+
+class ConstantModel(nn.Module):
+    """Predicts the same probability everywhere (logit of ``p``)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.logit = float(np.log(p / (1 - p)))
+
+    def forward(self, x):
+        return torch.full_like(x[:, :1], self.logit)
+
+
+class DarkModel(nn.Module):
+    """'Crack' = dark pixels: a fixed, exact stand-in for a trained model."""
+
+    def forward(self, x):
+        grey = x.mean(1, keepdim=True)  # ImageNet-normalised; dark pixels are strongly negative
+        return -8.0 * (grey + 1.0)
+
+
+def write_raster(path: Path, data: np.ndarray, crs, transform, **extra) -> Path:
+    count = data.shape[0]
+    profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1],
+               "count": count, "dtype": str(data.dtype), "crs": crs, "transform": transform,
+               "tiled": True, "blockxsize": 64, "blockysize": 64, **extra}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
+def grey_rgb(rows: int, cols: int, value: int = 180) -> np.ndarray:
+    return np.full((3, rows, cols), value, np.uint8)
+
+
+def test_window_starts_cover_and_stay_inside():
+    for n, tile, stride in [(1000, 256, 192), (256, 256, 192), (100, 256, 192), (513, 64, 48)]:
+        starts = window_starts(n, tile, stride)
+        assert starts[0] == 0
+        assert starts[-1] + min(tile, n) == n
+        assert all(b - a <= stride for a, b in zip(starts, starts[1:], strict=False))
+
+
+def test_blend_weights_smooth_and_positive():
+    w = blend_weights(64, 16)
+    assert w.shape == (64, 64) and w.min() > 0 and w.max() == pytest.approx(1.0)
+    assert w[0, 0] < 0.01 and w[32, 32] == 1.0
+    assert np.all(np.diff(w[32, :16]) > 0)  # rises smoothly across the overlap
+
+
+@pytest.mark.parametrize("epsg", [32633, 2056])
+def test_projected_crs_and_transform_exact(tmp_path, epsg):
+    transform = from_origin(500000.0 if epsg == 32633 else 2600000.0, 1200000.0, 0.02, 0.02)
+    src = write_raster(tmp_path / "in.tif", grey_rgb(150, 230), CRS.from_epsg(epsg), transform,
+                       tiled=True, blockxsize=64, blockysize=64)
+    res = predict_raster(src, ConstantModel(0.3), out_path=tmp_path / "p.tif", tile_size=64,
+                         overlap=16, progress=False)
+    with rasterio.open(res.path) as out:
+        assert out.crs == CRS.from_epsg(epsg)
+        assert out.transform == transform
+        assert (out.height, out.width) == (150, 230)
+        assert out.profile["tiled"] and out.compression.name.lower() == "deflate"
+        assert out.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    assert res.reprojected_from is None
+
+
+def test_geographic_crs_is_reprojected_to_utm_and_logged(tmp_path, caplog):
+    transform = from_origin(13.19, 55.71, 1e-6, 1e-6)
+    src = write_raster(tmp_path / "geo.tif", grey_rgb(120, 100), CRS.from_epsg(4326), transform)
+    res = predict_raster(src, ConstantModel(0.5), out_path=tmp_path / "p.tif", tile_size=64,
+                         overlap=16, progress=False)
+    assert res.reprojected_from == "EPSG:4326"
+    assert any("reprojected" in r.message for r in caplog.records)
+    with rasterio.open(src) as s, WarpedVRT(s, crs="EPSG:32633", add_alpha=True) as vrt:
+        expected_transform, expected_shape = vrt.transform, (vrt.height, vrt.width)
+    with rasterio.open(res.path) as out:
+        assert out.crs == CRS.from_epsg(32633)  # UTM 33N contains lon 13.19
+        assert out.transform == expected_transform
+        assert (out.height, out.width) == expected_shape
+
+
+def test_constant_model_gives_seamless_constant_map(tmp_path):
+    src = write_raster(tmp_path / "in.tif", grey_rgb(200, 300), "EPSG:32633",
+                       from_origin(0, 0, 0.01, 0.01))
+    res = predict_raster(src, ConstantModel(0.37), out_path=tmp_path / "f.tif", tile_size=64,
+                         overlap=24, dtype="float32", progress=False)
+    with rasterio.open(res.path) as out:
+        p = out.read(1)
+    assert np.allclose(p, 0.37, atol=1e-5)
+    res8 = predict_raster(src, ConstantModel(0.37), out_path=tmp_path / "u.tif", tile_size=64,
+                          overlap=24, progress=False)
+    with rasterio.open(res8.path) as out:
+        assert np.all(out.read(1) == round(0.37 * 255))
+        assert np.all(out.read_masks(1) == 255)
+
+
+def test_nodata_windows_skipped_and_masked(tmp_path):
+    data = np.zeros((4, 128, 256), np.uint8)
+    data[:3] = 200
+    data[3, :, 128:] = 255  # alpha: left half is outside the footprint
+    src = write_raster(tmp_path / "rgba.tif", data, "EPSG:32615", from_origin(0, 0, 0.5, 0.5),
+                       photometric="RGB")
+    with rasterio.open(src, "r+") as ds:
+        ds.colorinterp = [rasterio.enums.ColorInterp.red, rasterio.enums.ColorInterp.green,
+                          rasterio.enums.ColorInterp.blue, rasterio.enums.ColorInterp.alpha]
+    res = predict_raster(src, ConstantModel(0.8), out_path=tmp_path / "p.tif", tile_size=64,
+                         overlap=0, progress=False)
+    assert res.windows_skipped == 2 * 2  # 2 rows x 2 cols of all-alpha windows
+    with rasterio.open(res.path) as out:
+        m = out.read_masks(1)
+        p = out.read(1)
+    assert np.all(m[:, :128] == 0) and np.all(m[:, 128:] == 255)
+    assert np.all(p[:, 128:] == round(0.8 * 255))
+
+
+def test_dark_crack_found_where_it_is(tmp_path):
+    img = grey_rgb(256, 256)
+    img[:, 100:103, 20:230] = 20  # a dark 3-px line
+    src = write_raster(tmp_path / "c.tif", img, "EPSG:32633", from_origin(0, 0, 0.001, 0.001))
+    res = predict_raster(src, DarkModel(), out_path=tmp_path / "p.tif", tile_size=64,
+                         overlap=16, progress=False)
+    with rasterio.open(res.path) as out:
+        p = out.read(1)
+    assert np.all(p[100:103, 20:230] > 200) and p[:95].max() < 10
+
+
+def test_16bit_single_band_is_stretched(tmp_path):
+    data = np.full((1, 80, 90), 30000, np.uint16)
+    data[0, 40:42] = 1000
+    src = write_raster(tmp_path / "g16.tif", data, "EPSG:32633", from_origin(0, 0, 0.01, 0.01))
+    res = predict_raster(src, DarkModel(), out_path=tmp_path / "p.tif", tile_size=64,
+                         overlap=16, progress=False)
+    assert any("stretched" in w for w in res.warnings)
+    assert any("replicated" in w for w in res.warnings)
+    with rasterio.open(res.path) as out:
+        p = out.read(1)
+    assert p[40:42].min() > 200 and p[:30].max() < 10
+
+
+def test_striped_raster_warns_with_fix(tmp_path):
+    src = write_raster(tmp_path / "s.tif", grey_rgb(64, 64), "EPSG:32633",
+                       from_origin(0, 0, 1, 1), tiled=False, blockysize=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predict_raster(src, ConstantModel(0.5), out_path=tmp_path / "p.tif", tile_size=64,
+                       overlap=0, progress=False)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, StripedRasterWarning)]
+    assert msgs and "gdal_translate -of COG" in msgs[0]
+
+
+def test_missing_crs_refused_unless_given(tmp_path):
+    src = write_raster(tmp_path / "n.tif", grey_rgb(64, 64), None, from_origin(0, 0, 0.1, 0.1))
+    with pytest.raises(CRSError, match="no CRS.*--crs"):
+        predict_raster(src, ConstantModel(0.5), out_path=tmp_path / "p.tif", tile_size=64,
+                       overlap=0, progress=False)
+    res = predict_raster(src, ConstantModel(0.5), out_path=tmp_path / "p.tif", tile_size=64,
+                         overlap=0, crs="EPSG:32633", progress=False)
+    with rasterio.open(res.path) as out:
+        assert out.crs == CRS.from_epsg(32633)
+
+
+def test_bad_files_are_clear_errors(tmp_path):
+    text = tmp_path / "notes.tif"
+    text.write_text("not a raster")
+    with pytest.raises(RasterReadError, match="not a readable raster"):
+        predict_raster(text, ConstantModel(0.5), out_path=tmp_path / "p.tif", progress=False)
+    empty = tmp_path / "empty.tif"
+    empty.write_bytes(b"")
+    with pytest.raises(RasterReadError):
+        predict_raster(empty, ConstantModel(0.5), out_path=tmp_path / "p.tif", progress=False)
+    good = write_raster(tmp_path / "g.tif", grey_rgb(256, 256), "EPSG:32633",
+                        from_origin(0, 0, 1, 1), compress="deflate", tiled=True)
+    data = good.read_bytes()
+    trunc = tmp_path / "trunc.tif"
+    trunc.write_bytes(data[: len(data) // 2])
+    with pytest.raises(RasterReadError, match="truncated|not a readable"):
+        predict_raster(trunc, ConstantModel(0.5), out_path=tmp_path / "p.tif", tile_size=64,
+                       overlap=16, progress=False)
+    with pytest.raises(RasterReadError, match="does not exist"):
+        predict_raster(tmp_path / "nope.tif", ConstantModel(0.5), out_path=tmp_path / "p.tif")
+    cplx = write_raster(tmp_path / "c.tif", np.zeros((1, 8, 8), np.complex64), "EPSG:32633",
+                        from_origin(0, 0, 1, 1))
+    with pytest.raises(BandLayoutError, match="complex"):
+        predict_raster(cplx, ConstantModel(0.5), out_path=tmp_path / "p.tif", progress=False)
+    assert not (tmp_path / "p.partial.tif").exists()
+
+
+def test_bad_tiling_parameters(tmp_path):
+    src = write_raster(tmp_path / "g.tif", grey_rgb(64, 64), "EPSG:32633", from_origin(0, 0, 1, 1))
+    with pytest.raises(ValueError, match="multiple of 32"):
+        predict_raster(src, ConstantModel(0.5), out_path=tmp_path / "p.tif", tile_size=100)
+
+
+def test_predict_image_constant_and_valid_mask():
+    img = np.full((150, 170, 3), 120, np.uint8)
+    valid = np.ones((150, 170), bool)
+    valid[:10] = False
+    p = predict_image(img, ConstantModel(0.25), tile_size=64, overlap=16, valid=valid)
+    assert p.shape == (150, 170)
+    assert np.isnan(p[:10]).all() and np.allclose(p[10:], 0.25, atol=1e-5)
+
+
+def test_straight_crack_measured_end_to_end(tmp_path):
+    """Synthetic 400 x 5 px dark crack at 0.01 m/px: length 4 m, width 50 mm, within 5 %."""
+    from geodata.vectorise import vectorise_cracks
+
+    img = grey_rgb(300, 500)
+    img[:, 150:155, 50:450] = 15
+    src = write_raster(tmp_path / "c.tif", img, "EPSG:32633", from_origin(400000, 5e6, 0.01, 0.01))
+    res = predict_raster(src, DarkModel(), out_path=tmp_path / "p.tif", tile_size=128,
+                         overlap=32, progress=False)
+    with rasterio.open(res.path) as out:
+        gdf = vectorise_cracks(out.read(1), out.transform, out.crs,
+                               nodata_mask=out.read_masks(1) == 0)
+    assert len(gdf) == 1 and gdf.crs.to_epsg() == 32633
+    crack = gdf.iloc[0]
+    assert crack["length_m"] == pytest.approx(4.0, rel=0.05)
+    assert crack["max_width_mm"] == pytest.approx(50.0, rel=0.05)
+    assert crack["area_m2"] == pytest.approx(400 * 5 * 1e-4, rel=0.05)

@@ -1,0 +1,69 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.checkpoint import fp16_state_dict, save_checkpoint
+from engine.errors import ModelNotFoundError, WeightsIntegrityError
+from engine.models import ARCHITECTURES, build_model
+from engine.registry import list_cards, load_model, record_metrics
+
+
+def _save(tmp_path: Path, name="tiny-unet"):
+    torch.manual_seed(0)
+    model = build_model(ARCHITECTURES["unet"]).eval()
+    card = {"name": name, "architecture": ARCHITECTURES["unet"]}
+    save_checkpoint(fp16_state_dict(model), card, tmp_path)
+    return model
+
+
+def test_weights_round_trip(tmp_path: Path):
+    model = _save(tmp_path)
+    card = json.loads((tmp_path / "tiny-unet.json").read_text())
+    assert card["weights"]["dtype"] == "float16" and len(card["weights"]["sha256"]) == 64
+    loaded = load_model("tiny-unet", weights_dir=tmp_path)
+    assert not loaded.training and loaded.card["name"] == "tiny-unet"
+    # the loaded weights are exactly the fp16-rounded originals
+    ref = fp16_state_dict(model)
+    for k, v in loaded.state_dict().items():
+        assert torch.equal(v.to(ref[k].dtype), ref[k]), k
+    x = torch.randn(1, 3, 64, 64)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ref.items()})
+    with torch.inference_mode():
+        assert torch.allclose(loaded(x), model(x), atol=1e-5)
+
+
+def test_sha_mismatch_is_refused(tmp_path: Path):
+    _save(tmp_path)
+    w = tmp_path / "tiny-unet.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 0xFF
+    w.write_bytes(bytes(data))
+    with pytest.raises(WeightsIntegrityError, match="SHA-256.*tiny-unet.safetensors|tiny-unet"):
+        load_model("tiny-unet", weights_dir=tmp_path)
+
+
+def test_unknown_model_lists_available(tmp_path: Path):
+    _save(tmp_path)
+    with pytest.raises(ModelNotFoundError, match="tiny-unet"):
+        load_model("nope", weights_dir=tmp_path)
+
+
+def test_missing_weights_file(tmp_path: Path):
+    _save(tmp_path)
+    (tmp_path / "tiny-unet.safetensors").unlink()
+    with pytest.raises(ModelNotFoundError, match="missing"):
+        load_model("tiny-unet", weights_dir=tmp_path)
+
+
+def test_list_and_record_metrics(tmp_path: Path):
+    _save(tmp_path)
+    names = [c["name"] for c in list_cards(tmp_path)]
+    assert names[0] == "tiny-unet"
+    record_metrics("tiny-unet", {"dataset": "x", "images": 2, "at_0.5": {"iou": 0.5}},
+                   weights_dir=tmp_path)
+    card = json.loads((tmp_path / "tiny-unet.json").read_text())
+    assert card["metrics"]["x"]["at_0.5"]["iou"] == 0.5
+    assert "_card_path" not in card
+    load_model("tiny-unet", weights_dir=tmp_path)  # sha still matches: only the card changed
