@@ -24,3 +24,11 @@ class PhotoMetadataError(ValueError):
 
 class GSDError(ValueError):
     """A ground sample distance cannot be derived and none was given."""
+
+
+class StoreError(RuntimeError):
+    """The crack store cannot do what was asked (no schema yet, unreachable, bad record)."""
+
+
+class RecordNotFoundError(LookupError):
+    """A site, survey, run or track that was asked for is not in the store."""

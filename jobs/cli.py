@@ -476,5 +476,11 @@ def _infer_photos(path: Path, net, out: Path, *, tile_size, overlap, batch_size,
         raise typer.Exit(code=1)
 
 
+# Store commands (db upgrade/current, export, bench store) live in jobs/cli_store.py.
+from jobs.cli_store import register as _register_store_commands  # noqa: E402
+
+_register_store_commands(app, bench_app)
+
+
 if __name__ == "__main__":
     app()

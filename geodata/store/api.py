@@ -1,0 +1,700 @@
+"""Writing to the crack store: sites, surveys (idempotent ingest) and inference runs.
+
+Every function takes ``bind``: an ``Engine`` (the function runs in its own transaction and
+commits) or a ``Session`` (it runs in a SAVEPOINT of the caller's transaction; the caller
+commits). Either way a failure rolls back everything the function did and nothing else.
+
+Validation happens here, at the boundary: CRSs (a site's CRS must be projected, in metres,
+with an EPSG code; a crack frame must be in its site's CRS), timestamps (timezone-aware),
+metrics (finite, >= 0), geometry types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import traceback
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from geodata.errors import CRSError, RecordNotFoundError, StoreError
+from geodata.store.engine import session_scope
+from geodata.store.models import (
+    COORDINATE_SPACES,
+    PROFILES,
+    SOURCE_TYPES,
+    Crack,
+    InferenceRun,
+    Site,
+    Survey,
+    utcnow,
+)
+
+__all__ = [
+    "SEVERITY_CLASSES",
+    "RunInfo",
+    "add_site",
+    "crack_severity",
+    "delete_site",
+    "get_site",
+    "get_survey",
+    "ingest_survey",
+    "record_failed_run",
+    "site_crs",
+    "source_sha256",
+    "store_run",
+]
+
+#: BRE Digest 251 damage categories by crack width (upper bound in mm, exclusive).
+#: Building Research Establishment, "Assessment of damage in low-rise buildings", Digest 251
+#: (1995), Table 1 (after Burland, Broms & de Mello 1977): 0 negligible (< 0.1 mm),
+#: 1 very slight (< 1 mm), 2 slight (< 5 mm), 3 moderate (5-15 mm), 4 severe (15-25 mm),
+#: 5 very severe (> 25 mm). Width is the one criterion a crack map gives; the Digest also
+#: weighs ease of repair and the number of cracks.
+SEVERITY_CLASSES: tuple[tuple[float, str], ...] = (
+    (0.1, "negligible"),
+    (1.0, "very slight"),
+    (5.0, "slight"),
+    (15.0, "moderate"),
+    (25.0, "severe"),
+    (math.inf, "very severe"),
+)
+
+_REQUIRED_METRICS = ("length_m", "mean_width_mm", "max_width_mm", "area_m2")
+_OPTIONAL_METRICS = ("mean_probability", "max_probability")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What produced a set of cracks: model, weights, tiling and timings.
+
+    ``tiling``: JSON-able parameters (tile size, overlap, threshold, min area...).
+    ``started_at`` / ``finished_at``: aware datetimes (default: now).
+    """
+
+    model_name: str
+    model_version: str | None = None
+    weights_sha256: str | None = None
+    tiling: Mapping[str, Any] = field(default_factory=dict)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    megapixels_per_s: float | None = None
+
+    @classmethod
+    def coerce(cls, info: RunInfo | Mapping[str, Any]) -> RunInfo:
+        """``info`` itself, or a ``RunInfo`` built from a mapping of its fields."""
+        if isinstance(info, RunInfo):
+            return info
+        unknown = set(info) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(
+                f"run_info has unknown keys {sorted(unknown)}; expected some of "
+                f"{sorted(cls.__dataclass_fields__)}"
+            )
+        return cls(**info)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def crack_severity(max_width_mm: float) -> str:
+    """The BRE Digest 251 damage category name for a crack of this maximum width (mm).
+
+    See :data:`SEVERITY_CLASSES`. Raises ``ValueError`` for a negative or NaN width.
+    """
+    if not (max_width_mm >= 0):
+        raise ValueError(f"max_width_mm must be >= 0, got {max_width_mm}")
+    for upper, name in SEVERITY_CLASSES:
+        if max_width_mm < upper:
+            return name
+    return SEVERITY_CLASSES[-1][1]
+
+
+def source_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex) of a file, or of a folder of files (a photo set).
+
+    A folder's digest is the SHA-256 of the lines ``"<file sha256>  <relative path>\\n"``
+    of its regular files, sorted by relative path (hidden files skipped), so the same photos
+    give the same digest wherever the folder lies.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p} does not exist; give the orthomosaic file or photo folder")
+    if p.is_file():
+        return _file_sha256(p)
+    lines = []
+    for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        rel = f.relative_to(p)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        lines.append(f"{_file_sha256(f)}  {rel.as_posix()}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def site_crs(site: Site) -> pyproj.CRS:
+    """The site's projected CRS as a ``pyproj.CRS``."""
+    return pyproj.CRS.from_epsg(site.crs_epsg)
+
+
+def _projected_epsg(crs: Any) -> int:
+    """The EPSG code of a projected CRS in metres, or CRSError saying what is wrong."""
+    try:
+        pcrs = pyproj.CRS.from_user_input(crs)
+    except pyproj.exceptions.CRSError as exc:
+        raise CRSError(
+            f"cannot read CRS {crs!r}: {exc}; give the EPSG code of the site's projected CRS, "
+            f"e.g. 32633 (WGS 84 / UTM 33N) or 2056 (Swiss LV95)"
+        ) from exc
+    name = pcrs.to_string()
+    if not pcrs.is_projected:
+        raise CRSError(
+            f"a site's CRS must be projected (metres) so lengths and widths can be measured; "
+            f"{name} is {'geographic (degrees)' if pcrs.is_geographic else 'not projected'}. "
+            f"Use the site's UTM zone (geodata.photos.utm_crs_for(lon, lat)) or national grid"
+        )
+    units = {ax.unit_name for ax in pcrs.axis_info[:2]}
+    if any(ax.unit_conversion_factor != 1.0 for ax in pcrs.axis_info[:2]):
+        raise CRSError(f"a site's CRS must have metre axes; {name} has {sorted(units)}")
+    epsg = pcrs.to_epsg()
+    if epsg is None:
+        raise CRSError(
+            f"CRS {name} has no EPSG code; sites are stored by EPSG code: pick the EPSG CRS "
+            f"it corresponds to (see https://epsg.io)"
+        )
+    return epsg
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"{name}={value.isoformat()} has no timezone; pass an aware datetime "
+            f"(e.g. value.replace(tzinfo=ZoneInfo(site timezone)) or tzinfo=UTC)"
+        )
+    return value.astimezone(UTC)
+
+
+def _jsonable(value: Any, name: str) -> Any:
+    """A JSON-safe copy (numpy scalars -> Python numbers, paths -> str)."""
+
+    def default(o: Any) -> Any:
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, (Path, os.PathLike)):
+            return os.fspath(o)
+        if isinstance(o, datetime):
+            return o.isoformat()
+        raise TypeError(f"{name} holds a {type(o).__name__} that is not JSON: {o!r}")
+
+    try:
+        return json.loads(json.dumps(value, default=default, allow_nan=False))
+    except ValueError as exc:
+        raise ValueError(f"{name} must be JSON (no NaN/inf): {exc}") from exc
+
+
+def _geometry_in_site_crs(geom: Any, site: Site, name: str) -> shapely.Geometry | None:
+    """A shapely geometry with the site's SRID. GeoSeries/GeoDataFrame: CRS checked."""
+    if geom is None:
+        return None
+    if isinstance(geom, (gpd.GeoSeries, gpd.GeoDataFrame)):
+        series = geom.geometry if isinstance(geom, gpd.GeoDataFrame) else geom
+        _check_crs(series.crs, site, name)
+        geom = shapely.union_all(series.values)
+    if not isinstance(geom, shapely.Geometry):
+        raise TypeError(f"{name} must be a shapely geometry or GeoSeries, got {type(geom)}")
+    return shapely.set_srid(geom, site.crs_epsg)
+
+
+def _check_crs(crs: Any, site: Site, what: str) -> None:
+    expected = site_crs(site)
+    if crs is None:
+        raise CRSError(
+            f"{what} has no CRS; expected the site {site.name!r} CRS EPSG:{site.crs_epsg} "
+            f"({expected.name}). Set it if the coordinates are in that CRS "
+            f"(gdf.set_crs(epsg={site.crs_epsg})), or for photo results in image pixel "
+            f"coordinates use coordinate_space='image'"
+        )
+    found = pyproj.CRS.from_user_input(crs)
+    if not found.equals(expected, ignore_axis_order=True):
+        raise CRSError(
+            f"{what} is in {found.to_string()} ({found.name}) but site {site.name!r} stores "
+            f"geometries in EPSG:{site.crs_epsg} ({expected.name}); reproject first "
+            f"(gdf.to_crs(epsg={site.crs_epsg}), or warp the raster to the site CRS before "
+            f"vectorising); if the site's CRS is wrong, fix the site instead"
+        )
+
+
+# --------------------------------------------------------------------------- sites
+
+
+def add_site(
+    bind: Engine | Session,
+    name: str,
+    *,
+    profile: str,
+    crs_epsg: int | str | pyproj.CRS,
+    lon: float | None = None,
+    lat: float | None = None,
+    timezone: str = "UTC",
+    inbox: str | os.PathLike[str] | None = None,
+    schedule: str | None = None,
+    thresholds: Mapping[str, Any] | None = None,
+    exist_ok: bool = False,
+) -> Site:
+    """Create a site (a slope or structure) and return it.
+
+    Args:
+        name: unique site name.
+        profile: ``"slope"`` or ``"structure"`` (which alert rules apply).
+        crs_epsg: the site's projected CRS (metres): an EPSG code or anything
+            ``pyproj.CRS.from_user_input`` reads that has an EPSG code.
+        lon, lat: WGS 84 degrees of the site marker (both or neither).
+        timezone: IANA timezone name of the site (for schedules and local dates).
+        inbox: folder watched for new surveys.
+        schedule: 5-field cron string (minute hour day month weekday), site local time.
+        thresholds: alert thresholds (JSON object).
+        exist_ok: if a site with this name exists with the same profile and CRS, return it.
+
+    Raises:
+        CRSError: the CRS is geographic, not projected, not in metres, or has no EPSG code.
+        ValueError: bad profile, lon/lat, timezone or schedule.
+        StoreError: a site of that name exists (and differs, or ``exist_ok`` is False).
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    if not name or not name.strip():
+        raise ValueError("a site needs a non-empty name")
+    epsg = _projected_epsg(crs_epsg)
+    if (lon is None) != (lat is None):
+        raise ValueError(f"give both lon and lat or neither, got lon={lon}, lat={lat}")
+    if lon is not None and not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise ValueError(
+            f"lon/lat must be WGS 84 degrees (lon -180..180, lat -90..90), got {lon}, {lat}; "
+            f"projected coordinates go in the site CRS, not here"
+        )
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone {timezone!r}; use an IANA name such as "
+                         f"'Europe/Zurich' or 'UTC'") from exc
+    if schedule is not None and len(schedule.split()) != 5:
+        raise ValueError(f"schedule must be a 5-field cron string like '0 2 * * *', "
+                         f"got {schedule!r}")
+    with session_scope(bind, write=True) as s:
+        existing = s.scalar(select(Site).where(Site.name == name))
+        if existing is not None:
+            if exist_ok and existing.profile == profile and existing.crs_epsg == epsg:
+                return existing
+            raise StoreError(
+                f"a site named {name!r} exists already (profile {existing.profile}, "
+                f"EPSG:{existing.crs_epsg}); choose another name"
+                + ("" if exist_ok else " or pass exist_ok=True to reuse it")
+            )
+        site = Site(name=name, profile=profile, crs_epsg=epsg, lon=lon, lat=lat,
+                    timezone=timezone, inbox=os.fspath(inbox) if inbox is not None else None,
+                    schedule=schedule,
+                    thresholds=_jsonable(dict(thresholds or {}), "thresholds"))
+        s.add(site)
+        s.flush()
+        return site
+
+
+def get_site(bind: Engine | Session, site: int | str | Site) -> Site:
+    """The site with this id or name.
+
+    Raises:
+        RecordNotFoundError: no such site (the message lists the known names).
+    """
+    with session_scope(bind) as s:
+        return _site(s, site)
+
+
+def _site(s: Session, site: int | str | Site) -> Site:
+    if isinstance(site, Site):
+        site = site.id
+    if isinstance(site, int) or (isinstance(site, str) and site.isdigit()):
+        found = s.get(Site, int(site))
+        if found is None and isinstance(site, str):
+            found = s.scalar(select(Site).where(Site.name == site))
+    else:
+        found = s.scalar(select(Site).where(Site.name == site))
+    if found is None:
+        names = s.scalars(select(Site.name).order_by(Site.name).limit(20)).all()
+        raise RecordNotFoundError(
+            f"no site {site!r} in the store; known sites: {list(names) or 'none'} "
+            f"(create one with geodata.store.add_site)"
+        )
+    return found
+
+
+def delete_site(bind: Engine | Session, site: int | str | Site) -> None:
+    """Delete a site and everything recorded for it (surveys, runs, cracks, tracks, alerts)."""
+    with session_scope(bind, write=True) as s:
+        found = _site(s, site)
+        s.execute(delete(Site).where(Site.id == found.id))
+
+
+# --------------------------------------------------------------------------- surveys
+
+
+def get_survey(bind: Engine | Session, survey_id: int) -> Survey:
+    """The survey with this id. Raises RecordNotFoundError."""
+    with session_scope(bind) as s:
+        return _survey(s, survey_id)
+
+
+def _survey(s: Session, survey_id: int, *, lock: bool = False) -> Survey:
+    stmt = select(Survey).where(Survey.id == survey_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    found = s.scalar(stmt)
+    if found is None:
+        raise RecordNotFoundError(f"no survey with id {survey_id} in the store; ingest it "
+                                  f"first (geodata.store.ingest_survey)")
+    return found
+
+
+def ingest_survey(
+    bind: Engine | Session,
+    site: int | str | Site,
+    source_path: str | os.PathLike[str],
+    *,
+    acquired_at: datetime,
+    source_type: str | None = None,
+    sha256: str | None = None,
+    pixel_size_m: float | None = None,
+    footprint: Any = None,
+    registration_error_m: float = 0.0,
+    metadata: Mapping[str, Any] | None = None,
+) -> Survey:
+    """Record a survey of ``site``; the same source (same SHA-256) twice gives the same survey.
+
+    Args:
+        source_path: the orthomosaic file, a photo, or a photo folder (recorded as given).
+        acquired_at: aware datetime of acquisition (stored in UTC).
+        source_type: one of ``SOURCE_TYPES``; default: ``photos`` for a folder, ``photo``
+            for a .jpg/.jpeg, ``orthomosaic`` otherwise.
+        sha256: hex digest; default :func:`source_sha256` of ``source_path`` (which must then
+            exist). Give it for a source that is not on this machine.
+        pixel_size_m: ground size of one pixel in metres.
+        footprint: covered area: a shapely geometry in the site CRS, or a GeoSeries /
+            GeoDataFrame whose CRS is checked (parts are unioned).
+        registration_error_m: expected misalignment to earlier surveys (m, >= 0).
+        metadata: free JSON, e.g. ``{"simulated": True}``.
+
+    Returns:
+        The new survey, or the existing one with this SHA-256 for this site (unchanged: a
+        second ingest never overwrites the first one's fields).
+
+    Raises:
+        RecordNotFoundError: no such site. FileNotFoundError: ``source_path`` missing and no
+        ``sha256`` given. CRSError: footprint in another CRS. ValueError: naive
+        ``acquired_at``, bad source type, sizes or digest.
+    """
+    acquired = _aware(acquired_at, "acquired_at")
+    path = Path(source_path)
+    if source_type is None:
+        source_type = ("photos" if path.is_dir()
+                       else "photo" if path.suffix.lower() in (".jpg", ".jpeg")
+                       else "orthomosaic")
+    if source_type not in SOURCE_TYPES:
+        raise ValueError(f"source_type must be one of {SOURCE_TYPES}, got {source_type!r}")
+    digest = (sha256 or source_sha256(path)).lower()
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"sha256 must be 64 hex digits, got {digest!r}")
+    if pixel_size_m is not None and not (math.isfinite(pixel_size_m) and pixel_size_m > 0):
+        raise ValueError(f"pixel_size_m must be a positive number of metres, got {pixel_size_m}")
+    if not (math.isfinite(registration_error_m) and registration_error_m >= 0):
+        raise ValueError(f"registration_error_m must be >= 0 m, got {registration_error_m}")
+    meta = _jsonable(dict(metadata or {}), "metadata")
+
+    with session_scope(bind, write=True) as s:
+        site_row = _site(s, site)
+        existing = s.scalar(select(Survey).where(Survey.site_id == site_row.id,
+                                                 Survey.sha256 == digest))
+        if existing is not None:
+            return existing
+        survey = Survey(site_id=site_row.id, acquired_at=acquired, source_type=source_type,
+                        source_path=os.fspath(source_path), sha256=digest,
+                        pixel_size_m=pixel_size_m,
+                        footprint=_geometry_in_site_crs(footprint, site_row, "footprint"),
+                        registration_error_m=float(registration_error_m), meta=meta)
+        try:
+            with s.begin_nested():
+                s.add(survey)
+        except IntegrityError:  # ingested concurrently by another process: use theirs
+            existing = s.scalar(select(Survey).where(Survey.site_id == site_row.id,
+                                                     Survey.sha256 == digest))
+            if existing is None:
+                raise
+            return existing
+        return survey
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def store_run(
+    bind: Engine | Session,
+    survey_id: int,
+    cracks: gpd.GeoDataFrame,
+    skeletons: gpd.GeoSeries | None,
+    run_info: RunInfo | Mapping[str, Any],
+    *,
+    coordinate_space: str | None = None,
+    footprint: Any = None,
+    track: bool = True,
+    tolerance_px: float = 3.0,
+) -> InferenceRun:
+    """Store one inference run's cracks for a survey, in ONE transaction.
+
+    The survey's earlier runs become ``superseded`` and their cracks are deleted, so
+    re-running a survey replaces its cracks atomically; any error leaves the store exactly
+    as it was. With ``track=True`` the survey (and any later surveys of the site) are
+    re-tracked in the same transaction (:func:`geodata.tracking.track_survey`).
+
+    Args:
+        survey_id: the survey (see :func:`ingest_survey`).
+        cracks: a crack frame as :func:`geodata.vectorise.vectorise_cracks` returns: columns
+            ``length_m``, ``mean_width_mm``, ``max_width_mm``, ``area_m2`` (required),
+            ``mean_probability``, ``max_probability``, ``crack_id``, ``pixel_size_m``,
+            ``severity`` and ``photo``/``image_name`` (optional); geometry (Multi)Polygons.
+            Map space: ``crs`` must equal the site's CRS. Image space (photos without
+            georeferencing): ``crs`` None and ``attrs["coordinate_space"] == "image"`` (or
+            ``coordinate_space="image"``); geometries are pixel coordinates of the photo
+            named in ``photo``/``image_name`` (default: the survey's source file name).
+        skeletons: ``GeoSeries`` of skeleton lines with the frame's index and CRS, or None.
+        run_info: :class:`RunInfo` or a mapping of its fields.
+        coordinate_space: ``"map"`` or ``"image"``; default from ``cracks.attrs`` / crs.
+        footprint: update the survey's footprint (as in :func:`ingest_survey`).
+        track: re-track the site from this survey on, in the same transaction.
+        tolerance_px: tracking tolerance in pixels (plus the survey's registration error).
+
+    Returns:
+        The new ``InferenceRun`` (status ``succeeded``, ``crack_count`` set).
+
+    Raises:
+        CRSError: the frame's CRS is not the site's (the message names both and the fix).
+        ValueError / TypeError: missing columns, non-finite or negative metrics, geometries
+            that are not (Multi)Polygons, skeletons not aligned with the frame.
+        RecordNotFoundError: no such survey.
+    """
+    info = RunInfo.coerce(run_info)
+    if not isinstance(cracks, gpd.GeoDataFrame):
+        raise TypeError(f"cracks must be a GeoDataFrame (geodata.vectorise output), got "
+                        f"{type(cracks).__name__}")
+    with session_scope(bind, write=True) as s:
+        survey = _survey(s, survey_id, lock=True)
+        site_row = s.get(Site, survey.site_id)
+        assert site_row is not None
+        space = _coordinate_space(cracks, coordinate_space, site_row)
+        rows = _crack_rows(cracks, skeletons, site_row, survey, space)
+        now = utcnow()
+        # supersede earlier runs and drop their cracks (tracking rows of this survey go too)
+        s.execute(update(InferenceRun)
+                  .where(InferenceRun.survey_id == survey.id,
+                         InferenceRun.status == "succeeded")
+                  .values(status="superseded"))
+        s.execute(delete(Crack).where(Crack.survey_id == survey.id))
+        run = InferenceRun(
+            survey_id=survey.id, model_name=info.model_name, model_version=info.model_version,
+            weights_sha256=info.weights_sha256, tiling=_jsonable(dict(info.tiling), "tiling"),
+            status="succeeded",
+            started_at=_aware(info.started_at, "started_at") if info.started_at else now,
+            finished_at=_aware(info.finished_at, "finished_at") if info.finished_at else now,
+            megapixels_per_s=info.megapixels_per_s, crack_count=len(rows),
+        )
+        s.add(run)
+        s.flush()
+        _insert_cracks(s, run, rows)
+        if footprint is not None:
+            survey.footprint = _geometry_in_site_crs(footprint, site_row, "footprint")
+        if survey.pixel_size_m is None and "pixel_size_m" in cracks.columns and len(cracks):
+            px = pd.to_numeric(cracks["pixel_size_m"], errors="coerce").dropna()
+            if len(px) and space == "map":
+                survey.pixel_size_m = float(px.median())
+        s.flush()
+        if track:
+            from geodata.tracking import track_survey
+
+            track_survey(s, survey.id, tolerance_px=tolerance_px)
+        return run
+
+
+def record_failed_run(
+    bind: Engine | Session,
+    survey_id: int,
+    run_info: RunInfo | Mapping[str, Any],
+    error: str | BaseException,
+) -> InferenceRun:
+    """Record a run that failed (status ``failed``, error text or traceback); cracks untouched."""
+    info = RunInfo.coerce(run_info)
+    if isinstance(error, BaseException):
+        text = "".join(traceback.format_exception(error))
+    else:
+        text = str(error)
+    with session_scope(bind, write=True) as s:
+        survey = _survey(s, survey_id)
+        now = utcnow()
+        run = InferenceRun(
+            survey_id=survey.id, model_name=info.model_name, model_version=info.model_version,
+            weights_sha256=info.weights_sha256, tiling=_jsonable(dict(info.tiling), "tiling"),
+            status="failed",
+            started_at=_aware(info.started_at, "started_at") if info.started_at else now,
+            finished_at=now, megapixels_per_s=info.megapixels_per_s, error=text,
+        )
+        s.add(run)
+        s.flush()
+        return run
+
+
+def _coordinate_space(cracks: gpd.GeoDataFrame, given: str | None, site: Site) -> str:
+    space = given or cracks.attrs.get("coordinate_space")
+    if space is None:
+        space = "map"  # a frame without CRS then fails the CRS check with the fix named
+    if space not in COORDINATE_SPACES:
+        raise ValueError(f"coordinate_space must be one of {COORDINATE_SPACES}, got {space!r}")
+    if space == "map":
+        _check_crs(cracks.crs, site, "the crack frame")
+    elif cracks.crs is not None:
+        raise CRSError(
+            f"coordinate_space='image' means pixel coordinates without a CRS, but the frame "
+            f"has CRS {cracks.crs.to_string()}; drop coordinate_space to store it as map "
+            f"coordinates (it must then be EPSG:{site.crs_epsg})"
+        )
+    return space
+
+
+def _crack_rows(
+    cracks: gpd.GeoDataFrame,
+    skeletons: gpd.GeoSeries | None,
+    site: Site,
+    survey: Survey,
+    space: str,
+) -> list[dict[str, Any]]:
+    """Validated insert rows (without run_id) for the frame's cracks."""
+    missing = [c for c in _REQUIRED_METRICS if c not in cracks.columns]
+    if missing:
+        raise ValueError(f"the crack frame lacks columns {missing}; expected at least "
+                         f"{list(_REQUIRED_METRICS)} (geodata.vectorise.CRACK_COLUMNS)")
+    n = len(cracks)
+    geoms = np.asarray(cracks.geometry.values, dtype=object)
+    types = shapely.get_type_id(geoms)
+    bad = ~np.isin(types, (3, 6))  # Polygon, MultiPolygon (None gives -1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"crack geometries must be Polygons or MultiPolygons; row "
+                         f"{cracks.index[i]!r} is {geoms[i]!r:.80}")
+    empty = shapely.is_empty(geoms)
+    if empty.any():
+        raise ValueError(f"crack row {cracks.index[int(np.flatnonzero(empty)[0])]!r} has an "
+                         f"empty geometry")
+
+    values: dict[str, np.ndarray] = {}
+    for col in _REQUIRED_METRICS + _OPTIONAL_METRICS:
+        if col not in cracks.columns:
+            continue
+        arr = pd.to_numeric(cracks[col], errors="coerce").to_numpy(dtype=float)
+        if col in _REQUIRED_METRICS:
+            ok = np.isfinite(arr) & (arr >= 0)
+        else:
+            ok = np.isnan(arr) | ((arr >= 0) & (arr <= 1))
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            raise ValueError(f"{col} must be finite and >= 0{' and <= 1' if 'prob' in col else ''}"
+                             f"; row {cracks.index[i]!r} has {cracks[col].iloc[i]!r}")
+        values[col] = arr
+
+    skel_geoms: np.ndarray = np.full(n, None, dtype=object)
+    if skeletons is not None:
+        if not isinstance(skeletons, gpd.GeoSeries):
+            raise TypeError(f"skeletons must be a GeoSeries, got {type(skeletons).__name__}")
+        if not skeletons.index.equals(cracks.index):
+            raise ValueError(
+                "skeletons must have the crack frame's index (as "
+                "vectorise_cracks_and_skeletons returns them); align with "
+                "skeletons.reindex(cracks.index)"
+            )
+        if space == "map":
+            if skeletons.crs is not None:
+                _check_crs(skeletons.crs, site, "the skeleton series")
+        elif skeletons.crs is not None:
+            raise CRSError("image-space cracks need skeletons without a CRS too, got "
+                           f"{skeletons.crs.to_string()}")
+        skel_geoms = np.asarray(skeletons.values, dtype=object)
+
+    srid = site.crs_epsg if space == "map" else 0
+    polygons = shapely.set_srid(geoms, srid)
+    has_skel = np.array([g is not None for g in skel_geoms], dtype=bool)
+    if has_skel.any():
+        skel_geoms = skel_geoms.copy()
+        skel_geoms[has_skel] = shapely.set_srid(skel_geoms[has_skel].astype(object), srid)
+
+    image_col = next((c for c in ("image_name", "photo") if c in cracks.columns), None)
+    default_image = Path(survey.source_path).name if space == "image" else None
+    crack_index = (pd.to_numeric(cracks["crack_id"], errors="coerce").to_numpy()
+                   if "crack_id" in cracks.columns else np.full(n, np.nan))
+    severities = (cracks["severity"].astype(object).to_numpy() if "severity" in cracks.columns
+                  else None)
+
+    rows: list[dict[str, Any]] = []
+    for i in range(n):
+        max_w = float(values["max_width_mm"][i])
+        rows.append({
+            "survey_id": survey.id,
+            "site_id": site.id,
+            "crack_index": None if np.isnan(crack_index[i]) else int(crack_index[i]),
+            "image_name": (str(cracks[image_col].iloc[i]) if image_col else default_image),
+            "coordinate_space": space,
+            "polygon": polygons[i],
+            "skeleton": skel_geoms[i],
+            "length_m": float(values["length_m"][i]),
+            "mean_width_mm": float(values["mean_width_mm"][i]),
+            "max_width_mm": max_w,
+            "area_m2": float(values["area_m2"][i]),
+            "mean_probability": _opt(values.get("mean_probability"), i),
+            "max_probability": _opt(values.get("max_probability"), i),
+            "severity": (str(severities[i]) if severities is not None
+                         and severities[i] is not None else crack_severity(max_w)),
+        })
+    return rows
+
+
+def _opt(arr: np.ndarray | None, i: int) -> float | None:
+    if arr is None or np.isnan(arr[i]):
+        return None
+    return float(arr[i])
+
+
+def _insert_cracks(s: Session, run: InferenceRun, rows: list[dict[str, Any]]) -> None:
+    """Bulk INSERT of the crack rows for ``run`` (executemany / insertmanyvalues)."""
+    if not rows:
+        return
+    for r in rows:
+        r["run_id"] = run.id
+    s.execute(insert(Crack), rows)
+
