@@ -75,6 +75,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None
+    #: Start from a trained model's weights (fine-tuning / transfer learning): a model name
+    #: found by :func:`engine.registry.find_card` (``init_weights_dir`` searched first).
+    init_from: str | None = None
+    init_weights_dir: str | None = None
 
 
 def git_sha(repo: Path | None = None) -> str:
@@ -172,6 +176,21 @@ def train_segmentation(
 
     arch = ARCHITECTURES[config.architecture]
     model: CrackSegmenter = build_model(arch).to(config.device)
+    init_card = None
+    if config.init_from:
+        from engine.registry import load_model
+
+        init = load_model(config.init_from, weights_dir=config.init_weights_dir)
+        if init.card["architecture"]["encoder"] != arch["encoder"] or \
+                init.card["architecture"]["family"] != arch["family"]:
+            raise ValueError(
+                f"--init-from {config.init_from!r} is a {init.card['architecture']['family']} / "
+                f"{init.card['architecture']['encoder']} model; it cannot initialise a "
+                f"{arch['family']} / {arch['encoder']} model.")
+        model.load_state_dict(init.state_dict())
+        init_card = {"name": init.card["name"], "sha256": init.card["weights"]["sha256"],
+                     "command": init.card.get("command"),
+                     "minutes": init.card.get("training", {}).get("minutes")}
     # channels_last speeds MobileNetV2's depthwise convolutions up (about 1.35x per step on a
     # 2-core x86 CPU, measured with a 256x256 batch of 8); saved weights stay plain contiguous.
     model = model.to(memory_format=torch.channels_last)
@@ -256,6 +275,7 @@ def train_segmentation(
             "images": {n: len(p) for n, p in zip(config.train_sets, train_parts, strict=True)},
             "loss": "per-image soft Dice + BCE (planking pixels weighted)", "optimizer": "Adam",
             "schedule": "linear warm-up then cosine to 1 % (by epoch or time budget)",
+            "initialised_from": init_card,
         },
         "hardware": hardware(config.device),
         "git_sha": git_sha(),

@@ -1121,15 +1121,26 @@ def evaluate_structure_track(site: Hashable | None, track: Hashable,
     name = BRE251_CATEGORIES[category][1]
     lower = 0.0 if category == 0 else BRE251_CATEGORIES[category - 1][2]
     bre_level = thresholds.category_levels[category]
+    message = (f"crack {track!r} max width {_fmt(last.max_width_mm)} mm: BRE Digest 251 "
+               f"category {category} ({name}): {bre_level}")
+    bre_warns = tuple(w for w in warns if w.startswith("BRE") or w.startswith("pixel size"))
+    if px is not None and last.max_width_mm <= px * 1000.0 * (1 + 1e-6):
+        # A crack measured one pixel wide (or less) has an unresolved width: the imagery
+        # only says it is narrower than about a pixel, so its category is an upper bound
+        # and cannot raise an alert (at 0.5 m pixels every crack would read "very severe").
+        unresolved = (f"crack {track!r} is at most one pixel wide ({_fmt(px * 1000.0)} mm "
+                      f"pixels): its width, and so its BRE Digest 251 category (at most "
+                      f"{category}), is not resolved by this imagery")
+        bre_level = Level.GREEN
+        message = unresolved + ": green (not an assessment)"
+        bre_warns = (*bre_warns, unresolved)
     out: list[AlertCandidate] = []
     bre = AlertCandidate(
         site=site, track=track, level=bre_level, rule="structure.bre251",
         measured_value=last.max_width_mm, unit="mm",
         threshold=lower if category else BRE251_CATEGORIES[0][2],
-        message=(f"crack {track!r} max width {_fmt(last.max_width_mm)} mm: BRE Digest 251 "
-                 f"category {category} ({name}): {bre_level}"),
-        resolution_warnings=tuple(w for w in warns if w.startswith("BRE") or
-                                  w.startswith("pixel size")) if bre_level else (),
+        message=message,
+        resolution_warnings=bre_warns if bre_level else (),
         observed_at=last.surveyed_at,
     )
     if include_green or bre.is_alert:

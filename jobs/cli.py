@@ -71,9 +71,20 @@ def train_segment(
     data_root: Path | None = typer.Option(None, help="Folder holding segmentation/ "
                                           "(default ../shared/data)."),
     out_dir: Path = typer.Option(Path("runs"), help="Where weights and card are written."),
+    init_from: str | None = typer.Option(None, help="Fine-tune: start from this model's "
+                                         "weights (same architecture)."),
+    init_weights_dir: Path | None = typer.Option(None, help="Folder searched first for "
+                                                 "--init-from."),
 ) -> None:
     """Train a crack segmentation model (Dice + BCE, Adam, early stopping on validation IoU)."""
-    from engine.errors import DataNotFoundError, ImageReadError, MaskShapeError, PairingError
+    from engine.errors import (
+        DataNotFoundError,
+        ImageReadError,
+        MaskShapeError,
+        ModelNotFoundError,
+        PairingError,
+        WeightsIntegrityError,
+    )
     from engine.train import TrainConfig, train_segmentation
 
     sets = {}
@@ -87,11 +98,14 @@ def train_segment(
                       val_sets=tuple(val_set), epochs=epochs, samples_per_epoch=samples_per_epoch,
                       batch_size=batch_size, crop_size=crop_size, lr=lr, patience=patience,
                       max_minutes=max_minutes, max_images_per_set=max_images_per_set,
-                      planking_weight=planking_weight, device=device, threads=threads, seed=seed)
+                      planking_weight=planking_weight, device=device, threads=threads, seed=seed,
+                      init_from=init_from,
+                      init_weights_dir=str(init_weights_dir) if init_weights_dir else None)
     try:
         card = train_segmentation(cfg, data_root=data_root, out_dir=out_dir,
                                   command=_command_line())
-    except (DataNotFoundError, PairingError, ImageReadError, MaskShapeError, ValueError) as exc:
+    except (DataNotFoundError, PairingError, ImageReadError, MaskShapeError, ValueError,
+            ModelNotFoundError, WeightsIntegrityError) as exc:
         _fail(exc)
     v = card["metrics"]["validation"]
     console.print(f"[green]wrote[/] {out_dir / card['weights']['file']} "
@@ -480,6 +494,10 @@ def _infer_photos(path: Path, net, out: Path, *, tile_size, overlap, batch_size,
 from jobs.cli_store import register as _register_store_commands  # noqa: E402
 
 _register_store_commands(app, bench_app)
+
+from jobs.cli_pipeline import register as _register_pipeline_commands  # noqa: E402
+
+_register_pipeline_commands(app)
 
 
 if __name__ == "__main__":

@@ -367,6 +367,8 @@ class Alert(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolve_note: Mapped[str | None] = mapped_column(Text)
     notifications: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    #: Rule details: unit, forecast (inverse velocity), resolution warnings, escalations.
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
 
 class JobRun(Base):

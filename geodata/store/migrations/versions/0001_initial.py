@@ -240,6 +240,7 @@ def upgrade() -> None:
         sa.Column("resolved_at", UTCDateTime(), nullable=True),
         sa.Column("resolve_note", sa.Text(), nullable=True),
         sa.Column("notifications", JSONType, nullable=False),
+        sa.Column("details", JSONType, nullable=False),
         sa.CheckConstraint(
             "level IN ('green', 'yellow', 'orange', 'red')", name=op.f("ck_alert_level")
         ),

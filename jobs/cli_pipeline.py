@@ -1,0 +1,274 @@
+"""CLI commands of the monitoring pipeline: sites, surveys, run now, scheduler, demo.
+
+    crackwatch site add NAME --profile slope|structure --crs EPSG:... [--lon --lat]
+                             [--inbox DIR] [--tz ZONE] [--schedule CRON]
+    crackwatch site list
+    crackwatch survey add PATH --site S [--acquired-at ISO] [--gsd-m M]
+    crackwatch survey list --site S
+    crackwatch run --site S          process the site's inbox and pending surveys now
+    crackwatch scheduler             nightly runs per site (APScheduler), until SIGTERM
+    crackwatch demo                  the README's main command
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+site_app = typer.Typer(help="Monitored sites.", no_args_is_help=True)
+survey_app = typer.Typer(help="Surveys (orthomosaics, photo sets).", no_args_is_help=True)
+
+URL_HELP = "Store URL (default: CRACKWATCH_DATABASE_URL or the SQLite file in the data dir)."
+
+
+def _fail(exc: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=False)
+    raise typer.Exit(code=2)
+
+
+def _engine(url: str | None):
+    from geodata.store import connect, upgrade
+    from jobs.settings import get_settings
+
+    url = url or get_settings().resolved_database_url()
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    upgrade(url)
+    return connect(url)
+
+
+def _options(work_dir: Path | None, device: str, model: str | None):
+    from jobs.pipeline import PipelineOptions
+    from jobs.settings import get_settings
+
+    return PipelineOptions(work_dir=work_dir or get_settings().data_dir / "work",
+                           device=device, model_name=model)
+
+
+def _notifiers():
+    """Log always; webhook / email when their environment variables are set."""
+    import os
+
+    from jobs.notify import EmailNotifier, LogNotifier, WebhookNotifier
+
+    out = [LogNotifier()]
+    if os.environ.get("CRACKWATCH_WEBHOOK_URL"):
+        out.append(WebhookNotifier())
+    if os.environ.get("CRACKWATCH_SMTP_HOST") and os.environ.get("CRACKWATCH_ALERT_EMAIL_TO"):
+        out.append(EmailNotifier(host=os.environ["CRACKWATCH_SMTP_HOST"],
+                                 port=int(os.environ.get("CRACKWATCH_SMTP_PORT", "587")),
+                                 user=os.environ.get("CRACKWATCH_SMTP_USER"),
+                                 sender=os.environ.get("CRACKWATCH_ALERT_EMAIL_FROM",
+                                                       "crackwatch@localhost"),
+                                 recipients=os.environ["CRACKWATCH_ALERT_EMAIL_TO"].split(",")))
+    return out
+
+
+@site_app.command("add")
+def site_add(
+    name: str = typer.Argument(..., help="Unique site name."),
+    profile: str = typer.Option(..., help="slope | structure (which alert rules apply)."),
+    crs: str = typer.Option(..., help="The site's projected CRS, e.g. EPSG:32633."),
+    lon: float | None = typer.Option(None, help="Site marker longitude (WGS 84 degrees)."),
+    lat: float | None = typer.Option(None, help="Site marker latitude (WGS 84 degrees)."),
+    inbox: Path | None = typer.Option(None, help="Folder watched for new surveys."),
+    tz: str = typer.Option("UTC", "--tz", help="IANA time zone, e.g. Europe/Oslo."),
+    schedule: str = typer.Option("0 2 * * *", help="Cron (site local time); default nightly "
+                                 "at 02:00."),
+    url: str | None = typer.Option(None, help=URL_HELP),
+) -> None:
+    """Register a site (slope or structure) with its CRS, location, inbox and schedule."""
+    from geodata.errors import CRSError, StoreError
+    from geodata.store import add_site
+
+    try:
+        site = add_site(_engine(url), name, profile=profile, crs_epsg=crs, lon=lon, lat=lat,
+                        timezone=tz, inbox=inbox.resolve() if inbox else None,
+                        schedule=schedule)
+    except (CRSError, StoreError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"[green]site[/] {site.name} (id {site.id}, {site.profile}, "
+                  f"EPSG:{site.crs_epsg}, schedule '{site.schedule}' {site.timezone})")
+
+
+@site_app.command("list")
+def site_list(url: str | None = typer.Option(None, help=URL_HELP)) -> None:
+    """Sites with their current alert level."""
+    from geodata.queries import sites_overview
+
+    df = sites_overview(_engine(url))
+    if df.empty:
+        console.print("No sites yet: `crackwatch site add ...` or `crackwatch demo`.")
+        return
+    t = Table(title="sites")
+    cols = [c for c in ("site_id", "name", "profile", "crs_epsg", "alert_level",
+                        "open_alerts", "survey_count", "latest_survey_at") if c in df.columns]
+    for c in cols:
+        t.add_column(c)
+    for _, r in df.iterrows():
+        t.add_row(*[str(r[c]) for c in cols])
+    console.print(t)
+
+
+@survey_app.command("add")
+def survey_add(
+    path: Path = typer.Argument(..., help="Orthomosaic (GeoTIFF), JPEG, or folder of JPEGs."),
+    site: str = typer.Option(..., help="Site name or id."),
+    acquired_at: datetime | None = typer.Option(
+        None, help="Acquisition time (ISO 8601 with offset); default EXIF / TIFF time."),
+    gsd_m: float | None = typer.Option(None, help="Ground sample distance (m/px) for photos "
+                                       "without usable EXIF."),
+    registration_error_m: float = typer.Option(0.0, help="Expected misalignment to earlier "
+                                               "surveys (m)."),
+    url: str | None = typer.Option(None, help=URL_HELP),
+) -> None:
+    """Ingest a survey (idempotent: the same file twice is one survey)."""
+    from geodata.errors import RecordNotFoundError, StoreError
+    from jobs.pipeline import ingest
+
+    if acquired_at is not None and acquired_at.tzinfo is None:
+        _fail(ValueError("--acquired-at needs a UTC offset, e.g. 2026-06-01T02:00:00+02:00"))
+    try:
+        sv = ingest(_engine(url), int(site) if site.isdigit() else site, path,
+                    acquired_at=acquired_at, pixel_size_m=gsd_m,
+                    registration_error_m=registration_error_m)
+    except (FileNotFoundError, RecordNotFoundError, StoreError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"[green]survey[/] {sv.id} of site {site}: {sv.source_type} {sv.source_path}"
+                  f" acquired {sv.acquired_at.isoformat()} ({sv.meta.get('acquired_at_source')})")
+
+
+@survey_app.command("list")
+def survey_list(site: str = typer.Option(..., help="Site name or id."),
+                url: str | None = typer.Option(None, help=URL_HELP)) -> None:
+    """Surveys of a site."""
+    from geodata.errors import RecordNotFoundError
+    from geodata.queries import list_surveys
+
+    try:
+        df = list_surveys(_engine(url), int(site) if site.isdigit() else site)
+    except RecordNotFoundError as exc:
+        _fail(exc)
+    t = Table(title=f"surveys of {site}")
+    cols = [c for c in df.columns if c not in ("geometry", "footprint", "metadata", "meta")]
+    for c in cols:
+        t.add_column(str(c))
+    for _, r in df.iterrows():
+        t.add_row(*[str(r[c]) for c in cols])
+    console.print(t)
+
+
+def _print_result(sv, r) -> None:
+    colour = "green" if r.status == "succeeded" else "red"
+    line = (f"[{colour}]{r.status}[/] survey {sv.id} ({Path(sv.source_path).name}, "
+            f"{sv.acquired_at:%Y-%m-%d}): {r.cracks} cracks, {r.new_tracks} new tracks, "
+            f"{len(r.alerts_raised)} alerts raised, {len(r.alerts_escalated)} escalated, "
+            f"{r.seconds:.1f} s")
+    if r.error:
+        line += f" [red]{r.error}[/]"
+    console.print(line, soft_wrap=True)
+
+
+def run_cmd(
+    site: str = typer.Option(..., help="Site name or id."),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
+    model: str | None = typer.Option(None, help="Model name (default: the default model)."),
+    work_dir: Path | None = typer.Option(None, help="Where probability maps go."),
+    url: str | None = typer.Option(None, help=URL_HELP),
+) -> None:
+    """Process the site now: scan its inbox, then every pending survey in date order."""
+    from geodata.errors import RecordNotFoundError
+    from jobs.pipeline import run_site
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        results = run_site(_engine(url), int(site) if site.isdigit() else site,
+                           _options(work_dir, device, model), notifiers=_notifiers(),
+                           progress=_print_result)
+    except RecordNotFoundError as exc:
+        _fail(exc)
+    if not results:
+        console.print("Nothing to do: no pending surveys (add one with `crackwatch survey add` "
+                      "or drop it in the site's inbox).")
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(code=1)
+
+
+def scheduler_cmd(
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
+    model: str | None = typer.Option(None, help="Model name (default: the default model)."),
+    work_dir: Path | None = typer.Option(None, help="Where probability maps go."),
+    url: str | None = typer.Option(None, help=URL_HELP),
+) -> None:
+    """Run every site on its cron schedule (site time zone) until SIGTERM / Ctrl-C."""
+    from dataclasses import asdict
+
+    from jobs.scheduler import start
+    from jobs.settings import get_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                        "%(message)s")
+    url = url or get_settings().resolved_database_url()
+    _engine(url).dispose()  # schema up to date before the first job
+    opts = asdict(_options(work_dir, device, model))
+    opts["work_dir"] = str(opts["work_dir"])
+    opts["weights_dir"] = str(opts["weights_dir"]) if opts["weights_dir"] else None
+    start(url, opts)
+
+
+def demo_cmd(
+    data_dir: Path | None = typer.Option(None, help="Data folder (default CRACKWATCH_DATA_DIR "
+                                         "or ~/.local/share/crackwatch)."),
+    url: str | None = typer.Option(None, help=URL_HELP),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
+) -> None:
+    """Run the demo: four sites from real imagery (one SIMULATED growth site), end to end."""
+    from jobs.demo import run_demo
+    from jobs.pipeline import PipelineOptions
+    from jobs.settings import get_settings
+
+    settings = get_settings()
+    data_dir = data_dir or settings.data_dir
+    url = url or (settings.database_url or f"sqlite:///{(data_dir / 'crackwatch.db').resolve()}")
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    console.print(f"CrackWatch demo: store {url}")
+    result = run_demo(url, data_dir, options=PipelineOptions(work_dir=data_dir / "work",
+                                                             device=device),
+                      progress=_print_result)
+    if not result.processed:
+        console.print("All demo surveys were already processed: nothing changed.")
+    t = Table(title="demo sites")
+    for c in ("site", "profile", "surveys", "cracks", "tracks", "alerts"):
+        t.add_column(c)
+    for s in result.sites:
+        levels = ", ".join(f"{a['level']} {a['rule']}" + (f" (escalated x{a['escalations']})"
+                                                          if a["escalations"] else "")
+                           for a in s["alerts"]) or "none"
+        t.add_row(s["site"], s["profile"], str(s["surveys"]), str(s["cracks"]),
+                  str(s["tracks"]), levels)
+    console.print(t)
+    for s in result.sites:
+        for a in s["alerts"]:
+            console.print(f"  [bold]{a['level']}[/] {s['site']}: {a['message']}", soft_wrap=True)
+    console.print("Open the dashboard: [bold]crackwatch dashboard[/]"
+                  + (f" --url {url}" if url != settings.resolved_database_url() else ""))
+    if any(r.status == "failed" for r in result.processed):
+        raise typer.Exit(code=1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the pipeline commands to the main ``crackwatch`` app."""
+    app.add_typer(site_app, name="site")
+    app.add_typer(survey_app, name="survey")
+    app.command("run")(run_cmd)
+    app.command("scheduler")(scheduler_cmd)
+    app.command("demo")(demo_cmd)

@@ -1,0 +1,663 @@
+"""The monitoring pipeline: one survey from source file to stored, tracked, alerted cracks.
+
+``process_survey`` runs the steps of DESIGN.md "Data flow of one survey" for a survey that is
+already ingested (:func:`ingest`)::
+
+    infer -> vectorise -> store + track -> alerts -> notify
+
+Transactions. ``infer`` and ``vectorise`` touch no database (they write the probability map
+under the work directory). ``store + track`` and ``alerts`` run in ONE database transaction:
+an error anywhere before the commit (a model error, a CRS mismatch, a failed rule) leaves
+the store exactly as it was, apart from the job-run record that says what failed (with the
+traceback) and a ``failed`` inference-run record; the survey can simply be run again.
+``notify`` runs after the commit, so nobody is told about an alert that was rolled back; a
+notification that fails is recorded on the alert (``notifications``) and retried on the
+next run (:func:`retry_notifications`), never lost.
+
+Each step's status and timing is recorded in the ``job_run`` row (``steps`` JSON) as it
+goes, in small transactions of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from geodata.store import models as m
+from geodata.store.api import RunInfo, ingest_survey, record_failed_run, store_run
+from geodata.store.engine import session_scope
+from jobs import alerts as rules
+from jobs.notify import AlertMessage, Notifier, deliver
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "PipelineOptions",
+    "SurveyResult",
+    "ingest",
+    "pending_surveys",
+    "process_survey",
+    "retry_notifications",
+    "run_site",
+    "scan_inbox",
+]
+
+RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
+PHOTO_SUFFIXES = {".jpg", ".jpeg"}
+STEPS = ("infer", "vectorise", "store_track", "alerts", "notify")
+
+
+@dataclass
+class PipelineOptions:
+    """Tiling, thresholds and places for one pipeline run.
+
+    Attributes:
+        work_dir: where probability maps are written (``<work_dir>/probability/``).
+        model_name: shipped or user model (default: the default shipped model).
+        weights_dir: extra folder of weights + model cards.
+        tile_size, overlap, batch_size: tiling of :func:`engine.infer.predict_raster`, px.
+        device: ``cpu``, ``cuda``, ``cuda:N``.
+        threshold: crack probability threshold in (0, 1].
+        min_area_px: cracks with fewer pixels are dropped.
+        tolerance_px: tracking tolerance in pixels (plus the survey's registration error).
+    """
+
+    work_dir: Path
+    model_name: str | None = None
+    weights_dir: Path | None = None
+    tile_size: int = 512
+    overlap: int = 64
+    batch_size: int = 8
+    device: str = "cpu"
+    threshold: float = 0.5
+    min_area_px: int = 20
+    tolerance_px: float = 3.0
+
+
+@dataclass
+class SurveyResult:
+    """What :func:`process_survey` did to one survey."""
+
+    survey_id: int
+    job_run_id: int
+    status: str
+    cracks: int = 0
+    new_tracks: int = 0
+    alerts_raised: list[dict[str, Any]] = field(default_factory=list)
+    alerts_escalated: list[dict[str, Any]] = field(default_factory=list)
+    notifications_failed: int = 0
+    megapixels_per_s: float | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+
+# --------------------------------------------------------------------------------- ingest
+
+
+def _acquired_at_of(path: Path) -> tuple[datetime, str]:
+    """Acquisition time of a source: EXIF (photos), TIFFTAG_DATETIME (rasters), else mtime.
+
+    EXIF and TIFF times carry no time zone: they come back naive (camera-local time)."""
+    if path.is_dir() or path.suffix.lower() in PHOTO_SUFFIXES:
+        from geodata.errors import PhotoMetadataError
+        from geodata.photos import read_photo_metadata
+
+        photos = [path] if path.is_file() else sorted(
+            p for p in path.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        times = []
+        for p in photos:
+            try:
+                meta = read_photo_metadata(p)
+            except (PhotoMetadataError, OSError):
+                continue
+            if meta.acquired_at is not None:
+                times.append(meta.acquired_at)
+        if times:
+            return min(times), "EXIF DateTimeOriginal"
+    else:
+        import rasterio
+
+        try:
+            with rasterio.open(path) as src:
+                stamp = src.tags().get("TIFFTAG_DATETIME")
+            if stamp:
+                return datetime.strptime(stamp, "%Y:%m:%d %H:%M:%S"), "TIFFTAG_DATETIME"
+        except (rasterio.errors.RasterioIOError, ValueError):
+            pass
+    return (datetime.fromtimestamp(path.stat().st_mtime, UTC),
+            "file modification time (no acquisition time in the file)")
+
+
+def ingest(
+    bind: Engine | Session,
+    site: int | str,
+    path: str | Path,
+    *,
+    acquired_at: datetime | None = None,
+    pixel_size_m: float | None = None,
+    registration_error_m: float = 0.0,
+    metadata: dict[str, Any] | None = None,
+) -> m.Survey:
+    """Register an orthomosaic, a photo or a photo folder as a survey of ``site``.
+
+    Idempotent: the same file (SHA-256) twice is one survey. ``acquired_at`` defaults to the
+    EXIF time (photos), the GeoTIFF ``TIFFTAG_DATETIME`` (rasters), both read in the site's
+    time zone, or else the file's modification time; which one was used is recorded in the
+    survey metadata (``acquired_at_source``).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        RecordNotFoundError: no such site. ValueError: a naive ``acquired_at``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; give an orthomosaic (GeoTIFF), a JPEG "
+                                f"photo or a folder of JPEG photos.")
+    from zoneinfo import ZoneInfo
+
+    from geodata.store.api import get_site
+
+    meta = dict(metadata or {})
+    if acquired_at is None:
+        acquired_at, source = _acquired_at_of(path)
+        if acquired_at.tzinfo is None:  # camera-local time: the site's time zone
+            tz = get_site(bind, site).timezone
+            acquired_at = acquired_at.replace(tzinfo=ZoneInfo(tz))
+            source += f" (camera-local time, read in the site's time zone {tz})"
+    else:
+        source = "given"
+    meta.setdefault("acquired_at_source", source)
+    return ingest_survey(bind, site, path.resolve(), acquired_at=acquired_at,
+                         pixel_size_m=pixel_size_m, registration_error_m=registration_error_m,
+                         metadata=meta)
+
+
+def scan_inbox(bind: Engine, site: int | str) -> list[m.Survey]:
+    """Ingest every orthomosaic and photo folder found in the site's inbox (idempotent).
+
+    An orthomosaic is a raster file directly in the inbox; a photo set is a sub-folder with
+    JPEGs (loose JPEGs directly in the inbox are one photo survey each). Files that fail to
+    ingest are logged and skipped; they do not stop the scan.
+    """
+    from geodata.store.api import get_site
+
+    row = get_site(bind, site)
+    if not row.inbox:
+        return []
+    inbox = Path(row.inbox)
+    if not inbox.is_dir():
+        log.warning("inbox %s of site %s does not exist", inbox, row.name)
+        return []
+    found = []
+    for p in sorted(inbox.iterdir()):
+        if p.name.startswith("."):
+            continue
+        is_set = p.is_dir() and any(q.suffix.lower() in PHOTO_SUFFIXES for q in p.iterdir())
+        if not (is_set or p.suffix.lower() in RASTER_SUFFIXES | PHOTO_SUFFIXES):
+            continue
+        try:
+            found.append(ingest(bind, row.id, p))
+        except (OSError, ValueError) as exc:
+            log.error("inbox %s: cannot ingest %s: %s", inbox, p, exc)
+    return found
+
+
+def pending_surveys(bind: Engine | Session, site: int | str) -> list[m.Survey]:
+    """Surveys of ``site`` without a succeeded inference run, oldest acquisition first."""
+    from geodata.store.api import get_site
+
+    site_id = get_site(bind, site).id
+    with session_scope(bind) as s:
+        done = select(m.InferenceRun.survey_id).where(m.InferenceRun.status == "succeeded")
+        return list(s.scalars(
+            select(m.Survey).where(m.Survey.site_id == site_id, m.Survey.id.not_in(done))
+            .order_by(m.Survey.acquired_at, m.Survey.id)))
+
+
+# ------------------------------------------------------------------------------ job runs
+
+
+def _start_job(bind: Engine, job: str, survey: m.Survey) -> int:
+    with session_scope(bind, write=True) as s:
+        row = m.JobRun(job=job, site_id=survey.site_id, survey_id=survey.id, status="running",
+                       steps={k: {"status": "pending"} for k in STEPS})
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def _set_step(bind: Engine, job_id: int, step: str, status: str, **info: Any) -> None:
+    with session_scope(bind, write=True) as s:
+        row = s.get(m.JobRun, job_id)
+        steps = dict(row.steps or {})
+        steps[step] = {"status": status, **info}
+        row.steps = steps
+
+
+def _finish_job(bind: Engine, job_id: int, status: str, error: str | None = None) -> None:
+    with session_scope(bind, write=True) as s:
+        row = s.get(m.JobRun, job_id)
+        row.status = status
+        row.finished_at = m.utcnow()
+        row.error = error
+        if status == "failed":
+            row.steps = {k: (v if v.get("status") != "pending" else {"status": "not run"})
+                         for k, v in (row.steps or {}).items()}
+
+
+# --------------------------------------------------------------------------------- steps
+
+
+def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions) -> dict[str, Any]:
+    import rasterio
+
+    from engine.infer import predict_raster
+    from geodata.vectorise import vectorise_cracks_and_skeletons
+
+    out = Path(opt.work_dir) / "probability" / f"survey{survey.id}_probability.tif"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    import warnings
+
+    with warnings.catch_warnings():  # kept in res.warnings and recorded in the job's steps
+        warnings.simplefilter("ignore", UserWarning)
+        res = predict_raster(survey.source_path, model, out_path=out,
+                             tile_size=opt.tile_size, overlap=opt.overlap,
+                             batch_size=opt.batch_size, device=opt.device, progress=False)
+    t0 = time.perf_counter()
+    with rasterio.open(out) as src:
+        prob = src.read(1)
+        nodata = src.read_masks(1) == 0
+        transform, crs = src.transform, src.crs
+    cracks, skeletons = vectorise_cracks_and_skeletons(
+        prob, transform, crs, threshold=opt.threshold, min_area_px=opt.min_area_px,
+        nodata_mask=nodata)
+    return {"cracks": cracks, "skeletons": skeletons, "coordinate_space": "map",
+            "footprint": None, "megapixels_per_s": res.megapixels_per_s,
+            "infer": {"seconds": round(res.seconds, 2), "probability_cog": str(out),
+                      "megapixels_per_s": round(res.megapixels_per_s, 3),
+                      "windows": res.windows_total, "windows_skipped": res.windows_skipped,
+                      "warnings": list(res.warnings)},
+            "vectorise_seconds": time.perf_counter() - t0}
+
+
+def _infer_photos(survey: m.Survey, site: m.Site, model: Any,
+                  opt: PipelineOptions) -> dict[str, Any]:
+    """Photos: cracks in image pixels of each photo, measured with the survey's (or EXIF) GSD.
+
+    One bad photo (unreadable, no usable GSD) is recorded and skipped; it does not stop the
+    set. Footprints come from EXIF GPS (nadir assumption, see geodata.photos); a photo
+    without GPS is attached to the site's location and the step info says so.
+    """
+    from PIL import Image
+
+    from engine.infer import predict_image
+    from geodata.errors import GSDError, PhotoMetadataError
+    from geodata.photos import ground_sample_distance_m, nadir_footprint, read_photo_set
+    from geodata.vectorise import empty_crack_frame, vectorise_cracks_and_skeletons
+
+    src = Path(survey.source_path)
+    metas, failures = read_photo_set(src if src.is_dir() else [src])
+    frames, skels, footprints, notes = [], [], [], []
+    pixels, model_s = 0, 0.0
+    for meta in metas:
+        name = Path(meta.path).name
+        try:
+            gsd = ground_sample_distance_m(meta, gsd_m=survey.pixel_size_m)
+            with Image.open(meta.path) as im:
+                rgb = np.asarray(im.convert("RGB"))
+        except (GSDError, OSError) as exc:
+            failures.append((Path(meta.path), str(exc)))
+            continue
+        t0 = time.perf_counter()
+        prob = predict_image(rgb, model, tile_size=opt.tile_size, overlap=opt.overlap,
+                             batch_size=opt.batch_size, device=opt.device)
+        model_s += time.perf_counter() - t0
+        pixels += prob.size
+        cracks, sk = vectorise_cracks_and_skeletons(
+            prob, None, None, threshold=opt.threshold, min_area_px=opt.min_area_px,
+            pixel_size_m=gsd)
+        cracks["photo"] = name
+        frames.append(cracks)
+        skels.append(sk)
+        if meta.has_gps:
+            try:
+                footprints.append(nadir_footprint(meta, gsd, f"EPSG:{site.crs_epsg}"))
+            except (PhotoMetadataError, GSDError) as exc:
+                notes.append(f"{name}: no footprint ({exc})")
+        else:
+            notes.append(f"{name}: no GPS in EXIF; attached to the site's location")
+    if not frames:
+        reasons = "; ".join(f"{p.name}: {r}" for p, r in failures) or "no JPEG photos found"
+        raise ValueError(f"survey {survey.id}: no photo of {src} could be processed ({reasons})")
+    cracks = pd.concat(frames, ignore_index=True) if frames else empty_crack_frame(None)
+    cracks.attrs["coordinate_space"] = "image"
+    skeletons = gpd.GeoSeries(pd.concat(skels, ignore_index=True), index=cracks.index)
+    footprint = None
+    if footprints:
+        import shapely
+
+        footprint = shapely.union_all(footprints)
+    mps = pixels / 1e6 / model_s if model_s else None
+    return {"cracks": cracks, "skeletons": skeletons, "coordinate_space": "image",
+            "footprint": footprint, "megapixels_per_s": mps,
+            "infer": {"photos": len(frames), "failed": [f"{p.name}: {r}" for p, r in failures],
+                      "notes": notes,
+                      "megapixels_per_s": round(mps, 3) if mps else None}}
+
+
+def _observations(s: Session, site_id: int, until: datetime) -> dict[int, list[dict]]:
+    """Per active track of the site, its observations up to ``until`` (oldest first)."""
+    rows = s.execute(
+        select(m.TrackObservation)
+        .join(m.CrackTrack, m.CrackTrack.id == m.TrackObservation.track_id)
+        .where(m.CrackTrack.site_id == site_id, m.CrackTrack.status == "active",
+               m.TrackObservation.acquired_at <= until,
+               m.TrackObservation.length_m.is_not(None))
+        .order_by(m.TrackObservation.acquired_at)).scalars()
+    series: dict[int, list[dict]] = {}
+    for o in rows:
+        series.setdefault(o.track_id, []).append({
+            "surveyed_at": o.acquired_at, "length_m": o.length_m,
+            "max_width_mm": o.max_width_mm or 0.0, "area_m2": o.area_m2 or 0.0})
+    return series
+
+
+def _image_series(s: Session, survey: m.Survey) -> dict[str, list[dict]]:
+    """Photo surveys are not tracked: each crack is a one-observation series of its own,
+    keyed ``photo:<image name>#<crack index>`` so a re-run finds the same key again."""
+    rows = s.execute(select(m.Crack).where(m.Crack.survey_id == survey.id)).scalars()
+    return {f"photo:{c.image_name}#{c.crack_index}": [{
+        "surveyed_at": survey.acquired_at, "length_m": c.length_m,
+        "max_width_mm": c.max_width_mm, "area_m2": c.area_m2}] for c in rows}
+
+
+def _alert_key(track: Any) -> str:
+    """The identity of an alert across nights within a site and rule (see jobs.alerts)."""
+    return "site" if track is None else (f"track:{track}" if isinstance(track, int)
+                                         else str(track))
+
+
+def _apply_alerts(s: Session, site: m.Site, survey: m.Survey) -> tuple[list, list]:
+    """Evaluate the site's rules and raise or escalate alerts, inside ``s``'s transaction.
+
+    An alert is keyed by (site, rule, track or photo crack); a key with an open (unresolved)
+    alert is not raised again, only escalated when the level rises
+    (:func:`jobs.alerts.lifecycle_action`).
+    """
+    if survey.source_type in ("photo", "photos"):
+        series: dict[Any, list[dict]] = _image_series(s, survey)
+        new_count = 0  # photos are not tracked: nothing to call "new" against
+    else:
+        series = _observations(s, site.id, survey.acquired_at)
+        summary = s.get(m.SurveySummary, survey.id)
+        # the first survey of a site has nothing to be "new" against
+        new_count = summary.new_count if summary and summary.previous_survey_id else 0
+    thresholds = (site.thresholds or {}).get(site.profile) or None
+    candidates = rules.evaluate_site(site.profile, thresholds, series, survey.pixel_size_m,
+                                     new_count, site=site.id)
+    open_alerts: dict[tuple[str, str], m.Alert] = {}
+    for a in s.scalars(select(m.Alert).where(m.Alert.site_id == site.id,
+                                             m.Alert.resolved_at.is_(None))
+                       .order_by(m.Alert.raised_at)):
+        open_alerts[(a.rule, (a.details or {}).get("key", _alert_key(a.track_id)))] = a
+    raised, escalated = [], []
+    for c in candidates:
+        if not c.is_alert:
+            continue
+        key = _alert_key(c.track)
+        track_id = c.track if isinstance(c.track, int) else None
+        current = open_alerts.get((c.rule, key))
+        action = rules.lifecycle_action(current.level if current else None, c)
+        if action is rules.LifecycleAction.NONE:
+            continue
+        details = {"key": key, "unit": c.unit,
+                   "resolution_warnings": list(c.resolution_warnings),
+                   "observed_at": c.observed_at.isoformat() if c.observed_at else None}
+        if c.forecast is not None:
+            details["forecast"] = c.forecast.to_dict()
+        message = c.message if key.startswith(("site", "track:")) else f"{key}: {c.message}"
+        value = float(c.measured_value)
+        threshold = None if c.threshold is None else float(c.threshold)
+        record = {"site": site.name, "level": str(c.level), "rule": c.rule, "track": track_id,
+                  "measured_value": value, "threshold": threshold, "unit": c.unit,
+                  "message": message, "forecast": details.get("forecast"),
+                  "resolution_warnings": tuple(c.resolution_warnings)}
+        if action is rules.LifecycleAction.RAISE:
+            alert = m.Alert(site_id=site.id, track_id=track_id, survey_id=survey.id,
+                            level=str(c.level), rule=c.rule, measured_value=value,
+                            threshold=threshold, message=message, notifications=[],
+                            details=details)
+            s.add(alert)
+            s.flush()
+            open_alerts[(c.rule, key)] = alert
+            raised.append({**record, "alert_id": alert.id, "action": "raise"})
+        else:
+            previous = current.level
+            history = list((current.details or {}).get("escalations", []))
+            history.append({"from": previous, "to": str(c.level), "survey_id": survey.id,
+                            "at": m.utcnow().isoformat()})
+            current.level, current.measured_value = str(c.level), value
+            current.threshold, current.message = threshold, message
+            current.survey_id = survey.id
+            current.details = {**details, "escalations": history}
+            escalated.append({**record, "alert_id": current.id, "action": "escalate",
+                              "from": previous})
+    return raised, escalated
+
+
+def _notify(bind: Engine, items: Sequence[dict], notifiers: Sequence[Notifier]) -> int:
+    """Send each raised/escalated alert; record every delivery on the alert. Returns failures."""
+    failed = 0
+    for item in items:
+        results = deliver(AlertMessage.from_any(item), notifiers)
+        with session_scope(bind, write=True) as s:
+            alert = s.get(m.Alert, item["alert_id"])
+            log_rows = list(alert.notifications or [])
+            for r in results:
+                log_rows.append({"notifier": r.notifier, "ok": r.ok, "attempts": r.attempts,
+                                 "error": r.error, "at": r.at.isoformat(),
+                                 "level": item["level"]})
+                failed += 0 if r.ok else 1
+            alert.notifications = log_rows
+    return failed
+
+
+def retry_notifications(bind: Engine, notifiers: Sequence[Notifier],
+                        site_id: int | None = None) -> int:
+    """Re-send notifications that failed and have not succeeded since (per notifier, level).
+
+    Returns the number still failing.
+    """
+    with session_scope(bind) as s:
+        q = select(m.Alert).where(m.Alert.resolved_at.is_(None))
+        if site_id is not None:
+            q = q.where(m.Alert.site_id == site_id)
+        todo = []
+        for a in s.scalars(q):
+            last: dict[tuple, bool] = {}
+            for n in a.notifications or []:
+                last[(n.get("notifier"), n.get("level"))] = bool(n.get("ok"))
+            if any(not ok for (_, lvl), ok in last.items() if lvl == a.level):
+                site = s.get(m.Site, a.site_id)
+                todo.append({"alert_id": a.id, "site": site.name, "level": a.level,
+                             "rule": a.rule, "track": a.track_id,
+                             "measured_value": a.measured_value, "threshold": a.threshold,
+                             "unit": (a.details or {}).get("unit", ""), "message": a.message,
+                             "_failed": {k[0] for k, ok in last.items()
+                                         if not ok and k[1] == a.level}})
+    still = 0
+    for item in todo:
+        again = [n for n in notifiers if _notifier_name(n) in item.pop("_failed")]
+        if again:
+            still += _notify(bind, [item], again)
+    return still
+
+
+def _notifier_name(n: Notifier) -> str:
+    return getattr(n, "name", type(n).__name__)
+
+
+# ------------------------------------------------------------------------------- pipeline
+
+
+def process_survey(
+    bind: Engine,
+    survey_id: int,
+    options: PipelineOptions,
+    *,
+    model: Any = None,
+    notifiers: Sequence[Notifier] | None = None,
+    fault: Callable[[str], None] | None = None,
+) -> SurveyResult:
+    """Run infer -> vectorise -> store + track -> alerts -> notify for one survey.
+
+    Args:
+        bind: the store's engine.
+        survey_id: an ingested survey (:func:`ingest`).
+        options: tiling, thresholds, work directory.
+        model: a loaded model (default: ``options.model_name`` via
+            :func:`engine.registry.load_model`).
+        notifiers: where raised/escalated alerts go (default: the log only).
+        fault: test hook called with each step's name before it runs (raise to inject an
+            error).
+
+    Returns:
+        :class:`SurveyResult`; ``status`` ``"succeeded"`` or ``"failed"`` (with ``error``).
+        A failure never raises: it is recorded (job run with traceback, failed inference
+        run) and leaves no partial results.
+    """
+    from engine.registry import load_model
+    from jobs.notify import LogNotifier
+
+    t_start = time.perf_counter()
+    with session_scope(bind) as s:
+        survey = s.get(m.Survey, survey_id)
+        if survey is None:
+            from geodata.errors import RecordNotFoundError
+
+            raise RecordNotFoundError(f"no survey with id {survey_id}; see `crackwatch survey "
+                                      f"list`")
+        site = s.get(m.Site, survey.site_id)
+    job_id = _start_job(bind, "process_survey", survey)
+    notifiers = list(notifiers) if notifiers is not None else [LogNotifier()]
+    step = "infer"
+    run_info: dict[str, Any] = {"model_name": options.model_name or "default"}
+    try:
+        if fault:
+            fault(step)
+        if model is None:
+            model = load_model(options.model_name or _default_model(),
+                               weights_dir=options.weights_dir, device=options.device)
+        card = getattr(model, "card", {})
+        run_info = {
+            "model_name": card.get("name", options.model_name or "unknown"),
+            "model_version": str(card.get("version", "")) or None,
+            "weights_sha256": card.get("weights", {}).get("sha256"),
+            "tiling": {"tile_size": options.tile_size, "overlap": options.overlap,
+                       "batch_size": options.batch_size, "threshold": options.threshold,
+                       "min_area_px": options.min_area_px, "device": options.device},
+            "started_at": datetime.now(UTC),
+        }
+        t0 = time.perf_counter()
+        if survey.source_type in ("photo", "photos"):
+            out = _infer_photos(survey, site, model, options)
+        else:
+            out = _infer_orthomosaic(survey, model, options)
+        _set_step(bind, job_id, "infer", "succeeded",
+                  **{**out["infer"], "seconds": round(time.perf_counter() - t0, 2)})
+        step = "vectorise"
+        if fault:
+            fault(step)
+        _set_step(bind, job_id, "vectorise", "succeeded", cracks=len(out["cracks"]))
+        run_info["megapixels_per_s"] = out["megapixels_per_s"]
+        run_info["finished_at"] = datetime.now(UTC)
+
+        step = "store_track"
+        with session_scope(bind, write=True) as s:  # ONE transaction: store..alerts
+            if fault:
+                fault(step)
+            run = store_run(s, survey.id, out["cracks"], out["skeletons"], run_info,
+                            coordinate_space=out["coordinate_space"],
+                            footprint=out["footprint"], track=True,
+                            tolerance_px=options.tolerance_px)
+            summary = s.get(m.SurveySummary, survey.id)
+            new_tracks = summary.new_count if summary else 0
+            step = "alerts"
+            if fault:
+                fault(step)
+            raised, escalated = _apply_alerts(s, s.get(m.Site, site.id),
+                                              s.get(m.Survey, survey.id))
+            crack_count = run.crack_count or 0
+        _set_step(bind, job_id, "store_track", "succeeded", run_id=run.id, cracks=crack_count,
+                  new_tracks=new_tracks)
+        _set_step(bind, job_id, "alerts", "succeeded", raised=len(raised),
+                  escalated=len(escalated))
+
+        step = "notify"
+        failed = _notify(bind, raised + escalated, notifiers)
+        _set_step(bind, job_id, "notify", "succeeded" if not failed else "failed",
+                  sent=len(raised) + len(escalated), failed=failed)
+        _finish_job(bind, job_id, "succeeded")
+        return SurveyResult(survey.id, job_id, "succeeded", cracks=crack_count,
+                            new_tracks=new_tracks, alerts_raised=raised,
+                            alerts_escalated=escalated, notifications_failed=failed,
+                            megapixels_per_s=out["megapixels_per_s"],
+                            seconds=time.perf_counter() - t_start)
+    except Exception as exc:  # noqa: BLE001 - recorded with its traceback, never lost
+        tb = "".join(traceback.format_exception(exc))
+        log.error("survey %s failed at step %s: %s", survey_id, step, exc)
+        try:
+            _set_step(bind, job_id, step, "failed", error=str(exc))
+            if step in ("infer", "vectorise", "store_track", "alerts"):
+                record_failed_run(bind, survey.id, {k: v for k, v in run_info.items()
+                                                    if k in RunInfo.__dataclass_fields__},
+                                  exc)
+        finally:
+            _finish_job(bind, job_id, "failed", tb)
+        return SurveyResult(survey.id, job_id, "failed", error=f"{step}: {exc}",
+                            seconds=time.perf_counter() - t_start)
+
+
+def _default_model() -> str:
+    from engine.registry import DEFAULT_MODEL
+
+    return DEFAULT_MODEL
+
+
+def run_site(
+    bind: Engine,
+    site: int | str,
+    options: PipelineOptions,
+    *,
+    model: Any = None,
+    notifiers: Sequence[Notifier] | None = None,
+    progress: Callable[[m.Survey, SurveyResult], None] | None = None,
+) -> list[SurveyResult]:
+    """Scan the site's inbox, then process every pending survey in acquisition order.
+
+    Failed notifications of the site's open alerts are retried first.
+    """
+    scan_inbox(bind, site)
+    from geodata.store.api import get_site
+
+    if notifiers:
+        retry_notifications(bind, notifiers, get_site(bind, site).id)
+    results = []
+    for survey in pending_surveys(bind, site):
+        r = process_survey(bind, survey.id, options, model=model, notifiers=notifiers)
+        results.append(r)
+        if progress:
+            progress(survey, r)
+    return results

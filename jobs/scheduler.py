@@ -1,0 +1,147 @@
+"""``crackwatch scheduler``: each site's pipeline run on its own cron schedule.
+
+APScheduler 3.11 (4.x is a pre-release): a ``BlockingScheduler`` in its own process, jobs
+kept in a ``SQLAlchemyJobStore`` in the same database as the crack store (table
+``apscheduler_jobs``), one timezone-aware ``CronTrigger`` per site (the site's ``schedule``
+cron string, default nightly at 02:00, in the site's ``timezone``), ``coalesce=True`` (runs
+missed while the scheduler was down collapse into one), ``max_instances=1`` (a slow night
+never overlaps the next) and a misfire grace time. The job (:func:`run_site_job`) scans the
+site's inbox for new orthomosaics and photo folders and processes every pending survey. The
+job list is re-synchronised with the sites table every :data:`SYNC_MINUTES` minutes, so a
+site added with ``crackwatch site add`` is picked up without a restart. SIGTERM and SIGINT
+shut the scheduler down cleanly (a running survey finishes first).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCHEDULE = "0 2 * * *"  # nightly, 02:00 site-local time
+MISFIRE_GRACE_S = 6 * 3600  # a run missed by up to 6 h still runs (once: coalesce)
+SYNC_MINUTES = 5
+JOB_PREFIX = "site-"
+
+
+def site_trigger(schedule: str | None, timezone: str) -> CronTrigger:
+    """The CronTrigger of a site: 5-field cron ``schedule`` in IANA ``timezone``.
+
+    Raises:
+        ValueError: a malformed cron string or an unknown time zone.
+    """
+    try:
+        return CronTrigger.from_crontab(schedule or DEFAULT_SCHEDULE, timezone=timezone)
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"bad schedule {schedule!r} / time zone {timezone!r}: {exc}; give a "
+                         f"5-field cron string such as '0 2 * * *' and an IANA zone") from exc
+
+
+def run_site_job(database_url: str, site_id: int, options: dict[str, Any]) -> int:
+    """The scheduled job: scan the inbox and process pending surveys of one site.
+
+    Module-level (the job store keeps a reference to it, not a pickled closure). Returns the
+    number of surveys processed. Errors are recorded per survey by the pipeline.
+    """
+    from pathlib import Path
+
+    from geodata.store import connect
+    from jobs.cli_pipeline import _notifiers
+    from jobs.pipeline import PipelineOptions, run_site
+
+    engine = connect(database_url)
+    try:
+        opts = PipelineOptions(**{**options, "work_dir": Path(options["work_dir"])})
+        results = run_site(engine, site_id, opts, notifiers=_notifiers())
+        log.info("site %s: %d survey(s) processed (%d failed)", site_id, len(results),
+                 sum(r.status == "failed" for r in results))
+        return len(results)
+    finally:
+        engine.dispose()
+
+
+def sync_site_jobs(scheduler: BaseScheduler, database_url: str,
+                   options: dict[str, Any]) -> list[str]:
+    """Make the scheduler's site jobs match the sites table (add, reschedule, remove).
+
+    Returns the ids of the site jobs now scheduled.
+    """
+    from sqlalchemy import select
+
+    from geodata.store import connect
+    from geodata.store import models as m
+    from geodata.store.engine import session_scope
+
+    engine = connect(database_url)
+    try:
+        with session_scope(engine) as s:
+            sites = [(x.id, x.name, x.schedule, x.timezone) for x in s.scalars(select(m.Site))]
+    finally:
+        engine.dispose()
+    wanted = set()
+    for site_id, name, schedule, tz in sites:
+        job_id = f"{JOB_PREFIX}{site_id}"
+        wanted.add(job_id)
+        try:
+            trigger = site_trigger(schedule, tz)
+        except ValueError as exc:
+            log.error("site %s: %s; not scheduled", name, exc)
+            continue
+        existing = scheduler.get_job(job_id)
+        if existing is None or str(existing.trigger) != str(trigger) or \
+                str(getattr(existing.trigger, "timezone", "")) != str(trigger.timezone):
+            scheduler.add_job(run_site_job, trigger, id=job_id, name=f"process site {name}",
+                              args=[database_url, site_id, options], replace_existing=True,
+                              coalesce=True, max_instances=1,
+                              misfire_grace_time=MISFIRE_GRACE_S)
+            log.info("scheduled %s: %s (%s)", name, schedule or DEFAULT_SCHEDULE, tz)
+    for job in scheduler.get_jobs():
+        if job.id.startswith(JOB_PREFIX) and job.id not in wanted:
+            job.remove()
+    return sorted(wanted)
+
+
+def build_scheduler(database_url: str, *,
+                    scheduler_cls: type[BaseScheduler] = BlockingScheduler) -> BaseScheduler:
+    """A scheduler whose site jobs persist in the crack store's database.
+
+    Job stores: ``default`` (SQLAlchemyJobStore, same database, table ``apscheduler_jobs``)
+    for site jobs, ``memory`` for the periodic sites-table sync. One worker thread: surveys
+    are processed one at a time (one model in memory, no GPU contention).
+    """
+    return scheduler_cls(
+        jobstores={"default": SQLAlchemyJobStore(url=database_url),
+                   "memory": MemoryJobStore()},
+        executors={"default": ThreadPoolExecutor(1)},
+        job_defaults={"coalesce": True, "max_instances": 1,
+                      "misfire_grace_time": MISFIRE_GRACE_S},
+        timezone="UTC",
+    )
+
+
+def start(database_url: str, options: dict[str, Any]) -> None:
+    """Run the scheduler in the foreground until SIGTERM / SIGINT."""
+    scheduler = build_scheduler(database_url)
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("signal %s: shutting down after the running job", signum)
+        scheduler.shutdown(wait=True)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    scheduler.add_job(sync_site_jobs, "interval", minutes=SYNC_MINUTES, id="sync-sites",
+                      args=[scheduler, database_url, options], replace_existing=True,
+                      jobstore="memory", next_run_time=datetime.now(UTC))
+    log.info("scheduler started (store %s); Ctrl-C or SIGTERM stops it",
+             database_url.split("@")[-1])
+    scheduler.start()  # blocks until shutdown

@@ -1,0 +1,219 @@
+"""The monitoring pipeline, the scheduler and the demo, on a real SQLite store and the
+shipped model."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from sqlalchemy import func, select
+
+from geodata.store import add_site, connect, upgrade
+from geodata.store import models as m
+from geodata.store.engine import session_scope
+from jobs.pipeline import PipelineOptions, ingest, process_survey, retry_notifications
+
+EPSG = 32633
+
+
+def write_ortho(path: Path, *, when: datetime, crack_cols: int = 150, seed: int = 0) -> Path:
+    """A 256x256 RGB GeoTIFF (EPSG:32633, 2 mm pixels) with a dark 3-px crack-like line."""
+    rng = np.random.default_rng(seed)
+    img = np.clip(rng.normal(150, 12, (3, 256, 256)), 0, 255).astype(np.uint8)
+    img[:, 120:123, 40:40 + crack_cols] = 40
+    with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=3,
+                       dtype="uint8", crs=f"EPSG:{EPSG}", tiled=True, blockxsize=256,
+                       blockysize=256,
+                       transform=from_origin(500000, 6000000, 0.002, 0.002)) as dst:
+        dst.write(img)
+        dst.update_tags(TIFFTAG_DATETIME=f"{when:%Y:%m:%d %H:%M:%S}")
+    return path
+
+
+@pytest.fixture
+def store(tmp_path):
+    url = f"sqlite:///{tmp_path / 'cw.db'}"
+    upgrade(url)
+    engine = connect(url)
+    yield url, engine
+    engine.dispose()
+
+
+def _counts(engine) -> dict[str, int]:
+    with session_scope(engine) as s:
+        return {t.__tablename__: s.scalar(select(func.count()).select_from(t))
+                for t in (m.Crack, m.CrackTrack, m.TrackObservation, m.SurveySummary, m.Alert)}
+
+
+def test_injected_error_mid_run_leaves_the_store_unchanged_and_can_be_rerun(store, tmp_path):
+    url, engine = store
+    add_site(engine, "wall", profile="structure", crs_epsg=EPSG)
+    t0 = datetime(2026, 6, 1, tzinfo=UTC)
+    s1 = ingest(engine, "wall", write_ortho(tmp_path / "a.tif", when=t0))
+    s2 = ingest(engine, "wall", write_ortho(tmp_path / "b.tif", when=t0 + timedelta(days=1),
+                                            crack_cols=190))
+    opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32)
+    assert process_survey(engine, s1.id, opt).status == "succeeded"
+    before = _counts(engine)
+
+    for step in ("store_track", "alerts"):
+        def fault(name, step=step):
+            if name == step:
+                raise RuntimeError(f"injected model error at {step}")
+
+        r = process_survey(engine, s2.id, opt, fault=fault)
+        assert r.status == "failed" and "injected" in r.error
+        assert _counts(engine) == before
+        with session_scope(engine) as s:
+            job = s.get(m.JobRun, r.job_run_id)
+            assert job.status == "failed" and "Traceback" in job.error
+            assert job.steps[step]["status"] == "failed"
+            assert s.scalar(select(func.count()).select_from(m.InferenceRun).where(
+                m.InferenceRun.survey_id == s2.id, m.InferenceRun.status == "failed")) >= 1
+
+    r = process_survey(engine, s2.id, opt)
+    assert r.status == "succeeded"
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(m.SurveySummary)) == 2
+
+
+def test_ingest_is_idempotent_and_reads_the_tiff_time(store, tmp_path):
+    _, engine = store
+    add_site(engine, "wall", profile="structure", crs_epsg=EPSG, timezone="Europe/Oslo")
+    path = write_ortho(tmp_path / "a.tif", when=datetime(2026, 6, 1, 2, 0))
+    a = ingest(engine, "wall", path)
+    b = ingest(engine, "wall", path)
+    assert a.id == b.id
+    # TIFFTAG_DATETIME is local camera time, read in the site's time zone (UTC+2 in June)
+    assert a.acquired_at == datetime(2026, 6, 1, 0, 0, tzinfo=UTC)
+    assert "TIFFTAG_DATETIME" in a.meta["acquired_at_source"]
+
+
+def test_static_repeat_raises_no_alert(store, tmp_path):
+    _, engine = store
+    add_site(engine, "static slope", profile="slope", crs_epsg=EPSG)
+    opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32)
+    t0 = datetime(2026, 6, 1, tzinfo=UTC)
+    for k in range(3):  # the same scene three nights running (files differ by their date tag)
+        sv = ingest(engine, "static slope",
+                    write_ortho(tmp_path / f"n{k}.tif", when=t0 + timedelta(days=k)))
+        r = process_survey(engine, sv.id, opt)
+        assert r.status == "succeeded"
+        assert r.alerts_raised == [] and r.alerts_escalated == []
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(m.Alert)) == 0
+
+
+class _Flaky:
+    name = "flaky"
+
+    def __init__(self, fail: bool):
+        self.fail, self.sent = fail, []
+
+    def send(self, alert) -> None:
+        if self.fail:
+            raise OSError("smtp down")
+        self.sent.append(alert)
+
+
+def test_failed_notification_is_recorded_and_retried(store):
+    _, engine = store
+    site = add_site(engine, "wall", profile="structure", crs_epsg=EPSG)
+    with session_scope(engine, write=True) as s:
+        a = m.Alert(site_id=site.id, level="orange", rule="structure.bre251", message="wide",
+                    notifications=[], details={"unit": "mm"})
+        s.add(a)
+        s.flush()
+        alert_id = a.id
+    from jobs.pipeline import _notify
+
+    item = {"alert_id": alert_id, "site": "wall", "level": "orange", "rule": "structure.bre251",
+            "message": "wide"}
+    assert _notify(engine, [item], [_Flaky(True)]) == 1
+    ok = _Flaky(False)
+    assert retry_notifications(engine, [ok]) == 0
+    assert len(ok.sent) == 1
+    with session_scope(engine) as s:
+        log = s.get(m.Alert, alert_id).notifications
+    assert [n["ok"] for n in log] == [False, True]
+    assert retry_notifications(engine, [ok]) == 0 and len(ok.sent) == 1  # not re-sent
+
+
+def test_scheduler_fires_the_site_job_on_a_controlled_clock(store, tmp_path):
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from jobs.scheduler import build_scheduler, site_trigger, sync_site_jobs
+
+    url, engine = store
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    add_site(engine, "oslo wall", profile="structure", crs_epsg=EPSG, timezone="Europe/Oslo",
+             inbox=inbox, schedule="0 2 * * *")
+    write_ortho(inbox / "night1.tif", when=datetime(2026, 6, 1, 1, 0))
+
+    trigger = site_trigger("0 2 * * *", "Europe/Oslo")
+    now = datetime(2026, 6, 1, 1, 30, tzinfo=UTC)  # 03:30 in Oslo (CEST)
+    assert trigger.get_next_fire_time(None, now) == datetime(2026, 6, 2, 0, 0, tzinfo=UTC)
+
+    opts = {"work_dir": str(tmp_path / "work"), "tile_size": 256, "overlap": 32}
+    sched = build_scheduler(url, scheduler_cls=BackgroundScheduler)
+    sched.start(paused=True)
+    try:
+        assert sync_site_jobs(sched, url, opts) == ["site-1"]
+        job = sched.get_job("site-1")
+        assert str(job.trigger.timezone) == "Europe/Oslo"
+        assert job.coalesce and job.max_instances == 1
+        # the clock reaches the fire time: make the job due and let the scheduler run it
+        job.modify(next_run_time=datetime.now(UTC) - timedelta(seconds=1))
+        sched.resume()
+        deadline = datetime.now(UTC) + timedelta(seconds=120)
+        while datetime.now(UTC) < deadline:
+            with session_scope(engine) as s:
+                done = s.scalar(select(func.count()).select_from(m.JobRun).where(
+                    m.JobRun.status == "succeeded"))
+            if done:
+                break
+            import time
+
+            time.sleep(0.5)
+        assert done == 1
+        # the job was rescheduled for the next night, site-local 02:00
+        nxt = sched.get_job("site-1").next_run_time
+        from zoneinfo import ZoneInfo
+
+        local = nxt.astimezone(ZoneInfo("Europe/Oslo"))
+        assert (local.hour, local.minute) == (2, 0) and nxt > datetime.now(UTC)
+    finally:
+        sched.shutdown(wait=True)
+
+
+@pytest.mark.realdata
+def test_demo_end_to_end_then_again_changes_nothing(tmp_path):
+    from jobs.demo import run_demo, site_totals
+
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    first = run_demo(url, tmp_path)
+    assert first.processed and all(r.status == "succeeded" for r in first.processed)
+    by_name = {s["site"]: s for s in first.sites}
+    assert len(by_name) == 4
+    growth = next(s for n, s in by_name.items() if n.startswith("SIMULATED"))
+    assert growth["surveys"] == 5 and growth["tracks"] >= 1
+    assert any(a["rule"] == "slope.length_rate" for a in growth["alerts"]), growth
+    engine = connect(url)
+    with session_scope(engine) as s:
+        sims = s.scalars(select(m.Survey).join(m.Site).where(m.Site.name.startswith(
+            "SIMULATED"))).all()
+        assert all(sv.meta.get("simulated") is True for sv in sims)
+        assert all("SIMULATED" in Path(sv.source_path).name for sv in sims)
+    counts = _counts(engine)
+    second = run_demo(url, tmp_path)
+    assert second.processed == []
+    assert _counts(engine) == counts
+    assert site_totals(engine, list(by_name)) == first.sites
+    engine.dispose()
+    shutil.rmtree(tmp_path / "work", ignore_errors=True)
