@@ -28,6 +28,7 @@ from geodata.store.models import (
     Crack,
     CrackTrack,
     InferenceRun,
+    JobRun,
     Site,
     Survey,
     SurveySummary,
@@ -36,6 +37,9 @@ from geodata.store.models import (
 
 __all__ = [
     "CRACK_FIELDS",
+    "all_alerts",
+    "inference_runs",
+    "job_runs",
     "list_surveys",
     "site_alerts",
     "site_cracks",
@@ -45,6 +49,7 @@ __all__ = [
     "sites_overview",
     "survey_cracks",
     "survey_cracks_geojson",
+    "survey_track_events",
     "track_timeseries",
 ]
 
@@ -445,4 +450,198 @@ def site_alerts(bind: Engine | Session, site: int | str, *, open_only: bool = Fa
     frame = pd.DataFrame(rows, columns=["alert_id", *cols[1:]])
     for c in ("track_id", "survey_id"):
         frame[c] = frame[c].astype("Int64")
+    return frame
+
+
+# --------------------------------------------------------------------------- dashboard reads
+
+
+def all_alerts(
+    bind: Engine | Session,
+    *,
+    site: int | str | None = None,
+    open_only: bool = False,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """Alerts of every site (or of ``site``), newest first, with the site name and forecast.
+
+    Args:
+        site: only this site (id or name); ``None`` for all.
+        open_only: only unresolved alerts (raised or acknowledged).
+        limit: at most this many rows.
+
+    Returns:
+        Columns ``alert_id``, ``site_id``, ``site_name``, ``level``, ``rule``, ``track_id``,
+        ``survey_id``, ``measured_value``, ``threshold``, ``unit`` (of both, from the alert's
+        ``details``; None if not recorded), ``message``, ``forecast`` (text of the
+        inverse-velocity forecast when the alert has one, from ``details["forecast"]``, or
+        for an inverse-velocity rule its value in days; else None), ``state`` (``open`` |
+        ``acknowledged`` | ``resolved``), ``raised_at``, ``acknowledged_at``,
+        ``acknowledged_by``, ``acknowledge_note``, ``resolved_at``, ``resolve_note``.
+
+    Raises:
+        RecordNotFoundError: ``site`` given and unknown.
+    """
+    cols = ["alert_id", "site_id", "site_name", "level", "rule", "track_id", "survey_id",
+            "measured_value", "threshold", "unit", "message", "forecast", "state", "raised_at",
+            "acknowledged_at", "acknowledged_by", "acknowledge_note", "resolved_at",
+            "resolve_note"]
+    with session_scope(bind) as s:
+        stmt = select(Alert, Site.name).join(Site, Site.id == Alert.site_id)
+        if site is not None:
+            stmt = stmt.where(Alert.site_id == _site(s, site).id)
+        if open_only:
+            stmt = stmt.where(Alert.resolved_at.is_(None))
+        stmt = stmt.order_by(Alert.raised_at.desc(), Alert.id.desc())
+        if limit is not None:
+            stmt = stmt.limit(int(limit))
+        found = s.execute(stmt).all()
+    rows = []
+    for a, site_name in found:
+        state = ("resolved" if a.resolved_at is not None
+                 else "acknowledged" if a.acknowledged_at is not None else "open")
+        details = getattr(a, "details", None) or {}
+        rows.append({
+            "alert_id": a.id, "site_id": a.site_id, "site_name": site_name, "level": a.level,
+            "rule": a.rule, "track_id": a.track_id, "survey_id": a.survey_id,
+            "measured_value": a.measured_value, "threshold": a.threshold,
+            "unit": details.get("unit"), "message": a.message,
+            "forecast": _alert_forecast(a.rule, a.measured_value, details),
+            "state": state, "raised_at": a.raised_at, "acknowledged_at": a.acknowledged_at,
+            "acknowledged_by": a.acknowledged_by, "acknowledge_note": a.acknowledge_note,
+            "resolved_at": a.resolved_at, "resolve_note": a.resolve_note,
+        })
+    frame = pd.DataFrame(rows, columns=cols)
+    for c in ("track_id", "survey_id"):
+        frame[c] = frame[c].astype("Int64")
+    for c in ("measured_value", "threshold"):
+        frame[c] = frame[c].astype(float)
+    return frame
+
+
+def _alert_forecast(rule: str, measured_value: float | None, details: Any) -> str | None:
+    """Readable inverse-velocity forecast of an alert (``details["forecast"]``, the
+    ``Forecast.to_dict()`` of :mod:`jobs.alerts`), or None when it has none."""
+    fc = details.get("forecast") if isinstance(details, dict) else None
+    if isinstance(fc, dict):
+        if fc.get("failure_time"):
+            parts = [f"failure forecast {str(fc['failure_time'])[:16].replace('T', ' ')} UTC"]
+            if isinstance(fc.get("days_after_last"), (int, float)):
+                parts.append(f"{fc['days_after_last']:.1f} days after the latest survey")
+            if isinstance(fc.get("r_squared"), (int, float)):
+                parts.append(f"R^2 {fc['r_squared']:.2f}")
+            return ", ".join(parts)
+        if fc.get("status"):
+            return f"no failure forecast ({fc['status']})"
+    if rule.endswith("inverse_velocity") and measured_value is not None:
+        return f"failure forecast {measured_value:.1f} days after the latest survey"
+    return None
+
+
+def survey_track_events(bind: Engine | Session, survey_id: int) -> pd.DataFrame:
+    """Growth of each crack of a survey since its track's previous survey.
+
+    One row per crack of the survey that has a tracking record (the row of the crack's own
+    track, so a crack that others merged into appears once).
+
+    Returns:
+        Columns ``crack_id``, ``track_id``, ``event`` (``new``, ``continued`` or ``split``),
+        ``days_since_previous``, ``delta_length_m``, ``delta_max_width_mm``,
+        ``delta_area_m2``, ``length_rate_m_per_day``, ``max_width_rate_mm_per_day``
+        (NaN without a baseline), ordered by ``crack_id``.
+
+    Raises:
+        RecordNotFoundError: no such survey.
+    """
+    cols = ["crack_id", "track_id", "event", "days_since_previous", "delta_length_m",
+            "delta_max_width_mm", "delta_area_m2", "length_rate_m_per_day",
+            "max_width_rate_mm_per_day"]
+    with session_scope(bind) as s:
+        _survey(s, survey_id)
+        rows = s.execute(
+            select(*[getattr(TrackObservation, c) for c in cols])
+            .join(Crack, (Crack.id == TrackObservation.crack_id)
+                  & (Crack.track_id == TrackObservation.track_id))
+            .where(TrackObservation.survey_id == survey_id)
+            .order_by(TrackObservation.crack_id)).all()
+    frame = pd.DataFrame(rows, columns=cols)
+    for c in ("crack_id", "track_id"):
+        frame[c] = frame[c].astype("Int64")
+    for c in cols[3:]:
+        frame[c] = frame[c].astype(float)
+    return frame
+
+
+def _duration_s(start: Any, end: Any) -> float:
+    return (end - start).total_seconds() if start is not None and end is not None else np.nan
+
+
+def job_runs(
+    bind: Engine | Session, *, site: int | str | None = None, limit: int = 500
+) -> pd.DataFrame:
+    """Job runs (nightly pipeline, ingest...), newest first.
+
+    Returns:
+        Columns ``job_run_id``, ``job``, ``site_id``, ``site_name``, ``survey_id``,
+        ``status``, ``started_at``, ``finished_at``, ``duration_s`` (NaN while running),
+        ``steps`` (the JSON object of step statuses), ``error``.
+
+    Raises:
+        RecordNotFoundError: ``site`` given and unknown.
+    """
+    cols = ["job_run_id", "job", "site_id", "site_name", "survey_id", "status", "started_at",
+            "finished_at", "duration_s", "steps", "error"]
+    with session_scope(bind) as s:
+        stmt = select(JobRun, Site.name).outerjoin(Site, Site.id == JobRun.site_id)
+        if site is not None:
+            stmt = stmt.where(JobRun.site_id == _site(s, site).id)
+        found = s.execute(stmt.order_by(JobRun.started_at.desc(), JobRun.id.desc())
+                          .limit(int(limit))).all()
+    rows = [{"job_run_id": j.id, "job": j.job, "site_id": j.site_id, "site_name": name,
+             "survey_id": j.survey_id, "status": j.status, "started_at": j.started_at,
+             "finished_at": j.finished_at, "duration_s": _duration_s(j.started_at,
+                                                                     j.finished_at),
+             "steps": j.steps or {}, "error": j.error} for j, name in found]
+    frame = pd.DataFrame(rows, columns=cols)
+    for c in ("site_id", "survey_id"):
+        frame[c] = frame[c].astype("Int64")
+    frame["duration_s"] = frame["duration_s"].astype(float)
+    return frame
+
+
+def inference_runs(
+    bind: Engine | Session, *, site: int | str | None = None, limit: int = 500
+) -> pd.DataFrame:
+    """Inference runs (every status, superseded ones too), newest first.
+
+    Returns:
+        Columns ``run_id``, ``survey_id``, ``site_id``, ``site_name``, ``acquired_at``
+        (of the survey, UTC), ``model_name``, ``model_version``, ``status``,
+        ``started_at``, ``finished_at``, ``duration_s``, ``megapixels_per_s``,
+        ``crack_count``, ``error``.
+
+    Raises:
+        RecordNotFoundError: ``site`` given and unknown.
+    """
+    cols = ["run_id", "survey_id", "site_id", "site_name", "acquired_at", "model_name",
+            "model_version", "status", "started_at", "finished_at", "duration_s",
+            "megapixels_per_s", "crack_count", "error"]
+    with session_scope(bind) as s:
+        stmt = (select(InferenceRun, Survey.site_id, Site.name, Survey.acquired_at)
+                .join(Survey, Survey.id == InferenceRun.survey_id)
+                .join(Site, Site.id == Survey.site_id))
+        if site is not None:
+            stmt = stmt.where(Survey.site_id == _site(s, site).id)
+        found = s.execute(stmt.order_by(InferenceRun.started_at.desc(),
+                                        InferenceRun.id.desc()).limit(int(limit))).all()
+    rows = [{"run_id": r.id, "survey_id": r.survey_id, "site_id": sid, "site_name": name,
+             "acquired_at": acq, "model_name": r.model_name, "model_version": r.model_version,
+             "status": r.status, "started_at": r.started_at, "finished_at": r.finished_at,
+             "duration_s": _duration_s(r.started_at, r.finished_at),
+             "megapixels_per_s": r.megapixels_per_s, "crack_count": r.crack_count,
+             "error": r.error} for r, sid, name, acq in found]
+    frame = pd.DataFrame(rows, columns=cols)
+    frame["crack_count"] = frame["crack_count"].astype("Int64")
+    for c in ("duration_s", "megapixels_per_s"):
+        frame[c] = frame[c].astype(float)
     return frame

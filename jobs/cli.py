@@ -495,6 +495,10 @@ from jobs.cli_store import register as _register_store_commands  # noqa: E402
 
 _register_store_commands(app, bench_app)
 
+from jobs.cli_dashboard import register as _register_dashboard_command  # noqa: E402
+
+_register_dashboard_command(app)
+
 from jobs.cli_pipeline import register as _register_pipeline_commands  # noqa: E402
 
 _register_pipeline_commands(app)

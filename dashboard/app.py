@@ -1,0 +1,77 @@
+"""CrackWatch dashboard, Overview page: every site by alert level, and the open alerts.
+
+Start it with ``crackwatch dashboard`` (or ``streamlit run dashboard/app.py
+--server.enableStaticServing true``). A Streamlit multipage app: this script is the
+Overview, ``pages/`` holds Site, Defect history, Alerts, Runs and Models. Pages stay thin:
+they read the store through :mod:`dashboard.common` (cached calls of
+:mod:`geodata.queries`). The store is ``CRACKWATCH_DATABASE_URL`` or the default SQLite file
+(see :mod:`jobs.settings`).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import common as c
+from dashboard.maps import render_html, sites_map
+
+
+@st.cache_data(ttl=c.CACHE_TTL_S, show_spinner=False)
+def _map_html(url: str, basemap: bool, mode: str, prefix: str) -> str:
+    from dashboard.maps import MapAssets
+
+    return render_html(sites_map(c.load_sites(url), assets=MapAssets(mode, prefix),
+                                 basemap=basemap))
+
+
+c.page_setup("Overview")
+st.title("Sites overview")
+url = c.store_url()
+sites = c.load_sites(url)
+if sites.empty:
+    c.empty_state("No sites in the store yet.")
+    st.stop()
+
+open_alerts = c.load_alerts(url, None, True)
+cols = st.columns(4)
+cols[0].metric("Sites", len(sites))
+cols[1].metric("Open alerts", len(open_alerts))
+cols[2].metric("Sites at red", int((sites["alert_level"] == "red").sum()))
+cols[3].metric("Sites at orange", int((sites["alert_level"] == "orange").sum()))
+
+basemap = st.toggle("Online basemap (OpenStreetMap; needs internet)", value=False,
+                    key="overview_basemap")
+assets = c.map_assets()
+placed = sites.dropna(subset=["lon", "lat"])
+if placed.empty:
+    st.info("No site has a location (lon/lat) yet, so the map is empty. Give sites a "
+            "location when creating them (`geodata.store.add_site(..., lon=, lat=)`).")
+else:
+    c.show_map(_map_html(url, basemap, assets.mode, assets.static_prefix), height=460,
+               alt="map of the sites coloured by alert level")
+unplaced = sites[sites["lon"].isna() | sites["lat"].isna()]
+if len(unplaced) and len(placed):
+    st.caption("Not on the map (no location): " + ", ".join(unplaced["name"]))
+
+st.subheader("Sites")
+# cracks of each site's latest processed survey (map and photo cracks: the survey summary
+# counts map cracks only)
+runs = c.load_inference_runs(url)
+done = runs[runs["status"] == "succeeded"].sort_values(["acquired_at", "run_id"])
+latest_cracks = done.groupby("site_id")["crack_count"].last()
+table = pd.DataFrame({
+    "site": sites["name"], "profile": sites["profile"], "level": sites["alert_level"],
+    "open alerts": sites["open_alerts"], "surveys": sites["survey_count"],
+    "latest survey (UTC)": sites["latest_survey_at"].map(c.when),
+    "cracks in latest survey": sites["site_id"].map(latest_cracks).astype("Int64"),
+})
+st.dataframe(c.level_style(table), hide_index=True, width="stretch")
+
+st.subheader("Open alerts")
+if open_alerts.empty:
+    st.success("No open alerts: every site is green.")
+else:
+    alerts = c.alerts_table(open_alerts)
+    st.dataframe(c.level_style(alerts), hide_index=True, width="stretch")
+    st.page_link("pages/3_Alerts.py", label="Acknowledge or resolve alerts")

@@ -1,0 +1,464 @@
+"""What every dashboard page shares: the store URL, cached loaders, site choice, empty states.
+
+Pages stay thin: they call the loaders here, which call :mod:`geodata.queries` (reads) and
+:mod:`geodata.alerts_store` (alert writes) and nothing else of the store. Loaders are cached
+with ``st.cache_data`` keyed by hashable arguments only (the database URL string and ids),
+for :data:`CACHE_TTL_S` seconds, so the nightly job's new surveys show up without a restart;
+the sidebar's "Reload data" button clears the caches at once.
+
+The store URL is ``CRACKWATCH_DATABASE_URL`` if set (``crackwatch dashboard --url`` sets
+it), else the default of :mod:`jobs.settings` (the SQLite file under the data directory).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine
+
+from dashboard.imagery import (
+    Overview,
+    orthomosaic_chip,
+    orthomosaic_overview,
+    photo_chip,
+    photo_with_cracks,
+    resolve_source,
+)
+from dashboard.maps import LEVEL_COLOURS, MapAssets
+from geodata import alerts_store, queries, store
+from geodata.errors import RecordNotFoundError, StoreError
+from geodata.store.engine import normalise_url
+
+__all__ = [
+    "CACHE_TTL_S",
+    "PAGES",
+    "ENV_URL",
+    "ENV_WEIGHTS",
+    "database_url",
+    "empty_state",
+    "map_assets",
+    "page_setup",
+    "show_map",
+    "store_url",
+]
+
+ENV_URL = "CRACKWATCH_DATABASE_URL"
+#: Folder of model cards shown on the Models page (default: the shipped engine/weights).
+ENV_WEIGHTS = "CRACKWATCH_WEIGHTS_DIR"
+CACHE_TTL_S = 60
+DEMO_HINT = ("Run `crackwatch demo` to create a demo site with surveys, cracks and alerts, "
+             "or ingest your own imagery with the `crackwatch` command line.")
+SITE_KEY = "cw_site_id"  # the chosen site, kept across pages (not a widget key)
+
+
+#: The pages, in sidebar order: (script path relative to app.py, label).
+PAGES = (("app.py", "Overview"), ("pages/1_Site.py", "Site"),
+         ("pages/2_Defect_history.py", "Defect history"), ("pages/3_Alerts.py", "Alerts"),
+         ("pages/4_Runs.py", "Runs"), ("pages/5_Models.py", "Models"))
+
+
+def page_setup(title: str) -> None:
+    """Page title, wide layout and the sidebar navigation (Streamlit's own, which would
+    label the Overview "app", is switched off)."""
+    st.set_page_config(page_title=f"{title} - CrackWatch", layout="wide")
+    st.set_option("client.showSidebarNavigation", False)
+    with st.sidebar:
+        st.markdown("### CrackWatch")
+        for path, label in PAGES:
+            st.page_link(path, label=label)
+        st.divider()
+
+
+# --------------------------------------------------------------------------- store
+
+
+def database_url() -> str:
+    """``CRACKWATCH_DATABASE_URL``, else the settings' default (SQLite under the data dir)."""
+    url = os.environ.get(ENV_URL, "").strip()
+    if url:
+        return url
+    from jobs.settings import Settings  # settings only; the dashboard reads the store alone
+
+    return Settings().resolved_database_url()
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password hidden."""
+    try:
+        return normalise_url(url).render_as_string(hide_password=True)
+    except StoreError:
+        return url
+
+
+@st.cache_resource(show_spinner=False)
+def _engine(url: str) -> Engine:
+    return store.connect(url, must_exist=True)
+
+
+def engine(url: str) -> Engine:
+    """The (cached) engine of ``url``; raises StoreError for a missing store."""
+    return _engine(url)
+
+
+def stop_with_store_error(exc: Exception, url: str) -> None:
+    """Explain why the store cannot be read, and stop the page."""
+    text = str(exc)
+    if "no store at" in text:
+        st.info(f"**There is no CrackWatch store yet** at `{safe_url(url)}`.\n\n{DEMO_HINT}\n\n"
+                f"To open another store, start the dashboard with "
+                f"`crackwatch dashboard --url DB_URL` (or set `{ENV_URL}`).")
+    elif "schema" in text:
+        st.warning(f"**The store has no CrackWatch tables yet.** Run "
+                   f"`crackwatch db upgrade --url {safe_url(url)}`, then `crackwatch demo`."
+                   f"\n\n{text}")
+    else:
+        st.error(f"Cannot read the store `{safe_url(url)}`: {text}")
+    st.stop()
+
+
+def store_url() -> str:
+    """The store URL of this session after checking that the store can be opened.
+
+    Shows the sidebar; stops the page with an explanation if the store is missing.
+    """
+    url = database_url()
+    sidebar(url)
+    try:
+        engine(url)
+        load_sites(url)  # also proves the schema is there
+    except StoreError as exc:
+        stop_with_store_error(exc, url)
+    return url
+
+
+def sidebar(url: str) -> None:
+    """Store URL, reload button and the offline note."""
+    with st.sidebar:
+        st.caption(f"Store: `{safe_url(url)}`")
+        if st.button("Reload data", help=f"Data is cached for {CACHE_TTL_S} s; reload now."):
+            st.cache_data.clear()
+        st.caption("Works offline: maps use the bundled Leaflet and the survey imagery; "
+                   "no online basemap unless you switch it on.")
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_sites(url: str) -> pd.DataFrame:
+    """:func:`geodata.queries.sites_overview`."""
+    return queries.sites_overview(engine(url))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_alerts(url: str, site_id: int | None = None, open_only: bool = False) -> pd.DataFrame:
+    """:func:`geodata.queries.all_alerts` (all sites when ``site_id`` is None)."""
+    return queries.all_alerts(engine(url), site=site_id, open_only=open_only)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_surveys(url: str, site_id: int) -> gpd.GeoDataFrame:
+    """:func:`geodata.queries.list_surveys` plus ``footprint_wgs84`` (GeoJSON dict or None)."""
+    surveys = queries.list_surveys(engine(url), site_id)
+    wgs = surveys.geometry.to_crs(4326) if len(surveys) else surveys.geometry
+    surveys["footprint_wgs84"] = [None if g is None or g.is_empty else g.__geo_interface__
+                                  for g in wgs]
+    return surveys
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_summaries(url: str, site_id: int) -> pd.DataFrame:
+    """:func:`geodata.queries.site_survey_summaries`."""
+    return queries.site_survey_summaries(engine(url), site_id)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_survey_cracks(url: str, survey_id: int, coordinate_space: str = "map"
+                       ) -> gpd.GeoDataFrame:
+    """:func:`geodata.queries.survey_cracks` joined with the survey's growth events."""
+    cracks = queries.survey_cracks(engine(url), survey_id, coordinate_space=coordinate_space)
+    events = queries.survey_track_events(engine(url), survey_id)
+    merged = cracks.merge(events.drop(columns=["track_id"]), on="crack_id", how="left")
+    return gpd.GeoDataFrame(merged, geometry="geometry", crs=cracks.crs)
+
+
+def _fmt(value: Any, unit: str, digits: int = 3, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)) or (
+            not isinstance(value, (int, float)) and pd.isna(value)):
+        return "-"
+    return f"{value:{'+' if signed else ''}.{digits}f} {unit}"
+
+
+def growth_text(event: Any, delta_length_m: Any, delta_max_width_mm: Any, days: Any) -> str:
+    """One line of a crack's growth since the previous survey of its track."""
+    if event is None or (not isinstance(event, str) and pd.isna(event)):
+        return "not tracked"
+    if event in ("new", "split") or pd.isna(delta_length_m):
+        return "new crack" if event == "new" else f"{event} (no earlier measurement)"
+    span = f" in {days:.0f} d" if isinstance(days, float) and math.isfinite(days) else ""
+    return (f"{_fmt(delta_length_m, 'm', 3, True)} length, "
+            f"{_fmt(delta_max_width_mm, 'mm', 2, True)} max width{span}")
+
+
+def _round_coords(c: Any, nd: int) -> Any:
+    if c and isinstance(c[0], (int, float)):
+        return [round(v, nd) for v in c]
+    return [_round_coords(part, nd) for part in c]
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=16)
+def load_survey_geojson(url: str, survey_id: int, simplify_m: float | None = None
+                        ) -> dict[str, Any]:
+    """A survey's cracks for the map: simplified, EPSG:4326, 7 decimals (~1 cm), with the
+    popup's properties only: ``crack_id``, ``track``, ``length``, ``max_width`` (text with
+    units), ``severity``, ``growth`` (text)."""
+    fc = queries.survey_cracks_geojson(engine(url), survey_id, simplify_m=simplify_m)
+    ev = queries.survey_track_events(engine(url), survey_id)
+    growth = {int(c): growth_text(e, dl, dw, d) for c, e, dl, dw, d in zip(
+        ev["crack_id"], ev["event"], ev["delta_length_m"], ev["delta_max_width_mm"],
+        ev["days_since_previous"], strict=True)}
+    for f in fc["features"]:
+        p = f["properties"]
+        f["properties"] = {  # only what the popup shows: 10k features stay small
+            "crack_id": p.get("crack_id"),
+            "track": "-" if p.get("track_id") is None else str(p["track_id"]),
+            "length": _fmt(p.get("length_m"), "m", 3),
+            "max_width": _fmt(p.get("max_width_mm"), "mm", 2),
+            "severity": p.get("severity"),
+            "growth": growth.get(p.get("crack_id"), "not tracked"),
+        }
+        if f.get("geometry"):
+            f["geometry"]["coordinates"] = _round_coords(f["geometry"]["coordinates"], 7)
+    return fc
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_history(url: str, site_id: int) -> pd.DataFrame:
+    """:func:`geodata.queries.site_defect_history`."""
+    return queries.site_defect_history(engine(url), site_id)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_tracks_geojson(url: str, site_id: int) -> str:
+    """The site's tracks (last polygon each) as RFC 7946 GeoJSON text (EPSG:4326)."""
+    tracks = queries.site_tracks(engine(url), site_id)
+    tracks = tracks[tracks.geometry.notna()]
+    for c in tracks.columns:
+        if c != "geometry" and pd.api.types.is_datetime64_any_dtype(tracks[c]):
+            tracks[c] = tracks[c].map(lambda t: t.isoformat() if pd.notna(t) else None)
+    return tracks.to_crs(4326).to_json(drop_id=True, na="null")
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_track(url: str, track_id: int) -> pd.DataFrame:
+    """:func:`geodata.queries.track_timeseries`."""
+    return queries.track_timeseries(engine(url), track_id)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_job_runs(url: str) -> pd.DataFrame:
+    """:func:`geodata.queries.job_runs`."""
+    return queries.job_runs(engine(url))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_inference_runs(url: str) -> pd.DataFrame:
+    """:func:`geodata.queries.inference_runs`."""
+    return queries.inference_runs(engine(url))
+
+
+def clear_caches() -> None:
+    """Forget every cached read (after a write)."""
+    st.cache_data.clear()
+
+
+# --------------------------------------------------------------------------- alert writes
+
+
+def acknowledge(url: str, alert_id: int, by: str, note: str) -> str | None:
+    """Acknowledge an alert; returns an error message, or None on success."""
+    try:
+        alerts_store.acknowledge_alert(engine(url), alert_id, by=by, note=note)
+    except (StoreError, RecordNotFoundError, ValueError) as exc:
+        return str(exc)
+    clear_caches()
+    return None
+
+
+def resolve(url: str, alert_id: int, by: str, note: str) -> str | None:
+    """Resolve an alert with a note; returns an error message, or None on success."""
+    try:
+        alerts_store.resolve_alert(engine(url), alert_id, by=by, note=note)
+    except (StoreError, RecordNotFoundError, ValueError) as exc:
+        return str(exc)
+    clear_caches()
+    return None
+
+
+# --------------------------------------------------------------------------- imagery
+
+
+def _search_dirs() -> list[Path]:
+    dirs = []
+    try:
+        from jobs.settings import Settings
+
+        dirs.append(Settings().data_dir.expanduser())
+    except Exception:  # noqa: BLE001 - settings are optional for finding imagery
+        pass
+    return dirs
+
+
+def imagery_path(source_path: str, image_name: str | None = None) -> Path | None:
+    """The survey's imagery file on this machine, or None."""
+    return resolve_source(source_path, image_name, search=_search_dirs())
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _overview(path: str, mtime: float, max_size_px: int) -> Overview:
+    return orthomosaic_overview(path, max_size_px=max_size_px)
+
+
+def load_overview(path: Path, max_size_px: int = 1024) -> tuple[Overview | None, str | None]:
+    """A cached imagery overview (keyed by path and modification time) or an error text."""
+    try:
+        return _overview(str(path), _mtime(path), max_size_px), None
+    except Exception as exc:  # noqa: BLE001 - any unreadable raster: explain, draw no overlay
+        return None, f"cannot draw the imagery {path.name}: {exc}"
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _photo_with_cracks(path: str, mtime: float, url: str, survey_id: int, image_name: str
+                       ) -> bytes:
+    cracks = load_survey_cracks(url, survey_id, "image")
+    polys = cracks.loc[cracks["image_name"] == image_name, "geometry"]
+    return photo_with_cracks(path, list(polys))
+
+
+def load_photo_with_cracks(path: Path, url: str, survey_id: int, image_name: str) -> bytes:
+    """A photo with its image-space cracks outlined (cached)."""
+    return _photo_with_cracks(str(path), _mtime(path), url, survey_id, image_name)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _chip(path: str, mtime: float, bounds: tuple[float, float, float, float],
+          crs_epsg: int | None, outlines_wkb: tuple[bytes, ...]) -> bytes:
+    import shapely
+
+    outlines = [shapely.from_wkb(b) for b in outlines_wkb]
+    if crs_epsg is None:
+        return photo_chip(path, bounds, outlines=outlines)
+    return orthomosaic_chip(path, bounds, crs_epsg=crs_epsg, outlines=outlines)
+
+
+def load_chip(path: Path, bounds: tuple[float, float, float, float], crs_epsg: int | None,
+              outlines: list[Any]) -> tuple[bytes | None, str | None]:
+    """A before/after image chip (cached) or an error text. ``crs_epsg`` None: a photo."""
+    import shapely
+
+    try:
+        return _chip(str(path), _mtime(path), tuple(float(v) for v in bounds), crs_epsg,
+                     tuple(shapely.to_wkb(g) for g in outlines if g is not None)), None
+    except Exception as exc:  # noqa: BLE001 - unreadable imagery: explain, no chip
+        return None, f"cannot crop {path.name}: {exc}"
+
+
+# --------------------------------------------------------------------------- UI helpers
+
+
+def map_assets() -> MapAssets:
+    """Leaflet from Streamlit's static serving when it is on, else inlined in the map."""
+    if st.get_option("server.enableStaticServing"):
+        base = (st.get_option("server.baseUrlPath") or "").strip("/")
+        return MapAssets("static", f"/{base}/app/static/" if base else "/app/static/")
+    return MapAssets("inline")
+
+
+def show_map(html: str, height: int = 520, alt: str = "map") -> None:
+    """Show a rendered folium map (its own document) in an iframe."""
+    st.iframe(html, height=height, alt=alt)
+
+
+def empty_state(message: str, hint: str = DEMO_HINT) -> None:
+    """An info box saying what is missing and what to do next."""
+    st.info(f"**{message}**\n\n{hint}")
+
+
+def level_style(df: pd.DataFrame, column: str = "level"):
+    """A pandas Styler colouring the alert level column."""
+    def colour(v: Any) -> str:
+        c = LEVEL_COLOURS.get(v)
+        return f"background-color: {c}; color: white; font-weight: 600" if c else ""
+
+    return df.style.map(colour, subset=[column])
+
+
+def with_unit(value: Any, unit: Any) -> str:
+    """``0.067 mm/day`` (``-`` for no value; 4 significant digits)."""
+    if value is None or pd.isna(value):
+        return "-"
+    u = "" if unit is None or pd.isna(unit) else f" {unit}"
+    return f"{value:.4g}{u}"
+
+
+def alerts_table(alerts: pd.DataFrame) -> pd.DataFrame:
+    """Open-alert rows for display: level, rule, measured vs threshold, forecast..."""
+    return pd.DataFrame({
+        "alert": alerts["alert_id"], "site": alerts["site_name"], "level": alerts["level"],
+        "rule": alerts["rule"],
+        "measured": [with_unit(v, u) for v, u in zip(alerts["measured_value"], alerts["unit"],
+                                                     strict=True)],
+        "threshold": [with_unit(v, u) for v, u in zip(alerts["threshold"], alerts["unit"],
+                                                      strict=True)],
+        "forecast": alerts["forecast"].fillna("-"), "state": alerts["state"],
+        "raised (UTC)": alerts["raised_at"].map(when),
+        "acknowledged by": alerts["acknowledged_by"].fillna("-"),
+        "message": alerts["message"],
+    })
+
+
+def when(value: Any) -> str:
+    """A UTC timestamp as ``YYYY-MM-DD HH:MM`` (``-`` for none)."""
+    if value is None or value is pd.NaT or (not isinstance(value, datetime)
+                                            and pd.isna(value)):
+        return "-"
+    return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
+
+
+def pick_site(sites: pd.DataFrame, *, label: str = "Site") -> int:
+    """A site selectbox whose choice is kept across pages (and ``?site=`` in the URL)."""
+    ids = [int(i) for i in sites["site_id"]]
+    names = dict(zip(ids, sites["name"], strict=True))
+    wanted = st.query_params.get("site")
+    current = st.session_state.get(SITE_KEY)
+    if wanted is not None:
+        by_name = {str(v): k for k, v in names.items()}
+        current = by_name.get(wanted, int(wanted) if str(wanted).isdigit() else current)
+    if current not in names:
+        current = ids[0]
+    chosen = int(st.selectbox(label, ids, index=ids.index(current),
+                              format_func=lambda i: names[i], key=f"site_select_{label}"))
+    st.session_state[SITE_KEY] = chosen
+    if wanted is not None and wanted != str(chosen):
+        st.query_params["site"] = str(chosen)
+    return chosen
+
+
+def json_text(value: Any) -> str:
+    """Pretty JSON for display."""
+    return json.dumps(value, indent=2, sort_keys=False, default=str)

@@ -1,0 +1,233 @@
+"""Site: a survey's cracks over its own imagery, growth per crack and per site, chips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import common as c
+from dashboard.maps import MapAssets, render_html, survey_map
+
+POPUP_FIELDS = [("crack_id", "crack"), ("track", "track"), ("length", "length"),
+                ("max_width", "max width"), ("severity", "severity"),
+                ("growth", "growth since previous survey")]
+MAX_CRACK_CHOICES = 1000
+
+
+@st.cache_data(ttl=c.CACHE_TTL_S, show_spinner=False, max_entries=8)
+def _map_html(url: str, site_id: int, survey_id: int, imagery: str | None, basemap: bool,
+              highlight: int | None, mode: str, prefix: str) -> tuple[str, str | None]:
+    """The survey map's HTML (cached per survey and options) and an imagery problem, if any."""
+    fc = c.load_survey_geojson(url, survey_id)
+    surveys = c.load_surveys(url, site_id)
+    footprint = surveys.set_index("survey_id").loc[survey_id, "footprint_wgs84"]
+    overlay, problem = None, None
+    if imagery:
+        ov, problem = c.load_overview(Path(imagery))
+        if ov is not None:
+            overlay = (ov.data_uri(), ov.bounds)
+    m = survey_map(fc, assets=MapAssets(mode, prefix), overlay=overlay, footprint=footprint,
+                   basemap=basemap, highlight_crack_id=highlight, popup_fields=POPUP_FIELDS)
+    return render_html(m), problem
+
+
+c.page_setup("Site")
+st.title("Site")
+url = c.store_url()
+sites = c.load_sites(url)
+if sites.empty:
+    c.empty_state("No sites in the store yet.")
+    st.stop()
+top_left, top_right = st.columns([1, 2])
+with top_left:
+    site_id = c.pick_site(sites)
+site = sites.set_index("site_id").loc[site_id]
+surveys = c.load_surveys(url, site_id)
+if surveys.empty:
+    c.empty_state(f"Site {site['name']} has no surveys yet.",
+                  "Ingest an orthomosaic or photo set for it (the nightly job does this from "
+                  "the site's inbox), or run `crackwatch demo` for a demo site.")
+    st.stop()
+
+# ---------------------------------------------------------------- survey choice (date slider)
+labels = {int(r.survey_id): f"{c.when(r.acquired_at)} (#{int(r.survey_id)})"
+          for r in surveys.itertuples()}
+ids = list(labels)
+if len(ids) > 1:
+    survey_id = top_right.select_slider("Survey date (UTC)", options=ids, value=ids[-1],
+                                       format_func=labels.get, key="site_survey")
+else:
+    survey_id = ids[0]
+    top_right.markdown(f"**Survey date (UTC):** {labels[survey_id]} (the only survey)")
+row = surveys.set_index("survey_id").loc[survey_id]
+position = ids.index(survey_id)
+previous_id = ids[position - 1] if position > 0 else None
+
+cracks = c.load_survey_cracks(url, survey_id) if not pd.isna(row["run_id"]) else None
+photo_cracks = (c.load_survey_cracks(url, survey_id, "image")
+                if not pd.isna(row["run_id"]) else None)
+tracked = cracks is not None and len(cracks) > 0  # photo (image) cracks are not tracked
+total_length_m = sum(float(f["length_m"].sum()) for f in (cracks, photo_cracks)
+                     if f is not None)
+cols = st.columns(4)
+cols[0].metric("Cracks", "-" if pd.isna(row["crack_count"]) else int(row["crack_count"]))
+cols[1].metric("Total length", "-" if cracks is None else f"{total_length_m:.2f} m")
+cols[2].metric("New cracks", int(row["new_count"]) if tracked and pd.notna(row["new_count"])
+               else "-")
+cols[3].metric("Vanished cracks", int(row["vanished_count"])
+               if tracked and pd.notna(row["vanished_count"]) else "-")
+st.caption(f"{row['source_type']} `{row['source_path']}`"
+           + ("" if pd.isna(row["pixel_size_m"])
+              else f", {row['pixel_size_m'] * 1000:.1f} mm pixels")
+           + (f", model {row['model_name']}" if pd.notna(row["model_name"]) else "")
+           + (" - simulated demo survey" if row["simulated"] else ""))
+if pd.isna(row["run_id"]):
+    st.info("No successful inference run for this survey yet: there are no cracks to show. "
+            "See the Runs page for failed runs.")
+
+# ---------------------------------------------------------------- crack choice, map options
+chosen_crack = None
+pick, opt1, opt2 = st.columns([3, 1, 1], vertical_alignment="bottom")
+if cracks is not None and len(cracks):
+    ranked = cracks.sort_values(["max_width_mm", "length_m"], ascending=False)
+    ranked = ranked.head(MAX_CRACK_CHOICES)
+    options = [int(i) for i in ranked["crack_id"]]
+    info = {int(r.crack_id): f"crack {int(r.crack_id)}: {r.length_m:.2f} m, "
+                             f"{r.max_width_mm:.1f} mm, {r.severity}"
+            for r in ranked.itertuples()}
+    chosen_crack = pick.selectbox(
+        "Crack (widest first; outlined white on the map)"
+        + (f"; the {MAX_CRACK_CHOICES} widest of {len(cracks)}"
+           if len(cracks) > MAX_CRACK_CHOICES else ""),
+        options, format_func=info.get, key="site_crack")
+show_imagery = opt1.toggle("Survey imagery", value=True, key="site_imagery")
+basemap = opt2.toggle("Online basemap", value=False, key="site_basemap",
+                      help="OpenStreetMap tiles: needs internet. Off: the map uses only the "
+                           "survey's own imagery and works offline.")
+
+# ---------------------------------------------------------------- map
+imagery = c.imagery_path(row["source_path"]) if show_imagery else None
+imagery_for_map = (str(imagery) if imagery is not None and imagery.is_file()
+                   and row["source_type"] == "orthomosaic" else None)
+assets = c.map_assets()
+if cracks is not None and len(cracks) == 0 and (photo_cracks is None or not len(photo_cracks)):
+    st.success("No cracks were found in this survey.")
+if (cracks is not None and len(cracks)) or row["footprint_wgs84"] is not None \
+        or imagery_for_map:
+    with st.spinner("Drawing the map..."):
+        html, problem = _map_html(url, site_id, survey_id, imagery_for_map, basemap,
+                                  chosen_crack, assets.mode, assets.static_prefix)
+    c.show_map(html, height=600, alt="crack map of the survey")
+    notes = []
+    if cracks is not None and len(cracks):
+        notes.append(f"{len(cracks)} crack polygons, simplified by one pixel for display; "
+                     f"click a crack for its measurements and growth.")
+    if problem:
+        notes.append(problem)
+    elif show_imagery and imagery is None:
+        notes.append(f"Imagery not found on this machine ({row['source_path']}); cracks are "
+                     f"drawn without it.")
+    st.caption(" ".join(notes))
+
+# photo surveys: cracks in image coordinates, drawn on the photo itself
+if photo_cracks is not None and len(photo_cracks):
+    st.subheader("Cracks on the photos")
+    names = sorted(photo_cracks["image_name"].dropna().unique())
+    name = st.selectbox("Photo", names, key="site_photo")
+    path = c.imagery_path(row["source_path"], name)
+    n = int((photo_cracks["image_name"] == name).sum())
+    if path is None:
+        st.caption(f"{n} cracks; photo {name} not found on this machine.")
+    else:
+        st.image(c.load_photo_with_cracks(path, url, survey_id, name),
+                 caption=f"{name}: {n} cracks outlined")
+    on_photo = photo_cracks[photo_cracks["image_name"] == name]
+    st.dataframe(on_photo[["crack_id", "length_m", "mean_width_mm", "max_width_mm",
+                           "area_m2", "severity"]], hide_index=True, width="stretch")
+    st.caption("Photo cracks have no map position (no georeferencing), so they are not "
+               "tracked across surveys.")
+
+# ---------------------------------------------------------------- site totals over time
+st.subheader("Site totals over time")
+summaries = c.load_summaries(url, site_id)
+if summaries.empty:
+    st.info("No tracked surveys yet: totals appear once a survey's cracks are stored.")
+else:
+    totals = summaries.set_index("acquired_at")[["crack_count", "total_length_m",
+                                                 "max_width_mm"]]
+    t1, t2 = st.columns(2)
+    with t1:
+        st.caption("Cracks per survey")
+        st.line_chart(totals[["crack_count"]])
+    with t2:
+        st.caption("Total crack length (m)")
+        st.line_chart(totals[["total_length_m"]])
+
+# ---------------------------------------------------------------- one crack: growth + chips
+if chosen_crack is not None:
+    crow = cracks.set_index("crack_id").loc[chosen_crack]
+    track_id = crow["track_id"]
+    st.subheader(f"Crack {chosen_crack}" + ("" if pd.isna(track_id) else f" (track {track_id})"))
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Length", f"{crow['length_m']:.3f} m")
+    m2.metric("Max width", f"{crow['max_width_mm']:.2f} mm")
+    m3.metric("Mean width", f"{crow['mean_width_mm']:.2f} mm")
+    m4.metric("Severity", crow["severity"] or "-")
+    st.markdown("**Growth since the previous survey:** " + c.growth_text(
+        crow.get("event"), crow.get("delta_length_m"), crow.get("delta_max_width_mm"),
+        crow.get("days_since_previous")))
+    series = c.load_track(url, int(track_id)) if not pd.isna(track_id) else pd.DataFrame()
+    if len(series):
+        measured = series.dropna(subset=["length_m"]).set_index("acquired_at")
+        g1, g2 = st.columns(2)
+        with g1:
+            st.caption("Length (m) of this crack's track")
+            st.line_chart(measured[["length_m"]])
+        with g2:
+            st.caption("Max width (mm) of this crack's track")
+            st.line_chart(measured[["max_width_mm"]])
+    # before / after chips: the track's last earlier crack (else the previous survey's
+    # ground at the same place) and this one
+    before, before_id = None, previous_id
+    if len(series):
+        earlier = series[(series["acquired_at"] < row["acquired_at"])
+                         & series["crack_id"].notna()]
+        if len(earlier):
+            before_id = int(earlier["survey_id"].iloc[-1])
+            prev_cracks = c.load_survey_cracks(url, before_id)
+            pc = prev_cracks[prev_cracks["crack_id"] == int(earlier["crack_id"].iloc[-1])]
+            if len(pc):
+                before = pc.geometry.iloc[0]
+    after = crow["geometry"]
+    box = after.bounds if before is None else before.union(after).bounds
+    st.caption("Before / after: the same ground around the crack in the previous and this "
+               "survey (crack outlines in red).")
+    b1, b2 = st.columns(2)
+    for col, sid, geom, title in ((b1, before_id, before, "before"),
+                                  (b2, survey_id, after, "after")):
+        with col:
+            if sid is None:
+                st.caption(f"{title}: this is the site's first survey")
+                continue
+            srow = surveys.set_index("survey_id").loc[sid]
+            path = c.imagery_path(srow["source_path"])
+            label = f"{title}: survey of {c.when(srow['acquired_at'])}"
+            if srow["source_type"] != "orthomosaic":
+                st.caption(f"{label}: a {srow['source_type']} survey, no orthomosaic to crop")
+                continue
+            if path is None or not path.is_file():
+                st.caption(f"{label}: imagery not found on this machine "
+                           f"({srow['source_path']})")
+                continue
+            chip, problem = c.load_chip(path, box, int(site["crs_epsg"]),
+                                        [geom] if geom is not None else [])
+            if chip is None:
+                st.caption(f"{label}: {problem}")
+            else:
+                st.image(chip, caption=label + ("" if geom is not None
+                                                else " (the crack was not seen yet)"))
+elif cracks is not None and not len(cracks) and not (photo_cracks is not None
+                                                      and len(photo_cracks)):
+    st.caption("Growth charts appear for surveys with cracks.")

@@ -1,0 +1,76 @@
+"""Alerts: acknowledge or resolve open alerts with a note; the full history."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import common as c
+
+c.page_setup("Alerts")
+st.title("Alerts")
+url = c.store_url()
+sites = c.load_sites(url)
+if sites.empty:
+    c.empty_state("No sites in the store yet, so no alerts.")
+    st.stop()
+
+flash = st.session_state.pop("alerts_flash", None)
+if flash:
+    st.success(flash)
+
+site_names = {int(i): n for i, n in zip(sites["site_id"], sites["name"], strict=True)}
+scope = st.selectbox("Site", [0, *site_names], format_func=lambda i: site_names.get(i, "All sites"),
+                     key="alerts_site")
+alerts = c.load_alerts(url, scope or None, False)
+if alerts.empty:
+    st.success("No alerts have been raised" + (f" for {site_names[scope]}." if scope else "."))
+    st.caption("Alerts are raised by the nightly job when crack growth passes a site's "
+               "thresholds (`crackwatch demo` raises some on its demo site).")
+    st.stop()
+
+open_ = alerts[alerts["state"] != "resolved"]
+st.subheader(f"Open alerts ({len(open_)})")
+if open_.empty:
+    st.success("Every alert is resolved.")
+else:
+    view = c.alerts_table(open_)
+    st.dataframe(c.level_style(view), hide_index=True, width="stretch")
+
+    labels = {int(r.alert_id): f"#{r.alert_id} {r.level.upper()} {r.site_name}: {r.rule} "
+                               f"({r.state})" for r in open_.itertuples()}
+    with st.form("alert_action", clear_on_submit=True):
+        st.markdown("**Acknowledge or resolve an alert**")
+        alert_id = st.selectbox("Alert", list(labels), format_func=labels.get,
+                                key="alert_pick")
+        action = st.radio("Action", ["Acknowledge", "Resolve"], horizontal=True,
+                          key="alert_action_kind",
+                          help="Acknowledge: seen, stays open. Resolve: dealt with, closes "
+                               "it (a note is required).")
+        by = st.text_input("Your name", key="alert_by")
+        note = st.text_area("Note", key="alert_note",
+                            placeholder="what you saw, checked or did")
+        submitted = st.form_submit_button("Save")
+    if submitted:
+        fn = c.acknowledge if action == "Acknowledge" else c.resolve
+        error = fn(url, int(alert_id), by, note)
+        if error:
+            st.error(error)
+        else:
+            st.session_state["alerts_flash"] = (
+                f"Alert #{alert_id} {'acknowledged' if action == 'Acknowledge' else 'resolved'}.")
+            st.rerun()
+
+st.subheader("History")
+history = pd.DataFrame({
+    "alert": alerts["alert_id"], "site": alerts["site_name"], "level": alerts["level"],
+    "rule": alerts["rule"], "state": alerts["state"],
+    "raised (UTC)": alerts["raised_at"].map(c.when),
+    "acknowledged (UTC)": alerts["acknowledged_at"].map(c.when),
+    "by": alerts["acknowledged_by"].fillna("-"),
+    "acknowledge note": alerts["acknowledge_note"].fillna(""),
+    "resolved (UTC)": alerts["resolved_at"].map(c.when),
+    "resolve note": alerts["resolve_note"].fillna(""),
+    "message": alerts["message"],
+})
+st.dataframe(c.level_style(history), hide_index=True, width="stretch")

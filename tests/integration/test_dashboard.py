@@ -1,0 +1,723 @@
+"""The Streamlit dashboard, page by page, with ``streamlit.testing.v1.AppTest``.
+
+A seeded SQLite store (two sites; two surveys of one with a real little orthomosaic each, so
+cracks, tracks, growth, imagery overlays and before/after chips exist; alerts; job runs)
+and an empty store. Also the dashboard's own helpers: offline map HTML (no resource outside
+this machine), imagery overviews, and the geodata functions the dashboard added
+(:mod:`geodata.alerts_store`, the new :mod:`geodata.queries` reads).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import pytest
+import rasterio
+import shapely
+from rasterio.features import rasterize
+from rasterio.transform import from_origin
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from geodata import alerts_store, queries, store
+from geodata.errors import RecordNotFoundError, StoreError
+
+streamlit_testing = pytest.importorskip("streamlit.testing.v1")
+AppTest = streamlit_testing.AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "dashboard" / "app.py"
+EPSG = 32633
+LON, LAT = 15.0, 46.0
+T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+PIXEL_M = 0.01
+RUN = {"model_name": "crackwatch-unet-mnv2", "model_version": "1", "tiling": {"tile": 512},
+       "megapixels_per_s": 3.5}
+SITE = "north-slope"
+EMPTY_SITE = "quay-wall"
+
+
+# --------------------------------------------------------------------------- seeding
+
+
+def site_origin() -> tuple[float, float]:
+    """UTM 33N coordinates of the site marker (the raster's lower-left corner)."""
+    x, y = pyproj.Transformer.from_crs(4326, EPSG, always_xy=True).transform(LON, LAT)
+    return round(x, 2), round(y, 2)
+
+
+def strip(x0: float, x1: float, y: float, width_m: float) -> shapely.MultiPolygon:
+    """A horizontal crack from x0 to x1 m east of the site origin, y m north of it."""
+    ox, oy = site_origin()
+    return shapely.MultiPolygon([shapely.box(ox + x0, oy + y, ox + x1, oy + y + width_m)])
+
+
+def crack_frame(geoms: list[shapely.Geometry]) -> gpd.GeoDataFrame:
+    """A crack frame as geodata.vectorise returns (metrics from the strips' extents)."""
+    n = len(geoms)
+    data = {
+        "crack_id": np.arange(1, n + 1),
+        "length_m": [g.bounds[2] - g.bounds[0] for g in geoms],
+        "mean_width_mm": [(g.bounds[3] - g.bounds[1]) * 800 for g in geoms],
+        "max_width_mm": [(g.bounds[3] - g.bounds[1]) * 1000 for g in geoms],
+        "area_m2": [g.area for g in geoms],
+        "mean_probability": [0.8] * n,
+        "max_probability": [0.97] * n,
+        "pixel_size_m": [PIXEL_M] * n,
+    }
+    return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=EPSG), crs=EPSG)
+
+
+def write_orthomosaic(path: Path, cracks: list[shapely.Geometry]) -> Path:
+    """A 4 m x 3 m RGB GeoTIFF (1 cm pixels) at the site, cracks drawn dark, a nodata
+    corner (alpha 0)."""
+    ox, oy = site_origin()
+    cols, rows = 400, 300
+    transform = from_origin(ox, oy + rows * PIXEL_M, PIXEL_M, PIXEL_M)
+    rng = np.random.default_rng(0)
+    rgb = np.empty((3, rows, cols), np.uint8)
+    rgb[0], rgb[1], rgb[2] = 150, 140, 120
+    rgb = np.clip(rgb + rng.integers(-15, 15, size=rgb.shape), 0, 255).astype(np.uint8)
+    burnt = rasterize([(g, 1) for g in cracks], out_shape=(rows, cols), transform=transform,
+                      all_touched=True, dtype="uint8")
+    rgb[:, burnt == 1] = 25
+    alpha = np.full((rows, cols), 255, np.uint8)
+    alpha[:40, :40] = 0
+    with rasterio.open(path, "w", driver="GTiff", width=cols, height=rows, count=4,
+                       dtype="uint8", crs=f"EPSG:{EPSG}", transform=transform,
+                       photometric="RGB", alpha="YES") as dst:
+        dst.write(np.concatenate([rgb, alpha[None]]))
+    return path
+
+
+#: Survey 1: A (1.0 m, 4 mm), B (0.8 m, 2 mm). Survey 2: A grew (1.4 m, 6 mm), B, new C.
+SURVEY_CRACKS = [
+    [strip(0.5, 1.5, 1.0, 0.004), strip(2.0, 2.8, 2.0, 0.002)],
+    [strip(0.5, 1.9, 1.0, 0.006), strip(2.0, 2.8, 2.0, 0.002), strip(1.0, 2.0, 0.5, 0.003)],
+]
+
+
+def seed_store(folder: Path, *, with_imagery: bool = True, url: str | None = None) -> dict:
+    """A store (SQLite under ``folder``, or the empty database at ``url``) with two sites,
+    two surveys, cracks, tracks, alerts and job runs.
+
+    Returns ``{"url", "site_id", "survey_ids", "alert_ids", "orthos"}``.
+    """
+    url = url or store.sqlite_url(folder / "crackwatch.db")
+    store.upgrade(url)
+    eng = store.connect(url)
+    site = store.add_site(eng, SITE, profile="slope", crs_epsg=EPSG, lon=LON, lat=LAT,
+                          timezone="Europe/Vienna", thresholds={"opening_rate_mm_per_day": 0.5})
+    store.add_site(eng, EMPTY_SITE, profile="structure", crs_epsg=EPSG, lon=LON + 0.01,
+                   lat=LAT + 0.01)
+    ox, oy = site_origin()
+    footprint = shapely.box(ox, oy, ox + 4, oy + 3)
+    survey_ids, orthos = [], []
+    for i, geoms in enumerate(SURVEY_CRACKS):
+        ortho = folder / f"ortho_{i}.tif"
+        if with_imagery:
+            write_orthomosaic(ortho, geoms)
+        sv = store.ingest_survey(eng, site.id, ortho, acquired_at=T0 + timedelta(days=30 * i),
+                                 source_type="orthomosaic", sha256=f"{i + 1:x}" * 64,
+                                 pixel_size_m=PIXEL_M, footprint=footprint)
+        store.store_run(eng, sv.id, crack_frame(geoms), None, RUN)
+        survey_ids.append(sv.id)
+        orthos.append(ortho)
+    with Session(eng) as s, s.begin():
+        track_a = s.scalar(select(store.Crack.track_id).where(
+            store.Crack.survey_id == survey_ids[1]).order_by(store.Crack.length_m.desc()))
+        alerts = [
+            store.Alert(site_id=site.id, track_id=track_a, survey_id=survey_ids[1],
+                        level="orange", rule="slope.opening_rate", measured_value=0.067,
+                        threshold=0.05, message="crack opening 0.067 mm/day >= 0.05",
+                        raised_at=T0 + timedelta(days=30, hours=1),
+                        details={"unit": "mm/day"}),
+            store.Alert(site_id=site.id, track_id=track_a, survey_id=survey_ids[1],
+                        level="red", rule="slope.inverse_velocity", measured_value=5.2,
+                        threshold=7.0, message="time of failure forecast within 7 days",
+                        raised_at=T0 + timedelta(days=30, hours=2),
+                        details={"unit": "days", "forecast": {
+                            "status": "forecast", "failure_time": "2024-06-05T12:00:00+00:00",
+                            "r_squared": 0.93, "n_points": 4, "days_after_last": 5.2}}),
+        ]
+        s.add_all(alerts)
+        s.add_all([
+            store.JobRun(job="nightly", site_id=site.id, survey_id=survey_ids[1],
+                         status="succeeded", started_at=T0 + timedelta(days=30),
+                         finished_at=T0 + timedelta(days=30, seconds=42),
+                         steps={"ingest": "ok", "infer": "ok"}),
+            store.JobRun(job="nightly", site_id=site.id, status="failed",
+                         started_at=T0 + timedelta(days=31),
+                         finished_at=T0 + timedelta(days=31, seconds=3),
+                         error="Traceback...\nRasterReadError: inbox/broken.tif is truncated"),
+        ])
+        s.flush()
+        alert_ids = [a.id for a in alerts]
+    eng.dispose()
+    return {"url": url, "site_id": site.id, "survey_ids": survey_ids, "alert_ids": alert_ids,
+            "orthos": orthos}
+
+
+def write_card(folder: Path) -> Path:
+    """A model card like engine.train writes (JSON beside the weights)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    card = {"name": "crackwatch-unet-mnv2", "version": "1", "task": "binary crack segmentation",
+            "architecture": {"name": "unet", "encoder": "mobilenet_v2"},
+            "weights": {"file": "crackwatch-unet-mnv2.safetensors", "sha256": "ab" * 32,
+                        "bytes": 13_000_000},
+            "normalisation": {"scale": "1/255", "mean": [0.485, 0.456, 0.406]},
+            "training_data": [{"dataset": "deepcrack", "license": "CC BY-NC 4.0"}],
+            "metrics": {"validation": {"f1": 0.81, "iou": 0.68},
+                        "uav75-test": {"at_0.5": {"f1": 0.74}}},
+            "command": "crackwatch train --config unet.json"}
+    path = folder / "crackwatch-unet-mnv2.json"
+    path.write_text(json.dumps(card))
+    (folder / "broken.json").write_text("{not json")
+    return path
+
+
+PG_ADMIN_URL = os.environ.get("CRACKWATCH_TEST_POSTGRES_URL",
+                              "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def postgis_url():
+    """A fresh, empty PostGIS database (dropped afterwards). Skips without a server, except
+    in CI (env ``CI`` set), where it fails, as tests/integration/test_store.py does."""
+    import psycopg
+
+    name = f"crackwatch_dash_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        msg = f"PostGIS dashboard tests need PostgreSQL at {PG_ADMIN_URL}: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        base = PG_ADMIN_URL.rsplit("/", 1)[0]
+        try:
+            with psycopg.connect(f"{base}/{name}", autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+            yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgis", marks=pytest.mark.postgis)])
+def any_seeded(request, tmp_path) -> dict:
+    """A seeded store on SQLite and on PostGIS (fresh for each test)."""
+    url = request.getfixturevalue("postgis_url") if request.param == "postgis" else None
+    return seed_store(tmp_path, url=url)
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory) -> dict:
+    return seed_store(tmp_path_factory.mktemp("dash"))
+
+
+@pytest.fixture
+def app_env(monkeypatch, seeded):
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", seeded["url"])
+    return seeded
+
+
+def run_page(page: str | None = None, *, timeout: float = 90) -> AppTest:
+    """Run the app (and switch to ``page``, e.g. ``"pages/1_Site.py"``); no exception."""
+    at = AppTest.from_file(str(APP), default_timeout=timeout)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    if page is not None:
+        at.switch_page(page)
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Every text-like element of the page, joined."""
+    parts = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "success",
+                 "warning", "error"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    parts += [f"{m.label}={m.value}" for m in at.metric]
+    return "\n".join(parts)
+
+
+def iframes(at: AppTest) -> list[str]:
+    """The HTML documents shown with st.iframe."""
+    return [e.proto.srcdoc for e in at.get("iframe")]
+
+
+def frames(at: AppTest) -> list[pd.DataFrame]:
+    return [d.value.data if hasattr(d.value, "data") else d.value for d in at.dataframe]
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def test_overview_page(app_env):
+    at = run_page()
+    body = texts(at)
+    assert "Sites overview" in body
+    assert "Sites=2" in body and "Open alerts=2" in body and "Sites at red=1" in body
+    sites, alerts = frames(at)[:2]
+    assert set(sites["site"]) == {SITE, EMPTY_SITE}
+    assert sites.set_index("site").loc[SITE, "level"] == "red"
+    assert sites.set_index("site").loc[EMPTY_SITE, "level"] == "green"
+    assert int(sites.set_index("site").loc[SITE, "cracks in latest survey"]) == 3
+    assert set(alerts["level"]) == {"red", "orange"}
+    by_rule = alerts.set_index("rule")
+    assert "2024-06-05 12:00 UTC, 5.2 days" in by_rule.loc["slope.inverse_velocity", "forecast"]
+    assert by_rule.loc["slope.opening_rate", "measured"] == "0.067 mm/day"
+    assert by_rule.loc["slope.opening_rate", "threshold"] == "0.05 mm/day"
+    assert by_rule.loc["slope.opening_rate", "forecast"] == "-"
+    (html,) = iframes(at)
+    assert "L.circleMarker" in html and SITE in html
+    assert "#c62828" in html  # red marker
+    assert_offline(html)
+
+
+def test_site_page_map_growth_and_chips(app_env):
+    at = run_page("pages/1_Site.py")
+    body = texts(at)
+    assert "Cracks=3" in body and "New cracks=1" in body
+    # the latest survey is chosen; the map draws its cracks over the imagery overlay
+    (html,) = iframes(at)
+    assert_offline(html)
+    assert "L.imageOverlay" in html and "data:image/png;base64," in html
+    assert html.count('"type": "Feature"') + html.count('"type":"Feature"') >= 3
+    assert "growth since previous survey" in html and "+0.400 m length" in html
+    # growth charts of the chosen (widest) crack and site totals, before/after chips
+    assert len(at.get("vega_lite_chart")) == 4
+    captions = [c for im in at.get("image") for c in im.captions]
+    assert len(captions) == 2
+    assert captions[0].startswith("before: survey of 2024-05-01 08:00")
+    assert captions[1].startswith("after: survey of 2024-05-31 08:00")
+    assert "Crack" in body and "+0.400 m length, +2.00 mm max width in 30 d" in body
+    # a new crack: the "before" chip shows the same ground in the previous survey
+    eng = store.connect(app_env["url"])
+    ev = queries.survey_track_events(eng, app_env["survey_ids"][1])
+    eng.dispose()
+    new_crack = int(ev.loc[ev["event"] == "new", "crack_id"].iloc[0])
+    at.selectbox(key="site_crack").set_value(new_crack).run()
+    assert not at.exception
+    captions = [c for im in at.get("image") for c in im.captions]
+    assert captions[0].endswith("(the crack was not seen yet)")
+    assert "Growth since the previous survey:** new crack" in texts(at)
+    # the date slider goes back to the first survey: two cracks, no chips before
+    at.select_slider(key="site_survey").set_value(app_env["survey_ids"][0]).run()
+    assert not at.exception
+    assert "Cracks=2" in texts(at)
+    assert "first survey" in texts(at)
+
+
+def test_site_page_without_imagery_and_without_surveys(app_env, tmp_path, monkeypatch):
+    seeded = seed_store(tmp_path, with_imagery=False)
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", seeded["url"])
+    at = run_page("pages/1_Site.py")
+    body = texts(at)
+    assert "Imagery not found on this machine" in body
+    assert "imagery not found" in body  # chips
+    (html,) = iframes(at)
+    assert "L.imageOverlay" not in html and "L.geoJson" in html
+    at.selectbox(key="site_select_Site").set_value(
+        int(queries.sites_overview(store.connect(seeded["url"])).set_index("name")
+            .loc[EMPTY_SITE, "site_id"])).run()
+    assert not at.exception
+    assert f"Site {EMPTY_SITE} has no surveys yet" in texts(at)
+
+
+def test_defect_history_page(app_env):
+    at = run_page("pages/2_Defect_history.py")
+    assert not at.exception
+    body = texts(at)
+    assert "Crack tracks=3" in body and "Growing=1" in body and "New=1" in body
+    (table,) = frames(at)
+    assert len(table) == 3 and set(table["trend"]) == {"growing", "stable", "new"}
+    at.multiselect(key="dh_trend").set_value(["growing"]).run()
+    (table,) = frames(at)
+    assert list(table["trend"]) == ["growing"]
+    assert "Shown=1" in texts(at)
+    buttons = at.get("download_button")
+    assert len(buttons) == 2
+
+
+def test_alerts_page_acknowledge_and_resolve(app_env, tmp_path, monkeypatch):
+    seeded = seed_store(tmp_path)
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", seeded["url"])
+    at = run_page("pages/3_Alerts.py")
+    assert "Open alerts (2)" in texts(at)
+    orange, red = seeded["alert_ids"]
+    at.selectbox(key="alert_pick").set_value(orange)
+    at.radio(key="alert_action_kind").set_value("Acknowledge")
+    at.text_input(key="alert_by").input("Ana (geotech)")
+    at.text_area(key="alert_note").input("checked on site, monitoring")
+    submit = [b for b in at.button if b.label == "Save"]
+    submit[0].click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert f"Alert #{orange} acknowledged." in texts(at)
+    eng = store.connect(seeded["url"])
+    with Session(eng) as s:
+        a = s.get(store.Alert, orange)
+        assert a.acknowledged_by == "Ana (geotech)"
+        assert a.acknowledge_note == "checked on site, monitoring"
+        assert a.acknowledged_at is not None and a.resolved_at is None
+    # resolving without a note is refused and changes nothing
+    at.selectbox(key="alert_pick").set_value(red)
+    at.radio(key="alert_action_kind").set_value("Resolve")
+    at.text_input(key="alert_by").input("Ana")
+    [b for b in at.button if b.label == "Save"][0].click().run()
+    assert any("needs a note" in e.value for e in at.error)
+    with Session(eng) as s:
+        assert s.get(store.Alert, red).resolved_at is None
+    # with a note it closes; the history shows it
+    at.selectbox(key="alert_pick").set_value(red)
+    at.radio(key="alert_action_kind").set_value("Resolve")
+    at.text_input(key="alert_by").input("Ana")
+    at.text_area(key="alert_note").input("false alarm: shadow")
+    [b for b in at.button if b.label == "Save"][0].click().run()
+    assert not at.exception
+    assert "Open alerts (1)" in texts(at)
+    with Session(eng) as s:
+        assert s.get(store.Alert, red).resolve_note == "false alarm: shadow (Ana)"
+    history = frames(at)[-1]
+    assert set(history["state"]) == {"acknowledged", "resolved"}
+    eng.dispose()
+
+
+def test_runs_page(app_env):
+    at = run_page("pages/4_Runs.py")
+    body = texts(at)
+    assert "Job runs=2" in body and "Failed job runs=1" in body and "Inference runs=2" in body
+    assert "Median megapixels/s=3.50" in body
+    jobs, runs = frames(at)
+    assert set(jobs["status"]) == {"succeeded", "failed"}
+    assert "RasterReadError: inbox/broken.tif is truncated" in set(jobs["error"])
+    assert list(jobs.sort_values("run")["duration"]) == ["42.0 s", "3.0 s"]
+    assert set(runs["cracks"]) == {2, 3}
+
+
+def test_models_page_reads_cards(app_env, tmp_path, monkeypatch):
+    write_card(tmp_path / "weights")
+    monkeypatch.setenv("CRACKWATCH_WEIGHTS_DIR", str(tmp_path / "weights"))
+    at = run_page("pages/5_Models.py")
+    body = texts(at)
+    assert "crackwatch-unet-mnv2" in " ".join(e.label for e in at.expander)
+    assert any("broken.json" in w.value for w in at.warning)
+    metrics = frames(at)[0]
+    assert metrics.loc["validation", "f1"] == pytest.approx(0.81)
+    assert metrics.loc["uav75-test", "at_0.5.f1"] == pytest.approx(0.74)
+    assert "CC BY-NC 4.0" in set(frames(at)[1]["license"])
+    assert "crackwatch train --config unet.json" in [c.value for c in at.code]
+    assert "Card file: crackwatch-unet-mnv2.json" in body
+
+
+def test_models_page_empty_folder(app_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("CRACKWATCH_WEIGHTS_DIR", str(tmp_path / "none"))
+    at = run_page("pages/5_Models.py")
+    assert "No model cards in" in texts(at)
+
+
+@pytest.mark.parametrize("page", [None, "pages/1_Site.py", "pages/2_Defect_history.py",
+                                  "pages/3_Alerts.py", "pages/4_Runs.py"])
+def test_empty_store_explains_what_to_do(tmp_path, monkeypatch, page):
+    url = store.sqlite_url(tmp_path / "empty.db")
+    store.upgrade(url)
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", url)
+    body = texts(run_page(page))
+    assert "crackwatch demo" in body
+    assert "No sites in the store yet" in body or "No runs recorded yet" in body
+
+
+def test_missing_store_and_missing_schema(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", store.sqlite_url(tmp_path / "nope.db"))
+    body = texts(run_page())
+    assert "There is no CrackWatch store yet" in body and "crackwatch demo" in body
+    assert not (tmp_path / "nope.db").exists()  # reading never creates a store
+    bare = tmp_path / "bare.db"
+    store.connect(store.sqlite_url(bare)).dispose()
+    import sqlite3
+
+    sqlite3.connect(bare).execute("CREATE TABLE t (x)").connection.close()
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", store.sqlite_url(bare))
+    assert "crackwatch db upgrade" in texts(run_page("pages/1_Site.py"))
+
+
+# --------------------------------------------------------------------------- offline maps
+
+
+def assert_offline(html: str) -> None:
+    """The map HTML loads nothing from outside this machine."""
+    from dashboard.maps import external_resources, inline_leaflet
+
+    assert external_resources(html) == []
+    # any absolute URL in an attribute, outside Leaflet's own (inlined) source, is local
+    rest = html.replace(inline_leaflet(), "")
+    for url in re.findall(r"""(?:src|href)\s*=\s*["'](https?://[^"']+)""", rest):
+        assert re.match(r"https?://(localhost|127\.0\.0\.1)", url), url
+    assert "cdn.jsdelivr" not in html and "cdnjs" not in html and "code.jquery" not in html
+    # jQuery / Bootstrap are not shipped: nothing may use them
+    assert "$(" not in rest and "jQuery" not in rest and "bootstrap" not in rest.lower()
+
+
+def test_map_html_static_and_inline_reference_no_cdn(seeded):
+    from dashboard.maps import MapAssets, render_html, sites_map, survey_map
+
+    eng = store.connect(seeded["url"])
+    fc = queries.survey_cracks_geojson(eng, seeded["survey_ids"][1])
+    sites = queries.sites_overview(eng)
+    eng.dispose()
+    static = render_html(survey_map(fc, assets=MapAssets("static", "/app/static/")))
+    assert_offline(static)
+    assert '<script src="/app/static/vendor/leaflet/leaflet.js"></script>' in static
+    assert 'href="/app/static/vendor/leaflet/leaflet.css"' in static
+    assert re.findall(r"https?://", static) == []  # not even a link
+    inline = render_html(sites_map(sites, assets=MapAssets("inline")))
+    assert_offline(inline)
+    assert "<script src=" not in inline and 't.version="1.9.4"' in inline
+    assert "url(data:image/png;base64," in inline  # Leaflet's CSS images inlined
+    # the online basemap is opt-in, and then it is the only external resource
+    online = render_html(survey_map(fc, assets=MapAssets("static"), basemap=True))
+    from dashboard.maps import external_resources
+
+    assert external_resources(online) == ["https://tile.openstreetmap.org/{z}/{x}/{y}.png"]
+    with pytest.raises(ValueError, match="static_prefix"):
+        MapAssets("static", "https://cdn.example.com/")
+
+
+def test_vendored_leaflet_has_license():
+    from dashboard.maps import LEAFLET_VERSION, VENDOR_DIR
+
+    folder = VENDOR_DIR / "leaflet"
+    assert "BSD 2-Clause" in (folder / "LICENSE").read_text()
+    assert f'version="{LEAFLET_VERSION}"' in (folder / "leaflet.js").read_text()
+    assert (folder / "leaflet.css").is_file() and (folder / "images" / "layers.png").is_file()
+
+
+def test_orthomosaic_overview_and_chip(seeded):
+    from PIL import Image
+
+    from dashboard.imagery import orthomosaic_chip, orthomosaic_overview
+
+    ov = orthomosaic_overview(seeded["orthos"][1], max_size_px=200)
+    s, w, n, e = ov.bounds
+    assert w == pytest.approx(LON, abs=1e-6) and s == pytest.approx(LAT, abs=1e-6)
+    assert n > s and e > w and n - s < 1e-4
+    im = Image.open(__import__("io").BytesIO(ov.png))
+    assert im.mode == "RGBA" and max(im.size) <= 201
+    alpha = np.asarray(im)[..., 3]
+    assert alpha[0, 0] == 0 and alpha[-1, -1] == 255  # the nodata corner is transparent
+    crack = SURVEY_CRACKS[1][0]
+    chip = Image.open(__import__("io").BytesIO(orthomosaic_chip(
+        seeded["orthos"][1], crack.bounds, crs_epsg=EPSG, outlines=[crack], size_px=128)))
+    assert chip.size == (128, 128)
+    px = np.asarray(chip)
+    assert ((px[..., 0] > 200) & (px[..., 1] < 60)).any()  # the red outline
+    with pytest.raises(FileNotFoundError):
+        orthomosaic_overview(seeded["orthos"][1].with_name("missing.tif"))
+
+
+# --------------------------------------------------------------------------- geodata additions
+
+
+def test_alerts_store_acknowledge_and_resolve(any_seeded):
+    seeded = any_seeded
+    eng = store.connect(seeded["url"])
+    orange, red = seeded["alert_ids"]
+    with pytest.raises(ValueError, match="non-empty name"):
+        alerts_store.acknowledge_alert(eng, orange, by="  ")
+    a = alerts_store.acknowledge_alert(eng, orange, by="Bo", note="  seen ")
+    assert a.acknowledged_by == "Bo" and a.acknowledge_note == "seen"
+    with pytest.raises(StoreError, match="acknowledged already by Bo"):
+        alerts_store.acknowledge_alert(eng, orange, by="Cy")
+    with pytest.raises(ValueError, match="needs a note"):
+        alerts_store.resolve_alert(eng, red, by="Cy", note="")
+    r = alerts_store.resolve_alert(eng, red, by="Cy", note="repaired")
+    assert r.resolved_at is not None and r.acknowledged_by == "Cy"
+    with pytest.raises(StoreError, match="resolved already"):
+        alerts_store.resolve_alert(eng, red, by="Cy", note="again")
+    with pytest.raises(StoreError, match="cannot be acknowledged"):
+        alerts_store.acknowledge_alert(eng, red, by="Cy")
+    with pytest.raises(RecordNotFoundError, match="no alert with id 999"):
+        alerts_store.resolve_alert(eng, 999, by="Cy", note="x")
+    # a failure inside a caller's transaction rolls back only the savepoint
+    with Session(eng) as s, s.begin():
+        with pytest.raises(StoreError):
+            alerts_store.resolve_alert(s, red, by="Cy", note="x")
+        alerts_store.resolve_alert(s, orange, by="Cy", note="done")
+    frame = queries.all_alerts(eng)
+    assert set(frame["state"]) == {"resolved"}
+    assert queries.all_alerts(eng, open_only=True).empty
+    eng.dispose()
+
+
+def test_new_queries(any_seeded):
+    seeded = any_seeded
+    eng = store.connect(seeded["url"])
+    alerts = queries.all_alerts(eng, site=SITE)
+    assert list(alerts["level"]) == ["red", "orange"]  # newest first
+    assert alerts["forecast"].iloc[0] == ("failure forecast 2024-06-05 12:00 UTC, 5.2 days "
+                                          "after the latest survey, R^2 0.93")
+    assert list(alerts["unit"]) == ["days", "mm/day"]
+    assert pd.isna(alerts["forecast"].iloc[1])
+    assert queries.all_alerts(eng, site=EMPTY_SITE).empty
+    assert len(queries.all_alerts(eng, limit=1)) == 1
+    with pytest.raises(RecordNotFoundError):
+        queries.all_alerts(eng, site="nowhere")
+    ev = queries.survey_track_events(eng, seeded["survey_ids"][1])
+    assert sorted(ev["event"]) == ["continued", "continued", "new"]
+    grown = ev.dropna(subset=["delta_length_m"]).sort_values("delta_length_m")
+    assert grown["delta_length_m"].iloc[-1] == pytest.approx(0.4)
+    assert grown["delta_max_width_mm"].iloc[-1] == pytest.approx(2.0)
+    assert grown["days_since_previous"].iloc[-1] == pytest.approx(30)
+    assert list(queries.survey_track_events(eng, seeded["survey_ids"][0])["event"]) == \
+        ["new", "new"]
+    with pytest.raises(RecordNotFoundError):
+        queries.survey_track_events(eng, 999)
+    jobs = queries.job_runs(eng)
+    assert list(jobs["status"]) == ["failed", "succeeded"]
+    assert list(jobs["duration_s"]) == [3.0, 42.0] and jobs["site_name"].iloc[0] == SITE
+    assert queries.job_runs(eng, site=EMPTY_SITE).empty
+    runs = queries.inference_runs(eng)
+    assert len(runs) == 2 and set(runs["megapixels_per_s"]) == {3.5}
+    assert list(runs["crack_count"]) == [3, 2]
+    assert queries.inference_runs(eng, site=EMPTY_SITE).empty
+    eng.dispose()
+
+
+# --------------------------------------------------------------------------- more states, CLI
+
+
+def test_single_survey_and_photo_survey(tmp_path, monkeypatch):
+    from PIL import Image
+
+    url = store.sqlite_url(tmp_path / "one.db")
+    store.upgrade(url)
+    eng = store.connect(url)
+    site = store.add_site(eng, "facade", profile="structure", crs_epsg=EPSG, lon=LON, lat=LAT)
+    sv = store.ingest_survey(eng, site.id, tmp_path / "o.tif", acquired_at=T0,
+                             source_type="orthomosaic", sha256="a" * 64, pixel_size_m=PIXEL_M)
+    store.store_run(eng, sv.id, crack_frame(SURVEY_CRACKS[0]), None, RUN)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    img = np.full((120, 160, 3), 170, np.uint8)
+    img[60:62, 20:140] = 20
+    Image.fromarray(img).save(photos / "IMG_0001.jpg")
+    ph = store.ingest_survey(eng, site.id, photos, acquired_at=T0 + timedelta(days=1),
+                             source_type="photos", sha256="b" * 64)
+    pix = gpd.GeoDataFrame(
+        {"length_m": [0.6], "mean_width_mm": [1.0], "max_width_mm": [1.5], "area_m2": [0.001],
+         "photo": ["IMG_0001.jpg"]},
+        geometry=[shapely.MultiPolygon([shapely.box(20, 60, 140, 62)])], crs=None)
+    store.store_run(eng, ph.id, pix, None, RUN, coordinate_space="image")
+    failed = store.ingest_survey(eng, site.id, tmp_path / "f.tif", source_type="orthomosaic",
+                                 acquired_at=T0 + timedelta(days=2), sha256="c" * 64)
+    store.record_failed_run(eng, failed.id, RUN, "RasterReadError: f.tif is truncated")
+    eng.dispose()
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", url)
+    at = run_page("pages/1_Site.py")
+    # the latest survey's run failed: nothing to draw, and it says where to look
+    assert "No successful inference run for this survey yet" in texts(at)
+    assert not at.get("iframe")
+    # the photo survey: its cracks are drawn on the photo, with a table
+    at.select_slider(key="site_survey").set_value(ph.id).run()
+    assert not at.exception
+    assert "Cracks on the photos" in texts(at)
+    assert "Total length=0.60 m" in texts(at) and "New cracks=-" in texts(at)
+    (image,) = at.get("image")
+    assert image.captions == ["IMG_0001.jpg: 1 cracks outlined"]
+    assert frames(at)[0]["severity"].tolist() == ["slight"]
+    at.select_slider(key="site_survey").set_value(sv.id).run()
+    assert not at.exception
+    body = texts(at)
+    assert "Cracks=2" in body and "this is the site's first survey" in body
+    assert "imagery not found on this machine" in body
+
+
+def test_cli_dashboard_starts_streamlit(monkeypatch):
+    from typer.testing import CliRunner
+
+    from jobs import cli_dashboard
+    from jobs.cli import app
+
+    calls = []
+    monkeypatch.setattr(cli_dashboard.subprocess, "call",
+                        lambda cmd, env: calls.append((cmd, env)) or 0)
+    r = CliRunner().invoke(app, ["dashboard", "--port", "8600", "--url", "sqlite:////x/y.db"])
+    assert r.exit_code == 0, r.output
+    (cmd, env), = calls
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4] == str(APP)
+    opts = dict(zip(cmd[5::2], cmd[6::2], strict=True))
+    assert opts["--server.port"] == "8600" and opts["--server.headless"] == "true"
+    assert opts["--server.enableStaticServing"] == "true"
+    assert opts["--browser.gatherUsageStats"] == "false"
+    assert env["CRACKWATCH_DATABASE_URL"] == "sqlite:////x/y.db"
+    r = CliRunner().invoke(app, ["dashboard", "--url", "mysql://db/x"])
+    assert r.exit_code == 2 and "supports sqlite and postgresql" in r.output
+    assert len(calls) == 1
+
+
+@pytest.mark.postgis
+def test_pages_on_postgis(postgis_url, tmp_path, monkeypatch):
+    seeded = seed_store(tmp_path, url=postgis_url)
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", postgis_url)
+    assert "Sites at red=1" in texts(run_page())
+    at = run_page("pages/1_Site.py")
+    assert "Cracks=3" in texts(at) and "L.imageOverlay" in iframes(at)[0]
+    assert "Crack tracks=3" in texts(run_page("pages/2_Defect_history.py"))
+    assert "Job runs=2" in texts(run_page("pages/4_Runs.py"))
+    at = run_page("pages/3_Alerts.py")
+    at.selectbox(key="alert_pick").set_value(seeded["alert_ids"][1])
+    at.text_input(key="alert_by").input("Ana")
+    [b for b in at.button if b.label == "Save"][0].click().run()
+    assert not at.exception
+    assert queries.all_alerts(store.connect(postgis_url))["state"].tolist() == \
+        ["acknowledged", "open"]
+
+
+def test_site_page_with_10k_cracks_is_quick(tmp_path, monkeypatch):
+    """10 000 cracks: the page renders in seconds (simplified, canvas, cached)."""
+    import time
+
+    url = store.sqlite_url(tmp_path / "big.db")
+    store.upgrade(url)
+    eng = store.connect(url)
+    site = store.add_site(eng, "big-slope", profile="slope", crs_epsg=EPSG, lon=LON, lat=LAT)
+    ox, oy = site_origin()
+    rng = np.random.default_rng(1)
+    geoms = []
+    for i in range(10_000):
+        pts = np.c_[np.linspace(0, 1.2, 15), rng.normal(0, 0.02, 15)]
+        pts += [ox + (i % 100) * 2.0, oy + (i // 100) * 2.0]
+        geoms.append(shapely.MultiPolygon([shapely.LineString(pts).buffer(0.003,
+                                                                           quad_segs=2)]))
+    sv = store.ingest_survey(eng, site.id, tmp_path / "big.tif", acquired_at=T0,
+                             source_type="orthomosaic", sha256="d" * 64, pixel_size_m=PIXEL_M)
+    store.store_run(eng, sv.id, crack_frame(geoms), None, RUN)
+    eng.dispose()
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", url)
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    t0 = time.perf_counter()
+    at.switch_page("pages/1_Site.py").run()
+    cold_s = time.perf_counter() - t0
+    assert not at.exception
+    assert "Cracks=10000" in texts(at)
+    (html,) = iframes(at)
+    assert '"preferCanvas": true' in html
+    assert html.count('"type": "Feature"') + html.count('"type":"Feature"') >= 10_000
+    assert cold_s < 30, f"site page took {cold_s:.1f} s cold"
+    t0 = time.perf_counter()
+    at.run()  # a rerun (any widget change) is served from the caches
+    assert time.perf_counter() - t0 < 5

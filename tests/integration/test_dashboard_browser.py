@@ -1,0 +1,201 @@
+"""The dashboard in a real headless Chromium, with the network cut at the browser.
+
+Starts ``streamlit run dashboard/app.py`` exactly as ``crackwatch dashboard`` does (static
+serving on; and once with it off, where the map inlines Leaflet) on a free local port
+against a seeded SQLite store, opens the Site page, finds
+the Leaflet map and its crack polygons (SVG paths) over the survey imagery, opens a crack's
+popup, acknowledges an alert on the Alerts page, and saves screenshots under the test's
+tmp dir. Every request the browser makes to anything but this machine is aborted and
+recorded; the test fails if there was any.
+
+Needs Debian's ``chromium`` (``apt-get install chromium chromium-driver``; ``.ci/run`` does)
+and the ``playwright`` package (dev extra); browsers are not downloaded
+(``playwright install`` is not needed). Without ``/usr/bin/chromium`` the test skips, except
+in CI (env ``CI`` set), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from sqlalchemy.orm import Session
+
+from geodata import store
+from jobs.cli_dashboard import streamlit_command
+from tests.integration.test_dashboard import seed_store
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+
+
+def _unavailable(reason: str) -> None:
+    msg = (f"the browser test needs {reason}: apt-get install -y chromium chromium-driver "
+           f"and pip install -e '.[dev]' (playwright)")
+    if os.environ.get("CI"):
+        pytest.fail(msg + " (CI is set: this test never skips in CI)")
+    pytest.skip(msg)
+
+
+def _wait_idle(page, timeout_ms: int = 15_000) -> None:
+    """Wait until Streamlit has finished the current script run (no "running" widget)."""
+    page.wait_for_timeout(300)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=timeout_ms)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(base: str, proc: subprocess.Popen, timeout_s: float = 45) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"streamlit exited with {proc.returncode}: "
+                                 f"{proc.stdout.read() if proc.stdout else ''}")
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"streamlit did not answer on {base} within {timeout_s} s")
+
+
+@pytest.fixture(params=["static", "inline"])
+def dashboard(request, tmp_path: Path):
+    """A running dashboard on a seeded store: ``(base_url, seeded, mode)``.
+
+    ``static``: as ``crackwatch dashboard`` runs it (Leaflet from /app/static/);
+    ``inline``: static serving off (plain ``streamlit run``), Leaflet inlined in the map.
+    """
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM}")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _unavailable("the playwright package")
+    seeded = seed_store(tmp_path / "store")
+    port = _free_port()
+    env = {**os.environ, "CRACKWATCH_DATABASE_URL": seeded["url"],
+           "CRACKWATCH_DATA_DIR": str(tmp_path / "data")}
+    log = open(tmp_path / "streamlit.log", "w+")  # noqa: SIM115 - closed below
+    cmd = streamlit_command(port, "127.0.0.1")
+    if request.param == "inline":
+        cmd[cmd.index("--server.enableStaticServing") + 1] = "false"
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(base, proc)
+        yield base, seeded, request.param
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_site_map_and_alert_acknowledge_offline(dashboard, tmp_path: Path):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, seeded, mode = dashboard
+    outside: list[str] = []
+    static_js: list[tuple[str, int, str]] = []
+
+    def guard(route, request):
+        host = urlparse(request.url).hostname or ""
+        if urlparse(request.url).scheme in ("data", "blob", "about") or host in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            outside.append(request.url)
+            route.abort()
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-dev-shm-usage"])
+        # tall: Streamlit scrolls inside the page, so a screenshot shows the viewport only
+        context = browser.new_context(viewport={"width": 1400, "height": 2200})
+        context.route("**/*", guard)
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.on("websocket", lambda ws: None if (urlparse(ws.url).hostname or "")
+                in LOCAL_HOSTS else outside.append(ws.url))
+        page.on("response", lambda r: static_js.append(
+            (r.url, r.status, r.headers.get("content-type", "")))
+            if "/app/static/" in r.url else None)
+
+        # ---- Overview: both sites on the map, coloured by level
+        page.goto(base)
+        sites_map = page.frame_locator('iframe[title="map of the sites coloured by alert level"]')
+        markers = sites_map.locator("path.leaflet-interactive")
+        expect(markers).to_have_count(2)
+        expect(sites_map.locator('path.leaflet-interactive[fill="#c62828"]')).to_have_count(1)
+
+        # ---- Site page: the map, its crack layer over the imagery, a popup
+        page.goto(f"{base}/Site")
+        expect(page.get_by_text("Survey date (UTC)")).to_be_visible()
+        frame = page.frame_locator('iframe[title="crack map of the survey"]')
+        cracks = frame.locator("path.leaflet-interactive")
+        expect(cracks.first).to_be_attached()
+        # three cracks of the latest survey and the dashed survey footprint
+        assert cracks.count() == 4
+        expect(frame.locator("img.leaflet-image-layer")).to_have_count(1)
+        expect(frame.locator(".cw-legend")).to_contain_text("crack severity")
+        expect(page.get_by_text("before: survey of 2024-05-01 08:00")).to_be_visible()
+        _wait_idle(page)
+        page.screenshot(path=str(tmp_path / "site.png"))
+        # click the chosen (widest, outlined white) crack: its popup has the growth
+        widest = frame.locator('path.leaflet-interactive[stroke="#ffffff"]')
+        expect(widest).to_have_count(1)
+        box = widest.bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        popup = frame.locator(".leaflet-popup-content")
+        expect(popup).to_contain_text("growth since previous survey")
+        expect(popup).to_contain_text("+0.400 m length")
+        page.wait_for_timeout(400)  # the popup fades in
+        page.screenshot(path=str(tmp_path / "site_popup.png"))
+        # our sidebar navigation, not Streamlit's default (which would say "app")
+        nav = page.get_by_test_id("stSidebar")
+        expect(nav.get_by_role("link", name="Overview")).to_be_visible()
+        expect(nav.get_by_role("link", name="app", exact=True)).to_have_count(0)
+
+        # ---- Alerts page: acknowledge the first open alert through the form
+        page.goto(f"{base}/Alerts")
+        expect(page.get_by_text("Open alerts (2)")).to_be_visible()
+        page.get_by_label("Your name").fill("Playwright")
+        page.get_by_label("Note").fill("seen in the browser test")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_text("acknowledged.", exact=False)).to_be_visible()
+        _wait_idle(page)
+        page.screenshot(path=str(tmp_path / "alerts.png"))
+        browser.close()
+
+    assert outside == [], f"requests left this machine: {outside}"
+    leaflet = [r for r in static_js if r[0].endswith("/vendor/leaflet/leaflet.js")]
+    if mode == "static":
+        assert leaflet and leaflet[0][1] in (200, 304) and "javascript" in leaflet[0][2]
+    else:
+        assert static_js == []  # nothing fetched: Leaflet came inside the map HTML
+    assert (tmp_path / "site.png").stat().st_size > 10_000
+    eng = store.connect(seeded["url"])
+    with Session(eng) as s:
+        acked = [a for a in (s.get(store.Alert, i) for i in seeded["alert_ids"])
+                 if a.acknowledged_at is not None]
+    eng.dispose()
+    assert len(acked) == 1 and acked[0].acknowledged_by == "Playwright"
+    assert acked[0].acknowledge_note == "seen in the browser test"
