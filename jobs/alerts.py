@@ -53,6 +53,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from geodata.severity import BRE251_CATEGORIES, bre251_category
+
 __all__ = [
     "BRE251_CATEGORIES",
     "AlertCandidate",
@@ -455,42 +457,6 @@ class SlopeThresholds:
             "forecast_min_r_squared": self.forecast_min_r_squared,
             "new_cracks_max": self.new_cracks_max,
         }
-
-
-#: BRE Digest 251 ("Assessment of damage in low-rise buildings", Building Research
-#: Establishment), damage category by crack width: (category, name, upper width bound in mm,
-#: inclusive; ``inf`` for the last). Category 0 is "hairline cracks of less than about 0.1 mm".
-BRE251_CATEGORIES: tuple[tuple[int, str, float], ...] = (
-    (0, "negligible", 0.1),
-    (1, "very slight", 1.0),
-    (2, "slight", 5.0),
-    (3, "moderate", 15.0),
-    (4, "severe", 25.0),
-    (5, "very severe", math.inf),
-)
-
-
-def bre251_category(max_width_mm: float) -> int:
-    """BRE Digest 251 damage category (0..5) of a crack of width ``max_width_mm`` (mm).
-
-    Source: BRE Digest 251, "Assessment of damage in low-rise buildings", Building Research
-    Establishment (Table 1, classification of visible damage by ease of repair, with typical
-    crack widths): 0 negligible, width < 0.1 mm; 1 very slight, up to 1 mm; 2 slight, up to
-    5 mm; 3 moderate, 5 to 15 mm; 4 severe, 15 to 25 mm; 5 very severe, over 25 mm. Upper
-    bounds are inclusive (1.0 mm is category 1, 5.0 mm category 2, ...), the 0.1 mm bound is
-    exclusive ("less than 0.1 mm" is 0). The Digest also weighs the number of cracks and
-    other damage; width alone is what imagery gives, so this is the width-only category.
-
-    Raises:
-        ValueError: ``max_width_mm`` is negative or not finite.
-    """
-    w = _finite("max_width_mm", max_width_mm, minimum=0.0)
-    if w < 0.1:
-        return 0
-    for category, _name, upper in BRE251_CATEGORIES[1:]:
-        if w <= upper:
-            return category
-    return 5  # pragma: no cover - inf bound catches all
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from geodata.errors import CRSError, RecordNotFoundError, StoreError
+from geodata.severity import BRE251_CATEGORIES, bre251_name
 from geodata.store.engine import session_scope
 from geodata.store.models import (
     COORDINATE_SPACES,
@@ -60,20 +61,10 @@ __all__ = [
     "store_run",
 ]
 
-#: BRE Digest 251 damage categories by crack width (upper bound in mm, exclusive).
-#: Building Research Establishment, "Assessment of damage in low-rise buildings", Digest 251
-#: (1995), Table 1 (after Burland, Broms & de Mello 1977): 0 negligible (< 0.1 mm),
-#: 1 very slight (< 1 mm), 2 slight (< 5 mm), 3 moderate (5-15 mm), 4 severe (15-25 mm),
-#: 5 very severe (> 25 mm). Width is the one criterion a crack map gives; the Digest also
-#: weighs ease of repair and the number of cracks.
-SEVERITY_CLASSES: tuple[tuple[float, str], ...] = (
-    (0.1, "negligible"),
-    (1.0, "very slight"),
-    (5.0, "slight"),
-    (15.0, "moderate"),
-    (25.0, "severe"),
-    (math.inf, "very severe"),
-)
+#: BRE Digest 251 damage categories, (upper width bound in mm, name), from
+#: :data:`geodata.severity.BRE251_CATEGORIES` (the one table the alert rules use too).
+SEVERITY_CLASSES: tuple[tuple[float, str], ...] = tuple(
+    (upper, name) for _c, name, upper in BRE251_CATEGORIES)
 
 _REQUIRED_METRICS = ("length_m", "mean_width_mm", "max_width_mm", "area_m2")
 _OPTIONAL_METRICS = ("mean_probability", "max_probability")
@@ -117,12 +108,7 @@ def crack_severity(max_width_mm: float) -> str:
 
     See :data:`SEVERITY_CLASSES`. Raises ``ValueError`` for a negative or NaN width.
     """
-    if not (max_width_mm >= 0):
-        raise ValueError(f"max_width_mm must be >= 0, got {max_width_mm}")
-    for upper, name in SEVERITY_CLASSES:
-        if max_width_mm < upper:
-            return name
-    return SEVERITY_CLASSES[-1][1]
+    return bre251_name(max_width_mm)
 
 
 def source_sha256(path: str | os.PathLike[str]) -> str:
