@@ -174,6 +174,8 @@ def _print_result(sv, r) -> None:
             f"{r.seconds:.1f} s")
     if r.error:
         line += f" [red]{r.error}[/]"
+    if r.alerts_skipped:
+        line += f" [yellow]({r.alerts_skipped})[/]"
     console.print(line, soft_wrap=True)
 
 

@@ -44,7 +44,7 @@ GROWTH_ORIGIN = (650_000.0, 5_650_000.0)  # assigned upper-left corner, EPSG:326
 #: Fraction of the crack (along its main axis) visible in each simulated survey.
 GROWTH_FRACTIONS = (0.40, 0.48, 0.58, 0.72, 0.92)
 GROWTH_START = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
-GROWTH_SOURCE_STEM = "DSC00617"
+GROWTH_SOURCE_STEM = "DSC00555b"
 
 
 @dataclass

@@ -72,6 +72,8 @@ class PipelineOptions:
         threshold: crack probability threshold in (0, 1].
         min_area_px: cracks with fewer pixels are dropped.
         tolerance_px: tracking tolerance in pixels (plus the survey's registration error).
+        max_alert_pixel_size_m: surveys with coarser pixels are mapped, stored and tracked,
+            but no alert rule is evaluated on them (see :data:`MAX_ALERT_PIXEL_SIZE_M`).
     """
 
     work_dir: Path
@@ -84,6 +86,17 @@ class PipelineOptions:
     threshold: float = 0.5
     min_area_px: int = 20
     tolerance_px: float = 3.0
+    max_alert_pixel_size_m: float = 0.05  # MAX_ALERT_PIXEL_SIZE_M
+
+
+#: Coarsest pixel (m) on which alert rules run. The shipped models learned cracks from
+#: imagery of roughly 0.1-5 mm per pixel (DeepCrack, UAV75, masonry patches); at 5 cm per
+#: pixel a crack narrower than 5 cm is below one pixel, every BRE Digest 251 width class
+#: (the widest bound is 25 mm) is unresolved, and what the model marks at such scales is
+#: more likely a path, kerb or shadow than a crack. Such surveys are still mapped and
+#: tracked; their job run says why no rule ran. A per-run override is
+#: ``PipelineOptions.max_alert_pixel_size_m``.
+MAX_ALERT_PIXEL_SIZE_M = 0.05
 
 
 @dataclass
@@ -98,6 +111,7 @@ class SurveyResult:
     alerts_raised: list[dict[str, Any]] = field(default_factory=list)
     alerts_escalated: list[dict[str, Any]] = field(default_factory=list)
     notifications_failed: int = 0
+    alerts_skipped: str | None = None
     megapixels_per_s: float | None = None
     seconds: float = 0.0
     error: str | None = None
@@ -285,6 +299,7 @@ def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions) -> di
         nodata_mask=nodata)
     return {"cracks": cracks, "skeletons": skeletons, "coordinate_space": "map",
             "footprint": None, "megapixels_per_s": res.megapixels_per_s,
+            "pixel_size_m": float(abs(transform.determinant) ** 0.5),
             "infer": {"seconds": round(res.seconds, 2), "probability_cog": str(out),
                       "megapixels_per_s": round(res.megapixels_per_s, 3),
                       "windows": res.windows_total, "windows_skipped": res.windows_skipped,
@@ -597,13 +612,23 @@ def process_survey(
             step = "alerts"
             if fault:
                 fault(step)
-            raised, escalated = _apply_alerts(s, s.get(m.Site, site.id),
-                                              s.get(m.Survey, survey.id))
+            sv = s.get(m.Survey, survey.id)
+            if sv.pixel_size_m is None and out.get("pixel_size_m"):
+                sv.pixel_size_m = out["pixel_size_m"]  # from the raster transform (CRS metres)
+            skipped = None
+            if sv.pixel_size_m and sv.pixel_size_m > options.max_alert_pixel_size_m:
+                skipped = (f"alert rules not run: pixels of {sv.pixel_size_m:g} m are coarser "
+                           f"than {options.max_alert_pixel_size_m:g} m, where crack widths "
+                           f"are not resolved (see jobs.pipeline.MAX_ALERT_PIXEL_SIZE_M)")
+                raised, escalated = [], []
+            else:
+                raised, escalated = _apply_alerts(s, s.get(m.Site, site.id), sv)
             crack_count = run.crack_count or 0
         _set_step(bind, job_id, "store_track", "succeeded", run_id=run.id, cracks=crack_count,
                   new_tracks=new_tracks)
-        _set_step(bind, job_id, "alerts", "succeeded", raised=len(raised),
-                  escalated=len(escalated))
+        _set_step(bind, job_id, "alerts", "skipped" if skipped else "succeeded",
+                  raised=len(raised), escalated=len(escalated),
+                  **({"reason": skipped} if skipped else {}))
 
         step = "notify"
         failed = _notify(bind, raised + escalated, notifiers)
@@ -614,7 +639,7 @@ def process_survey(
                             new_tracks=new_tracks, alerts_raised=raised,
                             alerts_escalated=escalated, notifications_failed=failed,
                             megapixels_per_s=out["megapixels_per_s"],
-                            seconds=time.perf_counter() - t_start)
+                            seconds=time.perf_counter() - t_start, alerts_skipped=skipped)
     except Exception as exc:  # noqa: BLE001 - recorded with its traceback, never lost
         tb = "".join(traceback.format_exception(exc))
         log.error("survey %s failed at step %s: %s", survey_id, step, exc)
