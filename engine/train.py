@@ -200,6 +200,7 @@ def train_segmentation(
     budget_s = config.max_minutes * 60 if config.max_minutes else None
 
     history, best, best_state, bad_epochs, step, best_epoch = [], -1.0, None, 0, 0, 0
+    sha_at_start = git_sha()  # the code that trains, not whatever HEAD is when it ends
     t_start = time.perf_counter()
     stop_reason = "max epochs"
     for epoch in range(1, config.epochs + 1):
@@ -278,7 +279,7 @@ def train_segmentation(
             "initialised_from": init_card,
         },
         "hardware": hardware(config.device),
-        "git_sha": git_sha(),
+        "git_sha": sha_at_start,
         "command": command,
         "metrics": {"validation": history[best_epoch - 1]},
         "history": history,
