@@ -39,7 +39,34 @@ def _fail(exc: Exception) -> None:
 
 
 def _command_line() -> str:
-    return "crackwatch " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    """The running command as a user would type it: ``crackwatch <sub> --opt value ...``.
+
+    Rebuilt from click's context (the parsed parameters that differ from their defaults), so
+    it is right however the command was invoked (shell, test runner, another program).
+    """
+    try:  # typer >= 0.2x vendors its own click
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - older typer on upstream click
+        from click import get_current_context
+
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return "crackwatch " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    words = ["crackwatch", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value == param.default or value is None or value == () or value == []:
+            continue
+        if getattr(param, "param_type_name", "") == "argument":
+            words += [str(v) for v in (value if isinstance(value, list | tuple) else [value])]
+            continue
+        flag = max(param.opts, key=len)
+        if isinstance(value, bool):
+            words.append(flag if value else (param.secondary_opts or [flag])[0])
+            continue
+        for v in value if isinstance(value, list | tuple) else [value]:
+            words += [flag, str(v)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _pct(x: float | None) -> str:
@@ -218,20 +245,20 @@ def models_list(
     if not cards:
         console.print("No models found. Train one with `crackwatch train segment`.")
         return
-    t = Table(title="CrackWatch models")
-    for col in ("name", "architecture", "params", "MB", "DeepCrack IoU@0.5", "UAV75 IoU@0.5",
-                "UAV75 planking FPR", "trained"):
-        t.add_column(col)
+    t = Table(title="CrackWatch models (IoU and FPR in %, test splits, threshold 0.5)")
+    for col in ("name", "arch / encoder", "MB", "DeepCrack IoU", "UAV75 IoU",
+                "planking FPR", "train min"):
+        t.add_column(col, no_wrap=col == "name", justify="left" if col == "name" else "right")
     for c in cards:
         tm = c.get("metrics", {})
         dc, uav = tm.get("deepcrack-test", {}), tm.get("uav75-test", {})
         a = c["architecture"]
         t.add_row(c["name"] + (" (default)" if c["name"] == DEFAULT_MODEL else ""),
-                  f"{a['family']} / {a['encoder']}", f"{a.get('parameters', 0) / 1e6:.2f} M",
+                  f"{a['family']} / {a['encoder']}",
                   f"{c['weights']['bytes'] / 1e6:.1f}",
                   _pct(dc.get("at_0.5", {}).get("iou")), _pct(uav.get("at_0.5", {}).get("iou")),
                   _pct(uav.get("at_0.5", {}).get("planking_fpr")),
-                  f"{c.get('training', {}).get('minutes', '?')} min, {c.get('hardware', '')}")
+                  f"{c.get('training', {}).get('minutes', '?')}")
     console.print(t)
 
 
