@@ -680,7 +680,17 @@ def run_site(
     if notifiers:
         retry_notifications(bind, notifiers, get_site(bind, site).id)
     results = []
-    for survey in pending_surveys(bind, site):
+    pending = pending_surveys(bind, site)
+    if pending and model is None:  # load once for all pending surveys of the site
+        from engine.errors import ModelNotFoundError, WeightsIntegrityError
+        from engine.registry import load_model
+
+        try:
+            model = load_model(options.model_name or _default_model(),
+                               weights_dir=options.weights_dir, device=options.device)
+        except (ModelNotFoundError, WeightsIntegrityError) as exc:
+            log.error("cannot load the model: %s", exc)  # each survey records the failure
+    for survey in pending:
         r = process_survey(bind, survey.id, options, model=model, notifiers=notifiers)
         results.append(r)
         if progress:
