@@ -239,7 +239,7 @@ def demo_cmd(
 
     settings = get_settings()
     data_dir = data_dir or settings.data_dir
-    url = url or (settings.database_url or f"sqlite:///{(data_dir / 'crackwatch.db').resolve()}")
+    url = url or settings.model_copy(update={"data_dir": data_dir}).resolved_database_url()
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     console.print(f"CrackWatch demo: store {url}")

@@ -59,6 +59,16 @@ PHOTO_SUFFIXES = {".jpg", ".jpeg"}
 STEPS = ("infer", "vectorise", "store_track", "alerts", "notify")
 
 
+#: Coarsest pixel (m) on which alert rules run. The shipped models learned cracks from
+#: imagery of roughly 0.1-5 mm per pixel (DeepCrack, UAV75, masonry patches); at 5 cm per
+#: pixel a crack narrower than 5 cm is below one pixel, every BRE Digest 251 width class
+#: (the widest bound is 25 mm) is unresolved, and what the model marks at such scales is
+#: more likely a path, kerb or shadow than a crack. Such surveys are still mapped and
+#: tracked; their job run says why no rule ran. A per-run override is
+#: ``PipelineOptions.max_alert_pixel_size_m``.
+MAX_ALERT_PIXEL_SIZE_M = 0.05
+
+
 @dataclass
 class PipelineOptions:
     """Tiling, thresholds and places for one pipeline run.
@@ -86,17 +96,9 @@ class PipelineOptions:
     threshold: float = 0.5
     min_area_px: int = 20
     tolerance_px: float = 3.0
-    max_alert_pixel_size_m: float = 0.05  # MAX_ALERT_PIXEL_SIZE_M
+    max_alert_pixel_size_m: float = MAX_ALERT_PIXEL_SIZE_M
 
 
-#: Coarsest pixel (m) on which alert rules run. The shipped models learned cracks from
-#: imagery of roughly 0.1-5 mm per pixel (DeepCrack, UAV75, masonry patches); at 5 cm per
-#: pixel a crack narrower than 5 cm is below one pixel, every BRE Digest 251 width class
-#: (the widest bound is 25 mm) is unresolved, and what the model marks at such scales is
-#: more likely a path, kerb or shadow than a crack. Such surveys are still mapped and
-#: tracked; their job run says why no rule ran. A per-run override is
-#: ``PipelineOptions.max_alert_pixel_size_m``.
-MAX_ALERT_PIXEL_SIZE_M = 0.05
 
 
 @dataclass
@@ -320,7 +322,7 @@ def _infer_photos(survey: m.Survey, site: m.Site, model: Any,
     from engine.infer import predict_image
     from geodata.errors import GSDError, PhotoMetadataError
     from geodata.photos import ground_sample_distance_m, nadir_footprint, read_photo_set
-    from geodata.vectorise import empty_crack_frame, vectorise_cracks_and_skeletons
+    from geodata.vectorise import vectorise_cracks_and_skeletons
 
     src = Path(survey.source_path)
     metas, failures = read_photo_set(src if src.is_dir() else [src])
@@ -356,7 +358,7 @@ def _infer_photos(survey: m.Survey, site: m.Site, model: Any,
     if not frames:
         reasons = "; ".join(f"{p.name}: {r}" for p, r in failures) or "no JPEG photos found"
         raise ValueError(f"survey {survey.id}: no photo of {src} could be processed ({reasons})")
-    cracks = pd.concat(frames, ignore_index=True) if frames else empty_crack_frame(None)
+    cracks = pd.concat(frames, ignore_index=True)
     cracks.attrs["coordinate_space"] = "image"
     skeletons = gpd.GeoSeries(pd.concat(skels, ignore_index=True), index=cracks.index)
     footprint = None
@@ -553,7 +555,6 @@ def process_survey(
         A failure never raises: it is recorded (job run with traceback, failed inference
         run) and leaves no partial results.
     """
-    from engine.registry import load_model
     from jobs.notify import LogNotifier
 
     t_start = time.perf_counter()
@@ -573,8 +574,7 @@ def process_survey(
         if fault:
             fault(step)
         if model is None:
-            model = load_model(options.model_name or _default_model(),
-                               weights_dir=options.weights_dir, device=options.device)
+            model = _load_model(options)
         card = getattr(model, "card", {})
         run_info = {
             "model_name": card.get("name", options.model_name or "unknown"),
@@ -655,10 +655,12 @@ def process_survey(
                             seconds=time.perf_counter() - t_start)
 
 
-def _default_model() -> str:
-    from engine.registry import DEFAULT_MODEL
+def _load_model(options: PipelineOptions) -> Any:
+    """``options.model_name`` (default: the shipped default model), verified, on the device."""
+    from engine.registry import DEFAULT_MODEL, load_model
 
-    return DEFAULT_MODEL
+    return load_model(options.model_name or DEFAULT_MODEL, weights_dir=options.weights_dir,
+                      device=options.device)
 
 
 def run_site(
@@ -683,11 +685,9 @@ def run_site(
     pending = pending_surveys(bind, site)
     if pending and model is None:  # load once for all pending surveys of the site
         from engine.errors import ModelNotFoundError, WeightsIntegrityError
-        from engine.registry import load_model
 
         try:
-            model = load_model(options.model_name or _default_model(),
-                               weights_dir=options.weights_dir, device=options.device)
+            model = _load_model(options)
         except (ModelNotFoundError, WeightsIntegrityError) as exc:
             log.error("cannot load the model: %s", exc)  # each survey records the failure
     for survey in pending:
