@@ -43,13 +43,16 @@ PAPER_SOURCE = "UP-CrackNet (Ma et al.), Table IV, DeepCrack test set"
 
 def iter_probabilities(
     model: nn.Module, samples: Sequence[Sample], device: str | torch.device = "cpu",
-    progress: bool = False, desc: str = "predict",
+    progress: bool = False, desc: str = "predict", tta: bool = False,
 ) -> Iterator[tuple[Sample, np.ndarray]]:
-    """Yield ``(sample, prob)``, ``prob`` ``(rows, cols)`` float32 in [0, 1], image by image."""
+    """Yield ``(sample, prob)``, ``prob`` ``(rows, cols)`` float32 in [0, 1], image by image.
+
+    ``tta``: average over flips (:func:`engine.models.forward_proba`).
+    """
     model.eval()
     for s in tqdm(samples, desc=desc, disable=not progress, unit="img", leave=False):
         x = normalise(torch.from_numpy(s.image).permute(2, 0, 1))[None].to(device)
-        yield s, predict_proba(model, x)[0].cpu().numpy()
+        yield s, predict_proba(model, x, tta)[0].cpu().numpy()
 
 
 def evaluate_model(
@@ -60,11 +63,15 @@ def evaluate_model(
     device: str | torch.device = "cpu",
     limit: int | None = None,
     progress: bool = True,
+    tta: bool = False,
 ) -> dict:
     """Evaluate ``model`` on a catalogue dataset (``deepcrack-test``, ``uav75-test``, ...) or a
     folder holding ``images/`` and ``masks/`` (and optionally ``planking/``).
 
-    Returns a JSON-ready report: dataset, image count, metrics at 0.5 and ODS, timing.
+    ``tta``: test-time augmentation, the probability averaged over four flips (4x compute).
+
+    Returns a JSON-ready report: dataset, image count, metrics at 0.5 and ODS, timing, and
+    ``tta``.
 
     Raises:
         DataNotFoundError, PairingError, ImageReadError, MaskShapeError: bad dataset input.
@@ -76,7 +83,8 @@ def evaluate_model(
     t0 = time.perf_counter()
     pixels = 0
     samples = (load_sample(p, spec.domain) for p in paths)
-    for s, prob in iter_probabilities(model, list(samples), device, progress, desc=spec.name):
+    for s, prob in iter_probabilities(model, list(samples), device, progress,
+                                        desc=spec.name, tta=tta):
         meter.update(prob, s.mask, s.planking)
         pixels += prob.size
     seconds = time.perf_counter() - t0
@@ -84,6 +92,7 @@ def evaluate_model(
         "dataset": spec.name,
         "dataset_license": spec.license,
         "images": len(paths),
+        "tta": tta,
         **{k: v for k, v in meter.compute().items() if k != "images"},
         "seconds": round(seconds, 2),
         "megapixels_per_s": round(pixels / 1e6 / seconds, 3) if seconds else None,

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from engine.data import normalise
 from engine.errors import BandLayoutError, CRSError, RasterReadError
-from engine.models import SIZE_MULTIPLE
+from engine.models import SIZE_MULTIPLE, forward_proba
 
 log = logging.getLogger(__name__)
 
@@ -242,8 +242,12 @@ def _check_readable(src, path: Path) -> None:
 # Prediction core
 
 
-def _forward(model: nn.Module, batch_u8: np.ndarray, device: torch.device) -> np.ndarray:
-    """``(B, 3, H, W)`` uint8 -> ``(B, H, W)`` float32 probabilities (AMP fp16 on CUDA)."""
+def _forward(model: nn.Module, batch_u8: np.ndarray, device: torch.device,
+             tta: bool = False) -> np.ndarray:
+    """``(B, 3, H, W)`` uint8 -> ``(B, H, W)`` float32 probabilities (AMP fp16 on CUDA).
+
+    ``tta``: average the four flips (:func:`engine.models.forward_proba`).
+    """
     x = torch.from_numpy(batch_u8)
     if device.type == "cuda":
         x = x.pin_memory().to(device, non_blocking=True)
@@ -255,10 +259,10 @@ def _forward(model: nn.Module, batch_u8: np.ndarray, device: torch.device) -> np
     with torch.inference_mode():
         if device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):
-                logits = model(x)
+                prob = forward_proba(model, x, tta)
         else:
-            logits = model(x)
-    return torch.sigmoid(logits[:, 0, :h, :w].float()).cpu().numpy()
+            prob = forward_proba(model, x, tta)
+    return prob[:, :h, :w].cpu().numpy()
 
 
 def _prefetch(gen: Iterator, depth: int = 2) -> Iterator:
@@ -315,6 +319,7 @@ def predict_image(
     batch_size: int = 8,
     device: str | torch.device = "cpu",
     valid: np.ndarray | None = None,
+    tta: bool = False,
 ) -> np.ndarray:
     """Crack probability of an in-memory photo.
 
@@ -324,6 +329,7 @@ def predict_image(
             :func:`engine.registry.load_model`).
         tile_size, overlap, batch_size: tiling as in :func:`predict_raster`.
         valid: optional ``(rows, cols)`` bool mask of valid pixels.
+        tta: test-time augmentation, as in :func:`predict_raster`.
 
     Returns:
         ``(rows, cols)`` float32 probabilities in [0, 1]; NaN where ``valid`` is False.
@@ -344,7 +350,7 @@ def predict_image(
         part = wins[i:i + batch_size]
         h, w = min(tile_size, rows), min(tile_size, cols)
         batch = np.stack([chw[:, r:r + h, c:c + w] for r, c in part])
-        prob = _forward(model, batch, device)
+        prob = _forward(model, batch, device, tta)
         for (r, c), p in zip(part, prob, strict=True):
             wt = weights[:h, :w]
             num[r:r + h, c:c + w] += p * wt
@@ -368,6 +374,7 @@ def predict_raster(
     target_crs: str | None = None,
     dtype: str = "uint8",
     progress: bool = True,
+    tta: bool = False,
 ) -> PredictionResult:
     """Predict crack probability over a georeferenced raster and write it as a COG.
 
@@ -389,6 +396,9 @@ def predict_raster(
         dtype: ``uint8`` (probability x 255, rounded; nodata = an internal mask band) or
             ``float32`` (probability; nodata = NaN). GDAL 3.10 has no Float16 GeoTIFF.
         progress: show a progress bar.
+        tta: test-time augmentation: average the model over the four flips of each window
+            (:data:`engine.models.TTA_FLIPS`). Four times the model compute; on validation
+            data it raised pooled IoU by about 1.6 points (UAV75) and 0.6 (DeepCrack).
 
     Returns:
         :class:`PredictionResult` with the output path, CRS, transform, sizes and timings.
@@ -472,10 +482,12 @@ def predict_raster(
                 out_crs = dst_crs
             else:
                 out_crs = src_crs
+            if tta:
+                notes.append("test-time augmentation: probability averaged over 4 flips")
             result = _predict_reader(
                 reader, path, model, out_path=out_path, out_crs=out_crs, tile_size=tile_size,
                 overlap=overlap, batch_size=batch_size, device=device, dtype=dtype,
-                progress=progress, notes=notes, t0=t0,
+                progress=progress, notes=notes, t0=t0, tta=tta,
             )
             result.reprojected_from = reprojected_from
             return result
@@ -487,7 +499,8 @@ def predict_raster(
 
 def _predict_reader(reader, path: Path, model: nn.Module, *, out_path: Path, out_crs,
                     tile_size: int, overlap: int, batch_size: int, device: torch.device,
-                    dtype: str, progress: bool, notes: list[str], t0: float) -> PredictionResult:
+                    dtype: str, progress: bool, notes: list[str], t0: float,
+                    tta: bool = False) -> PredictionResult:
     import rasterio
     from rasterio.shutil import copy as rio_copy
     from rasterio.windows import Window
@@ -576,7 +589,7 @@ def _predict_reader(reader, path: Path, model: nn.Module, *, out_path: Path, out
                     bar.update(1)
                     continue
                 t = time.perf_counter()
-                prob = _forward(model, x, device)
+                prob = _forward(model, x, device, tta)
                 model_seconds += time.perf_counter() - t
                 processed += len(wins)
                 for (r, c), p, v in zip(wins, prob, valid, strict=True):

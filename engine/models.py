@@ -131,15 +131,39 @@ def pad_to_multiple(
     return x, h, w
 
 
+#: Test-time augmentation: the flips averaged by :func:`forward_proba` with ``tta=True``
+#: (identity, left-right, up-down, both). Rotations by 90 degrees added nothing on validation
+#: data (UAV75 val and the DeepCrack hold-out, pooled IoU within 0.002 of flips alone).
+TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+
+
+def forward_proba(model: nn.Module, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
+    """Sigmoid crack probability ``(B, H, W)`` float32 of a padded batch ``(B, 3, H, W)``.
+
+    ``H`` and ``W`` must already be multiples of :data:`SIZE_MULTIPLE`. With ``tta`` the model
+    runs on the four flips of :data:`TTA_FLIPS` and the probabilities are averaged (test-time
+    augmentation; four times the compute). Call it under ``torch.inference_mode()``.
+    """
+    if not tta:
+        return torch.sigmoid(model(x)[:, 0].float())
+    total = None
+    for dims in TTA_FLIPS:
+        xi = x.flip(dims) if dims else x
+        p = torch.sigmoid(model(xi)[:, 0].float())
+        p = p.flip(dims) if dims else p
+        total = p if total is None else total + p
+    return total / len(TTA_FLIPS)
+
+
 @torch.inference_mode()
-def predict_proba(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+def predict_proba(model: nn.Module, images: torch.Tensor, tta: bool = False) -> torch.Tensor:
     """Crack probabilities for a normalised batch ``(B, 3, H, W)`` of any size -> ``(B, H, W)``.
 
     Pads to :data:`SIZE_MULTIPLE` and crops back. The model must already be in ``eval()`` mode
-    and on the images' device.
+    and on the images' device. ``tta``: average over flips (see :func:`forward_proba`).
     """
     x, h, w = pad_to_multiple(images)
-    return torch.sigmoid(model(x)[:, 0, :h, :w].float())
+    return forward_proba(model, x, tta)[:, :h, :w]
 
 
 def count_parameters(model: nn.Module) -> int:

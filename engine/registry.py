@@ -112,12 +112,17 @@ def load_model(name: str = DEFAULT_MODEL, *, weights_dir: Path | None = None,
 
 
 def record_metrics(name: str, report: dict, weights_dir: Path | None = None) -> Path:
-    """Store an evaluation report under ``card["metrics"][dataset]`` and rewrite the card."""
+    """Store an evaluation report under ``card["metrics"][dataset]`` and rewrite the card.
+
+    A report made with test-time augmentation is stored under ``"<dataset> +tta"``, beside the
+    plain one.
+    """
     card = find_card(name, weights_dir)
     path = Path(card.pop("_card_path"))
-    keep = {k: report[k] for k in ("images", "at_0.5", "ods", "command", "seconds",
+    keep = {k: report[k] for k in ("images", "tta", "at_0.5", "ods", "command", "seconds",
                                    "megapixels_per_s", "device") if k in report}
-    card.setdefault("metrics", {})[report["dataset"]] = keep
+    key = report["dataset"] + (" +tta" if report.get("tta") else "")
+    card.setdefault("metrics", {})[key] = keep
     write_card(card, path)
     return path
 

@@ -41,8 +41,9 @@ def _fail(exc: Exception) -> None:
 def _command_line() -> str:
     """The running command as a user would type it: ``crackwatch <sub> --opt value ...``.
 
-    Rebuilt from click's context (the parsed parameters that differ from their defaults), so
-    it is right however the command was invoked (shell, test runner, another program).
+    Rebuilt from click's context (the parameters given explicitly, or that differ from their
+    defaults), so it is right however the command was invoked (shell, test runner, another
+    program).
     """
     try:  # typer >= 0.2x vendors its own click
         from typer._click.globals import get_current_context
@@ -55,7 +56,9 @@ def _command_line() -> str:
     words = ["crackwatch", *ctx.command_path.split()[1:]]
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
-        if value == param.default or value is None or value == () or value == []:
+        source = ctx.get_parameter_source(param.name)
+        given = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+        if (value == param.default and not given) or value is None or value in ((), []):
             continue
         if getattr(param, "param_type_name", "") == "argument":
             words += [str(v) for v in (value if isinstance(value, list | tuple) else [value])]
@@ -152,6 +155,8 @@ def evaluate(
     out: Path | None = typer.Option(None, help="Write the JSON report here."),
     update_card: bool = typer.Option(False, help="Record the metrics (and this command) in the "
                                      "model card."),
+    tta: bool = typer.Option(False, help="Test-time augmentation: average over 4 flips (4x "
+                             "slower)."),
 ) -> None:
     """Pooled pixel precision/recall/F1/IoU at 0.5 and ODS, tolerant metrics, beside the papers."""
     from engine.errors import (
@@ -168,7 +173,8 @@ def evaluate(
     name = model or DEFAULT_MODEL
     try:
         net = load_model(name, weights_dir=weights_dir, device=device)
-        report = evaluate_model(net, dataset, data_root=data_root, device=device, limit=limit)
+        report = evaluate_model(net, dataset, data_root=data_root, device=device, limit=limit,
+                                tta=tta)
     except (DataNotFoundError, PairingError, ImageReadError, MaskShapeError, ModelNotFoundError,
             WeightsIntegrityError) as exc:
         _fail(exc)
@@ -185,7 +191,8 @@ def evaluate(
 
 
 def print_report(report: dict) -> None:
-    t = Table(title=f"{report['model']} on {report['dataset']} ({report['images']} images)")
+    tta = ", flip TTA" if report.get("tta") else ""
+    t = Table(title=f"{report['model']} on {report['dataset']} ({report['images']} images{tta})")
     for col in ("method", "thr", "P %", "R %", "F1 %", "IoU %", "mIoU %", "tol F1 %",
                 "thin R %", "planking FPR %"):
         t.add_column(col, justify="right" if col != "method" else "left")
@@ -339,6 +346,8 @@ def infer_cmd(
     altitude_m: float | None = typer.Option(None, help="Photos: camera height above ground, m."),
     dtype: str = typer.Option("uint8", help="Probability COG type: uint8 | float32."),
     weights_dir: Path | None = typer.Option(None, help="Extra folder of weights + cards."),
+    tta: bool = typer.Option(False, help="Test-time augmentation: average each window over 4 "
+                             "flips (4x slower, slightly more accurate)."),
 ) -> None:
     """Find cracks in an orthomosaic or photos: probability COG + cracks GeoPackage."""
     from engine.errors import (
@@ -364,11 +373,11 @@ def infer_cmd(
         if is_photo:
             _infer_photos(path, net, out, tile_size=tile_size, overlap=overlap,
                           batch_size=batch_size, device=device, threshold=threshold,
-                          min_area_px=min_area_px, gsd_m=gsd_m, altitude_m=altitude_m)
+                          min_area_px=min_area_px, gsd_m=gsd_m, altitude_m=altitude_m, tta=tta)
         else:
             _infer_raster(path, net, out, tile_size=tile_size, overlap=overlap,
                           batch_size=batch_size, device=device, threshold=threshold,
-                          min_area_px=min_area_px, crs=crs, dtype=dtype)
+                          min_area_px=min_area_px, crs=crs, dtype=dtype, tta=tta)
     except (RasterReadError, BandLayoutError, CRSError, GeoCRSError, ValueError) as exc:
         _fail(exc)
 
@@ -389,7 +398,7 @@ def _summary_table(title: str, gdf, extra: dict) -> Table:
 
 
 def _infer_raster(path: Path, net, out: Path, *, tile_size, overlap, batch_size, device,
-                  threshold, min_area_px, crs, dtype) -> None:
+                  threshold, min_area_px, crs, dtype, tta=False) -> None:
     import warnings
 
     import numpy as np
@@ -403,7 +412,7 @@ def _infer_raster(path: Path, net, out: Path, *, tile_size, overlap, batch_size,
         warnings.simplefilter("always", StripedRasterWarning)
         res = predict_raster(path, net, out_path=prob_path, tile_size=tile_size,
                              overlap=overlap, batch_size=batch_size, device=device, crs=crs,
-                             dtype=dtype)
+                             dtype=dtype, tta=tta)
     for w in caught:
         err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
     with rasterio.open(prob_path) as src:
@@ -433,7 +442,7 @@ def _infer_raster(path: Path, net, out: Path, *, tile_size, overlap, batch_size,
 
 
 def _infer_photos(path: Path, net, out: Path, *, tile_size, overlap, batch_size, device,
-                  threshold, min_area_px, gsd_m, altitude_m) -> None:
+                  threshold, min_area_px, gsd_m, altitude_m, tta=False) -> None:
     """Photos: cracks in image coordinates (pixels, y down) measured with each photo's GSD,
     plus a ``photos`` layer with nadir footprints in the UTM zone of the first located photo."""
     import geopandas as gpd
@@ -474,7 +483,7 @@ def _infer_photos(path: Path, net, out: Path, *, tile_size, overlap, batch_size,
             failures.append((Path(meta.path), f"cannot decode the image: {exc}"))
             continue
         prob = predict_image(rgb, net, tile_size=tile_size, overlap=overlap,
-                             batch_size=batch_size, device=device)
+                             batch_size=batch_size, device=device, tta=tta)
         gdf = vectorise_cracks(prob, None, None, threshold=threshold, min_area_px=min_area_px,
                                pixel_size_m=gsd)
         gdf["photo"] = name

@@ -45,12 +45,15 @@ def _engine(url: str | None):
     return connect(url)
 
 
-def _options(work_dir: Path | None, device: str, model: str | None):
+TTA_HELP = "Test-time augmentation: average each window over 4 flips (4x the model compute)."
+
+
+def _options(work_dir: Path | None, device: str, model: str | None, tta: bool = False):
     from jobs.pipeline import PipelineOptions
     from jobs.settings import get_settings
 
     return PipelineOptions(work_dir=work_dir or get_settings().data_dir / "work",
-                           device=device, model_name=model)
+                           device=device, model_name=model, tta=tta)
 
 
 def _notifiers():
@@ -184,6 +187,7 @@ def run_cmd(
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
     model: str | None = typer.Option(None, help="Model name (default: the default model)."),
     work_dir: Path | None = typer.Option(None, help="Where probability maps go."),
+    tta: bool = typer.Option(False, help=TTA_HELP),
     url: str | None = typer.Option(None, help=URL_HELP),
 ) -> None:
     """Process the site now: scan its inbox, then every pending survey in date order."""
@@ -193,7 +197,7 @@ def run_cmd(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         results = run_site(_engine(url), int(site) if site.isdigit() else site,
-                           _options(work_dir, device, model), notifiers=_notifiers(),
+                           _options(work_dir, device, model, tta), notifiers=_notifiers(),
                            progress=_print_result)
     except RecordNotFoundError as exc:
         _fail(exc)
@@ -208,6 +212,7 @@ def scheduler_cmd(
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
     model: str | None = typer.Option(None, help="Model name (default: the default model)."),
     work_dir: Path | None = typer.Option(None, help="Where probability maps go."),
+    tta: bool = typer.Option(False, help=TTA_HELP),
     url: str | None = typer.Option(None, help=URL_HELP),
 ) -> None:
     """Run every site on its cron schedule (site time zone) until SIGTERM / Ctrl-C."""
@@ -220,7 +225,7 @@ def scheduler_cmd(
                         "%(message)s")
     url = url or get_settings().resolved_database_url()
     _engine(url).dispose()  # schema up to date before the first job
-    opts = asdict(_options(work_dir, device, model))
+    opts = asdict(_options(work_dir, device, model, tta))
     opts["work_dir"] = str(opts["work_dir"])
     opts["weights_dir"] = str(opts["weights_dir"]) if opts["weights_dir"] else None
     start(url, opts)

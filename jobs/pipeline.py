@@ -84,6 +84,7 @@ class PipelineOptions:
         tolerance_px: tracking tolerance in pixels (plus the survey's registration error).
         max_alert_pixel_size_m: surveys with coarser pixels are mapped, stored and tracked,
             but no alert rule is evaluated on them (see :data:`MAX_ALERT_PIXEL_SIZE_M`).
+        tta: test-time augmentation (mean over 4 flips; 4x the model compute).
     """
 
     work_dir: Path
@@ -97,6 +98,7 @@ class PipelineOptions:
     min_area_px: int = 20
     tolerance_px: float = 3.0
     max_alert_pixel_size_m: float = MAX_ALERT_PIXEL_SIZE_M
+    tta: bool = False
 
 
 
@@ -290,7 +292,8 @@ def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions) -> di
         warnings.simplefilter("ignore", UserWarning)
         res = predict_raster(survey.source_path, model, out_path=out,
                              tile_size=opt.tile_size, overlap=opt.overlap,
-                             batch_size=opt.batch_size, device=opt.device, progress=False)
+                             batch_size=opt.batch_size, device=opt.device, progress=False,
+                             tta=opt.tta)
     t0 = time.perf_counter()
     with rasterio.open(out) as src:
         prob = src.read(1)
@@ -339,7 +342,7 @@ def _infer_photos(survey: m.Survey, site: m.Site, model: Any,
             continue
         t0 = time.perf_counter()
         prob = predict_image(rgb, model, tile_size=opt.tile_size, overlap=opt.overlap,
-                             batch_size=opt.batch_size, device=opt.device)
+                             batch_size=opt.batch_size, device=opt.device, tta=opt.tta)
         model_s += time.perf_counter() - t0
         pixels += prob.size
         cracks, sk = vectorise_cracks_and_skeletons(
@@ -582,7 +585,8 @@ def process_survey(
             "weights_sha256": card.get("weights", {}).get("sha256"),
             "tiling": {"tile_size": options.tile_size, "overlap": options.overlap,
                        "batch_size": options.batch_size, "threshold": options.threshold,
-                       "min_area_px": options.min_area_px, "device": options.device},
+                       "min_area_px": options.min_area_px, "device": options.device,
+                       "tta": options.tta},
             "started_at": datetime.now(UTC),
         }
         t0 = time.perf_counter()

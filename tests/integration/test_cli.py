@@ -39,3 +39,16 @@ def test_evaluate_writes_json_report(tmp_path: Path):
     rep = json.loads(out.read_text())
     assert rep["images"] == 2 and "planking_fpr" in rep["at_0.5"]
     assert rep["command"].startswith("crackwatch evaluate")
+
+
+@pytest.mark.realdata
+def test_evaluate_tta_records_the_command_as_typed(tmp_path: Path):
+    """An option typed with its default value stays in the recorded command; --tta is reported."""
+    out = tmp_path / "report.json"
+    r = runner.invoke(app, ["evaluate", "--dataset", "deepcrack-test", "--limit", "1", "--tta",
+                            "--data-root", str(DATA_ROOT), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(out.read_text())
+    assert rep["tta"] is True and rep["images"] == 1
+    assert "--dataset deepcrack-test" in rep["command"] and "--tta" in rep["command"]
+    assert "--device" not in rep["command"]  # defaults not typed stay out

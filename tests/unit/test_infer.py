@@ -241,3 +241,21 @@ def test_straight_crack_measured_end_to_end(tmp_path):
     assert crack["length_m"] == pytest.approx(4.0, rel=0.05)
     assert crack["max_width_mm"] == pytest.approx(50.0, rel=0.05)
     assert crack["area_m2"] == pytest.approx(400 * 5 * 1e-4, rel=0.05)
+
+
+def test_tta_is_recorded_and_keeps_an_equivariant_result(tmp_path):
+    """DarkModel is pixel-wise, so flip TTA must give the same map; the run says it used TTA."""
+    img = grey_rgb(128, 160)
+    img[:, 40:43, 10:150] = 20
+    src = write_raster(tmp_path / "c.tif", img, "EPSG:32633", from_origin(0, 0, 0.001, 0.001))
+    plain = predict_raster(src, DarkModel(), out_path=tmp_path / "p.tif", tile_size=64,
+                           overlap=16, progress=False)
+    tta = predict_raster(src, DarkModel(), out_path=tmp_path / "t.tif", tile_size=64,
+                         overlap=16, progress=False, tta=True)
+    with rasterio.open(plain.path) as a, rasterio.open(tta.path) as b:
+        assert np.array_equal(a.read(1), b.read(1))
+    assert any("test-time augmentation" in n for n in tta.warnings)
+    assert not any("test-time augmentation" in n for n in plain.warnings)
+    p = predict_image(img.transpose(1, 2, 0).copy(), DarkModel(), tile_size=64, overlap=16,
+                      tta=True)
+    assert p.shape == (128, 160) and p[40:43, 10:150].min() > 0.8

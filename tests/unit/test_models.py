@@ -32,3 +32,34 @@ def test_pad_to_multiple():
     y, h, w = pad_to_multiple(x, 32)
     assert y.shape == (2, 3, 64, 64) and (h, w) == (33, 40)
     assert torch.equal(y[..., :33, :40], x)
+
+
+class LeftEdgeModel(torch.nn.Module):
+    """Not flip-equivariant: logit 4 in the first 8 columns, -4 elsewhere."""
+
+    def forward(self, x):
+        out = torch.full_like(x[:, :1], -4.0)
+        out[..., :8] = 4.0
+        return out
+
+
+def test_tta_averages_the_four_flips():
+    x = torch.randn(2, 3, 40, 50)  # not a multiple of 32: padded and cropped back
+    plain = predict_proba(LeftEdgeModel(), x)
+    assert plain.shape == (2, 40, 50)
+    tta = predict_proba(LeftEdgeModel(), x, tta=True)
+    assert tta.shape == (2, 40, 50)
+    hi, lo = torch.sigmoid(torch.tensor(4.0)), torch.sigmoid(torch.tensor(-4.0))
+    # Unflipped and up-down-flipped passes put the hot band on the left; the two left-right
+    # flips put it at the right edge of the *padded* 64-px width, which is cropped away.
+    assert torch.allclose(tta[..., :8], (hi + lo) / 2)
+    assert torch.allclose(tta[..., 8:], lo)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_tta_of_a_real_network_is_flip_invariant(arch):
+    model = build_model(ARCHITECTURES[arch]).eval()
+    x = torch.randn(1, 3, 64, 64)
+    p = predict_proba(model, x, tta=True)
+    p_flipped = predict_proba(model, x.flip(-1), tta=True).flip(-1)
+    assert torch.allclose(p, p_flipped, atol=1e-5)

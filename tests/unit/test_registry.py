@@ -65,5 +65,10 @@ def test_list_and_record_metrics(tmp_path: Path):
                    weights_dir=tmp_path)
     card = json.loads((tmp_path / "tiny-unet.json").read_text())
     assert card["metrics"]["x"]["at_0.5"]["iou"] == 0.5
+    record_metrics("tiny-unet", {"dataset": "x", "images": 2, "tta": True,
+                                 "at_0.5": {"iou": 0.6}}, weights_dir=tmp_path)
+    card = json.loads((tmp_path / "tiny-unet.json").read_text())
+    assert card["metrics"]["x"]["at_0.5"]["iou"] == 0.5  # the plain result is kept beside
+    assert card["metrics"]["x +tta"]["at_0.5"]["iou"] == 0.6
     assert "_card_path" not in card
     load_model("tiny-unet", weights_dir=tmp_path)  # sha still matches: only the card changed
