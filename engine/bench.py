@@ -10,6 +10,8 @@ import time
 import torch
 from torch import nn
 
+from engine.models import forward_proba
+
 
 def bench_model(
     model: nn.Module,
@@ -19,8 +21,11 @@ def bench_model(
     iterations: int = 5,
     warmup: int = 1,
     device: str | torch.device = "cpu",
+    tta: bool = False,
 ) -> dict:
     """Time ``iterations`` forward passes of a ``(batch_size, 3, tile_size, tile_size)`` batch.
+
+    ``tta``: time the flip test-time augmentation (four passes, :func:`forward_proba`).
 
     Returns megapixels/s (input pixels per second), seconds per batch, peak RSS of this process
     in MiB (``ru_maxrss``), peak GPU memory in MiB on CUDA, and a description of the machine.
@@ -40,7 +45,7 @@ def bench_model(
             if cuda:
                 torch.cuda.synchronize(device)
             t = time.perf_counter()
-            model(x)
+            forward_proba(model, x, tta)
             if cuda:
                 torch.cuda.synchronize(device)
             if i >= warmup:
@@ -50,6 +55,7 @@ def bench_model(
         "tile_size": tile_size,
         "batch_size": batch_size,
         "iterations": iterations,
+        "tta": tta,
         "seconds_per_batch_median": round(per_batch, 4),
         "megapixels_per_s": round(batch_size * tile_size**2 / 1e6 / per_batch, 3),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

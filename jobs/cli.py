@@ -277,6 +277,7 @@ def bench_model_cmd(
     iterations: int = typer.Option(5, min=1),
     device: str = typer.Option("cpu"),
     weights_dir: Path | None = typer.Option(None),
+    tta: bool = typer.Option(False, help="Time flip test-time augmentation (4 passes)."),
 ) -> None:
     """Megapixels/s of the model's forward pass on tiles (printed, not asserted)."""
     from engine.bench import bench_model
@@ -285,7 +286,7 @@ def bench_model_cmd(
     name = model or DEFAULT_MODEL
     net = load_model(name, weights_dir=weights_dir, device=device)
     r = bench_model(net, tile_size=tile_size, batch_size=batch_size, iterations=iterations,
-                    device=device)
+                    device=device, tta=tta)
     console.print_json(json.dumps({"model": name, **r}))
 
 

@@ -63,3 +63,12 @@ def test_tta_of_a_real_network_is_flip_invariant(arch):
     p = predict_proba(model, x, tta=True)
     p_flipped = predict_proba(model, x.flip(-1), tta=True).flip(-1)
     assert torch.allclose(p, p_flipped, atol=1e-5)
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_bench_model_prints_figures(tta):
+    from engine.bench import bench_model
+
+    r = bench_model(build_model(ARCHITECTURES["unet"]), tile_size=64, batch_size=1,
+                    iterations=1, tta=tta)
+    assert r["tta"] is tta and r["megapixels_per_s"] > 0 and r["peak_rss_mib"] > 0
