@@ -105,6 +105,9 @@ def train_segment(
                                          "weights (same architecture)."),
     init_weights_dir: Path | None = typer.Option(None, help="Folder searched first for "
                                                  "--init-from."),
+    ema_decay: float | None = typer.Option(None, help="Validate and save an exponential moving "
+                                           "average of the weights with this decay per step, "
+                                           "e.g. 0.999."),
 ) -> None:
     """Train a crack segmentation model (Dice + BCE, Adam, early stopping on validation IoU)."""
     from engine.errors import (
@@ -130,7 +133,8 @@ def train_segment(
                       max_minutes=max_minutes, max_images_per_set=max_images_per_set,
                       planking_weight=planking_weight, device=device, threads=threads, seed=seed,
                       init_from=init_from,
-                      init_weights_dir=str(init_weights_dir) if init_weights_dir else None)
+                      init_weights_dir=str(init_weights_dir) if init_weights_dir else None,
+                      ema_decay=ema_decay)
     try:
         card = train_segmentation(cfg, data_root=data_root, out_dir=out_dir,
                                   command=_command_line())

@@ -54,3 +54,23 @@ def test_train_command_writes_a_loadable_checkpoint_and_card(tmp_path: Path):
                                                                 "uav75-val"}
     model = load_model("smoke-unet", weights_dir=tmp_path)
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
+
+
+def test_ema_weights_are_validated_saved_and_recorded(tmp_path: Path):
+    require_real_data("segmentation", "uav75", "val")
+    cfg = TrainConfig(name="smoke-ema", train_sets={"uav75-train": 1.0}, val_sets=("uav75-val",),
+                      epochs=1, samples_per_epoch=4, batch_size=2, crop_size=64,
+                      max_images_per_set=2, ema_decay=0.9)
+    card = train_segmentation(cfg, data_root=DATA_ROOT, out_dir=tmp_path, command="pytest",
+                              progress=False)
+    assert card["training"]["ema_decay"] == 0.9
+    assert "moving average" in card["training"]["weights_saved"]
+    model = load_model("smoke-ema", weights_dir=tmp_path)
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
+
+
+@pytest.mark.parametrize("decay", [0.0, 1.0, 1.5])
+def test_bad_ema_decay_is_refused_before_loading_data(tmp_path: Path, decay):
+    cfg = TrainConfig(ema_decay=decay)
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        train_segmentation(cfg, data_root=tmp_path / "nowhere", out_dir=tmp_path)
