@@ -18,7 +18,7 @@ from engine.errors import ModelCardError, ModelNotFoundError, WeightsIntegrityEr
 from engine.models import build_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_MODEL = "crackwatch-unet-mnv2"
+DEFAULT_MODEL = "crackwatch-unet-mnv2-ema"
 
 
 def _search_dirs(weights_dir: Path | None) -> list[Path]:
