@@ -101,8 +101,6 @@ class PipelineOptions:
     tta: bool = False
 
 
-
-
 @dataclass
 class SurveyResult:
     """What :func:`process_survey` did to one survey."""
