@@ -74,3 +74,33 @@ def test_bad_ema_decay_is_refused_before_loading_data(tmp_path: Path, decay):
     cfg = TrainConfig(ema_decay=decay)
     with pytest.raises(ValueError, match="ema_decay must be in"):
         train_segmentation(cfg, data_root=tmp_path / "nowhere", out_dir=tmp_path)
+
+
+def test_dataloader_workers_train_and_are_recorded(tmp_path: Path):
+    require_real_data("segmentation", "uav75", "val")
+    cfg = TrainConfig(name="smoke-workers", train_sets={"uav75-train": 1.0},
+                      val_sets=("uav75-val",), epochs=1, samples_per_epoch=4, batch_size=2,
+                      crop_size=64, max_images_per_set=2, workers=2)
+    card = train_segmentation(cfg, data_root=DATA_ROOT, out_dir=tmp_path, command="pytest",
+                              progress=False)
+    assert card["training"]["workers"] == 2
+    assert card["training"]["amp"] is False
+    assert (tmp_path / "smoke-workers.safetensors").is_file()
+
+
+def test_amp_on_a_cpu_and_negative_workers_are_refused(tmp_path: Path):
+    with pytest.raises(ValueError, match="amp .* CUDA"):
+        train_segmentation(TrainConfig(amp=True), data_root=tmp_path / "nowhere",
+                           out_dir=tmp_path)
+    with pytest.raises(ValueError, match="workers must be >= 0"):
+        train_segmentation(TrainConfig(workers=-1), data_root=tmp_path / "nowhere",
+                           out_dir=tmp_path)
+
+
+def test_git_sha_comes_from_the_environment_in_a_copy_without_git(tmp_path: Path, monkeypatch):
+    from engine.train import git_sha
+
+    monkeypatch.setenv("CRACKWATCH_GIT_SHA", "abc123")
+    assert git_sha(tmp_path) == "abc123"
+    monkeypatch.delenv("CRACKWATCH_GIT_SHA")
+    assert git_sha(tmp_path) == "unknown"
