@@ -281,7 +281,9 @@ def build_augmentation(crop_size: int) -> v2.Compose:
         v2.RandomVerticalFlip(),
         v2.RandomChoice([v2.RandomRotation((a, a)) for a in (0, 90)]),
         v2.RandomApply([v2.RandomRotation(12, fill=fill)], p=0.3),
-        v2.ColorJitter(brightness=0.35, contrast=0.35, saturation=0.3, hue=0.03),
+        v2.ColorJitter(brightness=0.35, contrast=0.35, saturation=0.3),
+        # hue shifts cost ~4 ms of a ~10 ms crop on a CPU core (RGB<->HSV): on some crops only
+        v2.RandomApply([v2.ColorJitter(hue=0.03)], p=0.3),
         v2.RandomGrayscale(p=0.1),
         v2.RandomApply([v2.GaussianBlur(5, sigma=(0.1, 1.2))], p=0.2),
     ])

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
@@ -86,8 +86,6 @@ class TrainConfig:
     #: DataLoader worker processes for decoding-free augmentation (0: in the main process).
     #: On a GPU machine the augmentation, not the model, limits the step rate: use several.
     workers: int = 0
-    #: bf16 autocast of the forward pass on CUDA (the loss is computed in float32).
-    amp: bool = False
 
 
 def git_sha(repo: Path | None = None) -> str:
@@ -135,6 +133,32 @@ def _load(name: str, data_root: Path, limit: int | None) -> list[Sample]:
     return [load_sample(p, spec.domain) for p in paths]
 
 
+def ema_warmup_decay(decay: float, num_averaged: int) -> float:
+    """EMA decay after ``num_averaged`` updates: ``min(decay, (1 + n) / (10 + n))``.
+
+    The warm-up of TensorFlow's ``ExponentialMovingAverage(num_updates=...)`` (also timm's
+    ``ModelEmaV3``). Without it an average started from random weights keeps ``decay ** n`` of
+    them: at 0.999 that is still 1 % after 4600 steps, enough to keep a from-scratch model's
+    validation IoU near 0 (measured: 0.07 after 6250 steps of batch 16 on a GPU).
+    """
+    return min(decay, (1.0 + num_averaged) / (10.0 + num_averaged))
+
+
+def ema_warmup_multi_avg_fn(decay: float):
+    """``multi_avg_fn`` for ``torch.optim.swa_utils.AveragedModel`` with the warm-up of
+    :func:`ema_warmup_decay` (one host sync per update to read the update count)."""
+
+    @torch.no_grad()
+    def update(ema_params: list, params: list, num_averaged) -> None:
+        if not torch.is_floating_point(ema_params[0]):  # integer buffers (BN batch counts)
+            torch._foreach_copy_(ema_params, params)
+            return
+        d = ema_warmup_decay(decay, int(num_averaged))
+        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+
+    return update
+
+
 def lr_factor(step: int, progress: float, warmup_steps: int) -> float:
     """Linear warm-up, then cosine decay to 1 % over ``progress`` in [0, 1]."""
     if step < warmup_steps:
@@ -166,9 +190,6 @@ def train_segmentation(
         )
     if config.ema_decay is not None and not 0.0 < config.ema_decay < 1.0:
         raise ValueError(f"ema_decay must be in (0, 1), e.g. 0.999; got {config.ema_decay}.")
-    if config.amp and not config.device.startswith("cuda"):
-        raise ValueError("amp (bf16 autocast) is for CUDA devices; drop --amp or use "
-                         "--device cuda.")
     if config.workers < 0:
         raise ValueError(f"workers must be >= 0; got {config.workers}.")
     if config.threads:
@@ -222,7 +243,7 @@ def train_segmentation(
     model = model.to(memory_format=torch.channels_last)
     ema = None
     if config.ema_decay:
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
+        ema = AveragedModel(model, multi_avg_fn=ema_warmup_multi_avg_fn(config.ema_decay),
                             use_buffers=True)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = len(loader)
@@ -247,9 +268,7 @@ def train_segmentation(
                 memory_format=torch.channels_last)
             y = batch["mask"].to(config.device, non_blocking=True)
             w = batch["weight"].to(config.device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp):
-                logits = model(x)
-            loss = dice_bce_loss(logits.float(), y, w)
+            loss = dice_bce_loss(model(x), y, w)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -84,14 +84,10 @@ def test_dataloader_workers_train_and_are_recorded(tmp_path: Path):
     card = train_segmentation(cfg, data_root=DATA_ROOT, out_dir=tmp_path, command="pytest",
                               progress=False)
     assert card["training"]["workers"] == 2
-    assert card["training"]["amp"] is False
     assert (tmp_path / "smoke-workers.safetensors").is_file()
 
 
-def test_amp_on_a_cpu_and_negative_workers_are_refused(tmp_path: Path):
-    with pytest.raises(ValueError, match="amp .* CUDA"):
-        train_segmentation(TrainConfig(amp=True), data_root=tmp_path / "nowhere",
-                           out_dir=tmp_path)
+def test_negative_workers_are_refused(tmp_path: Path):
     with pytest.raises(ValueError, match="workers must be >= 0"):
         train_segmentation(TrainConfig(workers=-1), data_root=tmp_path / "nowhere",
                            out_dir=tmp_path)
@@ -104,3 +100,14 @@ def test_git_sha_comes_from_the_environment_in_a_copy_without_git(tmp_path: Path
     assert git_sha(tmp_path) == "abc123"
     monkeypatch.delenv("CRACKWATCH_GIT_SHA")
     assert git_sha(tmp_path) == "unknown"
+
+
+def test_ema_warmup_follows_the_weights_early_and_the_decay_later():
+    from engine.train import ema_warmup_decay, ema_warmup_multi_avg_fn
+
+    assert ema_warmup_decay(0.999, 0) == pytest.approx(0.1)
+    assert ema_warmup_decay(0.999, 90) == pytest.approx(0.91)
+    assert ema_warmup_decay(0.999, 10**6) == 0.999
+    ema, cur = [torch.zeros(3)], [torch.ones(3)]
+    ema_warmup_multi_avg_fn(0.999)(ema, cur, torch.tensor(0))
+    assert torch.allclose(ema[0], torch.full((3,), 0.9))
