@@ -91,11 +91,12 @@ class TrainConfig:
 def git_sha(repo: Path | None = None) -> str:
     """The checkout's commit (``-dirty`` with uncommitted changes to tracked files).
 
-    Where the code runs from a copy without ``.git`` (a GPU machine sent the working tree), the
-    environment variable ``CRACKWATCH_GIT_SHA`` supplies it; otherwise ``"unknown"``.
+    The environment variable ``CRACKWATCH_GIT_SHA``, when set, wins: on a machine that was sent
+    a copy of the working tree (a GPU machine) the copy's ``.git`` can be missing or stale.
+    Without either, ``"unknown"``.
     """
     repo = repo or Path(__file__).resolve().parents[1]
-    if not (repo / ".git").exists() and os.environ.get("CRACKWATCH_GIT_SHA"):
+    if os.environ.get("CRACKWATCH_GIT_SHA"):
         return os.environ["CRACKWATCH_GIT_SHA"]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,

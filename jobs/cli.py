@@ -53,7 +53,13 @@ def _command_line() -> str:
     ctx = get_current_context(silent=True)
     if ctx is None:
         return "crackwatch " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    words = ["crackwatch", *ctx.command_path.split()[1:]]
+    # The sub-command names from the context chain, not ``command_path``: under
+    # ``python -m jobs.cli`` the root's name is ``python -m jobs.cli``, not one word.
+    names, c = [], ctx
+    while c.parent is not None:
+        names.append(c.info_name)
+        c = c.parent
+    words = ["crackwatch", *reversed(names)]
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         source = ctx.get_parameter_source(param.name)

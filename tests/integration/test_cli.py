@@ -52,3 +52,14 @@ def test_evaluate_tta_records_the_command_as_typed(tmp_path: Path):
     assert rep["tta"] is True and rep["images"] == 1
     assert "--dataset deepcrack-test" in rep["command"] and "--tta" in rep["command"]
     assert "--device" not in rep["command"]  # defaults not typed stay out
+
+
+@pytest.mark.realdata
+def test_recorded_command_is_crackwatch_under_python_dash_m(tmp_path: Path):
+    """Run as ``python -m jobs.cli`` (as on a GPU machine), the card still says ``crackwatch``."""
+    out = tmp_path / "report.json"
+    r = runner.invoke(app, ["evaluate", "--dataset", "uav75-test", "--limit", "1",
+                            "--data-root", str(DATA_ROOT), "--out", str(out)],
+                      prog_name="python3 -m jobs.cli")
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["command"].startswith("crackwatch evaluate --dataset")

@@ -93,11 +93,12 @@ def test_negative_workers_are_refused(tmp_path: Path):
                            out_dir=tmp_path)
 
 
-def test_git_sha_comes_from_the_environment_in_a_copy_without_git(tmp_path: Path, monkeypatch):
+def test_git_sha_from_the_environment_wins(tmp_path: Path, monkeypatch):
     from engine.train import git_sha
 
     monkeypatch.setenv("CRACKWATCH_GIT_SHA", "abc123")
     assert git_sha(tmp_path) == "abc123"
+    assert git_sha() == "abc123"  # also in a real checkout
     monkeypatch.delenv("CRACKWATCH_GIT_SHA")
     assert git_sha(tmp_path) == "unknown"
 
