@@ -18,7 +18,7 @@ from engine.errors import ModelCardError, ModelNotFoundError, WeightsIntegrityEr
 from engine.models import build_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_MODEL = "crackwatch-unet-mnv2-ema"
+DEFAULT_MODEL = "crackwatch-unet-mnv2-gpu-ft2"
 
 
 def _search_dirs(weights_dir: Path | None) -> list[Path]:
@@ -152,6 +152,17 @@ def render_model_card(card: dict) -> str:
         f"{t.get('best_epoch')}, {t.get('stop_reason')}) on {card.get('hardware')}; git "
         f"`{card.get('git_sha')}`",
         f"- **Command**: `{card.get('command')}`",
+    ]
+    init = t.get("initialised_from")
+    if init:
+        lines.append(f"- **Initialised from**: `{init.get('name')}` (sha256 "
+                     f"`{str(init.get('sha256'))[:12]}...`, {init.get('minutes')} min)")
+    for step in card.get("lineage", []):
+        lines.append(f"  - lineage: `{step['name']}` from {step['from']}, {step['minutes']} min "
+                     f"on {step['hardware']} (card: {step['card']})")
+    if card.get("training_data_copy"):
+        lines.append(f"- **Data copy**: {card['training_data_copy']}")
+    lines += [
         "",
         "Training data (sampling weight, license):",
         "",
