@@ -83,7 +83,8 @@ class TrainConfig:
     #: Keep an exponential moving average of the weights (``torch.optim.swa_utils``) with
     #: this decay per step, validate and save it instead of the raw weights. ``None``: off.
     ema_decay: float | None = None
-    #: DataLoader worker processes for decoding-free augmentation (0: in the main process).
+    #: DataLoader worker processes for augmentation (images are decoded once, up front; 0: in
+    #: the main process).
     #: On a GPU machine the augmentation, not the model, limits the step rate: use several.
     workers: int = 0
 
@@ -140,7 +141,7 @@ def ema_warmup_decay(decay: float, num_averaged: int) -> float:
     The warm-up of TensorFlow's ``ExponentialMovingAverage(num_updates=...)`` (also timm's
     ``ModelEmaV3``). Without it an average started from random weights keeps ``decay ** n`` of
     them: at 0.999 that is still 1 % after 4600 steps, enough to keep a from-scratch model's
-    validation IoU near 0 (measured: 0.07 after 6250 steps of batch 16 on a GPU).
+    validation IoU near 0 (measured: at best 0.07 in 6250 steps of batch 16 on a GPU).
     """
     return min(decay, (1.0 + num_averaged) / (10.0 + num_averaged))
 
