@@ -85,7 +85,7 @@ def evaluate_model(
     samples = (load_sample(p, spec.domain) for p in paths)
     for s, prob in iter_probabilities(model, list(samples), device, progress,
                                         desc=spec.name, tta=tta):
-        meter.update(prob, s.mask, s.planking)
+        meter.update(prob, s.mask, s.planking, name=s.stem)
         pixels += prob.size
     seconds = time.perf_counter() - t0
     report = {

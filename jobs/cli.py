@@ -89,7 +89,9 @@ def train_segment(
     train_set: list[str] = typer.Option(
         ["deepcrack-train=0.35", "uav75-train=0.5", "masonry=0.15"], "--train-set",
         help="DATASET=SAMPLING_WEIGHT, repeatable."),
-    val_set: list[str] = typer.Option(["uav75-val"], "--val-set", help="Validation dataset(s)."),
+    val_set: list[str] = typer.Option(
+        ["uav75-val"], "--val-set",
+        help="Validation dataset(s), repeatable; 'none' keeps only the train sets' hold-outs."),
     epochs: int = typer.Option(60, min=1),
     samples_per_epoch: int = typer.Option(400, min=1),
     batch_size: int = typer.Option(8, min=1),
@@ -136,7 +138,8 @@ def train_segment(
         except ValueError:
             _fail(ValueError(f"--train-set {item!r}: expected DATASET=WEIGHT, e.g. masonry=0.2"))
     cfg = TrainConfig(name=name, architecture=architecture, train_sets=sets,
-                      val_sets=tuple(val_set), epochs=epochs, samples_per_epoch=samples_per_epoch,
+                      val_sets=tuple(v for v in val_set if v != "none"), epochs=epochs,
+                      samples_per_epoch=samples_per_epoch,
                       batch_size=batch_size, crop_size=crop_size, lr=lr, patience=patience,
                       max_minutes=max_minutes, max_images_per_set=max_images_per_set,
                       planking_weight=planking_weight, device=device, threads=threads, seed=seed,
@@ -169,6 +172,8 @@ def evaluate(
                                      "model card."),
     tta: bool = typer.Option(False, help="Test-time augmentation: average over 4 flips (4x "
                              "slower)."),
+    worst: int = typer.Option(5, min=0, help="List the N images with the most wrong pixels at "
+                              "0.5 (every image's counts are in the --out report)."),
 ) -> None:
     """Pooled pixel precision/recall/F1/IoU at 0.5 and ODS, tolerant metrics, beside the papers."""
     from engine.errors import (
@@ -192,7 +197,7 @@ def evaluate(
         _fail(exc)
     report["model"] = name
     report["command"] = _command_line()
-    print_report(report)
+    print_report(report, worst=worst)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
@@ -202,7 +207,7 @@ def evaluate(
         console.print(f"metrics recorded in {path}")
 
 
-def print_report(report: dict) -> None:
+def print_report(report: dict, worst: int = 0) -> None:
     tta = ", flip TTA" if report.get("tta") else ""
     t = Table(title=f"{report['model']} on {report['dataset']} ({report['images']} images{tta})")
     for col in ("method", "thr", "P %", "R %", "F1 %", "IoU %", "mIoU %", "tol F1 %",
@@ -223,6 +228,17 @@ def print_report(report: dict) -> None:
         console.print(f"[dim]paper rows: {report['paper_baselines']['source']}[/]")
     console.print(f"{report['megapixels_per_s']} MP/s on {report['device']}, "
                   f"{report['seconds']} s")
+    rows = report.get("per_image", [])
+    if worst and rows:
+        m = report["at_0.5"]["counts"]
+        wrong = m["fp"] + m["fn"]
+        w = Table(title=f"the {min(worst, len(rows))} images with the most wrong pixels at 0.5")
+        for col in ("image", "IoU %", "missed (FN)", "false (FP)", "% of all wrong"):
+            w.add_column(col, justify="left" if col == "image" else "right")
+        for r in sorted(rows, key=lambda r: -(r["fp"] + r["fn"]))[:worst]:
+            w.add_row(r["image"], _pct(r["iou"]), str(r["fn"]), str(r["fp"]),
+                      f"{100 * (r['fp'] + r['fn']) / wrong:.1f}" if wrong else "-")
+        console.print(w)
 
 
 @models_app.command("card")

@@ -39,6 +39,10 @@ def test_evaluate_writes_json_report(tmp_path: Path):
     rep = json.loads(out.read_text())
     assert rep["images"] == 2 and "planking_fpr" in rep["at_0.5"]
     assert rep["command"].startswith("crackwatch evaluate")
+    rows = rep["per_image"]
+    assert len(rows) == 2 and all(set(r) == {"image", "tp", "fp", "fn", "iou"} for r in rows)
+    assert sum(r["tp"] for r in rows) == rep["at_0.5"]["counts"]["tp"]
+    assert "most wrong pixels" in r.output and rows[0]["image"] in r.output
 
 
 @pytest.mark.realdata

@@ -91,3 +91,17 @@ def test_thin_crack_recall_and_planking_fpr():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match="shape"):
         SegmentationMeter().update(np.zeros((3, 3)), np.zeros((3, 4), bool))
+
+
+def test_per_image_rows_name_each_image_with_its_counts():
+    t1 = np.zeros((4, 4), bool)
+    t1[1, :] = True
+    p1 = np.zeros((4, 4))
+    p1[1, :3] = 0.9                       # 3 TP, 1 FN
+    p1[3, 0] = 0.7                        # 1 FP
+    m = SegmentationMeter()
+    m.update(p1, t1, name="a")
+    m.update(np.zeros((4, 4)), np.zeros((4, 4), bool))   # unnamed: its index
+    rows = m.compute()["per_image"]
+    assert rows == [{"image": "a", "tp": 3, "fp": 1, "fn": 1, "iou": 0.6},
+                    {"image": "1", "tp": 0, "fp": 0, "fn": 0, "iou": 1.0}]
