@@ -87,6 +87,10 @@ class TrainConfig:
     #: the main process).
     #: On a GPU machine the augmentation, not the model, limits the step rate: use several.
     workers: int = 0
+    #: ``"per-crop"``: torchvision transforms per crop (:class:`engine.data.CrackSegDataset`,
+    #: in the main process or ``workers``); ``"batched"``: whole batches cropped and augmented
+    #: on ``device`` (:class:`engine.batch_augment.BatchCropSampler`), for GPU machines.
+    augment: str = "per-crop"
 
 
 def git_sha(repo: Path | None = None) -> str:
@@ -148,15 +152,23 @@ def ema_warmup_decay(decay: float, num_averaged: int) -> float:
 
 def ema_warmup_multi_avg_fn(decay: float):
     """``multi_avg_fn`` for ``torch.optim.swa_utils.AveragedModel`` with the warm-up of
-    :func:`ema_warmup_decay` (one host sync per update to read the update count)."""
+    :func:`ema_warmup_decay`.
+
+    The decay is computed on the parameters' device from ``num_averaged`` (a device tensor),
+    so an update never waits for the GPU: reading the count on the host (``int(n)``) would
+    make every training step a host-device sync.
+    """
 
     @torch.no_grad()
     def update(ema_params: list, params: list, num_averaged) -> None:
         if not torch.is_floating_point(ema_params[0]):  # integer buffers (BN batch counts)
             torch._foreach_copy_(ema_params, params)
             return
-        d = ema_warmup_decay(decay, int(num_averaged))
-        torch._foreach_lerp_(ema_params, params, 1.0 - d)
+        n = torch.as_tensor(num_averaged, device=ema_params[0].device).to(ema_params[0].dtype)
+        d = torch.clamp((1.0 + n) / (10.0 + n), max=decay)
+        # ema = d * ema + (1 - d) * p with 0-d tensor factors (no host sync)
+        torch._foreach_mul_(ema_params, d)
+        torch._foreach_add_(ema_params, torch._foreach_mul(params, 1.0 - d))
 
     return update
 
@@ -194,6 +206,11 @@ def train_segmentation(
         raise ValueError(f"ema_decay must be in (0, 1), e.g. 0.999; got {config.ema_decay}.")
     if config.workers < 0:
         raise ValueError(f"workers must be >= 0; got {config.workers}.")
+    if config.augment not in ("per-crop", "batched"):
+        raise ValueError(f"augment must be 'per-crop' or 'batched'; got {config.augment!r}.")
+    if config.workers and config.augment == "batched":
+        raise ValueError("workers apply to augment='per-crop' only: batched augmentation runs "
+                         "on the training device; drop --workers.")
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.device.startswith("cuda"):
@@ -202,7 +219,7 @@ def train_segmentation(
     random.seed(config.seed)
     np.random.seed(config.seed)
 
-    train_parts, weights, val_sets = [], [], {}
+    train_parts, weights, val_sets, batched_parts = [], [], {}, []
     for name, w in config.train_sets.items():
         samples = _load(name, data_root, config.max_images_per_set)
         has_val_split = DATASETS[name].has_planking  # UAV75 has its own val split
@@ -212,16 +229,33 @@ def train_segmentation(
         zoom = (1.0, 1.0) if name in config.native_scale_sets else config.zoom_range
         ds = CrackSegDataset(samples, config.crop_size, zoom, config.planking_weight)
         train_parts.append(ds)
+        batched_parts.append((samples, w, zoom))
         weights += [w / len(ds)] * len(ds)
     for name in config.val_sets:
         val_sets[name] = _load(name, data_root, config.max_images_per_set)
 
-    train_ds = ConcatDataset(train_parts)
-    sampler = WeightedRandomSampler(weights, config.samples_per_epoch, replacement=True,
-                                    generator=torch.Generator().manual_seed(config.seed))
-    loader = DataLoader(train_ds, batch_size=config.batch_size, sampler=sampler,
-                        num_workers=config.workers, persistent_workers=config.workers > 0,
-                        pin_memory=config.device.startswith("cuda"), drop_last=True)
+    steps_per_epoch = config.samples_per_epoch // config.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"samples_per_epoch ({config.samples_per_epoch}) is smaller than "
+                         f"batch_size ({config.batch_size}): no full batch per epoch.")
+    if config.augment == "batched":
+        from engine.batch_augment import BatchCropSampler
+
+        crops = BatchCropSampler(batched_parts, config.crop_size, config.planking_weight,
+                                 config.device, config.seed)
+
+        def epoch_batches():
+            return crops.batches(steps_per_epoch, config.batch_size)
+    else:  # per-crop
+        sampler = WeightedRandomSampler(weights, config.samples_per_epoch, replacement=True,
+                                        generator=torch.Generator().manual_seed(config.seed))
+        loader = DataLoader(ConcatDataset(train_parts), batch_size=config.batch_size,
+                            sampler=sampler, num_workers=config.workers,
+                            persistent_workers=config.workers > 0,
+                            pin_memory=config.device.startswith("cuda"), drop_last=True)
+
+        def epoch_batches():
+            return loader
 
     arch = ARCHITECTURES[config.architecture]
     model: CrackSegmenter = build_model(arch).to(config.device)
@@ -248,7 +282,6 @@ def train_segmentation(
         ema = AveragedModel(model, multi_avg_fn=ema_warmup_multi_avg_fn(config.ema_decay),
                             use_buffers=True)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * config.epochs
     budget_s = config.max_minutes * 60 if config.max_minutes else None
 
@@ -259,8 +292,8 @@ def train_segmentation(
     for epoch in range(1, config.epochs + 1):
         model.train()
         losses = []
-        bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", disable=not progress,
-                   unit="batch", leave=False)
+        bar = tqdm(epoch_batches(), desc=f"epoch {epoch}/{config.epochs}",
+                   disable=not progress, unit="batch", leave=False, total=steps_per_epoch)
         for batch in bar:
             elapsed = time.perf_counter() - t_start
             prog = max(step / total_steps, elapsed / budget_s if budget_s else 0.0)
@@ -276,9 +309,11 @@ def train_segmentation(
             opt.step()
             if ema is not None:
                 ema.update_parameters(model)
-            losses.append(loss.item())
+            losses.append(loss.detach())  # read back every 20 steps: no per-step host sync
             step += 1
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{torch.stack(losses[-20:]).mean().item():.4f}")
+        losses = torch.stack(losses).float().cpu().numpy()
         kept = ema.module if ema is not None else model  # the weights that get saved
         val = {n: pooled_iou(kept, s, config.device) for n, s in val_sets.items()}
         score = float(np.mean(list(val.values()))) if val else -float(np.mean(losses))

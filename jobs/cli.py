@@ -118,6 +118,9 @@ def train_segment(
                                            "e.g. 0.999."),
     workers: int = typer.Option(0, min=0, help="DataLoader worker processes for augmentation "
                                 "(use several on a GPU machine)."),
+    augment: str = typer.Option("per-crop", help="per-crop: torchvision transforms per crop; "
+                                "batched: whole batches cropped and augmented on --device "
+                                "(for a GPU)."),
 ) -> None:
     """Train a crack segmentation model (Dice + BCE, Adam, early stopping on validation IoU)."""
     from engine.errors import (
@@ -145,7 +148,7 @@ def train_segment(
                       planking_weight=planking_weight, device=device, threads=threads, seed=seed,
                       init_from=init_from,
                       init_weights_dir=str(init_weights_dir) if init_weights_dir else None,
-                      ema_decay=ema_decay, workers=workers)
+                      ema_decay=ema_decay, workers=workers, augment=augment)
     try:
         card = train_segmentation(cfg, data_root=data_root, out_dir=out_dir,
                                   command=_command_line())

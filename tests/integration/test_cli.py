@@ -67,3 +67,20 @@ def test_recorded_command_is_crackwatch_under_python_dash_m(tmp_path: Path):
                       prog_name="python3 -m jobs.cli")
     assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())["command"].startswith("crackwatch evaluate --dataset")
+
+
+@pytest.mark.realdata
+def test_train_cli_augment_and_val_set_none(tmp_path: Path):
+    """--augment batched and --val-set none reach the card; a bad --augment is a clear error."""
+    r = runner.invoke(app, ["train", "segment", "--name", "cli-smoke", "--train-set",
+                            "deepcrack-train=1", "--val-set", "none", "--epochs", "1",
+                            "--samples-per-epoch", "4", "--batch-size", "2", "--crop-size", "64",
+                            "--max-images-per-set", "4", "--augment", "batched",
+                            "--data-root", str(DATA_ROOT), "--out-dir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    card = json.loads((tmp_path / "cli-smoke.json").read_text())
+    assert card["training"]["augment"] == "batched" and card["training"]["val_sets"] == []
+    assert "--augment batched" in card["command"]
+    r = runner.invoke(app, ["train", "segment", "--augment", "gpu", "--max-images-per-set", "2",
+                            "--data-root", str(DATA_ROOT), "--out-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "augment must be 'per-crop' or 'batched'" in r.output

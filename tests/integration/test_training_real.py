@@ -56,6 +56,27 @@ def test_train_command_writes_a_loadable_checkpoint_and_card(tmp_path: Path):
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)
 
 
+def test_batched_augmentation_trains_and_is_recorded(tmp_path: Path):
+    """augment='batched' (crops made on the training device) lowers the training loss on real
+    DeepCrack images and lands in the card; 'none' as the only val set keeps the hold-outs."""
+    require_real_data("segmentation", "deepcrack", "train")
+    cfg = TrainConfig(name="smoke-batched", train_sets={"deepcrack-train": 1.0}, val_sets=(),
+                      epochs=4, samples_per_epoch=16, batch_size=4, crop_size=96, lr=3e-3,
+                      max_images_per_set=8, augment="batched", patience=10)
+    card = train_segmentation(cfg, data_root=DATA_ROOT, out_dir=tmp_path, command="pytest",
+                              progress=False)
+    assert card["training"]["augment"] == "batched"
+    losses = [h["train_loss"] for h in card["history"]]
+    assert losses[-1] < losses[0], losses
+    assert set(card["history"][0]["val_iou"]) == {"deepcrack-train-holdout"}
+
+
+def test_workers_with_batched_augmentation_is_a_clear_error(tmp_path: Path):
+    cfg = TrainConfig(train_sets={"deepcrack-train": 1.0}, augment="batched", workers=2)
+    with pytest.raises(ValueError, match="drop --workers"):
+        train_segmentation(cfg, data_root=DATA_ROOT, out_dir=tmp_path, progress=False)
+
+
 def test_ema_weights_are_validated_saved_and_recorded(tmp_path: Path):
     require_real_data("segmentation", "uav75", "val")
     cfg = TrainConfig(name="smoke-ema", train_sets={"uav75-train": 1.0}, val_sets=("uav75-val",),
@@ -112,3 +133,6 @@ def test_ema_warmup_follows_the_weights_early_and_the_decay_later():
     ema, cur = [torch.zeros(3)], [torch.ones(3)]
     ema_warmup_multi_avg_fn(0.999)(ema, cur, torch.tensor(0))
     assert torch.allclose(ema[0], torch.full((3,), 0.9))
+    late = [torch.zeros(3)]
+    ema_warmup_multi_avg_fn(0.999)(late, cur, torch.tensor(10**6))
+    assert torch.allclose(late[0], torch.full((3,), 0.001))
