@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,9 @@ class DatasetSpec:
         license: the dataset's license, as stated in ``../shared/data/README.md``.
         citation: the dataset's paper.
         has_planking: whether a ``planking/`` mask folder (hard negatives) exists.
+        tile_suffix: regular expression of the suffix that numbers the tiles cut from one
+            source photo (DeepCrack ``11289-3``, masonry ``a_31_7``); the stem without it names
+            the photo. ``None``: every image is its own photo.
     """
 
     name: str
@@ -61,6 +65,12 @@ class DatasetSpec:
     license: str
     citation: str
     has_planking: bool = False
+    tile_suffix: str | None = None
+
+    def source_photo(self, stem: str) -> str:
+        """The source photo an image (by file stem) was cut from, e.g. ``"11289"`` for
+        ``"11289-3"`` (the stem itself where the dataset has no tile suffix)."""
+        return re.sub(self.tile_suffix, "", stem) if self.tile_suffix else stem
 
 
 DEEPCRACK_CITE = "Liu et al., DeepCrack, Neurocomputing 338 (2019)"
@@ -74,16 +84,17 @@ DATASETS: dict[str, DatasetSpec] = {
     s.name: s
     for s in (
         DatasetSpec("deepcrack-train", "segmentation/deepcrack/train", "concrete-pavement",
-                    DEEPCRACK_LICENSE, DEEPCRACK_CITE),
+                    DEEPCRACK_LICENSE, DEEPCRACK_CITE, tile_suffix=r"-\d+$"),
         DatasetSpec("deepcrack-test", "segmentation/deepcrack/test", "concrete-pavement",
-                    DEEPCRACK_LICENSE, DEEPCRACK_CITE),
+                    DEEPCRACK_LICENSE, DEEPCRACK_CITE, tile_suffix=r"-\d+$"),
         DatasetSpec("uav75-train", "segmentation/uav75/train", "drone-concrete", "GPL-3.0",
                     UAV75_CITE, has_planking=True),
         DatasetSpec("uav75-val", "segmentation/uav75/val", "drone-concrete", "GPL-3.0",
                     UAV75_CITE, has_planking=True),
         DatasetSpec("uav75-test", "segmentation/uav75/test", "drone-concrete", "GPL-3.0",
                     UAV75_CITE, has_planking=True),
-        DatasetSpec("masonry", "segmentation/masonry", "masonry", "GPL-3.0", MASONRY_CITE),
+        DatasetSpec("masonry", "segmentation/masonry", "masonry", "GPL-3.0", MASONRY_CITE,
+                    tile_suffix=r"_\d+$"),
     )
 }
 

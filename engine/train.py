@@ -22,6 +22,7 @@ import platform
 import random
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,9 @@ class TrainConfig:
     train_sets: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     val_sets: tuple[str, ...] = ("uav75-val",)
     holdout_fraction: float = 0.1
+    #: ``"photo"``: hold out whole source photos (tiles of one photo never on both sides);
+    #: ``"image"``: single images (cards without this field were trained that way).
+    holdout_by: str = "photo"
     crop_size: int = 256
     batch_size: int = 8
     lr: float = 1e-3
@@ -122,12 +126,32 @@ def hardware(device: str) -> str:
     return desc
 
 
-def _split(samples: list, fraction: float, seed: int) -> tuple[list, list]:
-    """Deterministic hold-out: returns (train, holdout)."""
-    idx = list(range(len(samples)))
-    random.Random(seed).shuffle(idx)
+def _split(samples: list, fraction: float, seed: int,
+           group: Callable[[str], str] | None = None) -> tuple[list, list]:
+    """Deterministic hold-out of about ``fraction`` of ``samples``: returns (train, holdout).
+
+    With ``group`` (stem -> source photo) whole photos are held out, shuffled with ``seed``
+    and taken until at least ``round(len * fraction)`` images are out, so that tiles of one
+    photo never sit on both sides (they are near-duplicates: a per-image hold-out then
+    measures recall of photos seen in training, not of new ones). Without ``group``, single
+    images are held out.
+    """
     k = max(1, round(len(samples) * fraction)) if fraction > 0 else 0
-    hold = set(idx[:k])
+    if group is None:
+        idx = list(range(len(samples)))
+        random.Random(seed).shuffle(idx)
+        hold = set(idx[:k])
+    else:
+        photos: dict[str, list[int]] = {}
+        for i, s in enumerate(samples):
+            photos.setdefault(group(s.stem), []).append(i)
+        names = sorted(photos)
+        random.Random(seed).shuffle(names)
+        hold = set()
+        for name in names:
+            if len(hold) >= k or len(hold) + len(photos[name]) >= len(samples):
+                break  # (never hold out every image)
+            hold.update(photos[name])
     return ([s for i, s in enumerate(samples) if i not in hold],
             [s for i, s in enumerate(samples) if i in hold])
 
@@ -206,6 +230,8 @@ def train_segmentation(
         raise ValueError(f"ema_decay must be in (0, 1), e.g. 0.999; got {config.ema_decay}.")
     if config.workers < 0:
         raise ValueError(f"workers must be >= 0; got {config.workers}.")
+    if config.holdout_by not in ("photo", "image"):
+        raise ValueError(f"holdout_by must be 'photo' or 'image'; got {config.holdout_by!r}.")
     if config.augment not in ("per-crop", "batched"):
         raise ValueError(f"augment must be 'per-crop' or 'batched'; got {config.augment!r}.")
     if config.workers and config.augment == "batched":
@@ -224,8 +250,10 @@ def train_segmentation(
         samples = _load(name, data_root, config.max_images_per_set)
         has_val_split = DATASETS[name].has_planking  # UAV75 has its own val split
         if not has_val_split and config.holdout_fraction > 0:
-            samples, hold = _split(samples, config.holdout_fraction, config.seed)
-            val_sets[f"{name}-holdout"] = hold
+            group = DATASETS[name].source_photo if config.holdout_by == "photo" else None
+            samples, hold = _split(samples, config.holdout_fraction, config.seed, group)
+            if hold:
+                val_sets[f"{name}-holdout"] = hold
         zoom = (1.0, 1.0) if name in config.native_scale_sets else config.zoom_range
         ds = CrackSegDataset(samples, config.crop_size, zoom, config.planking_weight)
         train_parts.append(ds)

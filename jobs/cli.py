@@ -118,6 +118,8 @@ def train_segment(
                                            "e.g. 0.999."),
     workers: int = typer.Option(0, min=0, help="DataLoader worker processes for augmentation "
                                 "(use several on a GPU machine)."),
+    holdout_by: str = typer.Option("photo", help="Hold-out of the train sets without a val "
+                                   "split: whole source photos (photo) or single images (image)."),
     augment: str = typer.Option("per-crop", help="per-crop: torchvision transforms per crop; "
                                 "batched: whole batches cropped and augmented on --device "
                                 "(for a GPU)."),
@@ -148,7 +150,8 @@ def train_segment(
                       planking_weight=planking_weight, device=device, threads=threads, seed=seed,
                       init_from=init_from,
                       init_weights_dir=str(init_weights_dir) if init_weights_dir else None,
-                      ema_decay=ema_decay, workers=workers, augment=augment)
+                      ema_decay=ema_decay, workers=workers, augment=augment,
+                      holdout_by=holdout_by)
     try:
         card = train_segmentation(cfg, data_root=data_root, out_dir=out_dir,
                                   command=_command_line())
