@@ -150,3 +150,113 @@ def bench_infer(sizes: list[int], model_name: str, *, workdir, tile_size: int = 
                           f"torch {torch.__version__}")
         rows.append(row)
     return rows
+
+
+def bench_train(
+    *,
+    augment: str = "per-crop",
+    batch_size: int = 16,
+    crop_size: int = 256,
+    steps: int = 20,
+    warmup: int = 3,
+    workers: int = 0,
+    device: str | torch.device = "cpu",
+    data_root=None,
+    max_images_per_set: int | None = None,
+) -> dict:
+    """Training throughput on the default training mix: crops/s of the augmentation alone and
+    of whole training steps (augmentation, forward, backward, Adam), U-Net/MobileNetV2.
+
+    ``augment``: ``"per-crop"`` (torchvision per crop, ``workers`` DataLoader processes) or
+    ``"batched"`` (:class:`engine.batch_augment.BatchCropSampler` on ``device``). Figures are
+    medians over ``steps`` after ``warmup``; printed, never asserted.
+    """
+    from pathlib import Path
+
+    from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
+
+    from engine.data import CrackSegDataset, default_data_root
+    from engine.losses import dice_bce_loss
+    from engine.models import ARCHITECTURES, build_model
+    from engine.train import DEFAULT_WEIGHTS, TrainConfig, _load
+
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    root = Path(data_root) if data_root else default_data_root()
+    cfg = TrainConfig()
+    parts, weights, batched = [], [], []
+    for name, w in DEFAULT_WEIGHTS.items():
+        samples = _load(name, root, max_images_per_set)
+        zoom = (1.0, 1.0) if name in cfg.native_scale_sets else cfg.zoom_range
+        parts.append(CrackSegDataset(samples, crop_size, zoom, cfg.planking_weight))
+        weights += [w / len(samples)] * len(samples)
+        batched.append((samples, w, zoom))
+    n = (warmup + steps) * batch_size
+    if augment == "batched":
+        from engine.batch_augment import BatchCropSampler
+
+        crops = BatchCropSampler(batched, crop_size, cfg.planking_weight, device)
+
+        def batches():
+            return crops.batches(warmup + steps, batch_size)
+    elif augment == "per-crop":
+        sampler = WeightedRandomSampler(weights, n, replacement=True)
+        loader = DataLoader(ConcatDataset(parts), batch_size=batch_size, sampler=sampler,
+                            num_workers=workers, pin_memory=cuda, drop_last=True)
+
+        def batches():
+            return iter(loader)
+    else:
+        raise ValueError(f"augment must be 'per-crop' or 'batched'; got {augment!r}.")
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    def timed(step_fn) -> float:
+        times = []
+        it = batches()
+        for i in range(warmup + steps):
+            sync()
+            t = time.perf_counter()
+            batch = next(it)
+            step_fn({k: v.to(device, non_blocking=True) for k, v in batch.items()})
+            sync()
+            if i >= warmup:
+                times.append(time.perf_counter() - t)
+        return sorted(times)[len(times) // 2]
+
+    aug_s = timed(lambda b: None)
+    model = build_model(ARCHITECTURES["unet"]).to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def train_step(b):
+        x = b["image"].contiguous(memory_format=torch.channels_last)
+        loss = dice_bce_loss(model(x), b["mask"], b["weight"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step_s = timed(train_step)
+    out = {
+        "augment": augment,
+        "workers": workers,
+        "batch_size": batch_size,
+        "crop_size": crop_size,
+        "steps": steps,
+        "images": {k: len(p) for k, p in zip(DEFAULT_WEIGHTS, parts, strict=True)},
+        "augment_crops_per_s": round(batch_size / aug_s, 1),
+        "train_step_s_median": round(step_s, 4),
+        "train_crops_per_s": round(batch_size / step_s, 1),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "device": str(device),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                   f"{torch.get_num_threads()} torch threads, torch {torch.__version__}",
+    }
+    if cuda:
+        out["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        out["machine"] += f", {torch.cuda.get_device_name(device)}"
+    return out

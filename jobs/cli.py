@@ -325,6 +325,28 @@ def bench_model_cmd(
 
 
 
+@bench_app.command("train")
+def bench_train_cmd(
+    augment: str = typer.Option("per-crop", help="per-crop | batched (see train segment)."),
+    batch_size: int = typer.Option(16, min=1),
+    crop_size: int = typer.Option(256, min=32),
+    steps: int = typer.Option(20, min=1),
+    workers: int = typer.Option(0, min=0, help="DataLoader workers (per-crop only)."),
+    device: str = typer.Option("cpu"),
+    data_root: Path | None = typer.Option(None, help="Folder holding segmentation/."),
+) -> None:
+    """Training throughput: crops/s of the augmentation alone and of whole training steps."""
+    from engine.bench import bench_train
+    from engine.errors import DataNotFoundError, ImageReadError, MaskShapeError, PairingError
+
+    try:
+        r = bench_train(augment=augment, batch_size=batch_size, crop_size=crop_size,
+                        steps=steps, workers=workers, device=device, data_root=data_root)
+    except (DataNotFoundError, PairingError, ImageReadError, MaskShapeError, ValueError) as exc:
+        _fail(exc)
+    console.print_json(json.dumps(r))
+
+
 @bench_app.command("infer")
 def bench_infer_cmd(
     size: list[int] = typer.Option([2048, 8192], "--size", help="Square raster side(s), px."),

@@ -136,3 +136,15 @@ def test_ema_warmup_follows_the_weights_early_and_the_decay_later():
     late = [torch.zeros(3)]
     ema_warmup_multi_avg_fn(0.999)(late, cur, torch.tensor(10**6))
     assert torch.allclose(late[0], torch.full((3,), 0.001))
+
+
+@pytest.mark.parametrize("augment", ["per-crop", "batched"])
+def test_bench_train_prints_figures(augment):
+    require_real_data("segmentation", "uav75", "train")
+    from engine.bench import bench_train
+
+    r = bench_train(augment=augment, batch_size=2, crop_size=64, steps=2, warmup=1,
+                    data_root=DATA_ROOT, max_images_per_set=3)
+    assert r["augment"] == augment and r["images"] == {"deepcrack-train": 3, "uav75-train": 3,
+                                                       "masonry": 3}
+    assert r["augment_crops_per_s"] > 0 and r["train_crops_per_s"] > 0
