@@ -82,6 +82,36 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+@train_app.command("pack-data")
+def train_pack_data(
+    out: Path = typer.Option(..., help="Folder for the packed copy (use it as --data-root)."),
+    dataset: list[str] = typer.Option(
+        ["deepcrack-train", "uav75-train", "uav75-val", "masonry"], "--set",
+        help="Dataset(s) to copy, repeatable (default: what train segment reads)."),
+    data_root: Path | None = typer.Option(None, help="Folder holding segmentation/."),
+) -> None:
+    """Copy the training data, pixel-identical but smaller (lossless JPEG optimisation, lossless
+    WebP for PNG images), for a machine reached through a size limit."""
+    from engine.errors import DataNotFoundError, ImageReadError, PairingError
+    from engine.pack import PackError, pack_training_data
+
+    try:
+        r = pack_training_data(out, data_root=data_root, sets=dataset)
+    except (DataNotFoundError, PairingError, ImageReadError, PackError, ValueError) as exc:
+        _fail(exc)
+    t = Table(title=f"packed into {out} (every image decoded and compared: identical pixels)")
+    for col in ("set", "images", "MB before", "MB after"):
+        t.add_column(col, justify="left" if col == "set" else "right")
+    for name, row in r["sets"].items():
+        t.add_row(name, str(row["images"]), f"{row['bytes_before'] / 1e6:.1f}",
+                  f"{row['bytes_after'] / 1e6:.1f}")
+    t.add_row("all", "", f"{r['bytes_before'] / 1e6:.1f}", f"{r['bytes_after'] / 1e6:.1f}")
+    console.print(t)
+    if not r["jpegtran"]:
+        console.print("[yellow]jpegtran not found: JPEGs were copied as they are (install "
+                      "libjpeg-turbo-progs for a smaller copy)[/]")
+
+
 @train_app.command("segment")
 def train_segment(
     name: str = typer.Option("crackwatch-unet-mnv2", help="Model name (stem of weights/card)."),
