@@ -102,14 +102,19 @@ class BatchCropSampler:
             sizes[i] = (h, w)
         self.canvas = torch.from_numpy(canvas).to(self.device)
         self.sizes = torch.from_numpy(sizes).to(self.device)
-        self.weights = torch.tensor(weights, dtype=torch.float64)
+        self.weights = torch.tensor(weights, dtype=torch.float32, device=self.device)
         self.log_zoom = torch.tensor([(math.log(lo), math.log(hi)) for lo, hi in zooms],
                                      dtype=torch.float32, device=self.device)
-        self._pick = torch.Generator().manual_seed(seed)
+        self._pick = torch.Generator(device=self.device).manual_seed(seed)
         self._rand = torch.Generator(device=self.device).manual_seed(seed + 1)
         mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
         self._mean, self._std = mean, std
+        self._canvas_wh = torch.tensor([self.canvas.shape[3], self.canvas.shape[2]],
+                                       dtype=torch.float32, device=self.device)
+        self._taps = torch.arange(-2, 3, dtype=torch.float32, device=self.device)
+        self._identity_taps = (self._taps == 0).float()[None]
+        self._hue = _hue_matrices(self.device)
 
     def __len__(self) -> int:
         return self.canvas.shape[0]
@@ -124,7 +129,7 @@ class BatchCropSampler:
         for _ in range(n_batches):
             idx = torch.multinomial(self.weights, batch_size, replacement=True,
                                     generator=self._pick)
-            yield self.make_batch(idx.to(self.device))
+            yield self.make_batch(idx)
 
     def draw_params(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """Random geometry for the crops of images ``idx`` ``(B,)``: ``zoom`` ``(B,)``,
@@ -167,8 +172,7 @@ class BatchCropSampler:
         cos, sin = torch.cos(theta), torch.sin(theta)
         m = torch.stack([torch.stack([cos * fx, -sin * fy], -1),
                          torch.stack([sin * fx, cos * fy], -1)], -2) / zoom[:, None, None]
-        canvas_wh = torch.tensor([self.canvas.shape[3], self.canvas.shape[2]],
-                                 dtype=torch.float32, device=self.device)
+        canvas_wh = self._canvas_wh
         a = (2.0 / canvas_wh)[None, :, None] * m * (c / 2)
         t = 2.0 * centre / canvas_wh - 1.0
         grid = F.affine_grid(torch.cat([a, t[:, :, None]], 2), [b, 1, c, c],
@@ -204,33 +208,34 @@ class BatchCropSampler:
         x = ((x - g) * per(self._u(b, 0.7, 1.3)) + g).clamp(0, 1)               # saturation
         hue = torch.where(self._u(b) < 0.3, self._u(b, -0.03, 0.03),
                           torch.zeros(b, device=x.device)) * (2 * math.pi)
-        x = _rotate_hue(x, hue).clamp(0, 1)
+        x = _rotate_hue(x, hue, *self._hue).clamp(0, 1)
         to_gray = per((self._u(b) < 0.1).float())
         x = x * (1 - to_gray) + gray(x).expand_as(x) * to_gray
+        # blur on some crops, an identity kernel on the others (no host-side branch)
         blur = self._u(b) < 0.2
-        if bool(blur.any()):
-            sigma = self._u(b, 0.1, 1.2)
-            taps = torch.arange(-2, 3, device=x.device, dtype=x.dtype)
-            k = torch.exp(-(taps[None] ** 2) / (2 * sigma[:, None] ** 2))
-            k = k / k.sum(1, keepdim=True)
-            ident = torch.zeros_like(k)
-            ident[:, 2] = 1.0
-            k = torch.where(blur[:, None], k, ident).repeat_interleave(3, 0)     # (B*3, 5)
-            s = x.shape[-1]
-            y = F.pad(x.reshape(1, b * 3, s, s), (2, 2, 2, 2), mode="reflect")
-            y = F.conv2d(y, k.view(b * 3, 1, 1, 5), groups=b * 3)
-            y = F.conv2d(y, k.view(b * 3, 1, 5, 1), groups=b * 3)
-            x = y.view(b, 3, s, s)
-        return x
+        sigma = self._u(b, 0.1, 1.2)
+        k = torch.exp(-(self._taps[None] ** 2) / (2 * sigma[:, None] ** 2))
+        k = k / k.sum(1, keepdim=True)
+        k = torch.where(blur[:, None], k, self._identity_taps).repeat_interleave(3, 0)
+        s = x.shape[-1]
+        y = F.pad(x.reshape(1, b * 3, s, s), (2, 2, 2, 2), mode="reflect")
+        y = F.conv2d(y, k.view(b * 3, 1, 1, 5), groups=b * 3)
+        y = F.conv2d(y, k.view(b * 3, 1, 5, 1), groups=b * 3)
+        return y.view(b, 3, s, s)
 
 
-def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """Rotate the chroma of RGB ``x`` ``(B, 3, H, W)`` by ``angle`` ``(B,)`` radians in YIQ
-    space (luma kept)."""
+def _hue_matrices(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """RGB -> YIQ (NTSC) and its inverse, ``(3, 3)`` float32 on ``device``."""
     rgb2yiq = torch.tensor([[0.299, 0.587, 0.114],
                             [0.596, -0.274, -0.322],
-                            [0.211, -0.523, 0.312]], device=x.device, dtype=x.dtype)
-    yiq2rgb = torch.linalg.inv(rgb2yiq)
+                            [0.211, -0.523, 0.312]], dtype=torch.float64)
+    return (rgb2yiq.float().to(device), torch.linalg.inv(rgb2yiq).float().to(device))
+
+
+def _rotate_hue(x: torch.Tensor, angle: torch.Tensor, rgb2yiq: torch.Tensor,
+                yiq2rgb: torch.Tensor) -> torch.Tensor:
+    """Rotate the chroma of RGB ``x`` ``(B, 3, H, W)`` by ``angle`` ``(B,)`` radians in YIQ
+    space (luma kept)."""
     cos, sin = torch.cos(angle), torch.sin(angle)
     one, zero = torch.ones_like(cos), torch.zeros_like(cos)
     rot = torch.stack([torch.stack([one, zero, zero], -1),

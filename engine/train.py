@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
@@ -84,7 +83,7 @@ class TrainConfig:
     #: found by :func:`engine.registry.find_card` (``init_weights_dir`` searched first).
     init_from: str | None = None
     init_weights_dir: str | None = None
-    #: Keep an exponential moving average of the weights (``torch.optim.swa_utils``) with
+    #: Keep an exponential moving average of the weights (:class:`WeightEMA`) with
     #: this decay per step, validate and save it instead of the raw weights. ``None``: off.
     ema_decay: float | None = None
     #: DataLoader worker processes for augmentation (images are decoded once, up front; 0: in
@@ -174,27 +173,45 @@ def ema_warmup_decay(decay: float, num_averaged: int) -> float:
     return min(decay, (1.0 + num_averaged) / (10.0 + num_averaged))
 
 
-def ema_warmup_multi_avg_fn(decay: float):
-    """``multi_avg_fn`` for ``torch.optim.swa_utils.AveragedModel`` with the warm-up of
-    :func:`ema_warmup_decay`.
+class WeightEMA:
+    """Exponential moving average of a model's parameters and float buffers, with the warm-up
+    of :func:`ema_warmup_decay`; integer buffers (BatchNorm batch counts) are copied.
 
-    The decay is computed on the parameters' device from ``num_averaged`` (a device tensor),
-    so an update never waits for the GPU: reading the count on the host (``int(n)``) would
-    make every training step a host-device sync.
+    The same average as ``torch.optim.swa_utils.AveragedModel`` with that decay (checked in the
+    tests), but the update count lives on the host: ``AveragedModel`` compares and copies its
+    count tensor on every update, a host-device sync per training step on a GPU.
+
+    ``module``: the averaged copy (validate and save it). ``update(model)`` after each
+    optimiser step; the first update copies the weights.
     """
 
-    @torch.no_grad()
-    def update(ema_params: list, params: list, num_averaged) -> None:
-        if not torch.is_floating_point(ema_params[0]):  # integer buffers (BN batch counts)
-            torch._foreach_copy_(ema_params, params)
-            return
-        n = torch.as_tensor(num_averaged, device=ema_params[0].device).to(ema_params[0].dtype)
-        d = torch.clamp((1.0 + n) / (10.0 + n), max=decay)
-        # ema = d * ema + (1 - d) * p with 0-d tensor factors (no host sync)
-        torch._foreach_mul_(ema_params, d)
-        torch._foreach_add_(ema_params, torch._foreach_mul(params, 1.0 - d))
+    def __init__(self, model: torch.nn.Module, decay: float):
+        import copy
 
-    return update
+        self.module = copy.deepcopy(model)
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    def _tensors(self, model: torch.nn.Module) -> tuple[list, list]:
+        return (list(model.parameters()) + list(model.buffers()),
+                list(self.module.parameters()) + list(self.module.buffers()))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        src, dst = self._tensors(model)
+        floats = [(d, s.detach()) for d, s in zip(dst, src, strict=True)
+                  if torch.is_floating_point(d)]
+        ints = [(d, s) for d, s in zip(dst, src, strict=True) if not torch.is_floating_point(d)]
+        if ints:
+            torch._foreach_copy_([d for d, _ in ints], [s for _, s in ints])
+        if self.updates == 0:
+            torch._foreach_copy_([d for d, _ in floats], [s for _, s in floats])
+        else:
+            d = ema_warmup_decay(self.decay, self.updates)
+            torch._foreach_lerp_([t for t, _ in floats], [s for _, s in floats], 1.0 - d)
+        self.updates += 1
 
 
 def lr_factor(step: int, progress: float, warmup_steps: int) -> float:
@@ -307,8 +324,7 @@ def train_segmentation(
     model = model.to(memory_format=torch.channels_last)
     ema = None
     if config.ema_decay:
-        ema = AveragedModel(model, multi_avg_fn=ema_warmup_multi_avg_fn(config.ema_decay),
-                            use_buffers=True)
+        ema = WeightEMA(model, config.ema_decay)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total_steps = steps_per_epoch * config.epochs
     budget_s = config.max_minutes * 60 if config.max_minutes else None
@@ -336,7 +352,7 @@ def train_segmentation(
             loss.backward()
             opt.step()
             if ema is not None:
-                ema.update_parameters(model)
+                ema.update(model)
             losses.append(loss.detach())  # read back every 20 steps: no per-step host sync
             step += 1
             if step % 20 == 0:

@@ -125,17 +125,44 @@ def test_git_sha_from_the_environment_wins(tmp_path: Path, monkeypatch):
 
 
 def test_ema_warmup_follows_the_weights_early_and_the_decay_later():
-    from engine.train import ema_warmup_decay, ema_warmup_multi_avg_fn
+    from engine.train import ema_warmup_decay
 
     assert ema_warmup_decay(0.999, 0) == pytest.approx(0.1)
     assert ema_warmup_decay(0.999, 90) == pytest.approx(0.91)
     assert ema_warmup_decay(0.999, 10**6) == 0.999
-    ema, cur = [torch.zeros(3)], [torch.ones(3)]
-    ema_warmup_multi_avg_fn(0.999)(ema, cur, torch.tensor(0))
-    assert torch.allclose(ema[0], torch.full((3,), 0.9))
-    late = [torch.zeros(3)]
-    ema_warmup_multi_avg_fn(0.999)(late, cur, torch.tensor(10**6))
-    assert torch.allclose(late[0], torch.full((3,), 0.001))
+
+
+def test_weight_ema_matches_torch_averaged_model():
+    """WeightEMA (host-side count) gives the average torch's AveragedModel gives with the same
+    warm-up decay, parameters and BatchNorm buffers included."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from engine.train import WeightEMA, ema_warmup_decay
+
+    def multi_avg_fn(ema_params, params, n):
+        if not torch.is_floating_point(ema_params[0]):
+            torch._foreach_copy_(ema_params, params)
+            return
+        torch._foreach_lerp_(ema_params, params, 1.0 - ema_warmup_decay(0.99, int(n)))
+
+    torch.manual_seed(0)
+    model = build_model(ARCHITECTURES["unet"]).train()
+    ref = AveragedModel(model, multi_avg_fn=multi_avg_fn, use_buffers=True)
+    ours = WeightEMA(model, 0.99)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(4):
+        loss = model(torch.randn(2, 3, 64, 64)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ref.update_parameters(model)
+        ours.update(model)
+    a, b = ref.module.state_dict(), ours.module.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+    assert not torch.allclose(b["net.encoder.features.0.0.weight"],
+                              model.state_dict()["net.encoder.features.0.0.weight"])
 
 
 @pytest.mark.parametrize("augment", ["per-crop", "batched"])

@@ -117,3 +117,13 @@ def test_bad_arguments_are_clear_errors():
         BatchCropSampler([([s], 1.0, (1.5, 1.0))])
     with pytest.raises(ValueError, match="at least one"):
         BatchCropSampler([([], 1.0, (1.0, 1.0))])
+
+
+def test_hue_rotation_keeps_grey_and_zero_angle_is_identity():
+    from engine.batch_augment import _hue_matrices, _rotate_hue
+
+    m = _hue_matrices(torch.device("cpu"))
+    x = torch.rand(2, 3, 4, 4)
+    assert torch.allclose(_rotate_hue(x, torch.zeros(2), *m), x, atol=1e-5)
+    grey = torch.full((1, 3, 2, 2), 0.4)
+    assert torch.allclose(_rotate_hue(grey, torch.tensor([0.5]), *m), grey, atol=1e-5)
