@@ -70,8 +70,9 @@ def evaluate_model(
 
     ``tta``: test-time augmentation, the probability averaged over four flips (4x compute).
 
-    Returns a JSON-ready report: dataset, image count, metrics at 0.5 and ODS, timing, and
-    ``tta``.
+    Returns a JSON-ready report: dataset, image count, metrics at 0.5 and ODS, timing,
+    ``tta``, ``per_image`` counts at 0.5 and, for datasets cut from larger photos (DeepCrack),
+    ``per_photo``: the same counts summed over each source photo's tiles.
 
     Raises:
         DataNotFoundError, PairingError, ImageReadError, MaskShapeError: bad dataset input.
@@ -99,6 +100,17 @@ def evaluate_model(
         "device": str(device),
         "host": platform.node() and f"{platform.machine()} {torch.get_num_threads()} threads",
     }
+    if spec.tile_suffix:  # tiles of one source photo: also report per photo
+        photos: dict[str, dict] = {}
+        for row in report["per_image"]:
+            ph = photos.setdefault(spec.source_photo(row["image"]),
+                                   {"images": 0, "tp": 0, "fp": 0, "fn": 0})
+            ph["images"] += 1
+            for k in ("tp", "fp", "fn"):
+                ph[k] += row[k]
+        report["per_photo"] = [
+            {"photo": name, **v, "iou": round(v["tp"] / max(1, v["tp"] + v["fp"] + v["fn"]), 4)}
+            for name, v in photos.items()]
     if spec.name in PAPER_BASELINES:
         report["paper_baselines"] = {"source": PAPER_SOURCE, "rows": PAPER_BASELINES[spec.name]}
     return report

@@ -275,6 +275,17 @@ def print_report(report: dict, worst: int = 0) -> None:
             w.add_row(r["image"], _pct(r["iou"]), str(r["fn"]), str(r["fp"]),
                       f"{100 * (r['fp'] + r['fn']) / wrong:.1f}" if wrong else "-")
         console.print(w)
+        photos = report.get("per_photo", [])
+        if photos:
+            w = Table(title=f"the {min(worst, len(photos))} source photos (tiles summed) with "
+                            f"the most wrong pixels at 0.5")
+            for col in ("photo", "tiles", "IoU %", "missed (FN)", "false (FP)", "% of all wrong"):
+                w.add_column(col, justify="left" if col == "photo" else "right")
+            for r in sorted(photos, key=lambda r: -(r["fp"] + r["fn"]))[:worst]:
+                w.add_row(r["photo"], str(r["images"]), _pct(r["iou"]), str(r["fn"]),
+                          str(r["fp"]),
+                          f"{100 * (r['fp'] + r['fn']) / wrong:.1f}" if wrong else "-")
+            console.print(w)
 
 
 @models_app.command("card")

@@ -54,6 +54,7 @@ def test_evaluate_tta_records_the_command_as_typed(tmp_path: Path):
     assert r.exit_code == 0, r.output
     rep = json.loads(out.read_text())
     assert rep["tta"] is True and rep["images"] == 1
+    assert rep["per_photo"][0]["images"] == 1 and "source photos" in r.output
     assert "--dataset deepcrack-test" in rep["command"] and "--tta" in rep["command"]
     assert "--device" not in rep["command"]  # defaults not typed stay out
 
