@@ -15,6 +15,7 @@ Writes ``<out_dir>/<name>.safetensors`` (fp16) and ``<name>.json`` (model card).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -186,8 +187,6 @@ class WeightEMA:
     """
 
     def __init__(self, model: torch.nn.Module, decay: float):
-        import copy
-
         self.module = copy.deepcopy(model)
         for p in self.module.parameters():
             p.requires_grad_(False)
