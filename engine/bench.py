@@ -51,19 +51,26 @@ def bench_model(
             if i >= warmup:
                 times.append(time.perf_counter() - t)
     per_batch = sorted(times)[len(times) // 2]
-    out = {
+    return {
         "tile_size": tile_size,
         "batch_size": batch_size,
         "iterations": iterations,
         "tta": tta,
         "seconds_per_batch_median": round(per_batch, 4),
         "megapixels_per_s": round(batch_size * tile_size**2 / 1e6 / per_batch, 3),
+        **_machine(device),
+    }
+
+
+def _machine(device: torch.device) -> dict:
+    """Peak RSS (MiB), device, a description of the machine and, on CUDA, peak GPU memory."""
+    out = {
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "device": str(device),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                    f"{torch.get_num_threads()} torch threads, torch {torch.__version__}",
     }
-    if cuda:
+    if device.type == "cuda":
         out["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         out["machine"] += f", {torch.cuda.get_device_name(device)}"
     return out
@@ -173,41 +180,24 @@ def bench_train(
     """
     from pathlib import Path
 
-    from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
-
-    from engine.data import CrackSegDataset, default_data_root
+    from engine.data import default_data_root
     from engine.losses import dice_bce_loss
     from engine.models import ARCHITECTURES, build_model
-    from engine.train import DEFAULT_WEIGHTS, TrainConfig, _load
+    from engine.train import DEFAULT_WEIGHTS, TrainConfig, _load, training_batches
 
+    if augment not in ("per-crop", "batched"):
+        raise ValueError(f"augment must be 'per-crop' or 'batched'; got {augment!r}.")
     device = torch.device(device)
     cuda = device.type == "cuda"
     root = Path(data_root) if data_root else default_data_root()
-    cfg = TrainConfig()
-    parts, weights, batched = [], [], []
+    cfg = TrainConfig(batch_size=batch_size, crop_size=crop_size, workers=workers,
+                      device=str(device), augment=augment,
+                      samples_per_epoch=(warmup + steps) * batch_size)
+    parts = []
     for name, w in DEFAULT_WEIGHTS.items():
-        samples = _load(name, root, max_images_per_set)
         zoom = (1.0, 1.0) if name in cfg.native_scale_sets else cfg.zoom_range
-        parts.append(CrackSegDataset(samples, crop_size, zoom, cfg.planking_weight))
-        weights += [w / len(samples)] * len(samples)
-        batched.append((samples, w, zoom))
-    n = (warmup + steps) * batch_size
-    if augment == "batched":
-        from engine.batch_augment import BatchCropSampler
-
-        crops = BatchCropSampler(batched, crop_size, cfg.planking_weight, device)
-
-        def batches():
-            return crops.batches(warmup + steps, batch_size)
-    elif augment == "per-crop":
-        sampler = WeightedRandomSampler(weights, n, replacement=True)
-        loader = DataLoader(ConcatDataset(parts), batch_size=batch_size, sampler=sampler,
-                            num_workers=workers, pin_memory=cuda, drop_last=True)
-
-        def batches():
-            return iter(loader)
-    else:
-        raise ValueError(f"augment must be 'per-crop' or 'batched'; got {augment!r}.")
+        parts.append((_load(name, root, max_images_per_set), w, zoom))
+    batches = training_batches(cfg, parts)
 
     def sync():
         if cuda:
@@ -215,7 +205,7 @@ def bench_train(
 
     def timed(step_fn) -> float:
         times = []
-        it = batches()
+        it = iter(batches())
         for i in range(warmup + steps):
             sync()
             t = time.perf_counter()
@@ -241,22 +231,15 @@ def bench_train(
         opt.step()
 
     step_s = timed(train_step)
-    out = {
+    return {
         "augment": augment,
         "workers": workers,
         "batch_size": batch_size,
         "crop_size": crop_size,
         "steps": steps,
-        "images": {k: len(p) for k, p in zip(DEFAULT_WEIGHTS, parts, strict=True)},
+        "images": {k: len(p[0]) for k, p in zip(DEFAULT_WEIGHTS, parts, strict=True)},
         "augment_crops_per_s": round(batch_size / aug_s, 1),
         "train_step_s_median": round(step_s, 4),
         "train_crops_per_s": round(batch_size / step_s, 1),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "device": str(device),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                   f"{torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        **_machine(device),
     }
-    if cuda:
-        out["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-        out["machine"] += f", {torch.cuda.get_device_name(device)}"
-    return out

@@ -192,25 +192,59 @@ class WeightEMA:
             p.requires_grad_(False)
         self.decay = decay
         self.updates = 0
+        dst = self._tensors(self.module)
+        self._is_float = [torch.is_floating_point(t) for t in dst]
+        self._dst_float = [t for t, f in zip(dst, self._is_float, strict=True) if f]
+        self._dst_int = [t for t, f in zip(dst, self._is_float, strict=True) if not f]
 
-    def _tensors(self, model: torch.nn.Module) -> tuple[list, list]:
-        return (list(model.parameters()) + list(model.buffers()),
-                list(self.module.parameters()) + list(self.module.buffers()))
+    @staticmethod
+    def _tensors(model: torch.nn.Module) -> list[torch.Tensor]:
+        return list(model.parameters()) + list(model.buffers())
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        src, dst = self._tensors(model)
-        floats = [(d, s.detach()) for d, s in zip(dst, src, strict=True)
-                  if torch.is_floating_point(d)]
-        ints = [(d, s) for d, s in zip(dst, src, strict=True) if not torch.is_floating_point(d)]
-        if ints:
-            torch._foreach_copy_([d for d, _ in ints], [s for _, s in ints])
+        src = [t.detach() for t in self._tensors(model)]
+        src_float = [t for t, f in zip(src, self._is_float, strict=True) if f]
+        if self._dst_int:
+            torch._foreach_copy_(self._dst_int,
+                                 [t for t, f in zip(src, self._is_float, strict=True) if not f])
         if self.updates == 0:
-            torch._foreach_copy_([d for d, _ in floats], [s for _, s in floats])
+            torch._foreach_copy_(self._dst_float, src_float)
         else:
             d = ema_warmup_decay(self.decay, self.updates)
-            torch._foreach_lerp_([t for t, _ in floats], [s for _, s in floats], 1.0 - d)
+            torch._foreach_lerp_(self._dst_float, src_float, 1.0 - d)
         self.updates += 1
+
+
+def training_batches(config: TrainConfig,
+                     parts: list[tuple[list[Sample], float, tuple[float, float]]]):
+    """A callable giving one epoch of training batches (dicts of ``image``, ``mask``,
+    ``weight``; ``config.samples_per_epoch // config.batch_size`` of them) from ``parts``:
+    ``(samples, sampling_weight, zoom_range)`` per training set, sampled by weight.
+
+    ``config.augment``: ``"per-crop"``, a DataLoader over :class:`CrackSegDataset` (with
+    ``config.workers`` processes), or ``"batched"``, a
+    :class:`engine.batch_augment.BatchCropSampler` on ``config.device``.
+    """
+    steps = config.samples_per_epoch // config.batch_size
+    if config.augment == "batched":
+        from engine.batch_augment import BatchCropSampler
+
+        crops = BatchCropSampler(parts, config.crop_size, config.planking_weight,
+                                 config.device, config.seed)
+        return lambda: crops.batches(steps, config.batch_size)
+    datasets, weights = [], []
+    for samples, w, zoom in parts:
+        datasets.append(CrackSegDataset(samples, config.crop_size, zoom,
+                                        config.planking_weight))
+        weights += [w / len(samples)] * len(samples)
+    sampler = WeightedRandomSampler(weights, config.samples_per_epoch, replacement=True,
+                                    generator=torch.Generator().manual_seed(config.seed))
+    loader = DataLoader(ConcatDataset(datasets), batch_size=config.batch_size,
+                        sampler=sampler, num_workers=config.workers,
+                        persistent_workers=config.workers > 0,
+                        pin_memory=config.device.startswith("cuda"), drop_last=True)
+    return lambda: loader
 
 
 def lr_factor(step: int, progress: float, warmup_steps: int) -> float:
@@ -261,7 +295,7 @@ def train_segmentation(
     random.seed(config.seed)
     np.random.seed(config.seed)
 
-    train_parts, weights, val_sets, batched_parts = [], [], {}, []
+    parts, val_sets = [], {}
     for name, w in config.train_sets.items():
         samples = _load(name, data_root, config.max_images_per_set)
         has_val_split = DATASETS[name].has_planking  # UAV75 has its own val split
@@ -271,10 +305,7 @@ def train_segmentation(
             if hold:
                 val_sets[f"{name}-holdout"] = hold
         zoom = (1.0, 1.0) if name in config.native_scale_sets else config.zoom_range
-        ds = CrackSegDataset(samples, config.crop_size, zoom, config.planking_weight)
-        train_parts.append(ds)
-        batched_parts.append((samples, w, zoom))
-        weights += [w / len(ds)] * len(ds)
+        parts.append((samples, w, zoom))
     for name in config.val_sets:
         val_sets[name] = _load(name, data_root, config.max_images_per_set)
 
@@ -282,24 +313,7 @@ def train_segmentation(
     if steps_per_epoch < 1:
         raise ValueError(f"samples_per_epoch ({config.samples_per_epoch}) is smaller than "
                          f"batch_size ({config.batch_size}): no full batch per epoch.")
-    if config.augment == "batched":
-        from engine.batch_augment import BatchCropSampler
-
-        crops = BatchCropSampler(batched_parts, config.crop_size, config.planking_weight,
-                                 config.device, config.seed)
-
-        def epoch_batches():
-            return crops.batches(steps_per_epoch, config.batch_size)
-    else:  # per-crop
-        sampler = WeightedRandomSampler(weights, config.samples_per_epoch, replacement=True,
-                                        generator=torch.Generator().manual_seed(config.seed))
-        loader = DataLoader(ConcatDataset(train_parts), batch_size=config.batch_size,
-                            sampler=sampler, num_workers=config.workers,
-                            persistent_workers=config.workers > 0,
-                            pin_memory=config.device.startswith("cuda"), drop_last=True)
-
-        def epoch_batches():
-            return loader
+    epoch_batches = training_batches(config, parts)
 
     arch = ARCHITECTURES[config.architecture]
     model: CrackSegmenter = build_model(arch).to(config.device)
@@ -408,7 +422,7 @@ def train_segmentation(
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
             "epochs_run": len(history), "best_epoch": best_epoch, "stop_reason": stop_reason,
             "minutes": round((time.perf_counter() - t_start) / 60, 2),
-            "images": {n: len(p) for n, p in zip(config.train_sets, train_parts, strict=True)},
+            "images": {n: len(p[0]) for n, p in zip(config.train_sets, parts, strict=True)},
             "loss": "per-image soft Dice + BCE (planking pixels weighted)", "optimizer": "Adam",
             "weights_saved": (f"exponential moving average of the weights, decay "
                               f"{config.ema_decay} per step" if ema is not None else

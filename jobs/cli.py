@@ -268,24 +268,24 @@ def print_report(report: dict, worst: int = 0) -> None:
     if worst and rows:
         m = report["at_0.5"]["counts"]
         wrong = m["fp"] + m["fn"]
-        w = Table(title=f"the {min(worst, len(rows))} images with the most wrong pixels at 0.5")
-        for col in ("image", "IoU %", "missed (FN)", "false (FP)", "% of all wrong"):
-            w.add_column(col, justify="left" if col == "image" else "right")
-        for r in sorted(rows, key=lambda r: -(r["fp"] + r["fn"]))[:worst]:
-            w.add_row(r["image"], _pct(r["iou"]), str(r["fn"]), str(r["fp"]),
-                      f"{100 * (r['fp'] + r['fn']) / wrong:.1f}" if wrong else "-")
-        console.print(w)
-        photos = report.get("per_photo", [])
-        if photos:
-            w = Table(title=f"the {min(worst, len(photos))} source photos (tiles summed) with "
-                            f"the most wrong pixels at 0.5")
-            for col in ("photo", "tiles", "IoU %", "missed (FN)", "false (FP)", "% of all wrong"):
-                w.add_column(col, justify="left" if col == "photo" else "right")
-            for r in sorted(photos, key=lambda r: -(r["fp"] + r["fn"]))[:worst]:
-                w.add_row(r["photo"], str(r["images"]), _pct(r["iou"]), str(r["fn"]),
-                          str(r["fp"]),
-                          f"{100 * (r['fp'] + r['fn']) / wrong:.1f}" if wrong else "-")
-            console.print(w)
+        _print_worst(rows, "image", "images", worst, wrong)
+        if report.get("per_photo"):
+            _print_worst(report["per_photo"], "photo", "source photos (tiles summed)", worst,
+                         wrong)
+
+
+def _print_worst(rows: list[dict], key: str, what: str, n: int, wrong: int) -> None:
+    """Table of the ``n`` rows (per image or per photo) with the most wrong pixels at 0.5."""
+    tiles = key == "photo"
+    w = Table(title=f"the {min(n, len(rows))} {what} with the most wrong pixels at 0.5")
+    for col in (key, *(("tiles",) if tiles else ()), "IoU %", "missed (FN)", "false (FP)",
+                "% of all wrong"):
+        w.add_column(col, justify="left" if col == key else "right")
+    for r in sorted(rows, key=lambda r: -(r["fp"] + r["fn"]))[:n]:
+        w.add_row(r[key], *((str(r["images"]),) if tiles else ()), _pct(r["iou"]),
+                  str(r["fn"]), str(r["fp"]),
+                  f"{100 * (r['fp'] + r['fn']) / wrong:.1f}" if wrong else "-")
+    console.print(w)
 
 
 @models_app.command("card")
