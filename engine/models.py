@@ -34,6 +34,19 @@ DEEPLAB_ENCODER_DROPOUT = 0.3
 DEEPLAB_DECODER_DROPOUT = 0.2
 
 
+def _smp_model(cls: type, encoder: str, **kwargs: Any) -> nn.Module:
+    """``cls(encoder, ...)`` with random weights, 3 input channels, 1 class; an unknown encoder
+    name is a :class:`ModelCardError`."""
+    try:
+        return cls(encoder, encoder_weights=None, in_channels=3, classes=1, **kwargs)
+    except (KeyError, RuntimeError) as exc:
+        raise ModelCardError(
+            f"Unknown encoder {encoder!r} ({str(exc)[:120]}...); use a "
+            "segmentation-models-pytorch encoder name, e.g. mobilenet_v2 or resnet18 "
+            "(segmentation_models_pytorch.encoders.get_encoder_names())."
+        ) from exc
+
+
 class CrackSegmenter(nn.Module):
     """An smp encoder-decoder with dropout on encoder features and in the decoder.
 
@@ -41,6 +54,11 @@ class CrackSegmenter(nn.Module):
         architecture: ``"unet"`` or ``"deeplabv3plus"``.
         encoder: an smp encoder name, e.g. ``"mobilenet_v2"``, ``"resnet18"``.
         decoder_channels: U-Net: one int per decoder block; DeepLabV3+: a single int.
+        encoder_depth: U-Net only: encoder stages used, 3-5 (5: down to stride 32). With 4 the
+            bottleneck is at stride 16 and, for ResNet encoders, the unused last stage is
+            removed (ResNet-18's ``layer4`` holds 8.4 M of its 11.2 M parameters), so a ResNet-18
+            U-Net fits a fp16 checkpoint of about 7 MB. ``decoder_channels`` then needs one
+            entry per stage.
 
     Input ``(B, 3, H, W)`` normalised float, output ``(B, 1, H, W)`` logits.
     """
@@ -50,16 +68,29 @@ class CrackSegmenter(nn.Module):
         architecture: str = "unet",
         encoder: str = "mobilenet_v2",
         decoder_channels: int | tuple[int, ...] | list[int] = (128, 64, 32, 16, 16),
+        encoder_depth: int = 5,
     ):
         super().__init__()
         self.architecture = architecture
         if architecture == "unet":
+            if not 3 <= encoder_depth <= 5:
+                raise ModelCardError(f"encoder_depth must be 3, 4 or 5; got {encoder_depth}.")
             dc = tuple(decoder_channels) if not isinstance(decoder_channels, int) else (
-                decoder_channels,) * 5
-            self.net = smp.Unet(encoder, encoder_weights=None, in_channels=3, classes=1,
-                                decoder_channels=dc)
+                decoder_channels,) * encoder_depth
+            if len(dc) != encoder_depth:
+                raise ModelCardError(
+                    f"decoder_channels {list(dc)} has {len(dc)} entries; a U-Net with "
+                    f"encoder_depth {encoder_depth} needs {encoder_depth}.")
+            self.net = _smp_model(smp.Unet, encoder, decoder_channels=dc,
+                                  encoder_depth=encoder_depth)
+            # smp builds every stage and skips the unused ones in forward: drop their weights.
+            for stage in range(encoder_depth, 5):
+                if hasattr(self.net.encoder, f"layer{stage}"):
+                    delattr(self.net.encoder, f"layer{stage}")
+            # Per-stride rates, with the bottleneck's 0.3 on the deepest stage used.
+            rates = UNET_ENCODER_DROPOUT[:encoder_depth] + UNET_ENCODER_DROPOUT[-1:]
             self.encoder_dropout = nn.ModuleList(
-                nn.Dropout2d(p) if p > 0 else nn.Identity() for p in UNET_ENCODER_DROPOUT
+                nn.Dropout2d(p) if p > 0 else nn.Identity() for p in rates
             )
             # attention2 is an Identity when attention_type=None: a parameter-free slot right
             # after each decoder block's second conv.
@@ -67,9 +98,11 @@ class CrackSegmenter(nn.Module):
                 if p > 0:
                     block.attention2 = nn.Dropout2d(p)
         elif architecture == "deeplabv3plus":
+            if encoder_depth != 5:
+                raise ModelCardError("encoder_depth applies to the U-Net only; DeepLabV3+ uses "
+                                     f"the whole encoder (got {encoder_depth}).")
             dc = decoder_channels if isinstance(decoder_channels, int) else decoder_channels[0]
-            self.net = smp.DeepLabV3Plus(encoder, encoder_weights=None, in_channels=3, classes=1,
-                                         decoder_channels=dc)
+            self.net = _smp_model(smp.DeepLabV3Plus, encoder, decoder_channels=dc)
             n = len(self.net.encoder.out_channels)
             self.encoder_dropout = nn.ModuleList(
                 [nn.Identity()] * (n - 1) + [nn.Dropout2d(DEEPLAB_ENCODER_DROPOUT)]
@@ -96,15 +129,14 @@ def build_model(architecture: dict[str, Any]) -> CrackSegmenter:
         ModelCardError: a required key is missing or the architecture is unknown.
     """
     try:
-        return CrackSegmenter(
-            architecture=architecture["family"],
-            encoder=architecture["encoder"],
-            decoder_channels=architecture["decoder_channels"],
-        )
+        family, encoder = architecture["family"], architecture["encoder"]
+        decoder_channels = architecture["decoder_channels"]
     except KeyError as exc:
         raise ModelCardError(
             f"Model card architecture lacks {exc}; expected family, encoder, decoder_channels."
         ) from exc
+    return CrackSegmenter(architecture=family, encoder=encoder, decoder_channels=decoder_channels,
+                          encoder_depth=architecture.get("encoder_depth", 5))
 
 
 # The two shipped configurations (small enough for fp16 checkpoints of a few MB).

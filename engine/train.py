@@ -60,6 +60,9 @@ class TrainConfig:
     #: or ``"timm-regnetx_004"``; ``None`` keeps the default. For experiments: shipped
     #: checkpoints should stay near 10 MB in fp16 (about 5 M parameters).
     encoder: str | None = None
+    #: U-Net encoder stages (3-5, :class:`engine.models.CrackSegmenter`); ``None``: 5. The
+    #: decoder keeps the default's channel width at each output stride (its last entries).
+    encoder_depth: int | None = None
     train_sets: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     val_sets: tuple[str, ...] = ("uav75-val",)
     holdout_fraction: float = 0.1
@@ -294,16 +297,13 @@ def train_segmentation(
     arch = dict(ARCHITECTURES[config.architecture])
     if config.encoder:
         arch["encoder"] = config.encoder
+    if config.encoder_depth:
+        arch["encoder_depth"] = config.encoder_depth
+        arch["decoder_channels"] = list(arch["decoder_channels"])[-config.encoder_depth:]
+    if config.encoder or config.encoder_depth:
         # Fail before the data is decoded; fork_rng keeps the seeded sequence of a run as it is.
         with torch.random.fork_rng():
-            try:
-                build_model(arch)
-            except (KeyError, ValueError, RuntimeError) as exc:
-                raise ValueError(
-                    f"Cannot build a {arch['family']} with encoder {arch['encoder']!r}: {exc}. "
-                    "Use a segmentation-models-pytorch encoder name, e.g. mobilenet_v2, "
-                    "resnet18 (segmentation_models_pytorch.encoders.get_encoder_names())."
-                ) from exc
+            build_model(arch)  # ModelCardError, a ValueError, names what is wrong
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.device.startswith("cuda"):

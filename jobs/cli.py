@@ -119,6 +119,9 @@ def train_segment(
     encoder: str | None = typer.Option(None, help="smp encoder instead of the default "
                                        "mobilenet_v2, e.g. resnet18 (experiments; shipped "
                                        "checkpoints stay near 10 MB fp16)."),
+    encoder_depth: int | None = typer.Option(None, min=3, max=5, help="U-Net encoder stages "
+                                             "(default 5); 4 drops ResNet's last stage, so a "
+                                             "resnet18 U-Net is about 7 MB in fp16."),
     train_set: list[str] = typer.Option(
         ["deepcrack-train=0.35", "uav75-train=0.5", "masonry=0.15"], "--train-set",
         help="DATASET=SAMPLING_WEIGHT, repeatable."),
@@ -175,7 +178,8 @@ def train_segment(
             sets[ds] = float(w) if w else 1.0
         except ValueError:
             _fail(ValueError(f"--train-set {item!r}: expected DATASET=WEIGHT, e.g. masonry=0.2"))
-    cfg = TrainConfig(name=name, architecture=architecture, encoder=encoder, train_sets=sets,
+    cfg = TrainConfig(name=name, architecture=architecture, encoder=encoder,
+                      encoder_depth=encoder_depth, train_sets=sets,
                       val_sets=tuple(v for v in val_set if v != "none"), epochs=epochs,
                       samples_per_epoch=samples_per_epoch,
                       batch_size=batch_size, crop_size=crop_size, lr=lr, patience=patience,

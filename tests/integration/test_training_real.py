@@ -112,19 +112,22 @@ def test_another_encoder_trains_and_loads_back(tmp_path: Path):
     """--encoder swaps the default MobileNetV2 for another smp encoder; the card records it, so
     the registry rebuilds the same network."""
     require_real_data("segmentation", "deepcrack", "train")
-    cfg = TrainConfig(name="smoke-resnet18", encoder="resnet18",
+    cfg = TrainConfig(name="smoke-resnet18", encoder="resnet18", encoder_depth=4,
                       train_sets={"deepcrack-train": 1.0}, val_sets=(), epochs=1,
                       samples_per_epoch=2, batch_size=2, crop_size=64, max_images_per_set=4)
     card = train_segmentation(cfg, data_root=DATA_ROOT, out_dir=tmp_path, command="pytest",
                               progress=False)
     assert card["architecture"]["encoder"] == "resnet18"
     assert card["training"]["encoder"] == "resnet18"
+    assert card["architecture"]["encoder_depth"] == 4
+    assert card["architecture"]["decoder_channels"] == [64, 32, 16, 16]
     model = load_model("smoke-resnet18", weights_dir=tmp_path)
     assert type(model.net.encoder).__name__ == "ResNetEncoder"
+    assert not hasattr(model.net.encoder, "layer4")
 
 
 def test_unknown_encoder_is_refused_before_loading_data(tmp_path: Path):
-    with pytest.raises(ValueError, match="encoder 'mobilenet_v9'.*get_encoder_names"):
+    with pytest.raises(ValueError, match="Unknown encoder 'mobilenet_v9'.*get_encoder_names"):
         train_segmentation(TrainConfig(encoder="mobilenet_v9"), data_root=tmp_path / "nowhere",
                            out_dir=tmp_path)
 

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from engine.errors import ModelCardError
 from engine.models import ARCHITECTURES, build_model, pad_to_multiple, predict_proba
 
 
@@ -25,6 +26,35 @@ def test_dropout_present_and_only_in_training(arch):
     model.eval()
     with torch.inference_mode():
         assert torch.equal(model(x), model(x))
+
+
+def test_resnet18_unet_with_four_stages_drops_the_unused_stage():
+    """encoder_depth 4: bottleneck at stride 16, ResNet's layer4 (8.4 M parameters) removed, so
+    the fp16 checkpoint fits the ~10 MB budget; the stride-16 features keep dropout 0.3."""
+    arch = {"family": "unet", "encoder": "resnet18", "decoder_channels": [64, 32, 16, 16],
+            "encoder_depth": 4}
+    model = build_model(arch).eval()
+    assert not hasattr(model.net.encoder, "layer4")
+    n = sum(p.numel() for p in model.parameters())
+    assert 2.5e6 < n < 3.5e6 and n * 2 < 10e6
+    assert model.encoder_dropout[-1].p == pytest.approx(0.3)
+    with torch.inference_mode():
+        assert model(torch.randn(1, 3, 64, 96)).shape == (1, 1, 64, 96)
+    # the card's architecture block rebuilds the same state dict
+    assert build_model(arch).state_dict().keys() == model.state_dict().keys()
+
+
+@pytest.mark.parametrize("arch, match", [
+    ({"family": "unet", "encoder": "resnet18", "decoder_channels": [64, 32, 16, 16, 16],
+      "encoder_depth": 4}, "needs 4"),
+    ({"family": "unet", "encoder": "resnet18", "decoder_channels": [16, 16],
+      "encoder_depth": 2}, "must be 3, 4 or 5"),
+    ({"family": "deeplabv3plus", "encoder": "mobilenet_v2", "decoder_channels": 128,
+      "encoder_depth": 4}, "U-Net only"),
+])
+def test_bad_encoder_depth_is_a_card_error(arch, match):
+    with pytest.raises(ModelCardError, match=match):
+        build_model(arch)
 
 
 def test_pad_to_multiple():
