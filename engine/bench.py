@@ -170,9 +170,12 @@ def bench_train(
     device: str | torch.device = "cpu",
     data_root=None,
     max_images_per_set: int | None = None,
+    encoder: str | None = None,
+    encoder_depth: int | None = None,
 ) -> dict:
     """Training throughput on the default training mix: crops/s of the augmentation alone and
-    of whole training steps (augmentation, forward, backward, Adam), U-Net/MobileNetV2.
+    of whole training steps (augmentation, forward, backward, Adam) of the default U-Net, or
+    with another ``encoder`` / ``encoder_depth`` (as in ``train segment``).
 
     ``augment``: ``"per-crop"`` (torchvision per crop, ``workers`` DataLoader processes) or
     ``"batched"`` (:class:`engine.batch_augment.BatchCropSampler` on ``device``). Figures are
@@ -182,8 +185,14 @@ def bench_train(
 
     from engine.data import default_data_root
     from engine.losses import dice_bce_loss
-    from engine.models import ARCHITECTURES, build_model
-    from engine.train import DEFAULT_WEIGHTS, TrainConfig, _load, training_batches
+    from engine.models import build_model
+    from engine.train import (
+        DEFAULT_WEIGHTS,
+        TrainConfig,
+        _load,
+        model_architecture,
+        training_batches,
+    )
 
     if augment not in ("per-crop", "batched"):
         raise ValueError(f"augment must be 'per-crop' or 'batched'; got {augment!r}.")
@@ -192,7 +201,9 @@ def bench_train(
     root = Path(data_root) if data_root else default_data_root()
     cfg = TrainConfig(batch_size=batch_size, crop_size=crop_size, workers=workers,
                       device=str(device), augment=augment,
-                      samples_per_epoch=(warmup + steps) * batch_size)
+                      samples_per_epoch=(warmup + steps) * batch_size, encoder=encoder,
+                      encoder_depth=encoder_depth)
+    arch = model_architecture(cfg)
     parts = []
     for name, w in DEFAULT_WEIGHTS.items():
         zoom = (1.0, 1.0) if name in cfg.native_scale_sets else cfg.zoom_range
@@ -217,7 +228,7 @@ def bench_train(
         return sorted(times)[len(times) // 2]
 
     aug_s = timed(lambda b: None)
-    model = build_model(ARCHITECTURES["unet"]).to(device).to(memory_format=torch.channels_last)
+    model = build_model(arch).to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     if cuda:
         torch.backends.cudnn.benchmark = True
@@ -233,6 +244,8 @@ def bench_train(
     step_s = timed(train_step)
     return {
         "augment": augment,
+        "encoder": arch["encoder"],
+        "encoder_depth": arch.get("encoder_depth", 5),
         "workers": workers,
         "batch_size": batch_size,
         "crop_size": crop_size,

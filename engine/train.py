@@ -104,6 +104,31 @@ class TrainConfig:
     augment: str = "per-crop"
 
 
+def model_architecture(config: TrainConfig) -> dict:
+    """The card's ``architecture`` block for ``config``: :data:`engine.models.ARCHITECTURES`
+    entry with ``encoder`` / ``encoder_depth`` applied.
+
+    Raises:
+        ValueError: an unknown architecture; :class:`engine.errors.ModelCardError` (a
+            ``ValueError``) for an unknown encoder or a bad depth, found by building the
+            network once (the random-number sequence of the run is left as it was).
+    """
+    if config.architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"Unknown architecture {config.architecture!r}; choose from {', '.join(ARCHITECTURES)}."
+        )
+    arch = dict(ARCHITECTURES[config.architecture])
+    if config.encoder:
+        arch["encoder"] = config.encoder
+    if config.encoder_depth:
+        arch["encoder_depth"] = config.encoder_depth
+        arch["decoder_channels"] = list(arch["decoder_channels"])[-config.encoder_depth:]
+    if config.encoder or config.encoder_depth:
+        with torch.random.fork_rng():
+            build_model(arch)
+    return arch
+
+
 def git_sha(repo: Path | None = None) -> str:
     """The checkout's commit (``-dirty`` with uncommitted changes to tracked files).
 
@@ -279,10 +304,7 @@ def train_segmentation(
     for n in list(config.train_sets) + list(config.val_sets):
         if n not in DATASETS:
             raise ValueError(f"Unknown dataset {n!r}; choose from {', '.join(DATASETS)}.")
-    if config.architecture not in ARCHITECTURES:
-        raise ValueError(
-            f"Unknown architecture {config.architecture!r}; choose from {', '.join(ARCHITECTURES)}."
-        )
+    arch = model_architecture(config)  # fails before the data is decoded
     if config.ema_decay is not None and not 0.0 < config.ema_decay < 1.0:
         raise ValueError(f"ema_decay must be in (0, 1), e.g. 0.999; got {config.ema_decay}.")
     if config.workers < 0:
@@ -294,16 +316,6 @@ def train_segmentation(
     if config.workers and config.augment == "batched":
         raise ValueError("workers apply to augment='per-crop' only: batched augmentation runs "
                          "on the training device; drop --workers.")
-    arch = dict(ARCHITECTURES[config.architecture])
-    if config.encoder:
-        arch["encoder"] = config.encoder
-    if config.encoder_depth:
-        arch["encoder_depth"] = config.encoder_depth
-        arch["decoder_channels"] = list(arch["decoder_channels"])[-config.encoder_depth:]
-    if config.encoder or config.encoder_depth:
-        # Fail before the data is decoded; fork_rng keeps the seeded sequence of a run as it is.
-        with torch.random.fork_rng():
-            build_model(arch)  # ModelCardError, a ValueError, names what is wrong
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.device.startswith("cuda"):

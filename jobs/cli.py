@@ -382,6 +382,10 @@ def bench_train_cmd(
     workers: int = typer.Option(0, min=0, help="DataLoader workers (per-crop only)."),
     device: str = typer.Option("cpu"),
     data_root: Path | None = typer.Option(None, help="Folder holding segmentation/."),
+    encoder: str | None = typer.Option(None, help="Encoder instead of the default "
+                                       "(see train segment)."),
+    encoder_depth: int | None = typer.Option(None, min=3, max=5, help="U-Net encoder stages "
+                                             "(see train segment)."),
 ) -> None:
     """Training throughput: crops/s of the augmentation alone and of whole training steps."""
     from engine.bench import bench_train
@@ -389,7 +393,8 @@ def bench_train_cmd(
 
     try:
         r = bench_train(augment=augment, batch_size=batch_size, crop_size=crop_size,
-                        steps=steps, workers=workers, device=device, data_root=data_root)
+                        steps=steps, workers=workers, device=device, data_root=data_root,
+                        encoder=encoder, encoder_depth=encoder_depth)
     except (DataNotFoundError, PairingError, ImageReadError, MaskShapeError, ValueError) as exc:
         _fail(exc)
     console.print_json(json.dumps(r))

@@ -199,3 +199,13 @@ def test_bench_train_prints_figures(augment):
     assert r["augment"] == augment and r["images"] == {"deepcrack-train": 3, "uav75-train": 3,
                                                        "masonry": 3}
     assert r["augment_crops_per_s"] > 0 and r["train_crops_per_s"] > 0
+    assert (r["encoder"], r["encoder_depth"]) == ("mobilenet_v2", 5)
+
+
+def test_bench_train_takes_the_encoder_options():
+    require_real_data("segmentation", "uav75", "train")
+    from engine.bench import bench_train
+
+    r = bench_train(batch_size=2, crop_size=64, steps=1, warmup=1, data_root=DATA_ROOT,
+                    max_images_per_set=2, encoder="resnet18", encoder_depth=4)
+    assert (r["encoder"], r["encoder_depth"]) == ("resnet18", 4) and r["train_crops_per_s"] > 0
