@@ -56,9 +56,10 @@ class CrackSegmenter(nn.Module):
         decoder_channels: U-Net: one int per decoder block; DeepLabV3+: a single int.
         encoder_depth: U-Net only: encoder stages used, 3-5 (5: down to stride 32). With 4 the
             bottleneck is at stride 16 and, for ResNet encoders, the unused last stage is
-            removed (ResNet-18's ``layer4`` holds 8.4 M of its 11.2 M parameters), so a ResNet-18
-            U-Net fits a fp16 checkpoint of about 7 MB. ``decoder_channels`` then needs one
-            entry per stage.
+            removed (ResNet-18's ``layer4`` holds 8.4 M of its 11.2 M parameters; other
+            encoders keep their unused weights), so a ResNet-18 U-Net with decoder channels
+            (64, 32, 16, 16) is 3.1 M parameters, a 6.2 MB fp16 checkpoint.
+            ``decoder_channels`` needs one entry per stage.
 
     Input ``(B, 3, H, W)`` normalised float, output ``(B, 1, H, W)`` logits.
     """
