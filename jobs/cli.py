@@ -85,18 +85,18 @@ def _pct(x: float | None) -> str:
 @train_app.command("pack-data")
 def train_pack_data(
     out: Path = typer.Option(..., help="Folder for the packed copy (use it as --data-root)."),
-    dataset: list[str] = typer.Option(
-        ["deepcrack-train", "uav75-train", "uav75-val", "masonry"], "--set",
-        help="Dataset(s) to copy, repeatable (default: what train segment reads)."),
+    dataset: list[str] | None = typer.Option(
+        None, "--set", help="Dataset(s) to copy, repeatable (default: what train segment "
+        "reads, engine.pack.TRAINING_SETS)."),
     data_root: Path | None = typer.Option(None, help="Folder holding segmentation/."),
 ) -> None:
     """Copy the training data, pixel-identical but smaller (lossless JPEG optimisation, lossless
     WebP for PNG images), for a machine reached through a size limit."""
     from engine.errors import DataNotFoundError, ImageReadError, PairingError
-    from engine.pack import PackError, pack_training_data
+    from engine.pack import TRAINING_SETS, PackError, pack_training_data
 
     try:
-        r = pack_training_data(out, data_root=data_root, sets=dataset)
+        r = pack_training_data(out, data_root=data_root, sets=dataset or TRAINING_SETS)
     except (DataNotFoundError, PairingError, ImageReadError, PackError, ValueError) as exc:
         _fail(exc)
     t = Table(title=f"packed into {out} (every image decoded and compared: identical pixels)")
@@ -121,7 +121,7 @@ def train_segment(
                                        "checkpoints stay near 10 MB fp16)."),
     encoder_depth: int | None = typer.Option(None, min=3, max=5, help="U-Net encoder stages "
                                              "(default 5); 4 drops ResNet's last stage, so a "
-                                             "resnet18 U-Net is about 7 MB in fp16."),
+                                             "resnet18 U-Net is 6.2 MB in fp16."),
     train_set: list[str] = typer.Option(
         ["deepcrack-train=0.35", "uav75-train=0.5", "masonry=0.15"], "--train-set",
         help="DATASET=SAMPLING_WEIGHT, repeatable."),
