@@ -10,7 +10,26 @@ import time
 import torch
 from torch import nn
 
-from engine.models import forward_proba
+from engine.allocator import allocator_status
+from engine.models import forward_proba, inference_module
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """(user, system) CPU seconds of this process so far, all threads."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
+
+
+def cpu_figures(start: tuple[float, float], wall_s: float | None = None) -> dict:
+    """User and system CPU seconds since ``start`` (from :func:`_cpu_seconds`) and the
+    system share of CPU time (``sys / (user + sys)``: time in the kernel, mostly page faults
+    of freshly mapped memory; issue 14's target is <= 0.10)."""
+    user, sys_ = (b - a for a, b in zip(start, _cpu_seconds(), strict=True))
+    out = {"user_s": round(user, 2), "sys_s": round(sys_, 2),
+           "sys_share_of_cpu": round(sys_ / (user + sys_), 3) if user + sys_ > 0 else 0.0}
+    if wall_s is not None:
+        out["wall_s"] = round(wall_s, 2)
+    return out
 
 
 def bench_model(
@@ -25,11 +44,15 @@ def bench_model(
 ) -> dict:
     """Time ``iterations`` forward passes of a ``(batch_size, 3, tile_size, tile_size)`` batch.
 
-    ``tta``: time the flip test-time augmentation (four passes, :func:`forward_proba`).
+    The model runs as tiled inference runs it (:func:`engine.models.inference_module`: on the
+    CPU Conv+BN folded, channels_last); on the CPU the unfused model is timed too
+    (``megapixels_per_s_unfused``). ``tta``: time the flip test-time augmentation (four
+    passes, :func:`forward_proba`).
 
-    Returns megapixels/s (input pixels per second), seconds per batch, peak RSS of this process
-    in MiB (``ru_maxrss``), peak GPU memory in MiB on CUDA, and a description of the machine.
-    On CUDA, fp16 autocast is used as in production inference.
+    Returns megapixels/s (input pixels per second), seconds per batch, the user/system CPU
+    seconds and system share over the timed passes (:func:`cpu_figures`), peak RSS of this
+    process in MiB (``ru_maxrss``), peak GPU memory in MiB on CUDA, and a description of the
+    machine. On CUDA, fp16 autocast is used as in production inference.
     """
     device = torch.device(device)
     model = model.to(device).eval()
@@ -39,27 +62,43 @@ def bench_model(
         torch.cuda.reset_peak_memory_stats(device)
     ctx = torch.autocast("cuda", dtype=torch.float16) if cuda else torch.autocast("cpu",
                                                                                  enabled=False)
-    times = []
-    with torch.inference_mode(), ctx:
-        for i in range(warmup + iterations):
-            if cuda:
-                torch.cuda.synchronize(device)
-            t = time.perf_counter()
-            forward_proba(model, x, tta)
-            if cuda:
-                torch.cuda.synchronize(device)
-            if i >= warmup:
-                times.append(time.perf_counter() - t)
-    per_batch = sorted(times)[len(times) // 2]
-    return {
+
+    def timed(net, xb) -> tuple[float, dict]:
+        times = []
+        with torch.inference_mode(), ctx:
+            for i in range(warmup + iterations):
+                if i == warmup:
+                    cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+                if cuda:
+                    torch.cuda.synchronize(device)
+                t = time.perf_counter()
+                forward_proba(net, xb, tta)
+                if cuda:
+                    torch.cuda.synchronize(device)
+                if i >= warmup:
+                    times.append(time.perf_counter() - t)
+        return sorted(times)[len(times) // 2], cpu_figures(cpu0, time.perf_counter() - wall0)
+
+    net = inference_module(model, device)
+    xb = x.contiguous(memory_format=torch.channels_last) if net is not model else x
+    per_batch, cpu = timed(net, xb)
+    mp = batch_size * tile_size**2 / 1e6
+    out = {
         "tile_size": tile_size,
         "batch_size": batch_size,
         "iterations": iterations,
         "tta": tta,
+        "conv_bn_folded_channels_last": net is not model,
         "seconds_per_batch_median": round(per_batch, 4),
-        "megapixels_per_s": round(batch_size * tile_size**2 / 1e6 / per_batch, 3),
-        **_machine(device),
+        "megapixels_per_s": round(mp / per_batch, 3),
+        **cpu,
     }
+    if net is not model:
+        plain, plain_cpu = timed(model, x)
+        out["megapixels_per_s_unfused"] = round(mp / plain, 3)
+        out["sys_share_of_cpu_unfused"] = plain_cpu["sys_share_of_cpu"]
+    out["allocator"] = allocator_status()
+    return {**out, **_machine(device)}
 
 
 def _machine(device: torch.device) -> dict:
@@ -114,9 +153,11 @@ def _bench_infer_child(path: str, model_name: str, tile_size: int, overlap: int,
         torch.set_num_threads(threads)
     model = load_model(model_name, device=device)
     with tempfile.TemporaryDirectory() as tmp:
+        cpu0 = _cpu_seconds()
         res = predict_raster(path, model, out_path=Path(tmp) / "prob.tif", tile_size=tile_size,
                              overlap=overlap, batch_size=batch_size, device=device,
                              progress=False)
+        cpu = cpu_figures(cpu0)
     tile_mp_s = res.processed_megapixels / res.seconds
     return {
         "raster_px": f"{res.width}x{res.height}",
@@ -126,6 +167,8 @@ def _bench_infer_child(path: str, model_name: str, tile_size: int, overlap: int,
         "tile_megapixels_per_s_model_forward": round(res.model_megapixels_per_s, 3),
         "end_to_end_over_forward": round(tile_mp_s / res.model_megapixels_per_s, 3),
         "windows": res.windows_total,
+        **cpu,
+        "allocator": allocator_status(),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
@@ -214,10 +257,12 @@ def bench_train(
         if cuda:
             torch.cuda.synchronize(device)
 
-    def timed(step_fn) -> float:
+    def timed(step_fn) -> tuple[float, dict]:
         times = []
         it = iter(batches())
         for i in range(warmup + steps):
+            if i == warmup:
+                cpu0, wall0 = _cpu_seconds(), time.perf_counter()
             sync()
             t = time.perf_counter()
             batch = next(it)
@@ -225,9 +270,9 @@ def bench_train(
             sync()
             if i >= warmup:
                 times.append(time.perf_counter() - t)
-        return sorted(times)[len(times) // 2]
+        return sorted(times)[len(times) // 2], cpu_figures(cpu0, time.perf_counter() - wall0)
 
-    aug_s = timed(lambda b: None)
+    aug_s, _ = timed(lambda b: None)
     model = build_model(arch).to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     if cuda:
@@ -241,7 +286,7 @@ def bench_train(
         loss.backward()
         opt.step()
 
-    step_s = timed(train_step)
+    step_s, step_cpu = timed(train_step)
     return {
         "augment": augment,
         "encoder": arch["encoder"],
@@ -254,5 +299,8 @@ def bench_train(
         "augment_crops_per_s": round(batch_size / aug_s, 1),
         "train_step_s_median": round(step_s, 4),
         "train_crops_per_s": round(batch_size / step_s, 1),
+        "train_step_cpu": step_cpu,
+        "sys_share_of_cpu": step_cpu["sys_share_of_cpu"],
+        "allocator": allocator_status(),
         **_machine(device),
     }

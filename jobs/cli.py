@@ -18,6 +18,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(help="CrackWatch: crack segmentation, mapping and monitoring.",
@@ -34,7 +35,7 @@ err_console = Console(stderr=True)
 
 
 def _fail(exc: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=True)
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, markup=True)
     raise typer.Exit(code=2)
 
 
@@ -410,27 +411,80 @@ def bench_infer_cmd(
     device: str = typer.Option("cpu"),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
     workdir: Path = typer.Option(Path("runs/bench"), help="Where synthetic rasters are kept."),
+    peer: str | None = typer.Option(None, help="Also time a peer pipeline on the same rasters: "
+                                    "'torchgeo' (needs the bench extra)."),
+    peer_script: Path | None = typer.Option(None, help="The peer's script (default "
+                                            "../shared/tools/peer_torchgeo.py)."),
+    repeats: int = typer.Option(1, min=1, help="With --peer: alternating pairs of runs per "
+                                "size (medians reported)."),
+    peer_untuned: bool = typer.Option(False, help="With --peer: run the peer with glibc's "
+                                      "default allocator (CRACKWATCH_MALLOC_TUNING=0), as a "
+                                      "torchgeo user's process has it."),
 ) -> None:
-    """End-to-end tiled inference on synthetic rasters: MP/s, ratio to model forward, peak RSS.
+    """End-to-end tiled inference on synthetic rasters: MP/s, ratio to model forward, sys
+    share of CPU time, peak RSS.
 
-    Each size runs in its own process so its peak RSS is its own. Printed, not asserted.
+    Each size runs in its own process so its peak RSS is its own. With ``--peer torchgeo``,
+    whole ``crackwatch infer`` processes and the torchgeo peer alternate on the same raster
+    (``jobs.bench_peer``). Printed, not asserted.
     """
-    from engine.bench import bench_infer
     from engine.registry import DEFAULT_MODEL
+
+    if peer:
+        _bench_peer(list(size), workdir, repeats, peer, peer_script, model, peer_untuned)
+        return
+    from engine.bench import bench_infer
 
     rows = bench_infer(list(size), model or DEFAULT_MODEL, workdir=workdir, tile_size=tile_size,
                        overlap=overlap, batch_size=batch_size, device=device, threads=threads)
     t = Table(title=f"predict_raster, tile {tile_size}, overlap {overlap}, batch {batch_size}")
     for col in ("raster", "s", "raster MP/s", "tile MP/s end-to-end", "tile MP/s forward",
-                "ratio", "peak RSS MiB"):
+                "ratio", "sys share", "peak RSS MiB"):
         t.add_column(col, justify="right")
     for r in rows:
         t.add_row(r["raster_px"], f"{r['seconds']:.1f}", f"{r['raster_megapixels_per_s']:.3f}",
                   f"{r['tile_megapixels_per_s_end_to_end']:.3f}",
                   f"{r['tile_megapixels_per_s_model_forward']:.3f}",
-                  f"{r['end_to_end_over_forward']:.3f}", f"{r['peak_rss_mib']:.0f}")
+                  f"{r['end_to_end_over_forward']:.3f}", f"{r['sys_share_of_cpu']:.1%}",
+                  f"{r['peak_rss_mib']:.0f}")
     console.print(t)
     console.print(f"machine: {rows[0]['machine'] if rows else '-'}")
+    console.print_json(json.dumps(rows))
+
+
+def _bench_peer(sizes: list[int], workdir: Path, repeats: int, peer: str,
+                peer_script: Path | None, model: str | None, peer_untuned: bool) -> None:
+    """``bench infer --peer``: print the side-by-side table and its JSON."""
+    import os
+    import platform
+
+    import torch
+
+    from jobs.bench_peer import PEER_SCRIPT_DEFAULT, PeerUnavailableError, bench_peer
+
+    try:
+        rows = bench_peer(sizes, workdir=workdir, repeats=repeats, peer=peer,
+                          peer_script=peer_script or PEER_SCRIPT_DEFAULT, model=model,
+                          peer_untuned=peer_untuned,
+                          progress=lambda m: console.print(escape(m), style="dim"))
+    except (PeerUnavailableError, RuntimeError) as exc:
+        _fail(exc)
+    t = Table(title=f"crackwatch infer vs {peer} peer (whole processes, medians of {repeats}; "
+                    f"peer allocator: {rows[0]['peer_allocator'] if rows else '-'})")
+    for col in ("raster", "pipeline", "wall s", "MP/s", "user s", "sys s", "sys %", "RSS MiB"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for r in rows:
+        for side in ("crackwatch", "peer"):
+            f = r[side]
+            t.add_row(r["raster_px"], "crackwatch" if side == "crackwatch" else peer,
+                      f"{f['wall_s']:.1f}", f"{f['raster_megapixels_per_s']:.3f}",
+                      f"{f['user_s']:.1f}", f"{f['sys_s']:.1f}", f"{f['sys_share_of_cpu']:.1%}",
+                      f"{f['peak_rss_mib']:.0f}")
+        t.add_row(r["raster_px"], "ratio", "", f"{r['speedup']:.2f}x", "", "", "",
+                  f"{r['peak_rss_ratio']:.2f}x")
+    console.print(t)
+    console.print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch "
+                  f"{torch.__version__}")
     console.print_json(json.dumps(rows))
 
 

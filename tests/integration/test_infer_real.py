@@ -86,3 +86,32 @@ def test_cli_infer_photo_set_survives_a_bad_photo(tmp_path):
     photos_layer = gpd.read_file(gpkg, layer="photos")
     assert len(photos_layer) == 2 and photos_layer.crs.is_projected
     assert (photos_layer["gsd_m"] == 0.005).all()
+
+
+def test_real_photo_same_probabilities_before_and_after_the_cpu_rewrite(tmp_path, monkeypatch):
+    """Issue 14: Conv-BN folding, channels_last and the reused blending buffers change float
+    rounding only. A real UAV75 bridge photo (with an assigned, not surveyed, geotransform)
+    is inferred with the model as loaded ("before") and as tiled inference now runs it."""
+    from PIL import Image
+    from rasterio.transform import from_origin
+
+    import engine.infer
+
+    photo = Path(__file__).resolve().parents[2] / "jobs/demo_data/uav75/photos/DSC00550.jpg"
+    rgb = np.asarray(Image.open(photo).convert("RGB")).transpose(2, 0, 1)
+    tif = tmp_path / "uav75_DSC00550_assigned_geotransform.tif"
+    with rasterio.open(tif, "w", driver="GTiff", width=rgb.shape[2], height=rgb.shape[1],
+                       count=3, dtype="uint8", crs="EPSG:32633",
+                       transform=from_origin(500000, 5000000, 0.00025, 0.00025)) as dst:
+        dst.write(rgb)
+    model = load_model()
+    after = predict_raster(tif, model, out_path=tmp_path / "after.tif", tile_size=256,
+                           overlap=64, progress=False, dtype="float32")
+    monkeypatch.setattr(engine.infer, "inference_module", lambda m, device: m)
+    before = predict_raster(tif, model, out_path=tmp_path / "before.tif", tile_size=256,
+                            overlap=64, progress=False, dtype="float32")
+    with rasterio.open(before.path) as b, rasterio.open(after.path) as a:
+        pb, pa = b.read(1), a.read(1)
+    assert np.isfinite(pb).all() and (pb > 0.5).sum() > 500  # the photo has real cracks
+    assert np.abs(pa - pb).max() < 1e-3
+    assert ((pa > 0.5) != (pb > 0.5)).sum() <= 10  # of 262,144 pixels

@@ -200,6 +200,9 @@ def test_bench_train_prints_figures(augment):
                                                        "masonry": 3}
     assert r["augment_crops_per_s"] > 0 and r["train_crops_per_s"] > 0
     assert (r["encoder"], r["encoder_depth"]) == ("mobilenet_v2", 5)
+    assert 0.0 <= r["sys_share_of_cpu"] <= 1.0 and r["allocator"]
+    assert r["train_step_cpu"]["sys_share_of_cpu"] == r["sys_share_of_cpu"]
+    assert r["train_step_cpu"]["user_s"] > 0 and r["train_step_cpu"]["wall_s"] > 0
 
 
 def test_bench_train_takes_the_encoder_options():

@@ -259,3 +259,59 @@ def test_tta_is_recorded_and_keeps_an_equivariant_result(tmp_path):
     p = predict_image(img.transpose(1, 2, 0).copy(), DarkModel(), tile_size=64, overlap=16,
                       tta=True)
     assert p.shape == (128, 160) and p[40:43, 10:150].min() > 0.8
+
+
+def _naive_blend(rows, cols, tile, windows, dtype):
+    """The blending as written before the reusable buffers: full-size num/den, fresh arrays."""
+    num = np.zeros((rows, cols), np.float32)
+    den = np.zeros((rows, cols), np.float32)
+    for r, c, p, v, w in windows:
+        wt = w * v
+        num[r:r + tile, c:c + tile] += p * wt
+        den[r:r + tile, c:c + tile] += wt
+    prob, mask = num / np.maximum(den, 1e-12), den > 0
+    if dtype == "uint8":
+        return np.rint(np.clip(prob, 0, 1) * 255).astype(np.uint8), np.where(mask, 255, 0)
+    return np.where(mask, prob, np.nan).astype(np.float32), None
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_row_band_blender_reuses_its_buffers_and_matches_plain_blending(dtype):
+    from engine.infer import RowBandBlender
+
+    rng = np.random.default_rng(3)
+    tile, overlap, rows, cols = 64, 16, 200, 150
+    w = blend_weights(tile, overlap)
+    starts_r, starts_c = window_starts(rows, tile, 48), window_starts(cols, tile, 48)
+    windows = []
+    for r in starts_r:
+        for c in starts_c:
+            valid = rng.random((tile, tile)) > 0.05
+            windows.append((r, c, rng.random((tile, tile), dtype=np.float32), valid, w))
+    band = RowBandBlender(tile, tile, cols, w)
+    ids = {id(b) for b in band.buffers()}
+    sizes = sum(b.nbytes for b in band.buffers())
+    out_v = np.zeros((rows, cols), np.uint8 if dtype == "uint8" else np.float32)
+    out_m = np.zeros((rows, cols), np.uint8)
+
+    def take(upto):
+        top = band.top
+        got = band.take(upto, dtype)
+        out_v[top:upto] = got[0]
+        if got[1] is not None:
+            out_m[top:upto] = got[1]
+        # same arrays after every batch and flush: nothing allocated, nothing grows
+        assert {id(b) for b in band.buffers()} == ids
+        assert sum(b.nbytes for b in band.buffers()) == sizes
+
+    for r, c, p, v, _ in windows:
+        while r > band.top:
+            take(min(r, band.top + tile))
+        band.add(c, p, v)
+    while band.top < rows:
+        take(min(rows, band.top + tile))
+    want_v, want_m = _naive_blend(rows, cols, tile, windows, dtype)
+    assert np.array_equal(out_v, want_v, equal_nan=dtype == "float32")  # bitwise
+    if want_m is not None:
+        assert np.array_equal(out_m, want_m)
+    assert band.take(band.top, dtype) is None

@@ -102,3 +102,55 @@ def test_bench_model_prints_figures(tta):
     r = bench_model(build_model(ARCHITECTURES["unet"]), tile_size=64, batch_size=1,
                     iterations=1, tta=tta)
     assert r["tta"] is tta and r["megapixels_per_s"] > 0 and r["peak_rss_mib"] > 0
+
+
+@pytest.mark.parametrize("arch", ["unet", "deeplabv3plus"])
+def test_inference_module_folds_batchnorm_and_keeps_the_function(arch):
+    from engine.models import inference_module
+
+    torch.manual_seed(0)
+    model = build_model(ARCHITECTURES[arch])
+    # non-trivial BatchNorm statistics, as in a trained model
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    net = inference_module(model)
+    assert net is not model
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert next(net.parameters()).is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 64, 96)
+    with torch.inference_mode():
+        want = model(x)
+        got = net(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+    assert inference_module(model) is net  # cached
+
+
+def test_inference_module_follows_weight_changes_and_training_mode():
+    from engine.models import inference_module
+
+    model = build_model(ARCHITECTURES["unet"]).eval()
+    first = inference_module(model)
+    with torch.no_grad():
+        model.net.segmentation_head[0].bias.add_(1.0)  # an optimiser step, in place
+    second = inference_module(model)
+    assert second is not first
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.allclose(second(x), model(x), atol=1e-4)
+    model.train()
+    assert inference_module(model) is model
+    assert inference_module(model.eval(), "meta") is model  # only the CPU is rewritten
+
+
+def test_bench_model_reports_cpu_share_and_both_paths():
+    from engine.bench import bench_model
+
+    r = bench_model(build_model(ARCHITECTURES["unet"]), tile_size=64, batch_size=1,
+                    iterations=1)
+    assert r["conv_bn_folded_channels_last"] is True
+    assert r["megapixels_per_s_unfused"] > 0 and r["user_s"] >= 0 and r["sys_s"] >= 0
+    assert 0.0 <= r["sys_share_of_cpu"] <= 1.0 and 0.0 <= r["sys_share_of_cpu_unfused"] <= 1.0
+    assert r["allocator"] in ("tuned", "user-env", "disabled", "not-glibc")
