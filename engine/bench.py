@@ -161,6 +161,7 @@ def _bench_infer_child(path: str, model_name: str, tile_size: int, overlap: int,
     tile_mp_s = res.processed_megapixels / res.seconds
     return {
         "raster_px": f"{res.width}x{res.height}",
+        "batch_size": res.batch_size,
         "seconds": res.seconds,
         "raster_megapixels_per_s": res.megapixels_per_s,
         "tile_megapixels_per_s_end_to_end": round(tile_mp_s, 3),
@@ -174,7 +175,7 @@ def _bench_infer_child(path: str, model_name: str, tile_size: int, overlap: int,
 
 
 def bench_infer(sizes: list[int], model_name: str, *, workdir, tile_size: int = 512,
-                overlap: int = 64, batch_size: int = 8, device: str = "cpu",
+                overlap: int = 64, batch_size: int | None = None, device: str = "cpu",
                 threads: int | None = None) -> list[dict]:
     """End-to-end ``predict_raster`` figures on synthetic square rasters of each size.
 
