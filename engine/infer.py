@@ -525,13 +525,15 @@ class RowBandBlender:
     Holds ``num = sum(w * p)`` and ``den = sum(w)`` for raster rows ``[top, top + rows)``
     (``rows`` = the window height), all ``cols`` columns, float32. :meth:`add` blends one
     window's probabilities; :meth:`take` turns the first rows into final output and moves the
-    band down. Every array (accumulators, the per-window weight scratch and the output rows)
-    is allocated in ``__init__``; nothing is allocated per window or per flush, so a whole
-    raster is blended in the same memory (issue 14: no allocator churn). The arithmetic is the
-    same, in the same order, as ``num += p * (w * valid); den += w * valid``.
+    band down. Every array (the two accumulators, the per-window weight scratch, the validity
+    and uint8 output rows) is allocated in ``__init__``; nothing is allocated per window or
+    per flush, and the band is shifted in place, so a whole raster is blended in the same
+    ``~ (2 * 4 + 3) * rows * cols`` bytes (issue 14: no allocator churn, memory flat in the
+    raster's height). The arithmetic is the same, in the same order, as
+    ``num += p * (w * valid); den += w * valid; out = num / max(den, 1e-12)``.
 
     Args:
-        rows: window height (px); cols: raster width (px); tile_cols: window width (px).
+        rows: window height (px); tile_cols: window width (px); cols: raster width (px).
         weights: ``(rows, tile_cols)`` float32 blending window (:func:`blend_weights`).
     """
 
@@ -543,18 +545,28 @@ class RowBandBlender:
         self.top = 0
         self._num = np.zeros((rows, cols), np.float32)
         self._den = np.zeros((rows, cols), np.float32)
-        self._spare_num = np.zeros((rows, cols), np.float32)
-        self._spare_den = np.zeros((rows, cols), np.float32)
         self._wt = np.empty((rows, tile_cols), np.float32)
-        self._prob = np.empty((rows, cols), np.float32)
         self._valid = np.empty((rows, cols), bool)
         self._u8 = np.empty((rows, cols), np.uint8)
         self._mask_u8 = np.empty((rows, cols), np.uint8)
+        self._pending = 0  # rows taken but not yet shifted out (their views are still in use)
 
     def buffers(self) -> tuple[np.ndarray, ...]:
         """Every array the blender owns (for tests: they are the same objects for its life)."""
-        return (self._num, self._den, self._spare_num, self._spare_den, self._wt, self._prob,
-                self._valid, self._u8, self._mask_u8)
+        return (self._num, self._den, self._wt, self._valid, self._u8, self._mask_u8)
+
+    def _shift(self) -> None:
+        """Move rows ``[n, rows)`` to the top and zero the rest (``n`` = rows last taken), in
+        place: copies of at most ``n`` rows, which never overlap, so numpy makes no temporary."""
+        n, self._pending = self._pending, 0
+        if n == 0:
+            return
+        keep = self.rows - n
+        for a in (self._num, self._den):
+            for i in range(0, keep, n):
+                m = min(n, keep - i)
+                a[i:i + m] = a[i + n:i + n + m]
+            a[keep:] = 0
 
     def add(self, col: int, prob: np.ndarray, valid: np.ndarray) -> None:
         """Blend a window at columns ``[col, col + tile_cols)`` of the band's rows.
@@ -562,6 +574,7 @@ class RowBandBlender:
         ``prob``: ``(rows, tile_cols)`` float32 probabilities; ``valid``: same-shape bool mask
         (False pixels get weight 0).
         """
+        self._shift()
         wt = self._wt
         np.multiply(self.weights, valid, out=wt)
         self._den[:, col:col + self.tile_cols] += wt
@@ -569,43 +582,41 @@ class RowBandBlender:
         self._num[:, col:col + self.tile_cols] += wt
 
     def take(self, upto: int, dtype: str = "uint8"):
-        """Final values of rows ``[top, upto)``; shifts the band so it starts at ``upto``.
+        """Final values of rows ``[top, upto)``; the band then starts at ``upto``.
 
         Returns ``(values, mask)`` for ``dtype="uint8"`` (probability x 255 rounded, and the
         GDAL mask 0/255), ``(values, None)`` for ``"float32"`` (NaN where no window covered a
-        pixel), or None when ``upto <= top``. The arrays are views into reused buffers: valid
-        until the next call.
+        pixel), or None when ``upto <= top``. The arrays are views into the blender's
+        buffers: valid until the next :meth:`add` or :meth:`take`.
+
+        Raises:
+            ValueError: more rows than the band holds.
         """
+        self._shift()
         n = upto - self.top
         if n <= 0:
             return None
         if n > self.rows:
             raise ValueError(f"Cannot take {n} rows from a band of {self.rows}.")
-        num, den = self._num[:n], self._den[:n]
-        prob, valid = self._prob[:n], self._valid[:n]
-        np.maximum(den, 1e-12, out=prob)
-        np.divide(num, prob, out=prob)
+        num, den, valid = self._num[:n], self._den[:n], self._valid[:n]
         np.greater(den, 0, out=valid)
+        # These rows are final: compute the probability in place in ``num``.
+        np.maximum(den, 1e-12, out=den)
+        np.divide(num, den, out=num)
         if dtype == "uint8":
-            np.clip(prob, 0, 1, out=prob)
-            np.multiply(prob, 255, out=prob)
-            np.rint(prob, out=prob)
+            np.clip(num, 0, 1, out=num)
+            np.multiply(num, 255, out=num)
+            np.rint(num, out=num)
             values = self._u8[:n]
-            values[...] = prob
+            values[...] = num
             mask = self._mask_u8[:n]
             np.multiply(valid, 255, out=mask, casting="unsafe")
             out = (values, mask)
         else:
-            prob[~valid] = np.nan
-            out = (prob, None)
-        # Shift: the rows below ``upto`` move to the top of the spare pair, which is swapped in.
-        keep = self.rows - n
-        for name in ("num", "den"):
-            cur, spare = getattr(self, f"_{name}"), getattr(self, f"_spare_{name}")
-            spare[:keep] = cur[n:]
-            spare[keep:] = 0
-            setattr(self, f"_{name}", spare)
-            setattr(self, f"_spare_{name}", cur)
+            np.logical_not(valid, out=valid)
+            np.copyto(num, np.float32(np.nan), where=valid)
+            out = (num, None)
+        self._pending = n
         self.top = upto
         return out
 
