@@ -51,3 +51,14 @@ def test_missing_peer_is_a_clear_error(tmp_path, monkeypatch):
     r = runner.invoke(app, ["bench", "infer", "--peer", "gdal", "--size", "256",
                             "--workdir", str(tmp_path)])
     assert r.exit_code == 2 and "Unknown peer 'gdal'" in r.output
+
+
+def test_bench_infer_reports_sys_share_and_batch(tmp_path):
+    from engine.bench import bench_infer
+    from engine.registry import DEFAULT_MODEL
+
+    (row,) = bench_infer([256], DEFAULT_MODEL, workdir=tmp_path, tile_size=128, overlap=32)
+    assert row["batch_size"] == 4  # the CPU default
+    assert row["user_s"] > 0 and 0.0 <= row["sys_share_of_cpu"] <= 1.0
+    assert row["allocator"] == "tuned" or not sys.platform.startswith("linux")
+    assert row["peak_rss_mib"] > 0 and row["tile_megapixels_per_s_end_to_end"] > 0
