@@ -52,6 +52,8 @@ glibc = pytest.mark.skipif(
 
 @glibc
 def test_importing_engine_tunes_this_process():
+    if any(k.startswith(("MALLOC_", "GLIBC_TUN", "CRACKWATCH_MALLOC")) for k in os.environ):
+        pytest.skip("the user's own allocator settings are in the environment")
     assert configure_allocator() == "tuned" == allocator_status()
 
 
