@@ -43,3 +43,8 @@ class BandLayoutError(ValueError):
 
 class CRSError(ValueError):
     """A raster has no CRS (and none was given) or a CRS unsuitable for measuring."""
+
+
+class PretrainedWeightsError(ImportError):
+    """ImageNet-pretrained encoder weights are unavailable (package missing, file changed) or
+    were asked for an encoder that has none."""

