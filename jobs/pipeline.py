@@ -273,6 +273,26 @@ def _finish_job(bind: Engine, job_id: int, status: str, error: str | None = None
                          for k, v in (row.steps or {}).items()}
 
 
+def _record_job_failure(bind: Engine, job: str, site_id: int | None,
+                        exc: BaseException) -> int | None:
+    """Write a finished ``failed`` job-run row for a job that is not one survey's run.
+
+    Returns its id, or ``None`` when even that write failed (logged): recording a failure
+    must never raise over the failure itself.
+    """
+    try:
+        with session_scope(bind, write=True) as s:
+            row = m.JobRun(job=job, site_id=site_id, status="failed", steps={},
+                           finished_at=m.utcnow(),
+                           error="".join(traceback.format_exception(exc)))
+            s.add(row)
+            s.flush()
+            return row.id
+    except Exception as again:  # noqa: BLE001
+        log.error("cannot record the failure of job %s: %s", job, again)
+        return None
+
+
 # --------------------------------------------------------------------------------- steps
 
 
@@ -517,7 +537,8 @@ def retry_notifications(bind: Engine, notifiers: Sequence[Notifier],
                                          if not ok and k[1] == a.level}})
     still = 0
     for item in todo:
-        again = [n for n in notifiers if _notifier_name(n) in item.pop("_failed")]
+        failed_channels = item.pop("_failed")  # once per alert, not once per notifier
+        again = [n for n in notifiers if _notifier_name(n) in failed_channels]
         if again:
             still += _notify(bind, [item], again)
     return still
@@ -682,7 +703,12 @@ def run_site(
     from geodata.store.api import get_site
 
     if notifiers:
-        retry_notifications(bind, notifiers, get_site(bind, site).id)
+        try:
+            retry_notifications(bind, notifiers, get_site(bind, site).id)
+        except Exception as exc:  # noqa: BLE001 - a retry failure never stops the surveys
+            log.error("site %s: retrying failed notifications failed: %s; the surveys are "
+                      "processed anyway and the retry runs again next time", site, exc)
+            _record_job_failure(bind, "retry_notifications", get_site(bind, site).id, exc)
     results = []
     pending = pending_surveys(bind, site)
     if pending and model is None:  # load once for all pending surveys of the site

@@ -66,6 +66,12 @@ def run_site_job(database_url: str, site_id: int, options: dict[str, Any]) -> in
         log.info("site %s: %d survey(s) processed (%d failed)", site_id, len(results),
                  sum(r.status == "failed" for r in results))
         return len(results)
+    except Exception as exc:  # noqa: BLE001 - recorded on the Runs page, next cycle retries
+        from jobs.pipeline import _record_job_failure
+
+        log.error("site %s: the scheduled run failed: %s", site_id, exc)
+        _record_job_failure(engine, "run_site", site_id, exc)
+        return 0
     finally:
         engine.dispose()
 

@@ -217,3 +217,95 @@ def test_demo_end_to_end_then_again_changes_nothing(tmp_path):
     assert site_totals(engine, list(by_name)) == first.sites
     engine.dispose()
     shutil.rmtree(tmp_path / "work", ignore_errors=True)
+
+
+class _Channel:
+    """A notifier that records what it sent, or fails while ``fail`` is set."""
+
+    def __init__(self, name: str, fail: bool = False):
+        self.name, self.fail, self.sent = name, fail, []
+
+    def send(self, alert) -> None:
+        from jobs.notify import AlertMessage
+
+        if self.fail:
+            raise OSError(f"{self.name} down")
+        self.sent.append(AlertMessage.from_any(alert))
+
+
+def _open_alert(engine, site_id: int) -> int:
+    with session_scope(engine, write=True) as s:
+        a = m.Alert(site_id=site_id, level="orange", rule="structure.bre251", message="wide",
+                    notifications=[], details={"unit": "mm"})
+        s.add(a)
+        s.flush()
+        return a.id
+
+
+def test_one_failed_channel_does_not_stop_the_next_run(store, tmp_path):
+    """Issue 15 (critical): with >= 2 notifiers and one failed earlier, the next run processes
+    new surveys and resends the failed message once, to the failed channel only."""
+    from jobs.pipeline import _notify, run_site
+
+    _, engine = store
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    site = add_site(engine, "wall", profile="structure", crs_epsg=EPSG, inbox=inbox)
+    alert_id = _open_alert(engine, site.id)
+    log_ch, hook = _Channel("log"), _Channel("webhook", fail=True)
+    item = {"alert_id": alert_id, "site": "wall", "level": "orange",
+            "rule": "structure.bre251", "message": "wide"}
+    assert _notify(engine, [item], [log_ch, hook]) == 1
+    hook.fail = False
+
+    write_ortho(inbox / "night1.tif", when=datetime(2026, 6, 1, 1, 0))
+    opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32)
+    results = run_site(engine, "wall", opt, notifiers=[log_ch, hook])
+    assert [r.status for r in results] == ["succeeded"]
+    assert [a.alert_id for a in hook.sent].count(alert_id) == 1
+    assert [a.alert_id for a in log_ch.sent].count(alert_id) == 1  # the first send only
+
+    assert run_site(engine, "wall", opt, notifiers=[log_ch, hook]) == []
+    assert [a.alert_id for a in hook.sent].count(alert_id) == 1  # not sent again
+    assert [a.alert_id for a in log_ch.sent].count(alert_id) == 1
+
+
+def test_a_failing_retry_never_stops_the_surveys_and_is_recorded(store, tmp_path,
+                                                                  monkeypatch):
+    import jobs.pipeline as pipeline
+
+    _, engine = store
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    add_site(engine, "wall", profile="structure", crs_epsg=EPSG, inbox=inbox)
+    write_ortho(inbox / "night1.tif", when=datetime(2026, 6, 1, 1, 0))
+
+    def broken_retry(*_a, **_k):
+        raise RuntimeError("injected retry failure")
+
+    monkeypatch.setattr(pipeline, "retry_notifications", broken_retry)
+    opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32)
+    results = pipeline.run_site(engine, "wall", opt, notifiers=[_Channel("log")])
+    assert [r.status for r in results] == ["succeeded"]
+    with session_scope(engine) as s:
+        row = s.scalars(select(m.JobRun).where(m.JobRun.job == "retry_notifications")).one()
+        assert row.status == "failed" and "injected retry failure" in row.error
+        assert row.finished_at is not None
+
+
+def test_a_failed_scheduled_run_still_writes_a_job_run_row(store, tmp_path, monkeypatch):
+    import jobs.pipeline as pipeline
+    from jobs.scheduler import run_site_job
+
+    url, engine = store
+    site = add_site(engine, "wall", profile="structure", crs_epsg=EPSG)
+
+    def broken_run_site(*_a, **_k):
+        raise RuntimeError("injected site failure")
+
+    monkeypatch.setattr(pipeline, "run_site", broken_run_site)
+    assert run_site_job(url, site.id, {"work_dir": str(tmp_path / "work")}) == 0
+    with session_scope(engine) as s:
+        row = s.scalars(select(m.JobRun).where(m.JobRun.job == "run_site")).one()
+        assert row.status == "failed" and "injected site failure" in row.error
+        assert row.site_id == site.id
