@@ -10,9 +10,12 @@ under the work directory). ``store + track`` and ``alerts`` run in ONE database 
 an error anywhere before the commit (a model error, a CRS mismatch, a failed rule) leaves
 the store exactly as it was, apart from the job-run record that says what failed (with the
 traceback) and a ``failed`` inference-run record; the survey can simply be run again.
-``notify`` runs after the commit, so nobody is told about an alert that was rolled back; a
-notification that fails is recorded on the alert (``notifications``) and retried on the
-next run (:func:`retry_notifications`), never lost.
+The notifications an alert needs are outbox rows (:mod:`jobs.outbox`) written in that same
+transaction; ``notify`` delivers them after the commit, so nobody is told about an alert
+that was rolled back, and a crash after the commit leaves them pending, not lost. A
+notification that fails is marked failed on its row (and logged on the alert's
+``notifications``) and resent by every later run of the site (:func:`retry_notifications`)
+and by the scheduler's outbox cycle, to the failed channel only.
 
 Each step's status and timing is recorded in the ``job_run`` row (``steps`` JSON) as it
 goes, in small transactions of their own.
@@ -39,7 +42,8 @@ from geodata.store import models as m
 from geodata.store.api import RunInfo, ingest_survey, record_failed_run, store_run
 from geodata.store.engine import session_scope
 from jobs import alerts as rules
-from jobs.notify import AlertMessage, Notifier, deliver
+from jobs.notify import Notifier
+from jobs.outbox import channel_of, deliver_pending, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -495,57 +499,19 @@ def _apply_alerts(s: Session, site: m.Site, survey: m.Survey) -> tuple[list, lis
     return raised, escalated
 
 
-def _notify(bind: Engine, items: Sequence[dict], notifiers: Sequence[Notifier]) -> int:
-    """Send each raised/escalated alert; record every delivery on the alert. Returns failures."""
-    failed = 0
-    for item in items:
-        results = deliver(AlertMessage.from_any(item), notifiers)
-        with session_scope(bind, write=True) as s:
-            alert = s.get(m.Alert, item["alert_id"])
-            log_rows = list(alert.notifications or [])
-            for r in results:
-                log_rows.append({"notifier": r.notifier, "ok": r.ok, "attempts": r.attempts,
-                                 "error": r.error, "at": r.at.isoformat(),
-                                 "level": item["level"]})
-                failed += 0 if r.ok else 1
-            alert.notifications = log_rows
-    return failed
-
-
 def retry_notifications(bind: Engine, notifiers: Sequence[Notifier],
                         site_id: int | None = None) -> int:
-    """Re-send notifications that failed and have not succeeded since (per notifier, level).
+    """Send every notification not yet delivered (of ``site_id``, or of every site).
 
-    Returns the number still failing.
+    The outbox rows (:mod:`jobs.outbox`) of the notifiers' channels that are pending, failed
+    or abandoned by a dead sender are sent now, regardless of their backoff: a run asked for
+    it. Each is sent to its own channel only, so a channel that already delivered an alert
+    does not get it twice.
+
+    Returns:
+        The number still failing (recorded on their rows; sent again next time).
     """
-    with session_scope(bind) as s:
-        q = select(m.Alert).where(m.Alert.resolved_at.is_(None))
-        if site_id is not None:
-            q = q.where(m.Alert.site_id == site_id)
-        todo = []
-        for a in s.scalars(q):
-            last: dict[tuple, bool] = {}
-            for n in a.notifications or []:
-                last[(n.get("notifier"), n.get("level"))] = bool(n.get("ok"))
-            if any(not ok for (_, lvl), ok in last.items() if lvl == a.level):
-                site = s.get(m.Site, a.site_id)
-                todo.append({"alert_id": a.id, "site": site.name, "level": a.level,
-                             "rule": a.rule, "track": a.track_id,
-                             "measured_value": a.measured_value, "threshold": a.threshold,
-                             "unit": (a.details or {}).get("unit", ""), "message": a.message,
-                             "_failed": {k[0] for k, ok in last.items()
-                                         if not ok and k[1] == a.level}})
-    still = 0
-    for item in todo:
-        failed_channels = item.pop("_failed")  # once per alert, not once per notifier
-        again = [n for n in notifiers if _notifier_name(n) in failed_channels]
-        if again:
-            still += _notify(bind, [item], again)
-    return still
-
-
-def _notifier_name(n: Notifier) -> str:
-    return getattr(n, "name", type(n).__name__)
+    return deliver_pending(bind, notifiers, site_id=site_id, respect_backoff=False).failed
 
 
 # ------------------------------------------------------------------------------- pipeline
@@ -646,6 +612,8 @@ def process_survey(
                 raised, escalated = [], []
             else:
                 raised, escalated = _apply_alerts(s, s.get(m.Site, site.id), sv)
+            # the outbox rows commit with the alerts: a crash after the commit loses nothing
+            enqueue(s, raised + escalated, [channel_of(n) for n in notifiers])
             crack_count = run.crack_count or 0
         _set_step(bind, job_id, "store_track", "succeeded", run_id=run.id, cracks=crack_count,
                   new_tracks=new_tracks)
@@ -654,9 +622,15 @@ def process_survey(
                   **({"reason": skipped} if skipped else {}))
 
         step = "notify"
-        failed = _notify(bind, raised + escalated, notifiers)
+        if fault:
+            fault(step)
+        sent = deliver_pending(bind, notifiers, respect_backoff=False,
+                               alert_ids=[a["alert_id"] for a in raised + escalated]
+                               ) if raised or escalated else None
+        failed = sent.failed if sent else 0
         _set_step(bind, job_id, "notify", "succeeded" if not failed else "failed",
-                  sent=len(raised) + len(escalated), failed=failed)
+                  sent=sent.delivered if sent else 0, failed=failed,
+                  **({"errors": sent.errors} if failed else {}))
         _finish_job(bind, job_id, "succeeded")
         return SurveyResult(survey.id, job_id, "succeeded", cracks=crack_count,
                             new_tracks=new_tracks, alerts_raised=raised,

@@ -121,6 +121,18 @@ class _Flaky:
         self.sent.append(alert)
 
 
+def _announce(engine, alert_id: int, notifiers, level: str = "orange") -> int:
+    """What the pipeline does for a raised alert: outbox rows in a transaction, then send.
+    Returns the number of failed deliveries."""
+    from jobs.outbox import channel_of, deliver_pending, enqueue
+
+    item = {"alert_id": alert_id, "site": "wall", "level": level, "rule": "structure.bre251",
+            "message": "wide", "action": "raise"}
+    with session_scope(engine, write=True) as s:
+        enqueue(s, [item], [channel_of(n) for n in notifiers])
+    return deliver_pending(engine, notifiers, alert_ids=[alert_id]).failed
+
+
 def test_failed_notification_is_recorded_and_retried(store):
     _, engine = store
     site = add_site(engine, "wall", profile="structure", crs_epsg=EPSG)
@@ -130,16 +142,18 @@ def test_failed_notification_is_recorded_and_retried(store):
         s.add(a)
         s.flush()
         alert_id = a.id
-    from jobs.pipeline import _notify
-
-    item = {"alert_id": alert_id, "site": "wall", "level": "orange", "rule": "structure.bre251",
-            "message": "wide"}
-    assert _notify(engine, [item], [_Flaky(True)]) == 1
+    assert _announce(engine, alert_id, [_Flaky(True)]) == 1
+    with session_scope(engine) as s:
+        row = s.scalars(select(m.Notification)).one()
+        assert (row.status, row.channel, row.level) == ("failed", "flaky", "orange")
+        assert "smtp down" in row.last_error and row.next_attempt_at > row.last_attempt_at
     ok = _Flaky(False)
     assert retry_notifications(engine, [ok]) == 0
     assert len(ok.sent) == 1
     with session_scope(engine) as s:
         log = s.get(m.Alert, alert_id).notifications
+        row = s.scalars(select(m.Notification)).one()
+        assert row.status == "delivered" and row.delivered_at is not None
     assert [n["ok"] for n in log] == [False, True]
     assert retry_notifications(engine, [ok]) == 0 and len(ok.sent) == 1  # not re-sent
 
@@ -245,7 +259,7 @@ def _open_alert(engine, site_id: int) -> int:
 def test_one_failed_channel_does_not_stop_the_next_run(store, tmp_path):
     """Issue 15 (critical): with >= 2 notifiers and one failed earlier, the next run processes
     new surveys and resends the failed message once, to the failed channel only."""
-    from jobs.pipeline import _notify, run_site
+    from jobs.pipeline import run_site
 
     _, engine = store
     inbox = tmp_path / "inbox"
@@ -253,9 +267,7 @@ def test_one_failed_channel_does_not_stop_the_next_run(store, tmp_path):
     site = add_site(engine, "wall", profile="structure", crs_epsg=EPSG, inbox=inbox)
     alert_id = _open_alert(engine, site.id)
     log_ch, hook = _Channel("log"), _Channel("webhook", fail=True)
-    item = {"alert_id": alert_id, "site": "wall", "level": "orange",
-            "rule": "structure.bre251", "message": "wide"}
-    assert _notify(engine, [item], [log_ch, hook]) == 1
+    assert _announce(engine, alert_id, [log_ch, hook]) == 1
     hook.fail = False
 
     write_ortho(inbox / "night1.tif", when=datetime(2026, 6, 1, 1, 0))
@@ -309,3 +321,56 @@ def test_a_failed_scheduled_run_still_writes_a_job_run_row(store, tmp_path, monk
         row = s.scalars(select(m.JobRun).where(m.JobRun.job == "run_site")).one()
         assert row.status == "failed" and "injected site failure" in row.error
         assert row.site_id == site.id
+
+
+KILL_AT_STEP = """
+import os, signal, sys
+from datetime import datetime, UTC
+from pathlib import Path
+import torch
+from geodata.store import connect
+from jobs.notify import LogNotifier
+from jobs.pipeline import PipelineOptions, process_survey
+
+class DarkModel(torch.nn.Module):  # 'crack' = dark pixels: an exact stand-in for a model
+    def forward(self, x):
+        return -8.0 * (x.mean(1, keepdim=True) + 1.0)
+
+def kill(step):
+    if step == sys.argv[3]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+engine = connect(sys.argv[1])
+process_survey(engine, int(sys.argv[2]), PipelineOptions(work_dir=Path(sys.argv[4]),
+               tile_size=256, overlap=32), model=DarkModel(),
+               notifiers=[LogNotifier(), LogNotifier(name="webhook")], fault=kill)
+"""
+
+
+def test_kill_9_between_the_alert_commit_and_the_send_loses_no_notification(store, tmp_path):
+    """The outbox rows commit with the alert: a process killed right after the commit (before
+    any send) leaves them pending, and the next run sends each once per channel."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    url, engine = store
+    add_site(engine, "wall", profile="structure", crs_epsg=EPSG)
+    sv = ingest(engine, "wall", write_ortho(tmp_path / "a.tif",
+                                            when=datetime(2026, 6, 1, tzinfo=UTC)))
+    proc = subprocess.run([sys.executable, "-c", KILL_AT_STEP, url, str(sv.id), "notify",
+                           str(tmp_path / "work")], cwd=Path(__file__).parents[2],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    with session_scope(engine) as s:
+        [alert] = s.scalars(select(m.Alert)).all()  # committed before the kill
+        rows = s.scalars(select(m.Notification)).all()
+        assert sorted((r.channel, r.status) for r in rows) == [("log", "pending"),
+                                                                ("webhook", "pending")]
+    log_ch, hook = _Channel("log"), _Channel("webhook")
+    assert retry_notifications(engine, [log_ch, hook]) == 0
+    assert [a.alert_id for a in log_ch.sent] == [alert.id] == [a.alert_id for a in hook.sent]
+    assert retry_notifications(engine, [log_ch, hook]) == 0
+    assert len(log_ch.sent) == len(hook.sent) == 1
+    assert os.path.exists(tmp_path / "work" / "probability")
