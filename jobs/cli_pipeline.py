@@ -188,18 +188,25 @@ def run_cmd(
     model: str | None = typer.Option(None, help="Model name (default: the default model)."),
     work_dir: Path | None = typer.Option(None, help="Where probability maps go."),
     tta: bool = typer.Option(False, help=TTA_HELP),
+    wait: float = typer.Option(0.0, "--wait", min=0.0,
+                               help="Seconds to wait while another process runs this site "
+                                    "(default: refuse at once)."),
     url: str | None = typer.Option(None, help=URL_HELP),
 ) -> None:
-    """Process the site now: scan its inbox, then every pending survey in date order."""
-    from geodata.errors import RecordNotFoundError
+    """Process the site now: scan its inbox, then every pending survey in date order.
+
+    One run per site at a time: while another process runs the site this refuses (exit 2),
+    or waits up to --wait seconds.
+    """
+    from geodata.errors import RecordNotFoundError, SiteBusyError
     from jobs.pipeline import run_site
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         results = run_site(_engine(url), int(site) if site.isdigit() else site,
                            _options(work_dir, device, model, tta), notifiers=_notifiers(),
-                           progress=_print_result)
-    except RecordNotFoundError as exc:
+                           progress=_print_result, wait_s=wait)
+    except (RecordNotFoundError, SiteBusyError) as exc:
         _fail(exc)
     if not results:
         console.print("Nothing to do: no pending surveys (add one with `crackwatch survey add` "

@@ -24,8 +24,10 @@ goes, in small transactions of their own.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +55,7 @@ __all__ = [
     "ingest",
     "pending_surveys",
     "process_survey",
+    "abandon_job_runs",
     "retry_notifications",
     "run_site",
     "scan_inbox",
@@ -277,24 +280,30 @@ def _finish_job(bind: Engine, job_id: int, status: str, error: str | None = None
                          for k, v in (row.steps or {}).items()}
 
 
-def _record_job_failure(bind: Engine, job: str, site_id: int | None,
-                        exc: BaseException) -> int | None:
-    """Write a finished ``failed`` job-run row for a job that is not one survey's run.
+def _record_job(bind: Engine, job: str, site_id: int | None, status: str, *,
+                error: str | None = None, steps: dict[str, Any] | None = None) -> int | None:
+    """Write a finished job-run row for a job that is not one survey's run.
 
     Returns its id, or ``None`` when even that write failed (logged): recording a failure
     must never raise over the failure itself.
     """
     try:
         with session_scope(bind, write=True) as s:
-            row = m.JobRun(job=job, site_id=site_id, status="failed", steps={},
-                           finished_at=m.utcnow(),
-                           error="".join(traceback.format_exception(exc)))
+            row = m.JobRun(job=job, site_id=site_id, status=status, steps=steps or {},
+                           finished_at=m.utcnow(), error=error)
             s.add(row)
             s.flush()
             return row.id
     except Exception as again:  # noqa: BLE001
-        log.error("cannot record the failure of job %s: %s", job, again)
+        log.error("cannot record job %s (%s): %s", job, status, again)
         return None
+
+
+def _record_job_failure(bind: Engine, job: str, site_id: int | None,
+                        exc: BaseException) -> int | None:
+    """A finished ``failed`` job-run row with the traceback of ``exc`` (see _record_job)."""
+    return _record_job(bind, job, site_id, "failed",
+                       error="".join(traceback.format_exception(exc)))
 
 
 # --------------------------------------------------------------------------------- steps
@@ -308,14 +317,23 @@ def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions) -> di
 
     out = Path(opt.work_dir) / "probability" / f"survey{survey.id}_probability.tif"
     out.parent.mkdir(parents=True, exist_ok=True)
+    # per-run names: the map (and engine.infer's "<stem>.partial.tif" beside it) is written
+    # under a name of this run only, then renamed into place atomically, so two processes
+    # sharing a work dir never write one file
+    run_out = out.with_name(f"{out.stem}.run-{os.getpid()}-{uuid.uuid4().hex[:8]}.tif")
     import warnings
 
-    with warnings.catch_warnings():  # kept in res.warnings and recorded in the job's steps
-        warnings.simplefilter("ignore", UserWarning)
-        res = predict_raster(survey.source_path, model, out_path=out,
-                             tile_size=opt.tile_size, overlap=opt.overlap,
-                             batch_size=opt.batch_size, device=opt.device, progress=False,
-                             tta=opt.tta)
+    try:
+        with warnings.catch_warnings():  # kept in res.warnings and recorded in the job's steps
+            warnings.simplefilter("ignore", UserWarning)
+            res = predict_raster(survey.source_path, model, out_path=run_out,
+                                 tile_size=opt.tile_size, overlap=opt.overlap,
+                                 batch_size=opt.batch_size, device=opt.device, progress=False,
+                                 tta=opt.tta)
+        os.replace(run_out, out)
+    finally:
+        for leftover in (run_out, run_out.with_name(run_out.stem + ".partial.tif")):
+            leftover.unlink(missing_ok=True)
     t0 = time.perf_counter()
     with rasterio.open(out) as src:
         prob = src.read(1)
@@ -668,23 +686,75 @@ def run_site(
     model: Any = None,
     notifiers: Sequence[Notifier] | None = None,
     progress: Callable[[m.Survey, SurveyResult], None] | None = None,
+    wait_s: float = 0.0,
 ) -> list[SurveyResult]:
     """Scan the site's inbox, then process every pending survey in acquisition order.
 
-    Failed notifications of the site's open alerts are retried first.
-    """
-    scan_inbox(bind, site)
-    from geodata.store.api import get_site
+    One run per site at a time: the run holds the site's lock
+    (:func:`geodata.store.locks.site_lock`) throughout; a lock left by a dead process is taken
+    over and recorded (a ``lock_takeover`` job run). With the lock held, job runs of the site
+    still marked ``running`` belong to a process that is gone: they are marked
+    ``abandoned``. Notifications not yet delivered are sent first (a failure there is
+    recorded and never stops the surveys).
 
+    Args:
+        wait_s: seconds to wait while another process runs the site (0: refuse at once).
+
+    Raises:
+        SiteBusyError: another live process runs the site (after ``wait_s``).
+        RecordNotFoundError: no such site.
+    """
+    from geodata.store.api import get_site
+    from geodata.store.locks import site_lock
+
+    site_id = get_site(bind, site).id
+    with site_lock(bind, site_id, purpose="run_site", wait_s=wait_s) as held:
+        if held.taken_over_from:
+            _record_job(bind, "lock_takeover", site_id, "succeeded",
+                        steps={"lock": {"status": "taken over",
+                                        "from": held.taken_over_from,
+                                        "by": held.owner}})
+        abandon_job_runs(bind, site_id, by=held.owner)
+        return _run_site_locked(bind, site_id, options, model=model, notifiers=notifiers,
+                                progress=progress)
+
+
+def abandon_job_runs(bind: Engine, site_id: int, *, by: str = "") -> int:
+    """Mark the site's job runs still ``running`` as ``abandoned``; returns how many.
+
+    Call it only while holding the site's lock: then no live process can be running them
+    (their process was killed, crashed or lost its disk).
+    """
+    with session_scope(bind, write=True) as s:
+        rows = list(s.scalars(select(m.JobRun).where(m.JobRun.site_id == site_id,
+                                                     m.JobRun.status == "running")))
+        for row in rows:
+            row.status = "abandoned"
+            row.finished_at = m.utcnow()
+            row.error = (f"abandoned: the process running it is gone (it no longer held the "
+                         f"site lock; found by {by or 'the next run'} at "
+                         f"{row.finished_at:%Y-%m-%d %H:%M:%S} UTC)")
+            row.steps = {k: (v if v.get("status") != "pending" else {"status": "not run"})
+                         for k, v in (row.steps or {}).items()}
+            log.warning("site %s: job run %s (%s) was abandoned by its process", site_id,
+                        row.id, row.job)
+    return len(rows)
+
+
+def _run_site_locked(bind: Engine, site_id: int, options: PipelineOptions, *, model: Any,
+                     notifiers: Sequence[Notifier] | None,
+                     progress: Callable[[m.Survey, SurveyResult], None] | None
+                     ) -> list[SurveyResult]:
+    scan_inbox(bind, site_id)
     if notifiers:
         try:
-            retry_notifications(bind, notifiers, get_site(bind, site).id)
+            retry_notifications(bind, notifiers, site_id)
         except Exception as exc:  # noqa: BLE001 - a retry failure never stops the surveys
             log.error("site %s: retrying failed notifications failed: %s; the surveys are "
-                      "processed anyway and the retry runs again next time", site, exc)
-            _record_job_failure(bind, "retry_notifications", get_site(bind, site).id, exc)
+                      "processed anyway and the retry runs again next time", site_id, exc)
+            _record_job_failure(bind, "retry_notifications", site_id, exc)
     results = []
-    pending = pending_surveys(bind, site)
+    pending = pending_surveys(bind, site_id)
     if pending and model is None:  # load once for all pending surveys of the site
         from engine.errors import ModelNotFoundError, WeightsIntegrityError
 

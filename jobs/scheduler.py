@@ -58,6 +58,7 @@ def run_site_job(database_url: str, site_id: int, options: dict[str, Any]) -> in
     """
     from pathlib import Path
 
+    from geodata.errors import SiteBusyError
     from geodata.store import connect
     from jobs.cli_pipeline import _notifiers
     from jobs.pipeline import PipelineOptions, run_site
@@ -69,6 +70,12 @@ def run_site_job(database_url: str, site_id: int, options: dict[str, Any]) -> in
         log.info("site %s: %d survey(s) processed (%d failed)", site_id, len(results),
                  sum(r.status == "failed" for r in results))
         return len(results)
+    except SiteBusyError as exc:  # a manual run holds the site: this cycle is skipped
+        from jobs.pipeline import _record_job
+
+        log.info("site %s: skipped, %s", site_id, exc)
+        _record_job(engine, "run_site", site_id, "skipped", error=str(exc))
+        return 0
     except Exception as exc:  # noqa: BLE001 - recorded on the Runs page, next cycle retries
         from jobs.pipeline import _record_job_failure
 

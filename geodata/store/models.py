@@ -17,6 +17,8 @@ Tables (all ids are integer surrogate keys, all timestamps aware UTC):
 * ``survey_summary``: per site and survey: crack count, total length, new cracks...
 * ``alert``: a warning level raised for a site (optionally a track) by a rule.
 * ``job_run``: one run of a scheduled/CLI job with its step statuses.
+* ``site_lock``: the site whose pipeline a process is running, with owner and heartbeat
+  (:mod:`geodata.store.locks`).
 * ``notification``: the outbox: one row per (alert, channel, level) to deliver, written in
   the alert's transaction, marked delivered or failed by the sender (:mod:`jobs.outbox`).
 
@@ -62,6 +64,7 @@ __all__ = [
     "InferenceRun",
     "JobRun",
     "Notification",
+    "SiteLock",
     "Site",
     "Survey",
     "SurveySummary",
@@ -83,7 +86,8 @@ TRACK_EVENTS = ("new", "continued", "split", "merged", "vanished")
 #: Alert levels in increasing order of severity.
 ALERT_LEVELS = ("green", "yellow", "orange", "red")
 #: Job run statuses.
-JOB_STATUSES = ("running", "succeeded", "failed", "skipped")
+#: ``abandoned``: the process running it is gone (killed, crashed); set by the next run.
+JOB_STATUSES = ("running", "succeeded", "failed", "skipped", "abandoned")
 #: Outbox notification statuses: ``pending`` (never tried), ``sending`` (claimed by a
 #: sender), ``delivered``, ``failed`` (last try failed; sent again later).
 NOTIFICATION_STATUSES = ("pending", "sending", "delivered", "failed")
@@ -432,3 +436,25 @@ class Notification(Base):
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SiteLock(Base):
+    """The process running a site's pipeline now: one row per locked site.
+
+    On SQLite this row IS the lock (taken in a ``BEGIN IMMEDIATE`` transaction); on
+    PostgreSQL the lock is a session advisory lock and the row says who holds it. ``owner``
+    is ``host:pid``; ``heartbeat_at`` is refreshed while it runs; ``taken_over_from`` records
+    a stale lock (dead owner) that this owner took over. See :mod:`geodata.store.locks`.
+    """
+
+    __tablename__ = "site_lock"
+
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"),
+                                         primary_key=True, autoincrement=False)
+    owner: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    purpose: Mapped[str | None] = mapped_column(String(200))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    taken_over_from: Mapped[str | None] = mapped_column(Text)

@@ -71,3 +71,13 @@ def engine(request, tmp_path: Path):
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path):
+    """A migrated SQLite store whose writers give up on a lock after 0.2 s."""
+    url = store.sqlite_url(tmp_path / "store.db")
+    store.upgrade(url)
+    eng = store.connect(url, busy_timeout_ms=200)
+    yield eng
+    eng.dispose()

@@ -7,11 +7,9 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
-import rasterio
-from rasterio.transform import from_origin
 from sqlalchemy import func, select
+from synthetic import write_ortho
 
 from geodata.store import add_site, connect, upgrade
 from geodata.store import models as m
@@ -19,20 +17,6 @@ from geodata.store.engine import session_scope
 from jobs.pipeline import PipelineOptions, ingest, process_survey, retry_notifications
 
 EPSG = 32633
-
-
-def write_ortho(path: Path, *, when: datetime, crack_cols: int = 150, seed: int = 0) -> Path:
-    """A 256x256 RGB GeoTIFF (EPSG:32633, 2 mm pixels) with a dark 3-px crack-like line."""
-    rng = np.random.default_rng(seed)
-    img = np.clip(rng.normal(150, 12, (3, 256, 256)), 0, 255).astype(np.uint8)
-    img[:, 120:123, 40:40 + crack_cols] = 40
-    with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=3,
-                       dtype="uint8", crs=f"EPSG:{EPSG}", tiled=True, blockxsize=256,
-                       blockysize=256,
-                       transform=from_origin(500000, 6000000, 0.002, 0.002)) as dst:
-        dst.write(img)
-        dst.update_tags(TIFFTAG_DATETIME=f"{when:%Y:%m:%d %H:%M:%S}")
-    return path
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -37,15 +36,6 @@ from geodata.vectorise import vectorise_cracks_and_skeletons
 EPSG = 32633
 X0, Y0 = 500_000.123456789, 5_100_000.987654321  # awkward floats: round trips must be exact
 T0 = datetime(2024, 3, 1, 6, 30, tzinfo=UTC)
-@pytest.fixture
-def sqlite_engine(tmp_path: Path):
-    url = store.sqlite_url(tmp_path / "store.db")
-    store.upgrade(url)
-    eng = store.connect(url, busy_timeout_ms=200)
-    yield eng
-    eng.dispose()
-
-
 # --------------------------------------------------------------------------- helpers
 
 
