@@ -169,6 +169,40 @@ def survey_list(site: str = typer.Option(..., help="Site name or id."),
     console.print(t)
 
 
+@survey_app.command("retry")
+def survey_retry(survey_id: int = typer.Argument(..., help="Survey id (`survey list`)."),
+                 url: str | None = typer.Option(None, help=URL_HELP)) -> None:
+    """Un-park (or un-skip) a survey: the next run of its site processes it again."""
+    from geodata.errors import RecordNotFoundError
+    from geodata.store.api import get_site
+    from jobs.pipeline import retry_survey
+
+    try:
+        engine = _engine(url)
+        sv = retry_survey(engine, survey_id)
+    except RecordNotFoundError as exc:
+        _fail(exc)
+    name = get_site(engine, sv.site_id).name
+    console.print(f"survey {sv.id} will be processed by the next run of its site "
+                  f"(`crackwatch run --site {name!r}`).", markup=False)
+
+
+@survey_app.command("skip")
+def survey_skip(survey_id: int = typer.Argument(..., help="Survey id (`survey list`)."),
+                reason: str = typer.Option("", help="Why (kept with the survey)."),
+                url: str | None = typer.Option(None, help=URL_HELP)) -> None:
+    """Leave a survey out of every later run (undo with `survey retry ID`)."""
+    from geodata.errors import RecordNotFoundError
+    from jobs.pipeline import skip_survey
+
+    try:
+        sv = skip_survey(_engine(url), survey_id, reason)
+    except RecordNotFoundError as exc:
+        _fail(exc)
+    console.print(f"survey {sv.id} is skipped by every later run; `crackwatch survey retry "
+                  f"{sv.id}` brings it back.", markup=False)
+
+
 def _print_result(sv, r) -> None:
     colour = "green" if r.status == "succeeded" else "red"
     line = (f"[{colour}]{r.status}[/] survey {sv.id} ({Path(sv.source_path).name}, "
@@ -208,7 +242,18 @@ def run_cmd(
                            progress=_print_result, wait_s=wait)
     except (RecordNotFoundError, SiteBusyError) as exc:
         _fail(exc)
-    if not results:
+    from jobs.pipeline import survey_states
+
+    held = [st for st in survey_states(_engine(url), int(site) if site.isdigit() else site)
+            if st.state in ("parked", "waiting")]
+    for st in held:
+        when = (f"retried after {st.retry_at:%Y-%m-%d %H:%M} UTC" if st.state == "waiting"
+                else "left alone until you decide")
+        console.print(f"survey {st.survey_id} {st.state} after {st.failures} failure(s), "
+                      f"{when}: {st.last_error}. `crackwatch survey retry {st.survey_id}` "
+                      f"runs it again, `crackwatch survey skip {st.survey_id}` drops it.",
+                      markup=False, soft_wrap=True)
+    if not results and not held:
         console.print("Nothing to do: no pending surveys (add one with `crackwatch survey add` "
                       "or drop it in the site's inbox).")
     if any(r.status == "failed" for r in results):

@@ -50,15 +50,20 @@ from jobs.outbox import channel_of, deliver_pending, enqueue
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "InboxRefusal",
     "PipelineOptions",
     "SurveyResult",
+    "SurveyState",
     "ingest",
     "pending_surveys",
     "process_survey",
     "abandon_job_runs",
     "retry_notifications",
+    "retry_survey",
     "run_site",
     "scan_inbox",
+    "skip_survey",
+    "survey_states",
 ]
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
@@ -74,6 +79,16 @@ STEPS = ("infer", "vectorise", "store_track", "alerts", "notify")
 #: tracked; their job run says why no rule ran. A per-run override is
 #: ``PipelineOptions.max_alert_pixel_size_m``.
 MAX_ALERT_PIXEL_SIZE_M = 0.05
+
+#: Seconds a file in an inbox must have been left alone (no write, no change of size, time or
+#: attributes: its ``st_ctime`` and ``st_mtime``) before it is taken; a copy in progress
+#: keeps changing them. ``PipelineOptions.inbox_settle_s`` overrides it per run.
+INBOX_SETTLE_S = 60.0
+#: A survey whose processing failed (or whose process died) this many times in a row is
+#: parked: runs leave it alone until ``crackwatch survey retry ID`` (or ``skip ID``).
+MAX_SURVEY_FAILURES = 3
+#: After a survey's k-th failure the next try waits ``SURVEY_RETRY_BASE_S * 2**(k-1)`` s.
+SURVEY_RETRY_BASE_S = 15 * 60.0
 
 
 @dataclass
@@ -92,6 +107,12 @@ class PipelineOptions:
         max_alert_pixel_size_m: surveys with coarser pixels are mapped, stored and tracked,
             but no alert rule is evaluated on them (see :data:`MAX_ALERT_PIXEL_SIZE_M`).
         tta: test-time augmentation (mean over 4 flips; 4x the model compute).
+        inbox_settle_s: seconds an inbox file must be left alone before it is taken
+            (:data:`INBOX_SETTLE_S`).
+        max_survey_failures: failures after which a survey is parked
+            (:data:`MAX_SURVEY_FAILURES`).
+        survey_retry_base_s: backoff after a survey's first failure, seconds, doubled per
+            failure (:data:`SURVEY_RETRY_BASE_S`).
     """
 
     work_dir: Path
@@ -106,6 +127,9 @@ class PipelineOptions:
     tolerance_px: float = 3.0
     max_alert_pixel_size_m: float = MAX_ALERT_PIXEL_SIZE_M
     tta: bool = False
+    inbox_settle_s: float = INBOX_SETTLE_S
+    max_survey_failures: int = MAX_SURVEY_FAILURES
+    survey_retry_base_s: float = SURVEY_RETRY_BASE_S
 
 
 @dataclass
@@ -188,6 +212,11 @@ def ingest(
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; give an orthomosaic (GeoTIFF), a JPEG "
                                 f"photo or a folder of JPEG photos.")
+    if path.is_dir() and not any(q.suffix.lower() in PHOTO_SUFFIXES for q in path.iterdir()):
+        raise ValueError(f"{path} is a folder without JPEG photos; give a folder of JPEG "
+                         f"photos, a JPEG photo or an orthomosaic (GeoTIFF).")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(f"{path} is an empty (0-byte) file; copy it again completely.")
     from zoneinfo import ZoneInfo
 
     from geodata.store.api import get_site
@@ -207,12 +236,74 @@ def ingest(
                          metadata=meta)
 
 
-def scan_inbox(bind: Engine, site: int | str) -> list[m.Survey]:
+
+
+@dataclass
+class InboxRefusal:
+    """An inbox entry :func:`scan_inbox` did not take, and why (``reason``)."""
+
+    path: Path
+    reason: str
+    retried: bool  # True: looked at again by the next scan (e.g. still being copied)
+
+
+def _outside(p: Path, inbox: Path) -> bool:
+    try:
+        p.resolve(strict=True).relative_to(inbox)
+    except (ValueError, OSError):
+        return True
+    return False
+
+
+def _settled(paths: Sequence[Path], settle_s: float, now: float) -> str | None:
+    """None when every path is at least ``settle_s`` old (ctime and mtime), else why not."""
+    for q in paths:
+        st = q.stat()
+        age = now - max(st.st_ctime, st.st_mtime)
+        if age < settle_s:
+            return (f"{q.name} changed {age:.0f} s ago (size {st.st_size} bytes); taken once "
+                    f"it has been left alone for {settle_s:g} s")
+    return None
+
+
+def _opens_completely(path: Path) -> str | None:
+    """None when the raster/photo reads to its end, else the error (a truncated copy)."""
+    if path.suffix.lower() in PHOTO_SUFFIXES:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                im.load()
+        except (OSError, SyntaxError, ValueError) as exc:
+            return f"{path.name} does not read completely ({exc})"
+        return None
+    import rasterio
+    from rasterio.windows import Window
+
+    try:
+        with rasterio.open(path) as src:
+            src.read(1, window=Window(0, src.height - 1, src.width, 1))  # the last row
+    except (rasterio.errors.RasterioError, OSError) as exc:
+        return f"{path.name} does not read completely ({exc})"
+    return None
+
+
+def scan_inbox(bind: Engine, site: int | str, *, settle_s: float = INBOX_SETTLE_S,
+               refused: list[InboxRefusal] | None = None) -> list[m.Survey]:
     """Ingest every orthomosaic and photo folder found in the site's inbox (idempotent).
 
     An orthomosaic is a raster file directly in the inbox; a photo set is a sub-folder with
-    JPEGs (loose JPEGs directly in the inbox are one photo survey each). Files that fail to
-    ingest are logged and skipped; they do not stop the scan.
+    JPEGs (loose JPEGs directly in the inbox are one photo survey each). Safe intake:
+
+    * an entry is taken only once it (every JPEG of a folder) has been left alone for
+      ``settle_s`` seconds and reads to its end, so a half-copied file never becomes a
+      survey; it is looked at again by the next scan;
+    * a symlink that leads out of the inbox (a file, a folder or a JPEG inside a folder) is
+      refused and logged, as are empty files and folders without JPEGs;
+    * names starting with ``.`` are ignored (rsync and many copy tools write those first).
+
+    Files that fail to ingest are logged and skipped; they do not stop the scan. Refused
+    entries are logged and, when ``refused`` is given, appended to it.
     """
     from geodata.store.api import get_site
 
@@ -223,30 +314,180 @@ def scan_inbox(bind: Engine, site: int | str) -> list[m.Survey]:
     if not inbox.is_dir():
         log.warning("inbox %s of site %s does not exist", inbox, row.name)
         return []
+    inbox = inbox.resolve()
     found = []
+    now = time.time()
+
+    def refuse(p: Path, reason: str, retried: bool) -> None:
+        (log.info if retried else log.warning)("inbox %s: %s not taken: %s", inbox, p.name,
+                                               reason)
+        if refused is not None:
+            refused.append(InboxRefusal(p, reason, retried))
+
     for p in sorted(inbox.iterdir()):
         if p.name.startswith("."):
             continue
-        is_set = p.is_dir() and any(q.suffix.lower() in PHOTO_SUFFIXES for q in p.iterdir())
-        if not (is_set or p.suffix.lower() in RASTER_SUFFIXES | PHOTO_SUFFIXES):
+        if _outside(p, inbox):
+            refuse(p, f"it is a link to {os.path.realpath(p)}, outside the inbox (copy the "
+                      f"data into the inbox instead)", False)
+            continue
+        if p.is_dir():
+            photos = [q for q in sorted(p.iterdir())
+                      if q.suffix.lower() in PHOTO_SUFFIXES and not q.name.startswith(".")]
+            if not photos:
+                continue  # not a photo set (yet)
+            leaving = [q.name for q in photos if _outside(q, inbox)]
+            if leaving:
+                refuse(p, f"{', '.join(leaving)} link(s) outside the inbox", False)
+                continue
+        elif p.suffix.lower() in RASTER_SUFFIXES | PHOTO_SUFFIXES:
+            photos = [p]
+        else:
             continue
         try:
+            if any(q.stat().st_size == 0 for q in photos):
+                refuse(p, "an empty (0-byte) file", True)
+                continue
+            waiting = _settled(photos, settle_s, now)
+            if waiting:
+                refuse(p, waiting, True)
+                continue
+            broken = next((e for e in map(_opens_completely, photos) if e), None)
+            if broken:
+                refuse(p, broken, True)
+                continue
             found.append(ingest(bind, row.id, p))
         except (OSError, ValueError) as exc:
             log.error("inbox %s: cannot ingest %s: %s", inbox, p, exc)
     return found
 
 
-def pending_surveys(bind: Engine | Session, site: int | str) -> list[m.Survey]:
-    """Surveys of ``site`` without a succeeded inference run, oldest acquisition first."""
+@dataclass
+class SurveyState:
+    """Where a survey stands in the pipeline (:func:`survey_states`).
+
+    Attributes:
+        state: ``done`` (a succeeded run), ``pending`` (to run now), ``waiting`` (failed;
+            retried after ``retry_at``), ``parked`` (failed ``MAX_SURVEY_FAILURES`` times;
+            needs ``crackwatch survey retry|skip``), ``skipped`` (by ``survey skip``).
+        failures: failed or abandoned runs since the last ``survey retry``.
+        retry_at: UTC time of the next try of a ``waiting`` survey.
+        last_error: the last line of the latest failure.
+    """
+
+    survey_id: int
+    state: str
+    failures: int = 0
+    retry_at: datetime | None = None
+    last_error: str | None = None
+
+
+def survey_states(bind: Engine | Session, site: int | str, *, now: datetime | None = None,
+                  max_failures: int = MAX_SURVEY_FAILURES,
+                  retry_base_s: float = SURVEY_RETRY_BASE_S) -> list[SurveyState]:
+    """The :class:`SurveyState` of each survey of ``site``, oldest acquisition first.
+
+    Failures are the survey's ``process_survey`` job runs that ``failed`` or were
+    ``abandoned`` (its process died) since its last ``survey retry``.
+
+    Raises:
+        RecordNotFoundError: no such site.
+    """
+    from datetime import timedelta
+
     from geodata.store.api import get_site
 
+    now = now or m.utcnow()
     site_id = get_site(bind, site).id
     with session_scope(bind) as s:
-        done = select(m.InferenceRun.survey_id).where(m.InferenceRun.status == "succeeded")
-        return list(s.scalars(
-            select(m.Survey).where(m.Survey.site_id == site_id, m.Survey.id.not_in(done))
-            .order_by(m.Survey.acquired_at, m.Survey.id)))
+        done = set(s.scalars(select(m.InferenceRun.survey_id).join(m.Survey).where(
+            m.Survey.site_id == site_id, m.InferenceRun.status == "succeeded")))
+        surveys = list(s.scalars(select(m.Survey).where(m.Survey.site_id == site_id)
+                                 .order_by(m.Survey.acquired_at, m.Survey.id)))
+        failed: dict[int, list[m.JobRun]] = {}
+        for j in s.scalars(select(m.JobRun).where(
+                m.JobRun.site_id == site_id, m.JobRun.job == "process_survey",
+                m.JobRun.status.in_(("failed", "abandoned"))).order_by(m.JobRun.started_at)):
+            failed.setdefault(j.survey_id, []).append(j)
+        out = []
+        for sv in surveys:
+            meta = sv.meta or {}
+            if sv.id in done:
+                out.append(SurveyState(sv.id, "done"))
+                continue
+            since = meta.get("retry_from")
+            runs = [j for j in failed.get(sv.id, [])
+                    if since is None or j.started_at > datetime.fromisoformat(since)]
+            last_error = None
+            if runs:
+                err = (runs[-1].error or "").strip().splitlines()
+                last_error = err[-1] if err else runs[-1].status
+            if meta.get("skipped"):
+                out.append(SurveyState(sv.id, "skipped", len(runs), None, last_error))
+            elif len(runs) >= max_failures:
+                out.append(SurveyState(sv.id, "parked", len(runs), None, last_error))
+            elif runs:
+                last = runs[-1].finished_at or runs[-1].started_at
+                retry_at = last + timedelta(seconds=retry_base_s * 2 ** (len(runs) - 1))
+                out.append(SurveyState(sv.id, "waiting" if retry_at > now else "pending",
+                                       len(runs), retry_at, last_error))
+            else:
+                out.append(SurveyState(sv.id, "pending"))
+        return out
+
+
+def pending_surveys(bind: Engine | Session, site: int | str, *, now: datetime | None = None,
+                    max_failures: int = MAX_SURVEY_FAILURES,
+                    retry_base_s: float = SURVEY_RETRY_BASE_S) -> list[m.Survey]:
+    """Surveys of ``site`` to run now, oldest acquisition first: no succeeded run, not
+    skipped, not parked, and past the backoff of their last failure (:func:`survey_states`).
+    """
+    ids = [st.survey_id for st in survey_states(bind, site, now=now, max_failures=max_failures,
+                                                retry_base_s=retry_base_s)
+           if st.state == "pending"]
+    with session_scope(bind) as s:
+        by_id = {sv.id: sv for sv in s.scalars(select(m.Survey).where(m.Survey.id.in_(ids)))}
+        return [by_id[i] for i in ids]
+
+
+def retry_survey(bind: Engine, survey_id: int) -> m.Survey:
+    """Un-park (or un-skip) a survey: its failures so far no longer count; the next run of
+    its site processes it.
+
+    Raises:
+        RecordNotFoundError: no such survey.
+    """
+    return _set_survey_meta(bind, survey_id, retry_from=m.utcnow().isoformat(), skipped=None)
+
+
+def skip_survey(bind: Engine, survey_id: int, reason: str = "") -> m.Survey:
+    """Leave a survey out of every later run (until :func:`retry_survey`).
+
+    Raises:
+        RecordNotFoundError: no such survey.
+    """
+    return _set_survey_meta(bind, survey_id, skipped={"at": m.utcnow().isoformat(),
+                                                      "reason": reason or None})
+
+
+def _set_survey_meta(bind: Engine, survey_id: int, **values: Any) -> m.Survey:
+    from geodata.errors import RecordNotFoundError
+
+    with session_scope(bind, write=True) as s:
+        sv = s.get(m.Survey, survey_id)
+        if sv is None:
+            raise RecordNotFoundError(f"no survey with id {survey_id}; see `crackwatch survey "
+                                      f"list --site NAME`")
+        meta = dict(sv.meta or {})
+        for k, v in values.items():
+            if v is None:
+                meta.pop(k, None)
+            else:
+                meta[k] = v
+        sv.meta = meta
+        s.flush()
+        s.expunge(sv)
+        return sv
 
 
 # ------------------------------------------------------------------------------ job runs
@@ -745,7 +986,7 @@ def _run_site_locked(bind: Engine, site_id: int, options: PipelineOptions, *, mo
                      notifiers: Sequence[Notifier] | None,
                      progress: Callable[[m.Survey, SurveyResult], None] | None
                      ) -> list[SurveyResult]:
-    scan_inbox(bind, site_id)
+    scan_inbox(bind, site_id, settle_s=options.inbox_settle_s)
     if notifiers:
         try:
             retry_notifications(bind, notifiers, site_id)
@@ -754,7 +995,16 @@ def _run_site_locked(bind: Engine, site_id: int, options: PipelineOptions, *, mo
                       "processed anyway and the retry runs again next time", site_id, exc)
             _record_job_failure(bind, "retry_notifications", site_id, exc)
     results = []
-    pending = pending_surveys(bind, site_id)
+    pending = pending_surveys(bind, site_id, max_failures=options.max_survey_failures,
+                              retry_base_s=options.survey_retry_base_s)
+    for st in survey_states(bind, site_id, max_failures=options.max_survey_failures,
+                            retry_base_s=options.survey_retry_base_s):
+        if st.state in ("parked", "waiting"):
+            log.warning("site %s: survey %s is %s after %d failure(s)%s (last: %s)", site_id,
+                        st.survey_id, st.state, st.failures,
+                        f" until {st.retry_at:%Y-%m-%d %H:%M} UTC" if st.retry_at else
+                        f"; `crackwatch survey retry {st.survey_id}` or `skip`",
+                        st.last_error)
     if pending and model is None:  # load once for all pending surveys of the site
         from engine.errors import ModelNotFoundError, WeightsIntegrityError
 

@@ -116,7 +116,8 @@ class SlowDarkModel(torch.nn.Module):  # 'crack' = dark pixels, slowly
 
 try:
     results = run_site(connect(sys.argv[1]), "wall", PipelineOptions(
-        work_dir=Path(sys.argv[2]), tile_size=256, overlap=32), model=SlowDarkModel(),
+        work_dir=Path(sys.argv[2]), tile_size=256, overlap=32, inbox_settle_s=0),
+        model=SlowDarkModel(),
         wait_s=float(sys.argv[3]))
 except SiteBusyError as exc:
     print("BUSY", exc)
@@ -187,14 +188,14 @@ def kill(step):
 orig = p.process_survey
 p.process_survey = lambda *a, **k: orig(*a, **{**k, "fault": kill})
 p.run_site(connect(sys.argv[1]), "wall", p.PipelineOptions(work_dir=Path(sys.argv[2]),
-           tile_size=256, overlap=32), model=DarkModel())
+           tile_size=256, overlap=32, inbox_settle_s=0), model=DarkModel())
 """
 
 
 def test_a_run_killed_mid_survey_is_abandoned_and_its_lock_taken_over(engine, tmp_path):
     from synthetic import DarkModel, write_ortho
 
-    from jobs.pipeline import PipelineOptions, run_site
+    from jobs.pipeline import PipelineOptions, run_site, survey_states
 
     url = engine.url.render_as_string(hide_password=False)
     inbox = tmp_path / "inbox"
@@ -208,9 +209,13 @@ def test_a_run_killed_mid_survey_is_abandoned_and_its_lock_taken_over(engine, tm
         [job] = s.scalars(select(m.JobRun)).all()
         assert job.status == "running"  # what the kill left
         killed_job = job.id
-    results = run_site(engine, "wall", PipelineOptions(work_dir=tmp_path / "work",
-                                                       tile_size=256, overlap=32),
-                       model=DarkModel())
+    opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32,
+                          inbox_settle_s=0)
+    assert run_site(engine, "wall", opt, model=DarkModel()) == []  # the abandoned run is a
+    [st] = survey_states(engine, "wall")  # failure: the survey waits for its backoff
+    assert (st.state, st.failures) == ("waiting", 1) and st.last_error.startswith("abandoned")
+    opt.survey_retry_base_s = 0
+    results = run_site(engine, "wall", opt, model=DarkModel())
     assert [r.status for r in results] == ["succeeded"]
     with session_scope(engine) as s:
         job = s.get(m.JobRun, killed_job)

@@ -41,7 +41,7 @@ def test_injected_error_mid_run_leaves_the_store_unchanged_and_can_be_rerun(stor
     s1 = ingest(engine, "wall", write_ortho(tmp_path / "a.tif", when=t0))
     s2 = ingest(engine, "wall", write_ortho(tmp_path / "b.tif", when=t0 + timedelta(days=1),
                                             crack_cols=190))
-    opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32)
+    opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32, inbox_settle_s=0)
     assert process_survey(engine, s1.id, opt).status == "succeeded"
     before = _counts(engine)
 
@@ -81,7 +81,7 @@ def test_ingest_is_idempotent_and_reads_the_tiff_time(store, tmp_path):
 def test_static_repeat_raises_no_alert(store, tmp_path):
     _, engine = store
     add_site(engine, "static slope", profile="slope", crs_epsg=EPSG)
-    opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32)
+    opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32, inbox_settle_s=0)
     t0 = datetime(2026, 6, 1, tzinfo=UTC)
     for k in range(3):  # the same scene three nights running (files differ by their date tag)
         sv = ingest(engine, "static slope",
@@ -158,7 +158,8 @@ def test_scheduler_fires_the_site_job_on_a_controlled_clock(store, tmp_path):
     now = datetime(2026, 6, 1, 1, 30, tzinfo=UTC)  # 03:30 in Oslo (CEST)
     assert trigger.get_next_fire_time(None, now) == datetime(2026, 6, 2, 0, 0, tzinfo=UTC)
 
-    opts = {"work_dir": str(tmp_path / "work"), "tile_size": 256, "overlap": 32}
+    opts = {"work_dir": str(tmp_path / "work"), "tile_size": 256, "overlap": 32,
+            "inbox_settle_s": 0}
     sched = build_scheduler(url, scheduler_cls=BackgroundScheduler)
     sched.start(paused=True)
     try:
@@ -255,7 +256,7 @@ def test_one_failed_channel_does_not_stop_the_next_run(store, tmp_path):
     hook.fail = False
 
     write_ortho(inbox / "night1.tif", when=datetime(2026, 6, 1, 1, 0))
-    opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32)
+    opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32, inbox_settle_s=0)
     results = run_site(engine, "wall", opt, notifiers=[log_ch, hook])
     assert [r.status for r in results] == ["succeeded"]
     assert [a.alert_id for a in hook.sent].count(alert_id) == 1
@@ -280,7 +281,7 @@ def test_a_failing_retry_never_stops_the_surveys_and_is_recorded(store, tmp_path
         raise RuntimeError("injected retry failure")
 
     monkeypatch.setattr(pipeline, "retry_notifications", broken_retry)
-    opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32)
+    opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32, inbox_settle_s=0)
     results = pipeline.run_site(engine, "wall", opt, notifiers=[_Channel("log")])
     assert [r.status for r in results] == ["succeeded"]
     with session_scope(engine) as s:
@@ -326,7 +327,7 @@ def kill(step):
 
 engine = connect(sys.argv[1])
 process_survey(engine, int(sys.argv[2]), PipelineOptions(work_dir=Path(sys.argv[4]),
-               tile_size=256, overlap=32), model=DarkModel(),
+               tile_size=256, overlap=32, inbox_settle_s=0), model=DarkModel(),
                notifiers=[LogNotifier(), LogNotifier(name="webhook")], fault=kill)
 """
 
@@ -358,3 +359,112 @@ def test_kill_9_between_the_alert_commit_and_the_send_loses_no_notification(stor
     assert retry_notifications(engine, [log_ch, hook]) == 0
     assert len(log_ch.sent) == len(hook.sent) == 1
     assert os.path.exists(tmp_path / "work" / "probability")
+
+
+def test_a_failing_survey_backs_off_is_parked_and_comes_back_with_retry(store, tmp_path,
+                                                                        monkeypatch):
+    """A survey that fails (or whose process dies) is retried with backoff, parked after
+    MAX_SURVEY_FAILURES, left alone by later runs (exit 0), and `survey retry|skip` decide."""
+    from typer.testing import CliRunner
+
+    import jobs.pipeline as pipeline
+    from jobs.cli import app
+
+    url, engine = store
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    add_site(engine, "wall", profile="structure", crs_epsg=EPSG, inbox=inbox)
+    write_ortho(inbox / "night1.tif", when=datetime(2026, 6, 1, 1, 0))
+    [sv] = pipeline.scan_inbox(engine, "wall", settle_s=0)
+
+    def broken(step):
+        if step == "infer":
+            raise RuntimeError("injected: the raster cannot be read")
+
+    orig = pipeline.process_survey
+    monkeypatch.setattr(pipeline, "process_survey",
+                        lambda *a, **k: orig(*a, **{**k, "fault": broken}))
+    opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32, inbox_settle_s=0)
+    r = pipeline.run_site(engine, "wall", opt)
+    assert [x.status for x in r] == ["failed"]
+    [st] = pipeline.survey_states(engine, "wall")
+    assert (st.state, st.failures) == ("waiting", 1) and "injected" in st.last_error
+    assert pipeline.run_site(engine, "wall", opt) == []  # still in its backoff
+    later = st.retry_at + timedelta(seconds=1)
+    assert pipeline.survey_states(engine, "wall", now=later)[0].state == "pending"
+
+    fast = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32,
+                           survey_retry_base_s=0, inbox_settle_s=0)
+    for _ in range(2):
+        assert [x.status for x in pipeline.run_site(engine, "wall", fast)] == ["failed"]
+    [st] = pipeline.survey_states(engine, "wall")
+    assert (st.state, st.failures) == ("parked", 3)
+    assert pipeline.run_site(engine, "wall", fast) == []  # parked: not run again
+
+    monkeypatch.setattr(pipeline, "process_survey", orig)
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", "--site", "wall", "--url", url])
+    assert res.exit_code == 0, res.output  # a parked survey is no reason to fail every night
+    assert f"survey {sv.id} parked after 3 failure(s)" in res.output
+    assert f"crackwatch survey retry {sv.id}" in res.output
+    res = runner.invoke(app, ["survey", "skip", str(sv.id), "--url", url])
+    assert res.exit_code == 0 and "skipped" in res.output
+    assert pipeline.survey_states(engine, "wall")[0].state == "skipped"
+    res = runner.invoke(app, ["survey", "retry", str(sv.id), "--url", url])
+    assert res.exit_code == 0 and "next run" in res.output
+    assert pipeline.survey_states(engine, "wall")[0].state == "pending"
+    res = runner.invoke(app, ["survey", "retry", "999", "--url", url])
+    assert res.exit_code == 2 and "no survey with id 999" in res.output
+
+
+def test_inbox_intake_waits_for_a_settled_complete_copy_and_refuses_links_out(store,
+                                                                            tmp_path):
+    """A half-copied raster is not a survey; once complete and settled it is one survey (one
+    sha256); a symlink out of the inbox, an empty folder and a 0-byte file are refused."""
+    import os
+    import time
+
+    from jobs.pipeline import InboxRefusal, scan_inbox
+
+    _, engine = store
+    inbox, outside = tmp_path / "inbox", tmp_path / "elsewhere"
+    inbox.mkdir()
+    outside.mkdir()
+    add_site(engine, "wall", profile="structure", crs_epsg=EPSG, inbox=inbox)
+    full = write_ortho(tmp_path / "full.tif", when=datetime(2026, 6, 1, 1, 0)).read_bytes()
+
+    (inbox / "night1.tif").write_bytes(full[: len(full) // 2])  # the copy is under way
+    refused: list[InboxRefusal] = []
+    assert scan_inbox(engine, "wall", settle_s=30, refused=refused) == []
+    assert [r.retried for r in refused] == [True] and "changed 0 s ago" in refused[0].reason
+    # even when it looks settled, a truncated raster does not read to its end: not taken
+    refused.clear()
+    assert scan_inbox(engine, "wall", settle_s=0, refused=refused) == []
+    assert "does not read completely" in refused[0].reason
+    with (inbox / "night1.tif").open("ab") as fh:  # the copy completes
+        fh.write(full[len(full) // 2:])
+    assert scan_inbox(engine, "wall", settle_s=30) == []  # just written: wait
+    time.sleep(1.1)
+    [sv] = scan_inbox(engine, "wall", settle_s=1)
+    assert scan_inbox(engine, "wall", settle_s=1)[0].id == sv.id  # the same survey
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(m.Survey)) == 1
+
+    write_ortho(outside / "secret.tif", when=datetime(2026, 6, 2))
+    os.symlink(outside / "secret.tif", inbox / "linked.tif")
+    (outside / "photos").mkdir()
+    os.symlink(outside / "photos", inbox / "linked_dir")
+    (inbox / "empty_dir").mkdir()
+    (inbox / "zero.tif").write_bytes(b"")
+    refused.clear()
+    time.sleep(1.1)
+    assert [x.id for x in scan_inbox(engine, "wall", settle_s=1, refused=refused)] == [sv.id]
+    why = {r.path.name: r for r in refused}
+    assert "outside the inbox" in why["linked.tif"].reason and not why["linked.tif"].retried
+    assert "outside the inbox" in why["linked_dir"].reason
+    assert "empty (0-byte)" in why["zero.tif"].reason
+    assert "empty_dir" not in why  # not a photo set (yet): no survey, nothing to refuse
+    with pytest.raises(ValueError, match="folder without JPEG photos"):
+        ingest(engine, "wall", inbox / "empty_dir")
+    with pytest.raises(ValueError, match="empty"):
+        ingest(engine, "wall", inbox / "zero.tif")
