@@ -34,7 +34,9 @@ err_console = Console(stderr=True)
 
 
 def _fail(exc: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=True)
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, markup=True)
     raise typer.Exit(code=2)
 
 

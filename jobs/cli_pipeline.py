@@ -18,6 +18,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -30,7 +31,7 @@ URL_HELP = "Store URL (default: CRACKWATCH_DATABASE_URL or the SQLite file in th
 
 
 def _fail(exc: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=False)
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -98,8 +99,9 @@ def site_add(
                         schedule=schedule)
     except (CRSError, StoreError, ValueError) as exc:
         _fail(exc)
-    console.print(f"[green]site[/] {site.name} (id {site.id}, {site.profile}, "
-                  f"EPSG:{site.crs_epsg}, schedule '{site.schedule}' {site.timezone})")
+    console.print(f"[green]site[/] {escape(site.name)} (id {site.id}, {site.profile}, "
+                  f"EPSG:{site.crs_epsg}, schedule '{escape(site.schedule or '')}' "
+                  f"{site.timezone})")
 
 
 @site_app.command("list")
@@ -117,7 +119,7 @@ def site_list(url: str | None = typer.Option(None, help=URL_HELP)) -> None:
     for c in cols:
         t.add_column(c)
     for _, r in df.iterrows():
-        t.add_row(*[str(r[c]) for c in cols])
+        t.add_row(*[escape(str(r[c])) for c in cols])
     console.print(t)
 
 
@@ -145,8 +147,9 @@ def survey_add(
                     registration_error_m=registration_error_m)
     except (FileNotFoundError, RecordNotFoundError, StoreError, ValueError) as exc:
         _fail(exc)
-    console.print(f"[green]survey[/] {sv.id} of site {site}: {sv.source_type} {sv.source_path}"
-                  f" acquired {sv.acquired_at.isoformat()} ({sv.meta.get('acquired_at_source')})")
+    console.print(f"[green]survey[/] {sv.id} of site {escape(site)}: {sv.source_type} "
+                  f"{escape(sv.source_path)} acquired {sv.acquired_at.isoformat()} "
+                  f"({escape(str(sv.meta.get('acquired_at_source')))})")
 
 
 @survey_app.command("list")
@@ -160,12 +163,12 @@ def survey_list(site: str = typer.Option(..., help="Site name or id."),
         df = list_surveys(_engine(url), int(site) if site.isdigit() else site)
     except RecordNotFoundError as exc:
         _fail(exc)
-    t = Table(title=f"surveys of {site}")
+    t = Table(title=f"surveys of {escape(site)}")
     cols = [c for c in df.columns if c not in ("geometry", "footprint", "metadata", "meta")]
     for c in cols:
         t.add_column(str(c))
     for _, r in df.iterrows():
-        t.add_row(*[str(r[c]) for c in cols])
+        t.add_row(*[escape(str(r[c])) for c in cols])
     console.print(t)
 
 
@@ -205,14 +208,14 @@ def survey_skip(survey_id: int = typer.Argument(..., help="Survey id (`survey li
 
 def _print_result(sv, r) -> None:
     colour = "green" if r.status == "succeeded" else "red"
-    line = (f"[{colour}]{r.status}[/] survey {sv.id} ({Path(sv.source_path).name}, "
+    line = (f"[{colour}]{r.status}[/] survey {sv.id} ({escape(Path(sv.source_path).name)}, "
             f"{sv.acquired_at:%Y-%m-%d}): {r.cracks} cracks, {r.new_tracks} new tracks, "
             f"{len(r.alerts_raised)} alerts raised, {len(r.alerts_escalated)} escalated, "
             f"{r.seconds:.1f} s")
     if r.error:
-        line += f" [red]{r.error}[/]"
+        line += f" [red]{escape(r.error)}[/]"
     if r.alerts_skipped:
-        line += f" [yellow]({r.alerts_skipped})[/]"
+        line += f" [yellow]({escape(r.alerts_skipped)})[/]"
     console.print(line, soft_wrap=True)
 
 
