@@ -268,3 +268,23 @@ def test_upgrade_carries_failed_notifications_of_old_alerts_into_the_outbox(tmp_
         assert (log_ch.sent, len(hook.sent)) == ([], 1)
     finally:
         engine.dispose()
+
+
+def test_the_scheduler_cycle_sends_what_is_due(tmp_path, monkeypatch):
+    from jobs.scheduler import deliver_outbox_job
+
+    url = store.sqlite_url(tmp_path / "cw.db")
+    store.upgrade(url)
+    engine = store.connect(url)
+    try:
+        ids = raise_alerts(engine, 2, ["log", "webhook"])
+        hook = Hook(["500", "500", "500"])  # the first alert fails all 3 tries of one cycle
+        with serve(hook) as hook_url:
+            monkeypatch.setenv("CRACKWATCH_WEBHOOK_URL", hook_url)
+            assert deliver_outbox_job(url) == 3  # 2 log + the second webhook (after 1 s + 2 s)
+            assert deliver_outbox_job(url) == 0  # the failed one waits for its backoff
+            assert deliver_outbox_job(url) == 0
+        assert hook.accepted == [ids[1]]
+        assert statuses(engine)[(ids[0], "webhook")] == "failed"
+    finally:
+        engine.dispose()
