@@ -11,8 +11,9 @@
 A lock whose owner is dead is **stale** and is taken over, and the takeover is recorded
 (``taken_over_from`` on the row, a warning in the log): on SQLite the owner is dead when it
 ran on this host and its pid is gone, or when its heartbeat is older than ``stale_s`` (an
-owner on another host). On PostgreSQL a row without its advisory lock is stale by
-definition.
+owner on another host, a reused pid; note that a live owner stopped for longer than that,
+e.g. by SIGSTOP, is taken for dead too). On PostgreSQL a row without its advisory lock is
+stale by definition, and a live owner always keeps its lock.
 
 Use :func:`site_lock` as a context manager::
 
