@@ -36,14 +36,24 @@ def _fail(exc: Exception) -> None:
 
 
 def _engine(url: str | None):
+    """The store at ``url`` (default: settings), schema upgraded; a bad, unreachable or
+    unwritable store is one error line and exit 2, not a traceback."""
+    from geodata.errors import StoreError
     from geodata.store import connect, upgrade
     from jobs.settings import get_settings
 
     url = url or get_settings().resolved_database_url()
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    upgrade(url)
-    return connect(url)
+    try:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        upgrade(url)
+        return connect(url)
+    except StoreError as exc:
+        _fail(StoreError(f"{str(exc).strip().splitlines()[0]} (check --url or "
+                         f"CRACKWATCH_DATABASE_URL)"))
+    except OSError as exc:
+        _fail(OSError(f"cannot create the store's folder for {url}: {exc}; choose a writable "
+                      f"place with --url or CRACKWATCH_DATA_DIR"))
 
 
 TTA_HELP = "Test-time augmentation: average each window over 4 flips (4x the model compute)."

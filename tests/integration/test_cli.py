@@ -112,3 +112,15 @@ def test_user_text_with_rich_markup_is_printed_as_typed(tmp_path: Path):
     r = runner.invoke(app, ["survey", "list", "--site", "[red]nowhere", "--url", url])
     assert r.exit_code == 2
     assert "error:" in r.output and "[bold red]" not in r.output and "[red]nowhere" in r.output
+
+
+@pytest.mark.parametrize("url, says", [
+    ("garbage", "cannot parse database URL"),
+    ("mysql://x@localhost/db", "supports sqlite and postgresql"),
+    ("postgresql+psycopg://nobody@127.0.0.1:1/x", "Connection refused"),
+])
+def test_a_bad_store_url_is_one_error_line_not_a_traceback(url, says):
+    for args in (["site", "list"], ["survey", "list", "--site", "x"], ["run", "--site", "x"]):
+        r = runner.invoke(app, [*args, "--url", url])
+        assert r.exit_code == 2, r.output
+        assert says in r.output and "--url" in r.output and "Traceback" not in r.output
