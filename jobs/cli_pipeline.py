@@ -56,6 +56,17 @@ def _engine(url: str | None):
                       f"place with --url or CRACKWATCH_DATA_DIR"))
 
 
+SITE_HELP = "Site name (see `crackwatch site list`)."
+SITE_ID_HELP = "Site id instead of --site (see `crackwatch site list`)."
+
+
+def _site_ref(site: str | None, site_id: int | None) -> int | str:
+    """The site a command names: ``--site-id`` (an id) or ``--site`` (a name); exactly one."""
+    if (site is None) == (site_id is None):
+        _fail(ValueError("give the site as --site NAME or --site-id ID (one of them)"))
+    return site_id if site_id is not None else site
+
+
 TTA_HELP = "Test-time augmentation: average each window over 4 flips (4x the model compute)."
 
 
@@ -136,7 +147,8 @@ def site_list(url: str | None = typer.Option(None, help=URL_HELP)) -> None:
 @survey_app.command("add")
 def survey_add(
     path: Path = typer.Argument(..., help="Orthomosaic (GeoTIFF), JPEG, or folder of JPEGs."),
-    site: str = typer.Option(..., help="Site name or id."),
+    site: str | None = typer.Option(None, help=SITE_HELP),
+    site_id: int | None = typer.Option(None, "--site-id", help=SITE_ID_HELP),
     acquired_at: datetime | None = typer.Option(
         None, help="Acquisition time (ISO 8601 with offset); default EXIF / TIFF time."),
     gsd_m: float | None = typer.Option(None, help="Ground sample distance (m/px) for photos "
@@ -152,28 +164,30 @@ def survey_add(
     if acquired_at is not None and acquired_at.tzinfo is None:
         _fail(ValueError("--acquired-at needs a UTC offset, e.g. 2026-06-01T02:00:00+02:00"))
     try:
-        sv = ingest(_engine(url), int(site) if site.isdigit() else site, path,
+        sv = ingest(_engine(url), _site_ref(site, site_id), path,
                     acquired_at=acquired_at, pixel_size_m=gsd_m,
                     registration_error_m=registration_error_m)
     except (FileNotFoundError, RecordNotFoundError, StoreError, ValueError) as exc:
         _fail(exc)
-    console.print(f"[green]survey[/] {sv.id} of site {escape(site)}: {sv.source_type} "
-                  f"{escape(sv.source_path)} acquired {sv.acquired_at.isoformat()} "
+    console.print(f"[green]survey[/] {sv.id} of site {escape(str(site or site_id))}: "
+                  f"{sv.source_type} {escape(sv.source_path)} acquired "
+                  f"{sv.acquired_at.isoformat()} "
                   f"({escape(str(sv.meta.get('acquired_at_source')))})")
 
 
 @survey_app.command("list")
-def survey_list(site: str = typer.Option(..., help="Site name or id."),
+def survey_list(site: str | None = typer.Option(None, help=SITE_HELP),
+                site_id: int | None = typer.Option(None, "--site-id", help=SITE_ID_HELP),
                 url: str | None = typer.Option(None, help=URL_HELP)) -> None:
     """Surveys of a site."""
     from geodata.errors import RecordNotFoundError
     from geodata.queries import list_surveys
 
     try:
-        df = list_surveys(_engine(url), int(site) if site.isdigit() else site)
+        df = list_surveys(_engine(url), _site_ref(site, site_id))
     except RecordNotFoundError as exc:
         _fail(exc)
-    t = Table(title=f"surveys of {escape(site)}")
+    t = Table(title=f"surveys of {escape(str(site or site_id))}")
     cols = [c for c in df.columns if c not in ("geometry", "footprint", "metadata", "meta")]
     for c in cols:
         t.add_column(str(c))
@@ -230,7 +244,8 @@ def _print_result(sv, r) -> None:
 
 
 def run_cmd(
-    site: str = typer.Option(..., help="Site name or id."),
+    site: str | None = typer.Option(None, help=SITE_HELP),
+    site_id: int | None = typer.Option(None, "--site-id", help=SITE_ID_HELP),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
     model: str | None = typer.Option(None, help="Model name (default: the default model)."),
     work_dir: Path | None = typer.Option(None, help="Where probability maps go."),
@@ -250,14 +265,14 @@ def run_cmd(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        results = run_site(_engine(url), int(site) if site.isdigit() else site,
+        results = run_site(_engine(url), _site_ref(site, site_id),
                            _options(work_dir, device, model, tta), notifiers=_notifiers(),
                            progress=_print_result, wait_s=wait)
     except (RecordNotFoundError, SiteBusyError) as exc:
         _fail(exc)
     from jobs.pipeline import survey_states
 
-    held = [st for st in survey_states(_engine(url), int(site) if site.isdigit() else site)
+    held = [st for st in survey_states(_engine(url), _site_ref(site, site_id))
             if st.state in ("parked", "waiting")]
     for st in held:
         when = (f"retried after {st.retry_at:%Y-%m-%d %H:%M} UTC" if st.state == "waiting"
