@@ -270,6 +270,12 @@ def load_job_runs(url: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_undelivered_notifications(url: str) -> pd.DataFrame:
+    """:func:`geodata.queries.undelivered_notifications`."""
+    return queries.undelivered_notifications(engine(url))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def load_inference_runs(url: str) -> pd.DataFrame:
     """:func:`geodata.queries.inference_runs`."""
     return queries.inference_runs(engine(url))
@@ -428,6 +434,7 @@ def alerts_table(alerts: pd.DataFrame) -> pd.DataFrame:
         "forecast": alerts["forecast"].fillna("-"), "state": alerts["state"],
         "raised (UTC)": alerts["raised_at"].map(when),
         "acknowledged by": alerts["acknowledged_by"].fillna("-"),
+        "notifications": alerts["delivery"].replace("", "-"),
         "message": alerts["message"],
     })
 

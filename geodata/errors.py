@@ -32,3 +32,14 @@ class StoreError(RuntimeError):
 
 class RecordNotFoundError(LookupError):
     """A site, survey, run or track that was asked for is not in the store."""
+
+
+class SiteBusyError(StoreError):
+    """Another live process is running the site's pipeline (the site lock is held).
+
+    ``owner`` is ``host:pid`` of the holder, ``since`` when it took the lock (UTC).
+    """
+
+    def __init__(self, message: str, *, owner: str | None = None, since: object = None) -> None:
+        super().__init__(message)
+        self.owner, self.since = owner, since

@@ -29,6 +29,7 @@ from geodata.store.models import (
     CrackTrack,
     InferenceRun,
     JobRun,
+    Notification,
     Site,
     Survey,
     SurveySummary,
@@ -38,6 +39,7 @@ from geodata.store.models import (
 __all__ = [
     "CRACK_FIELDS",
     "all_alerts",
+    "undelivered_notifications",
     "inference_runs",
     "job_runs",
     "list_surveys",
@@ -477,7 +479,9 @@ def all_alerts(
         inverse-velocity forecast when the alert has one, from ``details["forecast"]``, or
         for an inverse-velocity rule its value in days; else None), ``state`` (``open`` |
         ``acknowledged`` | ``resolved``), ``raised_at``, ``acknowledged_at``,
-        ``acknowledged_by``, ``acknowledge_note``, ``resolved_at``, ``resolve_note``.
+        ``acknowledged_by``, ``acknowledge_note``, ``resolved_at``, ``resolve_note``,
+        ``delivery`` (per channel of the notifications outbox at the alert's current level:
+        ``"webhook: failed (HTTP 500 ...), log: delivered"``; ``""`` when none was queued).
 
     Raises:
         RecordNotFoundError: ``site`` given and unknown.
@@ -485,7 +489,7 @@ def all_alerts(
     cols = ["alert_id", "site_id", "site_name", "level", "rule", "track_id", "survey_id",
             "measured_value", "threshold", "unit", "message", "forecast", "state", "raised_at",
             "acknowledged_at", "acknowledged_by", "acknowledge_note", "resolved_at",
-            "resolve_note"]
+            "resolve_note", "delivery"]
     with session_scope(bind) as s:
         stmt = select(Alert, Site.name).join(Site, Site.id == Alert.site_id)
         if site is not None:
@@ -496,6 +500,7 @@ def all_alerts(
         if limit is not None:
             stmt = stmt.limit(int(limit))
         found = s.execute(stmt).all()
+        delivery = _delivery_states(s, [a.id for a, _ in found])
     rows = []
     for a, site_name in found:
         state = ("resolved" if a.resolved_at is not None
@@ -510,6 +515,8 @@ def all_alerts(
             "state": state, "raised_at": a.raised_at, "acknowledged_at": a.acknowledged_at,
             "acknowledged_by": a.acknowledged_by, "acknowledge_note": a.acknowledge_note,
             "resolved_at": a.resolved_at, "resolve_note": a.resolve_note,
+            "delivery": ", ".join(text for (lvl, text) in delivery.get(a.id, [])
+                                  if lvl == a.level),
         })
     frame = pd.DataFrame(rows, columns=cols)
     for c in ("track_id", "survey_id"):
@@ -517,6 +524,19 @@ def all_alerts(
     for c in ("measured_value", "threshold"):
         frame[c] = frame[c].astype(float)
     return frame
+
+
+def _delivery_states(s: Session, alert_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
+    """Per alert, ``(level, "channel: status[ (error)]")`` of its outbox rows."""
+    out: dict[int, list[tuple[str, str]]] = {}
+    for chunk in (alert_ids[i:i + 500] for i in range(0, len(alert_ids), 500)):
+        for r in s.scalars(select(Notification).where(Notification.alert_id.in_(chunk))
+                           .order_by(Notification.channel)):
+            text = f"{r.channel}: {r.status}"
+            if r.status == "failed" and r.last_error:
+                text += f" ({r.attempts} tries; {r.last_error[:120]})"
+            out.setdefault(r.alert_id, []).append((r.level, text))
+    return out
 
 
 def _alert_forecast(rule: str, measured_value: float | None, details: Any) -> str | None:
@@ -645,3 +665,26 @@ def inference_runs(
     for c in ("duration_s", "megapixels_per_s"):
         frame[c] = frame[c].astype(float)
     return frame
+
+
+def undelivered_notifications(bind: Engine | Session, *, limit: int = 500) -> pd.DataFrame:
+    """Notifications of the outbox not yet delivered (pending, sending or failed), oldest first.
+
+    Returns:
+        Columns ``notification_id``, ``alert_id``, ``site_name``, ``channel``, ``level``,
+        ``status``, ``attempts`` (tries so far), ``last_error``, ``created_at``,
+        ``last_attempt_at``, ``next_attempt_at`` (UTC; when the scheduler tries again).
+    """
+    cols = ["notification_id", "alert_id", "site_name", "channel", "level", "status",
+            "attempts", "last_error", "created_at", "last_attempt_at", "next_attempt_at"]
+    with session_scope(bind) as s:
+        found = s.execute(
+            select(Notification, Site.name).join(Site, Site.id == Notification.site_id)
+            .where(Notification.status != "delivered")
+            .order_by(Notification.created_at, Notification.id).limit(int(limit))).all()
+    rows = [{"notification_id": n.id, "alert_id": n.alert_id, "site_name": name,
+             "channel": n.channel, "level": n.level, "status": n.status,
+             "attempts": n.attempts, "last_error": n.last_error, "created_at": n.created_at,
+             "last_attempt_at": n.last_attempt_at, "next_attempt_at": n.next_attempt_at}
+            for n, name in found]
+    return pd.DataFrame(rows, columns=cols)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -30,19 +31,40 @@ URL_HELP = "Store URL (default: CRACKWATCH_DATABASE_URL or the SQLite file in th
 
 
 def _fail(exc: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=False)
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
     raise typer.Exit(code=2)
 
 
 def _engine(url: str | None):
+    """The store at ``url`` (default: settings), schema upgraded; a bad, unreachable or
+    unwritable store is one error line and exit 2, not a traceback."""
+    from geodata.errors import StoreError
     from geodata.store import connect, upgrade
     from jobs.settings import get_settings
 
     url = url or get_settings().resolved_database_url()
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    upgrade(url)
-    return connect(url)
+    try:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        upgrade(url)
+        return connect(url)
+    except StoreError as exc:
+        _fail(StoreError(f"{str(exc).strip().splitlines()[0]} (check --url or "
+                         f"CRACKWATCH_DATABASE_URL)"))
+    except OSError as exc:
+        _fail(OSError(f"cannot create the store's folder for {url}: {exc}; choose a writable "
+                      f"place with --url or CRACKWATCH_DATA_DIR"))
+
+
+SITE_HELP = "Site name (see `crackwatch site list`)."
+SITE_ID_HELP = "Site id instead of --site (see `crackwatch site list`)."
+
+
+def _site_ref(site: str | None, site_id: int | None) -> int | str:
+    """The site a command names: ``--site-id`` (an id) or ``--site`` (a name); exactly one."""
+    if (site is None) == (site_id is None):
+        _fail(ValueError("give the site as --site NAME or --site-id ID (one of them)"))
+    return site_id if site_id is not None else site
 
 
 TTA_HELP = "Test-time augmentation: average each window over 4 flips (4x the model compute)."
@@ -98,8 +120,9 @@ def site_add(
                         schedule=schedule)
     except (CRSError, StoreError, ValueError) as exc:
         _fail(exc)
-    console.print(f"[green]site[/] {site.name} (id {site.id}, {site.profile}, "
-                  f"EPSG:{site.crs_epsg}, schedule '{site.schedule}' {site.timezone})")
+    console.print(f"[green]site[/] {escape(site.name)} (id {site.id}, {site.profile}, "
+                  f"EPSG:{site.crs_epsg}, schedule '{escape(site.schedule or '')}' "
+                  f"{site.timezone})")
 
 
 @site_app.command("list")
@@ -117,14 +140,15 @@ def site_list(url: str | None = typer.Option(None, help=URL_HELP)) -> None:
     for c in cols:
         t.add_column(c)
     for _, r in df.iterrows():
-        t.add_row(*[str(r[c]) for c in cols])
+        t.add_row(*[escape(str(r[c])) for c in cols])
     console.print(t)
 
 
 @survey_app.command("add")
 def survey_add(
     path: Path = typer.Argument(..., help="Orthomosaic (GeoTIFF), JPEG, or folder of JPEGs."),
-    site: str = typer.Option(..., help="Site name or id."),
+    site: str | None = typer.Option(None, help=SITE_HELP),
+    site_id: int | None = typer.Option(None, "--site-id", help=SITE_ID_HELP),
     acquired_at: datetime | None = typer.Option(
         None, help="Acquisition time (ISO 8601 with offset); default EXIF / TIFF time."),
     gsd_m: float | None = typer.Option(None, help="Ground sample distance (m/px) for photos "
@@ -140,68 +164,124 @@ def survey_add(
     if acquired_at is not None and acquired_at.tzinfo is None:
         _fail(ValueError("--acquired-at needs a UTC offset, e.g. 2026-06-01T02:00:00+02:00"))
     try:
-        sv = ingest(_engine(url), int(site) if site.isdigit() else site, path,
+        sv = ingest(_engine(url), _site_ref(site, site_id), path,
                     acquired_at=acquired_at, pixel_size_m=gsd_m,
                     registration_error_m=registration_error_m)
     except (FileNotFoundError, RecordNotFoundError, StoreError, ValueError) as exc:
         _fail(exc)
-    console.print(f"[green]survey[/] {sv.id} of site {site}: {sv.source_type} {sv.source_path}"
-                  f" acquired {sv.acquired_at.isoformat()} ({sv.meta.get('acquired_at_source')})")
+    console.print(f"[green]survey[/] {sv.id} of site {escape(str(site or site_id))}: "
+                  f"{sv.source_type} {escape(sv.source_path)} acquired "
+                  f"{sv.acquired_at.isoformat()} "
+                  f"({escape(str(sv.meta.get('acquired_at_source')))})")
 
 
 @survey_app.command("list")
-def survey_list(site: str = typer.Option(..., help="Site name or id."),
+def survey_list(site: str | None = typer.Option(None, help=SITE_HELP),
+                site_id: int | None = typer.Option(None, "--site-id", help=SITE_ID_HELP),
                 url: str | None = typer.Option(None, help=URL_HELP)) -> None:
     """Surveys of a site."""
     from geodata.errors import RecordNotFoundError
     from geodata.queries import list_surveys
 
     try:
-        df = list_surveys(_engine(url), int(site) if site.isdigit() else site)
+        df = list_surveys(_engine(url), _site_ref(site, site_id))
     except RecordNotFoundError as exc:
         _fail(exc)
-    t = Table(title=f"surveys of {site}")
+    t = Table(title=f"surveys of {escape(str(site or site_id))}")
     cols = [c for c in df.columns if c not in ("geometry", "footprint", "metadata", "meta")]
     for c in cols:
         t.add_column(str(c))
     for _, r in df.iterrows():
-        t.add_row(*[str(r[c]) for c in cols])
+        t.add_row(*[escape(str(r[c])) for c in cols])
     console.print(t)
+
+
+@survey_app.command("retry")
+def survey_retry(survey_id: int = typer.Argument(..., help="Survey id (`survey list`)."),
+                 url: str | None = typer.Option(None, help=URL_HELP)) -> None:
+    """Un-park (or un-skip) a survey: the next run of its site processes it again."""
+    from geodata.errors import RecordNotFoundError
+    from geodata.store.api import get_site
+    from jobs.pipeline import retry_survey
+
+    try:
+        engine = _engine(url)
+        sv = retry_survey(engine, survey_id)
+    except RecordNotFoundError as exc:
+        _fail(exc)
+    name = get_site(engine, sv.site_id).name
+    console.print(f"survey {sv.id} will be processed by the next run of its site "
+                  f"(`crackwatch run --site {name!r}`).", markup=False)
+
+
+@survey_app.command("skip")
+def survey_skip(survey_id: int = typer.Argument(..., help="Survey id (`survey list`)."),
+                reason: str = typer.Option("", help="Why (kept with the survey)."),
+                url: str | None = typer.Option(None, help=URL_HELP)) -> None:
+    """Leave a survey out of every later run (undo with `survey retry ID`)."""
+    from geodata.errors import RecordNotFoundError
+    from jobs.pipeline import skip_survey
+
+    try:
+        sv = skip_survey(_engine(url), survey_id, reason)
+    except RecordNotFoundError as exc:
+        _fail(exc)
+    console.print(f"survey {sv.id} is skipped by every later run; `crackwatch survey retry "
+                  f"{sv.id}` brings it back.", markup=False)
 
 
 def _print_result(sv, r) -> None:
     colour = "green" if r.status == "succeeded" else "red"
-    line = (f"[{colour}]{r.status}[/] survey {sv.id} ({Path(sv.source_path).name}, "
+    line = (f"[{colour}]{r.status}[/] survey {sv.id} ({escape(Path(sv.source_path).name)}, "
             f"{sv.acquired_at:%Y-%m-%d}): {r.cracks} cracks, {r.new_tracks} new tracks, "
             f"{len(r.alerts_raised)} alerts raised, {len(r.alerts_escalated)} escalated, "
             f"{r.seconds:.1f} s")
     if r.error:
-        line += f" [red]{r.error}[/]"
+        line += f" [red]{escape(r.error)}[/]"
     if r.alerts_skipped:
-        line += f" [yellow]({r.alerts_skipped})[/]"
+        line += f" [yellow]({escape(r.alerts_skipped)})[/]"
     console.print(line, soft_wrap=True)
 
 
 def run_cmd(
-    site: str = typer.Option(..., help="Site name or id."),
+    site: str | None = typer.Option(None, help=SITE_HELP),
+    site_id: int | None = typer.Option(None, "--site-id", help=SITE_ID_HELP),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
     model: str | None = typer.Option(None, help="Model name (default: the default model)."),
     work_dir: Path | None = typer.Option(None, help="Where probability maps go."),
     tta: bool = typer.Option(False, help=TTA_HELP),
+    wait: float = typer.Option(0.0, "--wait", min=0.0,
+                               help="Seconds to wait while another process runs this site "
+                                    "(default: refuse at once)."),
     url: str | None = typer.Option(None, help=URL_HELP),
 ) -> None:
-    """Process the site now: scan its inbox, then every pending survey in date order."""
-    from geodata.errors import RecordNotFoundError
+    """Process the site now: scan its inbox, then every pending survey in date order.
+
+    One run per site at a time: while another process runs the site this refuses (exit 2),
+    or waits up to --wait seconds.
+    """
+    from geodata.errors import RecordNotFoundError, SiteBusyError
     from jobs.pipeline import run_site
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        results = run_site(_engine(url), int(site) if site.isdigit() else site,
+        results = run_site(_engine(url), _site_ref(site, site_id),
                            _options(work_dir, device, model, tta), notifiers=_notifiers(),
-                           progress=_print_result)
-    except RecordNotFoundError as exc:
+                           progress=_print_result, wait_s=wait)
+    except (RecordNotFoundError, SiteBusyError) as exc:
         _fail(exc)
-    if not results:
+    from jobs.pipeline import survey_states
+
+    held = [st for st in survey_states(_engine(url), _site_ref(site, site_id))
+            if st.state in ("parked", "waiting")]
+    for st in held:
+        when = (f"retried after {st.retry_at:%Y-%m-%d %H:%M} UTC" if st.state == "waiting"
+                else "left alone until you decide")
+        console.print(f"survey {st.survey_id} {st.state} after {st.failures} failure(s), "
+                      f"{when}: {st.last_error}. `crackwatch survey retry {st.survey_id}` "
+                      f"runs it again, `crackwatch survey skip {st.survey_id}` drops it.",
+                      markup=False, soft_wrap=True)
+    if not results and not held:
         console.print("Nothing to do: no pending surveys (add one with `crackwatch survey add` "
                       "or drop it in the site's inbox).")
     if any(r.status == "failed" for r in results):

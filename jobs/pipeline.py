@@ -10,9 +10,12 @@ under the work directory). ``store + track`` and ``alerts`` run in ONE database 
 an error anywhere before the commit (a model error, a CRS mismatch, a failed rule) leaves
 the store exactly as it was, apart from the job-run record that says what failed (with the
 traceback) and a ``failed`` inference-run record; the survey can simply be run again.
-``notify`` runs after the commit, so nobody is told about an alert that was rolled back; a
-notification that fails is recorded on the alert (``notifications``) and retried on the
-next run (:func:`retry_notifications`), never lost.
+The notifications an alert needs are outbox rows (:mod:`jobs.outbox`) written in that same
+transaction; ``notify`` delivers them after the commit, so nobody is told about an alert
+that was rolled back, and a crash after the commit leaves them pending, not lost. A
+notification that fails is marked failed on its row (and logged on the alert's
+``notifications``) and resent by every later run of the site (:func:`retry_notifications`)
+and by the scheduler's outbox cycle, to the failed channel only.
 
 Each step's status and timing is recorded in the ``job_run`` row (``steps`` JSON) as it
 goes, in small transactions of their own.
@@ -21,8 +24,10 @@ goes, in small transactions of their own.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,19 +44,26 @@ from geodata.store import models as m
 from geodata.store.api import RunInfo, ingest_survey, record_failed_run, store_run
 from geodata.store.engine import session_scope
 from jobs import alerts as rules
-from jobs.notify import AlertMessage, Notifier, deliver
+from jobs.notify import Notifier
+from jobs.outbox import channel_of, deliver_pending, enqueue
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "InboxRefusal",
     "PipelineOptions",
     "SurveyResult",
+    "SurveyState",
     "ingest",
     "pending_surveys",
     "process_survey",
+    "abandon_job_runs",
     "retry_notifications",
+    "retry_survey",
     "run_site",
     "scan_inbox",
+    "skip_survey",
+    "survey_states",
 ]
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
@@ -67,6 +79,16 @@ STEPS = ("infer", "vectorise", "store_track", "alerts", "notify")
 #: tracked; their job run says why no rule ran. A per-run override is
 #: ``PipelineOptions.max_alert_pixel_size_m``.
 MAX_ALERT_PIXEL_SIZE_M = 0.05
+
+#: Seconds a file in an inbox must have been left alone (no write, no change of size, time or
+#: attributes: its ``st_ctime`` and ``st_mtime``) before it is taken; a copy in progress
+#: keeps changing them. ``PipelineOptions.inbox_settle_s`` overrides it per run.
+INBOX_SETTLE_S = 60.0
+#: A survey whose processing failed (or whose process died) this many times in a row is
+#: parked: runs leave it alone until ``crackwatch survey retry ID`` (or ``skip ID``).
+MAX_SURVEY_FAILURES = 3
+#: After a survey's k-th failure the next try waits ``SURVEY_RETRY_BASE_S * 2**(k-1)`` s.
+SURVEY_RETRY_BASE_S = 15 * 60.0
 
 
 @dataclass
@@ -85,6 +107,12 @@ class PipelineOptions:
         max_alert_pixel_size_m: surveys with coarser pixels are mapped, stored and tracked,
             but no alert rule is evaluated on them (see :data:`MAX_ALERT_PIXEL_SIZE_M`).
         tta: test-time augmentation (mean over 4 flips; 4x the model compute).
+        inbox_settle_s: seconds an inbox file must be left alone before it is taken
+            (:data:`INBOX_SETTLE_S`).
+        max_survey_failures: failures after which a survey is parked
+            (:data:`MAX_SURVEY_FAILURES`).
+        survey_retry_base_s: backoff after a survey's first failure, seconds, doubled per
+            failure (:data:`SURVEY_RETRY_BASE_S`).
     """
 
     work_dir: Path
@@ -99,6 +127,9 @@ class PipelineOptions:
     tolerance_px: float = 3.0
     max_alert_pixel_size_m: float = MAX_ALERT_PIXEL_SIZE_M
     tta: bool = False
+    inbox_settle_s: float = INBOX_SETTLE_S
+    max_survey_failures: int = MAX_SURVEY_FAILURES
+    survey_retry_base_s: float = SURVEY_RETRY_BASE_S
 
 
 @dataclass
@@ -181,6 +212,11 @@ def ingest(
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; give an orthomosaic (GeoTIFF), a JPEG "
                                 f"photo or a folder of JPEG photos.")
+    if path.is_dir() and not any(q.suffix.lower() in PHOTO_SUFFIXES for q in path.iterdir()):
+        raise ValueError(f"{path} is a folder without JPEG photos; give a folder of JPEG "
+                         f"photos, a JPEG photo or an orthomosaic (GeoTIFF).")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(f"{path} is an empty (0-byte) file; copy it again completely.")
     from zoneinfo import ZoneInfo
 
     from geodata.store.api import get_site
@@ -200,12 +236,74 @@ def ingest(
                          metadata=meta)
 
 
-def scan_inbox(bind: Engine, site: int | str) -> list[m.Survey]:
+
+
+@dataclass
+class InboxRefusal:
+    """An inbox entry :func:`scan_inbox` did not take, and why (``reason``)."""
+
+    path: Path
+    reason: str
+    retried: bool  # True: looked at again by the next scan (e.g. still being copied)
+
+
+def _outside(p: Path, inbox: Path) -> bool:
+    try:
+        p.resolve(strict=True).relative_to(inbox)
+    except (ValueError, OSError):
+        return True
+    return False
+
+
+def _settled(paths: Sequence[Path], settle_s: float, now: float) -> str | None:
+    """None when every path is at least ``settle_s`` old (ctime and mtime), else why not."""
+    for q in paths:
+        st = q.stat()
+        age = now - max(st.st_ctime, st.st_mtime)
+        if age < settle_s:
+            return (f"{q.name} changed {age:.0f} s ago (size {st.st_size} bytes); taken once "
+                    f"it has been left alone for {settle_s:g} s")
+    return None
+
+
+def _opens_completely(path: Path) -> str | None:
+    """None when the raster/photo reads to its end, else the error (a truncated copy)."""
+    if path.suffix.lower() in PHOTO_SUFFIXES:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                im.load()
+        except (OSError, SyntaxError, ValueError) as exc:
+            return f"{path.name} does not read completely ({exc})"
+        return None
+    import rasterio
+    from rasterio.windows import Window
+
+    try:
+        with rasterio.open(path) as src:
+            src.read(1, window=Window(0, src.height - 1, src.width, 1))  # the last row
+    except (rasterio.errors.RasterioError, OSError) as exc:
+        return f"{path.name} does not read completely ({exc})"
+    return None
+
+
+def scan_inbox(bind: Engine, site: int | str, *, settle_s: float = INBOX_SETTLE_S,
+               refused: list[InboxRefusal] | None = None) -> list[m.Survey]:
     """Ingest every orthomosaic and photo folder found in the site's inbox (idempotent).
 
     An orthomosaic is a raster file directly in the inbox; a photo set is a sub-folder with
-    JPEGs (loose JPEGs directly in the inbox are one photo survey each). Files that fail to
-    ingest are logged and skipped; they do not stop the scan.
+    JPEGs (loose JPEGs directly in the inbox are one photo survey each). Safe intake:
+
+    * an entry is taken only once it (every JPEG of a folder) has been left alone for
+      ``settle_s`` seconds and reads to its end, so a half-copied file never becomes a
+      survey; it is looked at again by the next scan;
+    * a symlink that leads out of the inbox (a file, a folder or a JPEG inside a folder) is
+      refused and logged, as are empty files and folders without JPEGs;
+    * names starting with ``.`` are ignored (rsync and many copy tools write those first).
+
+    Files that fail to ingest are logged and skipped; they do not stop the scan. Refused
+    entries are logged and, when ``refused`` is given, appended to it.
     """
     from geodata.store.api import get_site
 
@@ -216,30 +314,180 @@ def scan_inbox(bind: Engine, site: int | str) -> list[m.Survey]:
     if not inbox.is_dir():
         log.warning("inbox %s of site %s does not exist", inbox, row.name)
         return []
+    inbox = inbox.resolve()
     found = []
+    now = time.time()
+
+    def refuse(p: Path, reason: str, retried: bool) -> None:
+        (log.info if retried else log.warning)("inbox %s: %s not taken: %s", inbox, p.name,
+                                               reason)
+        if refused is not None:
+            refused.append(InboxRefusal(p, reason, retried))
+
     for p in sorted(inbox.iterdir()):
         if p.name.startswith("."):
             continue
-        is_set = p.is_dir() and any(q.suffix.lower() in PHOTO_SUFFIXES for q in p.iterdir())
-        if not (is_set or p.suffix.lower() in RASTER_SUFFIXES | PHOTO_SUFFIXES):
+        if _outside(p, inbox):
+            refuse(p, f"it is a link to {os.path.realpath(p)}, outside the inbox (copy the "
+                      f"data into the inbox instead)", False)
+            continue
+        if p.is_dir():
+            photos = [q for q in sorted(p.iterdir())
+                      if q.suffix.lower() in PHOTO_SUFFIXES and not q.name.startswith(".")]
+            if not photos:
+                continue  # not a photo set (yet)
+            leaving = [q.name for q in photos if _outside(q, inbox)]
+            if leaving:
+                refuse(p, f"{', '.join(leaving)} link(s) outside the inbox", False)
+                continue
+        elif p.suffix.lower() in RASTER_SUFFIXES | PHOTO_SUFFIXES:
+            photos = [p]
+        else:
             continue
         try:
+            if any(q.stat().st_size == 0 for q in photos):
+                refuse(p, "an empty (0-byte) file", True)
+                continue
+            waiting = _settled(photos, settle_s, now)
+            if waiting:
+                refuse(p, waiting, True)
+                continue
+            broken = next((e for e in map(_opens_completely, photos) if e), None)
+            if broken:
+                refuse(p, broken, True)
+                continue
             found.append(ingest(bind, row.id, p))
         except (OSError, ValueError) as exc:
             log.error("inbox %s: cannot ingest %s: %s", inbox, p, exc)
     return found
 
 
-def pending_surveys(bind: Engine | Session, site: int | str) -> list[m.Survey]:
-    """Surveys of ``site`` without a succeeded inference run, oldest acquisition first."""
+@dataclass
+class SurveyState:
+    """Where a survey stands in the pipeline (:func:`survey_states`).
+
+    Attributes:
+        state: ``done`` (a succeeded run), ``pending`` (to run now), ``waiting`` (failed;
+            retried after ``retry_at``), ``parked`` (failed ``MAX_SURVEY_FAILURES`` times;
+            needs ``crackwatch survey retry|skip``), ``skipped`` (by ``survey skip``).
+        failures: failed or abandoned runs since the last ``survey retry``.
+        retry_at: UTC time of the next try of a ``waiting`` survey.
+        last_error: the last line of the latest failure.
+    """
+
+    survey_id: int
+    state: str
+    failures: int = 0
+    retry_at: datetime | None = None
+    last_error: str | None = None
+
+
+def survey_states(bind: Engine | Session, site: int | str, *, now: datetime | None = None,
+                  max_failures: int = MAX_SURVEY_FAILURES,
+                  retry_base_s: float = SURVEY_RETRY_BASE_S) -> list[SurveyState]:
+    """The :class:`SurveyState` of each survey of ``site``, oldest acquisition first.
+
+    Failures are the survey's ``process_survey`` job runs that ``failed`` or were
+    ``abandoned`` (its process died) since its last ``survey retry``.
+
+    Raises:
+        RecordNotFoundError: no such site.
+    """
+    from datetime import timedelta
+
     from geodata.store.api import get_site
 
+    now = now or m.utcnow()
     site_id = get_site(bind, site).id
     with session_scope(bind) as s:
-        done = select(m.InferenceRun.survey_id).where(m.InferenceRun.status == "succeeded")
-        return list(s.scalars(
-            select(m.Survey).where(m.Survey.site_id == site_id, m.Survey.id.not_in(done))
-            .order_by(m.Survey.acquired_at, m.Survey.id)))
+        done = set(s.scalars(select(m.InferenceRun.survey_id).join(m.Survey).where(
+            m.Survey.site_id == site_id, m.InferenceRun.status == "succeeded")))
+        surveys = list(s.scalars(select(m.Survey).where(m.Survey.site_id == site_id)
+                                 .order_by(m.Survey.acquired_at, m.Survey.id)))
+        failed: dict[int, list[m.JobRun]] = {}
+        for j in s.scalars(select(m.JobRun).where(
+                m.JobRun.site_id == site_id, m.JobRun.job == "process_survey",
+                m.JobRun.status.in_(("failed", "abandoned"))).order_by(m.JobRun.started_at)):
+            failed.setdefault(j.survey_id, []).append(j)
+        out = []
+        for sv in surveys:
+            meta = sv.meta or {}
+            if sv.id in done:
+                out.append(SurveyState(sv.id, "done"))
+                continue
+            since = meta.get("retry_from")
+            runs = [j for j in failed.get(sv.id, [])
+                    if since is None or j.started_at > datetime.fromisoformat(since)]
+            last_error = None
+            if runs:
+                err = (runs[-1].error or "").strip().splitlines()
+                last_error = err[-1] if err else runs[-1].status
+            if meta.get("skipped"):
+                out.append(SurveyState(sv.id, "skipped", len(runs), None, last_error))
+            elif len(runs) >= max_failures:
+                out.append(SurveyState(sv.id, "parked", len(runs), None, last_error))
+            elif runs:
+                last = runs[-1].finished_at or runs[-1].started_at
+                retry_at = last + timedelta(seconds=retry_base_s * 2 ** (len(runs) - 1))
+                out.append(SurveyState(sv.id, "waiting" if retry_at > now else "pending",
+                                       len(runs), retry_at, last_error))
+            else:
+                out.append(SurveyState(sv.id, "pending"))
+        return out
+
+
+def pending_surveys(bind: Engine | Session, site: int | str, *, now: datetime | None = None,
+                    max_failures: int = MAX_SURVEY_FAILURES,
+                    retry_base_s: float = SURVEY_RETRY_BASE_S) -> list[m.Survey]:
+    """Surveys of ``site`` to run now, oldest acquisition first: no succeeded run, not
+    skipped, not parked, and past the backoff of their last failure (:func:`survey_states`).
+    """
+    ids = [st.survey_id for st in survey_states(bind, site, now=now, max_failures=max_failures,
+                                                retry_base_s=retry_base_s)
+           if st.state == "pending"]
+    with session_scope(bind) as s:
+        by_id = {sv.id: sv for sv in s.scalars(select(m.Survey).where(m.Survey.id.in_(ids)))}
+        return [by_id[i] for i in ids]
+
+
+def retry_survey(bind: Engine, survey_id: int) -> m.Survey:
+    """Un-park (or un-skip) a survey: its failures so far no longer count; the next run of
+    its site processes it.
+
+    Raises:
+        RecordNotFoundError: no such survey.
+    """
+    return _set_survey_meta(bind, survey_id, retry_from=m.utcnow().isoformat(), skipped=None)
+
+
+def skip_survey(bind: Engine, survey_id: int, reason: str = "") -> m.Survey:
+    """Leave a survey out of every later run (until :func:`retry_survey`).
+
+    Raises:
+        RecordNotFoundError: no such survey.
+    """
+    return _set_survey_meta(bind, survey_id, skipped={"at": m.utcnow().isoformat(),
+                                                      "reason": reason or None})
+
+
+def _set_survey_meta(bind: Engine, survey_id: int, **values: Any) -> m.Survey:
+    from geodata.errors import RecordNotFoundError
+
+    with session_scope(bind, write=True) as s:
+        sv = s.get(m.Survey, survey_id)
+        if sv is None:
+            raise RecordNotFoundError(f"no survey with id {survey_id}; see `crackwatch survey "
+                                      f"list --site NAME`")
+        meta = dict(sv.meta or {})
+        for k, v in values.items():
+            if v is None:
+                meta.pop(k, None)
+            else:
+                meta[k] = v
+        sv.meta = meta
+        s.flush()
+        s.expunge(sv)
+        return sv
 
 
 # ------------------------------------------------------------------------------ job runs
@@ -273,6 +521,32 @@ def _finish_job(bind: Engine, job_id: int, status: str, error: str | None = None
                          for k, v in (row.steps or {}).items()}
 
 
+def _record_job(bind: Engine, job: str, site_id: int | None, status: str, *,
+                error: str | None = None, steps: dict[str, Any] | None = None) -> int | None:
+    """Write a finished job-run row for a job that is not one survey's run.
+
+    Returns its id, or ``None`` when even that write failed (logged): recording a failure
+    must never raise over the failure itself.
+    """
+    try:
+        with session_scope(bind, write=True) as s:
+            row = m.JobRun(job=job, site_id=site_id, status=status, steps=steps or {},
+                           finished_at=m.utcnow(), error=error)
+            s.add(row)
+            s.flush()
+            return row.id
+    except Exception as again:  # noqa: BLE001
+        log.error("cannot record job %s (%s): %s", job, status, again)
+        return None
+
+
+def _record_job_failure(bind: Engine, job: str, site_id: int | None,
+                        exc: BaseException) -> int | None:
+    """A finished ``failed`` job-run row with the traceback of ``exc`` (see _record_job)."""
+    return _record_job(bind, job, site_id, "failed",
+                       error="".join(traceback.format_exception(exc)))
+
+
 # --------------------------------------------------------------------------------- steps
 
 
@@ -284,14 +558,23 @@ def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions) -> di
 
     out = Path(opt.work_dir) / "probability" / f"survey{survey.id}_probability.tif"
     out.parent.mkdir(parents=True, exist_ok=True)
+    # per-run names: the map (and engine.infer's "<stem>.partial.tif" beside it) is written
+    # under a name of this run only, then renamed into place atomically, so two processes
+    # sharing a work dir never write one file
+    run_out = out.with_name(f"{out.stem}.run-{os.getpid()}-{uuid.uuid4().hex[:8]}.tif")
     import warnings
 
-    with warnings.catch_warnings():  # kept in res.warnings and recorded in the job's steps
-        warnings.simplefilter("ignore", UserWarning)
-        res = predict_raster(survey.source_path, model, out_path=out,
-                             tile_size=opt.tile_size, overlap=opt.overlap,
-                             batch_size=opt.batch_size, device=opt.device, progress=False,
-                             tta=opt.tta)
+    try:
+        with warnings.catch_warnings():  # kept in res.warnings and recorded in the job's steps
+            warnings.simplefilter("ignore", UserWarning)
+            res = predict_raster(survey.source_path, model, out_path=run_out,
+                                 tile_size=opt.tile_size, overlap=opt.overlap,
+                                 batch_size=opt.batch_size, device=opt.device, progress=False,
+                                 tta=opt.tta)
+        os.replace(run_out, out)
+    finally:
+        for leftover in (run_out, run_out.with_name(run_out.stem + ".partial.tif")):
+            leftover.unlink(missing_ok=True)
     t0 = time.perf_counter()
     with rasterio.open(out) as src:
         prob = src.read(1)
@@ -475,56 +758,19 @@ def _apply_alerts(s: Session, site: m.Site, survey: m.Survey) -> tuple[list, lis
     return raised, escalated
 
 
-def _notify(bind: Engine, items: Sequence[dict], notifiers: Sequence[Notifier]) -> int:
-    """Send each raised/escalated alert; record every delivery on the alert. Returns failures."""
-    failed = 0
-    for item in items:
-        results = deliver(AlertMessage.from_any(item), notifiers)
-        with session_scope(bind, write=True) as s:
-            alert = s.get(m.Alert, item["alert_id"])
-            log_rows = list(alert.notifications or [])
-            for r in results:
-                log_rows.append({"notifier": r.notifier, "ok": r.ok, "attempts": r.attempts,
-                                 "error": r.error, "at": r.at.isoformat(),
-                                 "level": item["level"]})
-                failed += 0 if r.ok else 1
-            alert.notifications = log_rows
-    return failed
-
-
 def retry_notifications(bind: Engine, notifiers: Sequence[Notifier],
                         site_id: int | None = None) -> int:
-    """Re-send notifications that failed and have not succeeded since (per notifier, level).
+    """Send every notification not yet delivered (of ``site_id``, or of every site).
 
-    Returns the number still failing.
+    The outbox rows (:mod:`jobs.outbox`) of the notifiers' channels that are pending, failed
+    or abandoned by a dead sender are sent now, regardless of their backoff: a run asked for
+    it. Each is sent to its own channel only, so a channel that already delivered an alert
+    does not get it twice.
+
+    Returns:
+        The number still failing (recorded on their rows; sent again next time).
     """
-    with session_scope(bind) as s:
-        q = select(m.Alert).where(m.Alert.resolved_at.is_(None))
-        if site_id is not None:
-            q = q.where(m.Alert.site_id == site_id)
-        todo = []
-        for a in s.scalars(q):
-            last: dict[tuple, bool] = {}
-            for n in a.notifications or []:
-                last[(n.get("notifier"), n.get("level"))] = bool(n.get("ok"))
-            if any(not ok for (_, lvl), ok in last.items() if lvl == a.level):
-                site = s.get(m.Site, a.site_id)
-                todo.append({"alert_id": a.id, "site": site.name, "level": a.level,
-                             "rule": a.rule, "track": a.track_id,
-                             "measured_value": a.measured_value, "threshold": a.threshold,
-                             "unit": (a.details or {}).get("unit", ""), "message": a.message,
-                             "_failed": {k[0] for k, ok in last.items()
-                                         if not ok and k[1] == a.level}})
-    still = 0
-    for item in todo:
-        again = [n for n in notifiers if _notifier_name(n) in item.pop("_failed")]
-        if again:
-            still += _notify(bind, [item], again)
-    return still
-
-
-def _notifier_name(n: Notifier) -> str:
-    return getattr(n, "name", type(n).__name__)
+    return deliver_pending(bind, notifiers, site_id=site_id, respect_backoff=False).failed
 
 
 # ------------------------------------------------------------------------------- pipeline
@@ -625,6 +871,8 @@ def process_survey(
                 raised, escalated = [], []
             else:
                 raised, escalated = _apply_alerts(s, s.get(m.Site, site.id), sv)
+            # the outbox rows commit with the alerts: a crash after the commit loses nothing
+            enqueue(s, raised + escalated, [channel_of(n) for n in notifiers])
             crack_count = run.crack_count or 0
         _set_step(bind, job_id, "store_track", "succeeded", run_id=run.id, cracks=crack_count,
                   new_tracks=new_tracks)
@@ -633,9 +881,15 @@ def process_survey(
                   **({"reason": skipped} if skipped else {}))
 
         step = "notify"
-        failed = _notify(bind, raised + escalated, notifiers)
+        if fault:
+            fault(step)
+        sent = deliver_pending(bind, notifiers, respect_backoff=False,
+                               alert_ids=[a["alert_id"] for a in raised + escalated]
+                               ) if raised or escalated else None
+        failed = sent.failed if sent else 0
         _set_step(bind, job_id, "notify", "succeeded" if not failed else "failed",
-                  sent=len(raised) + len(escalated), failed=failed)
+                  sent=sent.delivered if sent else 0, failed=failed,
+                  **({"errors": sent.errors} if failed else {}))
         _finish_job(bind, job_id, "succeeded")
         return SurveyResult(survey.id, job_id, "succeeded", cracks=crack_count,
                             new_tracks=new_tracks, alerts_raised=raised,
@@ -673,18 +927,84 @@ def run_site(
     model: Any = None,
     notifiers: Sequence[Notifier] | None = None,
     progress: Callable[[m.Survey, SurveyResult], None] | None = None,
+    wait_s: float = 0.0,
 ) -> list[SurveyResult]:
     """Scan the site's inbox, then process every pending survey in acquisition order.
 
-    Failed notifications of the site's open alerts are retried first.
-    """
-    scan_inbox(bind, site)
-    from geodata.store.api import get_site
+    One run per site at a time: the run holds the site's lock
+    (:func:`geodata.store.locks.site_lock`) throughout; a lock left by a dead process is taken
+    over and recorded (a ``lock_takeover`` job run). With the lock held, job runs of the site
+    still marked ``running`` belong to a process that is gone: they are marked
+    ``abandoned``. Notifications not yet delivered are sent first (a failure there is
+    recorded and never stops the surveys).
 
+    Args:
+        wait_s: seconds to wait while another process runs the site (0: refuse at once).
+
+    Raises:
+        SiteBusyError: another live process runs the site (after ``wait_s``).
+        RecordNotFoundError: no such site.
+    """
+    from geodata.store.api import get_site
+    from geodata.store.locks import site_lock
+
+    site_id = get_site(bind, site).id
+    with site_lock(bind, site_id, purpose="run_site", wait_s=wait_s) as held:
+        if held.taken_over_from:
+            _record_job(bind, "lock_takeover", site_id, "succeeded",
+                        steps={"lock": {"status": "taken over",
+                                        "from": held.taken_over_from,
+                                        "by": held.owner}})
+        abandon_job_runs(bind, site_id, by=held.owner)
+        return _run_site_locked(bind, site_id, options, model=model, notifiers=notifiers,
+                                progress=progress)
+
+
+def abandon_job_runs(bind: Engine, site_id: int, *, by: str = "") -> int:
+    """Mark the site's job runs still ``running`` as ``abandoned``; returns how many.
+
+    Call it only while holding the site's lock: then no live process can be running them
+    (their process was killed, crashed or lost its disk).
+    """
+    with session_scope(bind, write=True) as s:
+        rows = list(s.scalars(select(m.JobRun).where(m.JobRun.site_id == site_id,
+                                                     m.JobRun.status == "running")))
+        for row in rows:
+            row.status = "abandoned"
+            row.finished_at = m.utcnow()
+            row.error = (f"abandoned: the process running it is gone (it no longer held the "
+                         f"site lock; found by {by or 'the next run'} at "
+                         f"{row.finished_at:%Y-%m-%d %H:%M:%S} UTC)")
+            row.steps = {k: (v if v.get("status") != "pending" else {"status": "not run"})
+                         for k, v in (row.steps or {}).items()}
+            log.warning("site %s: job run %s (%s) was abandoned by its process", site_id,
+                        row.id, row.job)
+    return len(rows)
+
+
+def _run_site_locked(bind: Engine, site_id: int, options: PipelineOptions, *, model: Any,
+                     notifiers: Sequence[Notifier] | None,
+                     progress: Callable[[m.Survey, SurveyResult], None] | None
+                     ) -> list[SurveyResult]:
+    scan_inbox(bind, site_id, settle_s=options.inbox_settle_s)
     if notifiers:
-        retry_notifications(bind, notifiers, get_site(bind, site).id)
+        try:
+            retry_notifications(bind, notifiers, site_id)
+        except Exception as exc:  # noqa: BLE001 - a retry failure never stops the surveys
+            log.error("site %s: retrying failed notifications failed: %s; the surveys are "
+                      "processed anyway and the retry runs again next time", site_id, exc)
+            _record_job_failure(bind, "retry_notifications", site_id, exc)
     results = []
-    pending = pending_surveys(bind, site)
+    pending = pending_surveys(bind, site_id, max_failures=options.max_survey_failures,
+                              retry_base_s=options.survey_retry_base_s)
+    for st in survey_states(bind, site_id, max_failures=options.max_survey_failures,
+                            retry_base_s=options.survey_retry_base_s):
+        if st.state in ("parked", "waiting"):
+            log.warning("site %s: survey %s is %s after %d failure(s)%s (last: %s)", site_id,
+                        st.survey_id, st.state, st.failures,
+                        f" until {st.retry_at:%Y-%m-%d %H:%M} UTC" if st.retry_at else
+                        f"; `crackwatch survey retry {st.survey_id}` or `skip`",
+                        st.last_error)
     if pending and model is None:  # load once for all pending surveys of the site
         from engine.errors import ModelNotFoundError, WeightsIntegrityError
 

@@ -8,7 +8,9 @@ missed while the scheduler was down collapse into one), ``max_instances=1`` (a s
 never overlaps the next) and a misfire grace time. The job (:func:`run_site_job`) scans the
 site's inbox for new orthomosaics and photo folders and processes every pending survey. The
 job list is re-synchronised with the sites table every :data:`SYNC_MINUTES` minutes, so a
-site added with ``crackwatch site add`` is picked up without a restart. SIGTERM and SIGINT
+site added with ``crackwatch site add`` is picked up without a restart. Every
+:data:`OUTBOX_MINUTES` minutes :func:`deliver_outbox_job` sends the notifications that are
+due (see :mod:`jobs.outbox`). SIGTERM and SIGINT
 shut the scheduler down cleanly (a running survey finishes first).
 """
 
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SCHEDULE = "0 2 * * *"  # nightly, 02:00 site-local time
 MISFIRE_GRACE_S = 6 * 3600  # a run missed by up to 6 h still runs (once: coalesce)
 SYNC_MINUTES = 5
+OUTBOX_MINUTES = 2  # how often undelivered notifications are sent (honouring backoff)
 JOB_PREFIX = "site-"
 
 
@@ -55,6 +58,7 @@ def run_site_job(database_url: str, site_id: int, options: dict[str, Any]) -> in
     """
     from pathlib import Path
 
+    from geodata.errors import SiteBusyError
     from geodata.store import connect
     from jobs.cli_pipeline import _notifiers
     from jobs.pipeline import PipelineOptions, run_site
@@ -66,6 +70,46 @@ def run_site_job(database_url: str, site_id: int, options: dict[str, Any]) -> in
         log.info("site %s: %d survey(s) processed (%d failed)", site_id, len(results),
                  sum(r.status == "failed" for r in results))
         return len(results)
+    except SiteBusyError as exc:  # a manual run holds the site: this cycle is skipped
+        from jobs.pipeline import _record_job
+
+        log.info("site %s: skipped, %s", site_id, exc)
+        _record_job(engine, "run_site", site_id, "skipped", error=str(exc))
+        return 0
+    except Exception as exc:  # noqa: BLE001 - recorded on the Runs page, next cycle retries
+        from jobs.pipeline import _record_job_failure
+
+        log.error("site %s: the scheduled run failed: %s", site_id, exc)
+        _record_job_failure(engine, "run_site", site_id, exc)
+        return 0
+    finally:
+        engine.dispose()
+
+
+def deliver_outbox_job(database_url: str) -> int:
+    """The scheduler's outbox cycle: send the notifications of every site that are due.
+
+    Failed rows wait for their backoff (:mod:`jobs.outbox`). Returns the number delivered;
+    a failure of the cycle itself is logged and recorded as a failed ``deliver_outbox`` job
+    run, and the next cycle tries again.
+    """
+    from geodata.store import connect
+    from jobs.cli_pipeline import _notifiers
+    from jobs.outbox import deliver_pending
+
+    engine = connect(database_url)
+    try:
+        report = deliver_pending(engine, _notifiers())
+        if report.delivered or report.failed:
+            log.info("outbox: %d notification(s) delivered, %d failed", report.delivered,
+                     report.failed)
+        return report.delivered
+    except Exception as exc:  # noqa: BLE001 - recorded, retried next cycle
+        from jobs.pipeline import _record_job_failure
+
+        log.error("outbox cycle failed: %s", exc)
+        _record_job_failure(engine, "deliver_outbox", None, exc)
+        return 0
     finally:
         engine.dispose()
 
@@ -141,6 +185,9 @@ def start(database_url: str, options: dict[str, Any]) -> None:
     signal.signal(signal.SIGINT, _stop)
     scheduler.add_job(sync_site_jobs, "interval", minutes=SYNC_MINUTES, id="sync-sites",
                       args=[scheduler, database_url, options], replace_existing=True,
+                      jobstore="memory", next_run_time=datetime.now(UTC))
+    scheduler.add_job(deliver_outbox_job, "interval", minutes=OUTBOX_MINUTES,
+                      id="deliver-outbox", args=[database_url], replace_existing=True,
                       jobstore="memory", next_run_time=datetime.now(UTC))
     log.info("scheduler started (store %s); Ctrl-C or SIGTERM stops it",
              database_url.split("@")[-1])

@@ -71,6 +71,7 @@ history = pd.DataFrame({
     "acknowledge note": alerts["acknowledge_note"].fillna(""),
     "resolved (UTC)": alerts["resolved_at"].map(c.when),
     "resolve note": alerts["resolve_note"].fillna(""),
+    "notifications": alerts["delivery"],
     "message": alerts["message"],
 })
 st.dataframe(c.level_style(history), hide_index=True, width="stretch")

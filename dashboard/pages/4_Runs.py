@@ -57,6 +57,21 @@ else:
         with st.expander(f"Error of job run {r.job_run_id} ({r.job}, {c.when(r.started_at)})"):
             st.code(r.error, language=None)
 
+outbox = c.load_undelivered_notifications(url)
+st.subheader("Notifications not yet delivered")
+if outbox.empty:
+    st.success("Every alert notification has been delivered.")
+else:
+    st.dataframe(pd.DataFrame({
+        "alert": outbox["alert_id"], "site": outbox["site_name"],
+        "channel": outbox["channel"], "level": outbox["level"], "status": outbox["status"],
+        "tries": outbox["attempts"], "last error": outbox["last_error"].fillna(""),
+        "last try (UTC)": outbox["last_attempt_at"].map(c.when),
+        "next try (UTC)": outbox["next_attempt_at"].map(c.when),
+    }), hide_index=True, width="stretch")
+    st.caption("Each is sent again by the next `crackwatch run` of its site and by the "
+               "scheduler every few minutes.")
+
 st.subheader("Inference runs")
 if runs.empty:
     st.info("No inference runs yet.")

@@ -310,7 +310,8 @@ def add_site(
 
 
 def get_site(bind: Engine | Session, site: int | str | Site) -> Site:
-    """The site with this id or name.
+    """The site with this id (int) or name (str; a string of digits that names no site is
+    taken as an id).
 
     Raises:
         RecordNotFoundError: no such site (the message lists the known names).
@@ -322,12 +323,12 @@ def get_site(bind: Engine | Session, site: int | str | Site) -> Site:
 def _site(s: Session, site: int | str | Site) -> Site:
     if isinstance(site, Site):
         site = site.id
-    if isinstance(site, int) or (isinstance(site, str) and site.isdigit()):
-        found = s.get(Site, int(site))
-        if found is None and isinstance(site, str):
-            found = s.scalar(select(Site).where(Site.name == site))
-    else:
+    if isinstance(site, int):
+        found = s.get(Site, site)
+    else:  # a name first, so a site named "1" is that site; digits alone: an id as before
         found = s.scalar(select(Site).where(Site.name == site))
+        if found is None and isinstance(site, str) and site.isdigit():
+            found = s.get(Site, int(site))
     if found is None:
         names = s.scalars(select(Site.name).order_by(Site.name).limit(20)).all()
         raise RecordNotFoundError(

@@ -17,6 +17,10 @@ Tables (all ids are integer surrogate keys, all timestamps aware UTC):
 * ``survey_summary``: per site and survey: crack count, total length, new cracks...
 * ``alert``: a warning level raised for a site (optionally a track) by a rule.
 * ``job_run``: one run of a scheduled/CLI job with its step statuses.
+* ``site_lock``: the site whose pipeline a process is running, with owner and heartbeat
+  (:mod:`geodata.store.locks`).
+* ``notification``: the outbox: one row per (alert, channel, level) to deliver, written in
+  the alert's transaction, marked delivered or failed by the sender (:mod:`jobs.outbox`).
 
 Geometry columns use :class:`~geodata.store.types.GeometryType` (PostGIS ``geometry`` with a
 GiST index on PostgreSQL, EWKB on SQLite). The schema is owned by the Alembic migrations in
@@ -59,6 +63,8 @@ __all__ = [
     "CrackTrack",
     "InferenceRun",
     "JobRun",
+    "Notification",
+    "SiteLock",
     "Site",
     "Survey",
     "SurveySummary",
@@ -80,7 +86,11 @@ TRACK_EVENTS = ("new", "continued", "split", "merged", "vanished")
 #: Alert levels in increasing order of severity.
 ALERT_LEVELS = ("green", "yellow", "orange", "red")
 #: Job run statuses.
-JOB_STATUSES = ("running", "succeeded", "failed", "skipped")
+#: ``abandoned``: the process running it is gone (killed, crashed); set by the next run.
+JOB_STATUSES = ("running", "succeeded", "failed", "skipped", "abandoned")
+#: Outbox notification statuses: ``pending`` (never tried), ``sending`` (claimed by a
+#: sender), ``delivered``, ``failed`` (last try failed; sent again later).
+NOTIFICATION_STATUSES = ("pending", "sending", "delivered", "failed")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -389,3 +399,62 @@ class JobRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     steps: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Notification(Base):
+    """One notification to deliver: an alert at a level through one channel (the outbox).
+
+    Written in the same transaction as the alert it announces, so a crash after the commit
+    cannot lose it; a sender (:mod:`jobs.outbox`) claims it (``sending``), sends it and
+    marks it ``delivered`` or ``failed`` with the error and the time of the next try
+    (``next_attempt_at``, exponential backoff). Unique per ``(alert_id, channel, level)``:
+    an alert is announced once per channel and level. ``payload`` is the
+    :class:`jobs.notify.AlertMessage` as JSON, as it was when the alert was raised or
+    escalated.
+    """
+
+    __tablename__ = "notification"
+    __table_args__ = (
+        CheckConstraint(_in("status", NOTIFICATION_STATUSES), name="status"),
+        UniqueConstraint("alert_id", "channel", "level",
+                         name="uq_notification_alert_id_channel_level"),
+        Index("ix_notification_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id", ondelete="CASCADE"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(100))
+    level: Mapped[str] = mapped_column(String(10))
+    action: Mapped[str] = mapped_column(String(20), default="raise")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SiteLock(Base):
+    """The process running a site's pipeline now: one row per locked site.
+
+    On SQLite this row IS the lock (taken in a ``BEGIN IMMEDIATE`` transaction); on
+    PostgreSQL the lock is a session advisory lock and the row says who holds it. ``owner``
+    is ``host:pid``; ``heartbeat_at`` is refreshed while it runs; ``taken_over_from`` records
+    a stale lock (dead owner) that this owner took over. See :mod:`geodata.store.locks`.
+    """
+
+    __tablename__ = "site_lock"
+
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"),
+                                         primary_key=True, autoincrement=False)
+    owner: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    purpose: Mapped[str | None] = mapped_column(String(200))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    taken_over_from: Mapped[str | None] = mapped_column(Text)

@@ -85,3 +85,42 @@ def test_train_cli_augment_and_val_set_none(tmp_path: Path):
     r = runner.invoke(app, ["train", "segment", "--augment", "gpu", "--max-images-per-set", "2",
                             "--data-root", str(DATA_ROOT), "--out-dir", str(tmp_path)])
     assert r.exit_code == 2 and "augment must be 'per-crop' or 'batched'" in r.output
+
+
+def test_user_text_with_rich_markup_is_printed_as_typed(tmp_path: Path):
+    """A site named like Rich markup neither crashes `site add`, `survey add` nor `site
+    list`, and errors print `error:` without literal markup tags."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from datetime import datetime
+
+    from synthetic import write_ortho
+
+    url = f"sqlite:///{tmp_path / 'cw.db'}"
+    name = "bad[/green]name"
+    r = runner.invoke(app, ["site", "add", name, "--profile", "structure", "--crs",
+                            "EPSG:32633", "--url", url])
+    assert r.exit_code == 0, r.output
+    assert name in r.output
+    tif = write_ortho(tmp_path / "[bold]a.tif", when=datetime(2026, 6, 1))
+    r = runner.invoke(app, ["survey", "add", str(tif), "--site", name, "--url", url])
+    assert r.exit_code == 0, r.output
+    assert "[bold]a.tif" in r.output.replace("\n", "")
+    r = runner.invoke(app, ["site", "list", "--url", url])
+    assert r.exit_code == 0 and "bad[/g" in r.output, r.output  # narrow test terminal
+    r = runner.invoke(app, ["survey", "list", "--site", "[red]nowhere", "--url", url])
+    assert r.exit_code == 2
+    assert "error:" in r.output and "[bold red]" not in r.output and "[red]nowhere" in r.output
+
+
+@pytest.mark.parametrize("url, says", [
+    ("garbage", "cannot parse database URL"),
+    ("mysql://x@localhost/db", "supports sqlite and postgresql"),
+    ("postgresql+psycopg://nobody@127.0.0.1:1/x", "Connection refused"),
+])
+def test_a_bad_store_url_is_one_error_line_not_a_traceback(url, says):
+    for args in (["site", "list"], ["survey", "list", "--site", "x"], ["run", "--site", "x"]):
+        r = runner.invoke(app, [*args, "--url", url])
+        assert r.exit_code == 2, r.output
+        assert says in r.output and "--url" in r.output and "Traceback" not in r.output

@@ -3,16 +3,15 @@
 The PostGIS half creates a fresh database ``crackwatch_test_<random>`` per test session on
 ``CRACKWATCH_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``)
 and drops it at the end. When the server or PostGIS is missing these tests skip with the
-reason, except in CI (env ``CI`` set, as ``.ci/run`` does), where they fail.
+reason, except in CI (env ``CI`` set, as ``.ci/run`` does), where they fail. The fixtures
+(``postgis_url``, ``engine``) live in ``tests/integration/conftest.py``, shared with the
+fault-injection tests.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -37,74 +36,6 @@ from geodata.vectorise import vectorise_cracks_and_skeletons
 EPSG = 32633
 X0, Y0 = 500_000.123456789, 5_100_000.987654321  # awkward floats: round trips must be exact
 T0 = datetime(2024, 3, 1, 6, 30, tzinfo=UTC)
-ADMIN_URL = os.environ.get("CRACKWATCH_TEST_POSTGRES_URL",
-                           "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-# --------------------------------------------------------------------------- fixtures
-
-
-def _unavailable(reason: str) -> None:
-    msg = (f"PostGIS store tests need PostgreSQL with PostGIS at {ADMIN_URL}: {reason}. "
-           f"Install it (apt-get install postgresql-15-postgis-3; .ci/run does) or set "
-           f"CRACKWATCH_TEST_POSTGRES_URL")
-    if os.environ.get("CI"):
-        pytest.fail(msg + " (CI is set: these tests never skip in CI)")
-    pytest.skip(msg)
-
-
-@pytest.fixture(scope="session")
-def postgis_url():
-    """A fresh PostGIS database for this test session, schema at head; dropped at the end."""
-    try:
-        import psycopg
-    except ImportError as exc:  # pragma: no cover - a declared dependency
-        _unavailable(f"psycopg is not installed ({exc})")
-    name = f"crackwatch_test_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        _unavailable(f"cannot connect ({str(exc).strip()})")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        base = ADMIN_URL.rsplit("/", 1)[0]
-        url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
-        try:
-            with psycopg.connect(f"{base}/{name}", autocommit=True) as conn:
-                conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-            store.upgrade(url)
-            yield url
-        except psycopg.Error as exc:
-            _unavailable(f"PostGIS is not available ({str(exc).strip()})")
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgis", marks=pytest.mark.postgis)])
-def engine(request, tmp_path: Path):
-    """An engine on an empty, migrated store: a SQLite file or the session's PostGIS db."""
-    if request.param == "sqlite":
-        url = store.sqlite_url(tmp_path / "store.db")
-        assert store.upgrade(url) == store.head_revision()
-        eng = store.connect(url)
-    else:
-        eng = store.connect(request.getfixturevalue("postgis_url"))
-        tables = ", ".join(t.name for t in store.Base.metadata.sorted_tables)
-        with eng.begin() as conn:
-            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def sqlite_engine(tmp_path: Path):
-    url = store.sqlite_url(tmp_path / "store.db")
-    store.upgrade(url)
-    eng = store.connect(url, busy_timeout_ms=200)
-    yield eng
-    eng.dispose()
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -647,7 +578,7 @@ def test_cli_db_export_bench(tmp_path, monkeypatch):
     url = store.sqlite_url(tmp_path / "cli.db")
     r = runner.invoke(app, ["db", "upgrade", "--url", url])
     assert r.exit_code == 0, r.output
-    assert "revision 0001" in r.output
+    assert f"revision {store.head_revision()}" in r.output
     r = runner.invoke(app, ["db", "current", "--url", url])
     assert r.exit_code == 0 and "up to date" in r.output
     eng = store.connect(url)

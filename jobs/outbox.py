@@ -1,0 +1,254 @@
+"""The notifications outbox: what an alert must announce is stored with the alert.
+
+The pipeline writes one ``notification`` row per (alert, channel, level) in the same
+transaction as the alert (:func:`enqueue`), so a crash right after the commit cannot lose a
+notification. After the commit a sender (:func:`deliver_pending`) delivers the rows:
+
+1. it **claims** a row with one conditional ``UPDATE`` (``pending``/``failed`` ->
+   ``sending``, owner and time recorded); a row another process claimed is left to it, so two
+   senders at once (a manual run during the scheduler's cycle) do not both send it;
+2. it sends through the notifier of the row's channel (which has its own retries with
+   backoff, e.g. :class:`jobs.notify.WebhookNotifier`);
+3. it marks the row ``delivered``, or ``failed`` with the error text and the time of the
+   next try (``next_attempt_at``: exponential backoff, :data:`BASE_BACKOFF_S` doubled per
+   failed try, capped at :data:`MAX_BACKOFF_S`).
+
+A sender that dies between sending and marking leaves the row ``sending``; after
+:data:`CLAIM_TIMEOUT_S` any sender takes it again. So a notification is delivered at least
+once and, unless a sender dies in exactly that window, exactly once per channel and level.
+
+Every ``crackwatch run`` resends everything not yet delivered for its site
+(``respect_backoff=False``); the scheduler sends due rows of every site on its own cycle
+(:func:`jobs.scheduler.deliver_outbox_job`), honouring the backoff. Each try is also
+appended to the alert's ``notifications`` log (the audit trail the dashboard shows).
+
+A channel is a notifier's ``name`` (``log``, ``webhook``, ``email``). Rows of a channel that
+is not configured in the sending process (say the webhook variable was unset) stay pending
+until a process that has it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from geodata.store import models as m
+from geodata.store.engine import session_scope
+from jobs.notify import AlertMessage, Notifier, deliver
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "BASE_BACKOFF_S",
+    "CLAIM_TIMEOUT_S",
+    "MAX_BACKOFF_S",
+    "OutboxReport",
+    "channel_of",
+    "deliver_pending",
+    "enqueue",
+    "sender_id",
+]
+
+#: Backoff before the first retry of a failed row, seconds (doubled per failed try).
+BASE_BACKOFF_S = 60.0
+#: Longest backoff between two tries of one row, seconds.
+MAX_BACKOFF_S = 3600.0
+#: A row ``sending`` for longer than this (seconds) is taken as abandoned by a dead sender
+#: and sent again. Longer than any notifier's tries, timeouts and backoff together.
+CLAIM_TIMEOUT_S = 15 * 60.0
+
+
+def sender_id() -> str:
+    """``host:pid`` of this process: who claimed a row (shown on a ``sending`` row)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def channel_of(notifier: Notifier) -> str:
+    """The channel name of a notifier: its ``name`` (or its class name)."""
+    return str(getattr(notifier, "name", type(notifier).__name__))
+
+
+def backoff_s(failed_tries: int) -> float:
+    """Seconds to wait after ``failed_tries`` (>= 1) failed tries of one row."""
+    return min(MAX_BACKOFF_S, BASE_BACKOFF_S * 2 ** max(0, failed_tries - 1))
+
+
+@dataclass
+class OutboxReport:
+    """What one :func:`deliver_pending` call did.
+
+    Attributes:
+        delivered: rows sent and marked delivered.
+        failed: rows whose try failed (marked failed, sent again later).
+        errors: ``"alert N via CHANNEL: error"`` per failed row.
+    """
+
+    delivered: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def enqueue(s: Session, items: Iterable[Mapping[str, Any]], channels: Sequence[str]) -> int:
+    """Add a pending row per alert item and channel, inside ``s``'s transaction.
+
+    Args:
+        s: the session whose transaction writes the alerts (the rows commit with them).
+        items: raised/escalated alert records with ``alert_id``, ``level``, ``message``
+            (and the other :class:`jobs.notify.AlertMessage` fields; ``action``
+            ``raise``/``escalate``).
+        channels: notifier names to announce through.
+
+    Returns:
+        The number of rows added. A row that exists for (alert, channel, level) is not added
+        again: an alert is announced once per channel and level.
+
+    Raises:
+        ValueError: an item without ``alert_id`` or with an invalid level.
+    """
+    added = 0
+    for item in items:
+        if item.get("alert_id") is None:
+            raise ValueError(f"an outbox item needs the alert_id of a stored alert: {item!r}")
+        msg = AlertMessage.from_any(item)
+        payload = msg.to_dict()
+        alert_id = int(item["alert_id"])
+        site_id = s.get(m.Alert, alert_id).site_id
+        for channel in dict.fromkeys(channels):
+            exists = s.scalar(select(m.Notification.id).where(
+                m.Notification.alert_id == alert_id, m.Notification.channel == channel,
+                m.Notification.level == msg.level))
+            if exists is not None:
+                continue
+            s.add(m.Notification(alert_id=alert_id, site_id=site_id, channel=channel,
+                                 level=msg.level, action=msg.action or "raise",
+                                 payload=payload, status="pending", attempts=0))
+            added += 1
+    s.flush()
+    return added
+
+
+def _due(now: datetime, respect_backoff: bool) -> Any:
+    stale = now - timedelta(seconds=CLAIM_TIMEOUT_S)
+    retry = m.Notification.status.in_(("pending", "failed"))
+    if respect_backoff:
+        retry = and_(retry, or_(m.Notification.next_attempt_at.is_(None),
+                                m.Notification.next_attempt_at <= now))
+    abandoned = and_(m.Notification.status == "sending",
+                     m.Notification.last_attempt_at < stale)
+    return or_(retry, abandoned)
+
+
+def deliver_pending(
+    bind: Engine,
+    notifiers: Sequence[Notifier],
+    *,
+    site_id: int | None = None,
+    alert_ids: Iterable[int] | None = None,
+    respect_backoff: bool = True,
+    now: datetime | None = None,
+) -> OutboxReport:
+    """Send the outbox rows that are due, one claim-send-mark cycle per row, oldest first.
+
+    Args:
+        bind: the store's engine.
+        notifiers: the configured notifiers; only rows of their channels are sent.
+        site_id: only this site's rows.
+        alert_ids: only these alerts' rows (the pipeline, right after its commit).
+        respect_backoff: skip failed rows whose ``next_attempt_at`` is in the future
+            (the scheduler's cycle); ``False`` sends every undelivered row (a run).
+        now: the current time (tests); default :func:`geodata.store.models.utcnow`.
+
+    Returns:
+        :class:`OutboxReport`. Never raises for a failed send (it is recorded on the row);
+        database errors propagate.
+
+    Raises:
+        ValueError: two notifiers with the same name (a channel must be unambiguous).
+    """
+    by_channel: dict[str, Notifier] = {}
+    for n in notifiers:
+        name = channel_of(n)
+        if name in by_channel:
+            raise ValueError(f"two notifiers are named {name!r}: give each a unique name "
+                             f"(it is the channel recorded in the outbox)")
+        by_channel[name] = n
+    report = OutboxReport()
+    if not by_channel:
+        return report
+    now = now or m.utcnow()
+    with session_scope(bind) as s:
+        q = (select(m.Notification.id)
+             .where(m.Notification.channel.in_(list(by_channel)), _due(now, respect_backoff))
+             .order_by(m.Notification.id))
+        if site_id is not None:
+            q = q.where(m.Notification.site_id == site_id)
+        if alert_ids is not None:
+            q = q.where(m.Notification.alert_id.in_([int(a) for a in alert_ids]))
+        ids = list(s.scalars(q))
+    me = sender_id()
+    for row_id in ids:
+        row = _claim(bind, row_id, me, now, respect_backoff)
+        if row is None:
+            continue  # another sender took it (or it was delivered meanwhile)
+        notifier = by_channel[row["channel"]]
+        result = deliver(row["payload"], [notifier])[0]
+        _mark(bind, row_id, result)
+        if result.ok:
+            report.delivered += 1
+        else:
+            report.failed += 1
+            report.errors.append(f"alert {row['alert_id']} via {row['channel']}: "
+                                 f"{result.error}")
+    return report
+
+
+def _claim(bind: Engine, row_id: int, owner: str, now: datetime,
+           respect_backoff: bool) -> dict[str, Any] | None:
+    """Take row ``row_id`` for sending if it is still due; its data, or None if not ours."""
+    with session_scope(bind, write=True) as s:
+        res = s.execute(
+            update(m.Notification)
+            .where(m.Notification.id == row_id, _due(now, respect_backoff))
+            .values(status="sending", claimed_by=owner, last_attempt_at=m.utcnow())
+            .execution_options(synchronize_session=False))
+        if res.rowcount != 1:
+            return None
+        row = s.get(m.Notification, row_id)
+        return {"alert_id": row.alert_id, "channel": row.channel, "level": row.level,
+                "payload": dict(row.payload or {})}
+
+
+def _mark(bind: Engine, row_id: int, result: Any) -> None:
+    """Record the outcome of one try on the row and in the alert's delivery log."""
+    with session_scope(bind, write=True) as s:
+        row = s.get(m.Notification, row_id)
+        if row is None:  # the alert (and its rows) was deleted meanwhile
+            return
+        row.attempts = (row.attempts or 0) + max(1, int(result.attempts))
+        row.claimed_by = None
+        if result.ok:
+            row.status, row.delivered_at, row.last_error = "delivered", result.at, None
+            row.next_attempt_at = None
+        else:
+            failures = len([e for e in _alert_log(s, row) if e.get("ok") is False]) + 1
+            row.status, row.last_error = "failed", result.error
+            row.next_attempt_at = result.at + timedelta(seconds=backoff_s(failures))
+        alert = s.get(m.Alert, row.alert_id)
+        if alert is not None:
+            alert.notifications = [*(alert.notifications or []), {
+                "notifier": row.channel, "ok": result.ok, "attempts": result.attempts,
+                "error": result.error, "at": result.at.isoformat(), "level": row.level}]
+
+
+def _alert_log(s: Session, row: m.Notification) -> list[dict[str, Any]]:
+    alert = s.get(m.Alert, row.alert_id)
+    return [e for e in (alert.notifications or []) if e.get("notifier") == row.channel
+            and e.get("level") == row.level] if alert is not None else []

@@ -1,0 +1,35 @@
+"""Synthetic inputs for the integration tests: a tiny orthomosaic and an exact model."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.transform import from_origin
+
+EPSG = 32633
+
+
+def write_ortho(path: Path, *, when: datetime, crack_cols: int = 150, seed: int = 0) -> Path:
+    """A 256x256 RGB GeoTIFF (EPSG:32633, 2 mm pixels) with a dark 3-px crack-like line."""
+    rng = np.random.default_rng(seed)
+    img = np.clip(rng.normal(150, 12, (3, 256, 256)), 0, 255).astype(np.uint8)
+    img[:, 120:123, 40:40 + crack_cols] = 40
+    with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=3,
+                       dtype="uint8", crs=f"EPSG:{EPSG}", tiled=True, blockxsize=256,
+                       blockysize=256,
+                       transform=from_origin(500000, 6000000, 0.002, 0.002)) as dst:
+        dst.write(img)
+        dst.update_tags(TIFFTAG_DATETIME=f"{when:%Y:%m:%d %H:%M:%S}")
+    return path
+
+
+class DarkModel(torch.nn.Module):
+    """'Crack' = dark pixels: a fixed, exact stand-in for a trained model (ImageNet-normalised
+    input, logits out). On :func:`write_ortho` it finds the 3-px (6 mm) line."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -8.0 * (x.mean(1, keepdim=True) + 1.0)
