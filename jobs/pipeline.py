@@ -40,6 +40,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from engine.allocator import release_free_memory
 from geodata.store import models as m
 from geodata.store.api import RunInfo, ingest_survey, record_failed_run, store_run
 from geodata.store.engine import session_scope
@@ -99,7 +100,8 @@ class PipelineOptions:
         work_dir: where probability maps are written (``<work_dir>/probability/``).
         model_name: shipped or user model (default: the default shipped model).
         weights_dir: extra folder of weights + model cards.
-        tile_size, overlap, batch_size: tiling of :func:`engine.infer.predict_raster`, px.
+        tile_size, overlap, batch_size: tiling of :func:`engine.infer.predict_raster`, px
+            (batch size None: :func:`engine.infer.default_batch_size`, 4 on the CPU).
         device: ``cpu``, ``cuda``, ``cuda:N``.
         threshold: crack probability threshold in (0, 1].
         min_area_px: cracks with fewer pixels are dropped.
@@ -120,7 +122,7 @@ class PipelineOptions:
     weights_dir: Path | None = None
     tile_size: int = 512
     overlap: int = 64
-    batch_size: int = 8
+    batch_size: int | None = None
     device: str = "cpu"
     threshold: float = 0.5
     min_area_px: int = 20
@@ -828,7 +830,8 @@ def process_survey(
             "model_version": str(card.get("version", "")) or None,
             "weights_sha256": card.get("weights", {}).get("sha256"),
             "tiling": {"tile_size": options.tile_size, "overlap": options.overlap,
-                       "batch_size": options.batch_size, "threshold": options.threshold,
+                       "batch_size": options.batch_size or _default_batch(options.device),
+                       "threshold": options.threshold,
                        "min_area_px": options.min_area_px, "device": options.device,
                        "tta": options.tta},
             "started_at": datetime.now(UTC),
@@ -911,6 +914,12 @@ def process_survey(
                             seconds=time.perf_counter() - t_start)
 
 
+def _default_batch(device: str) -> int:
+    from engine.infer import default_batch_size
+
+    return default_batch_size(device)
+
+
 def _load_model(options: PipelineOptions) -> Any:
     """``options.model_name`` (default: the shipped default model), verified, on the device."""
     from engine.registry import DEFAULT_MODEL, load_model
@@ -956,8 +965,13 @@ def run_site(
                                         "from": held.taken_over_from,
                                         "by": held.owner}})
         abandon_job_runs(bind, site_id, by=held.owner)
-        return _run_site_locked(bind, site_id, options, model=model, notifiers=notifiers,
-                                progress=progress)
+        try:
+            return _run_site_locked(bind, site_id, options, model=model, notifiers=notifiers,
+                                    progress=progress)
+        finally:
+            # Give the batches' heap back between sites (engine.allocator keeps it during a
+            # run), so a long-lived scheduler does not hold its peak between cycles.
+            release_free_memory()
 
 
 def abandon_job_runs(bind: Engine, site_id: int, *, by: str = "") -> int:
