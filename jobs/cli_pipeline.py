@@ -35,14 +35,21 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
-def _engine(url: str | None):
+def _engine(url: str | None, *, read_only: bool = False):
     """The store at ``url`` (default: settings), schema upgraded; a bad, unreachable or
-    unwritable store is one error line and exit 2, not a traceback."""
+    unwritable store is one error line and exit 2, not a traceback.
+
+    ``read_only`` (listing commands): never creates or migrates the store, so a read-only
+    data folder still lists; a missing store or a schema behind this CrackWatch's is one
+    error line saying which command fixes it.
+    """
     from geodata.errors import StoreError
     from geodata.store import connect, upgrade
     from jobs.settings import get_settings
 
     url = url or get_settings().resolved_database_url()
+    if read_only:
+        return _engine_read_only(url)
     try:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -54,6 +61,42 @@ def _engine(url: str | None):
     except OSError as exc:
         _fail(OSError(f"cannot create the store's folder for {url}: {exc}; choose a writable "
                       f"place with --url or CRACKWATCH_DATA_DIR"))
+
+
+def _engine_read_only(url: str):
+    """:func:`_engine` for listing commands: connect and check the schema, migrate nothing."""
+    from geodata.errors import StoreError
+    from geodata.store import connect
+    from geodata.store.migrate import current_revision, head_revision
+
+    where = url
+    try:
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+            rev, engine = None, None
+        else:
+            engine = connect(url, read_only=True)
+            where = url if engine.url.get_backend_name() == "sqlite" else \
+                engine.url.render_as_string(hide_password=True)
+            try:
+                rev = current_revision(engine)
+            except Exception as exc:  # noqa: BLE001 - driver errors: one line, not a traceback
+                raise StoreError(f"cannot read the database {where}: "
+                                 f"{str(exc).strip().splitlines()[0]}") from exc
+    except StoreError as exc:
+        _fail(StoreError(f"{str(exc).strip().splitlines()[0]} (check --url or "
+                         f"CRACKWATCH_DATABASE_URL)"))
+    head = head_revision()
+    if rev == head:
+        return engine
+    if engine is not None:
+        engine.dispose()
+    if rev is None:
+        _fail(StoreError(f"there is no CrackWatch store at {where} yet: `crackwatch site add` "
+                         f"or `crackwatch demo` creates one (check --url or "
+                         f"CRACKWATCH_DATABASE_URL)"))
+    _fail(StoreError(f"the store at {where} has schema {rev}, this CrackWatch needs {head}: "
+                     f"run `crackwatch db upgrade` (with --url if you gave one) where the store "
+                     f"is writable; listing commands never migrate it"))
 
 
 SITE_HELP = "Site name (see `crackwatch site list`)."
@@ -130,7 +173,7 @@ def site_list(url: str | None = typer.Option(None, help=URL_HELP)) -> None:
     """Sites with their current alert level."""
     from geodata.queries import sites_overview
 
-    df = sites_overview(_engine(url))
+    df = sites_overview(_engine(url, read_only=True))
     if df.empty:
         console.print("No sites yet: `crackwatch site add ...` or `crackwatch demo`.")
         return
@@ -184,7 +227,7 @@ def survey_list(site: str | None = typer.Option(None, help=SITE_HELP),
     from geodata.queries import list_surveys
 
     try:
-        df = list_surveys(_engine(url), _site_ref(site, site_id))
+        df = list_surveys(_engine(url, read_only=True), _site_ref(site, site_id))
     except RecordNotFoundError as exc:
         _fail(exc)
     t = Table(title=f"surveys of {escape(str(site or site_id))}")

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,7 +68,7 @@ def normalise_url(url: str | URL) -> URL:
 
 def connect(
     url: str | URL, *, busy_timeout_ms: int = 30_000, echo: bool = False,
-    must_exist: bool = False,
+    must_exist: bool = False, read_only: bool = False,
 ) -> Engine:
     """An SQLAlchemy engine for the store at ``url`` (does not create the schema).
 
@@ -77,6 +78,10 @@ def connect(
         echo: log SQL statements.
         must_exist: SQLite only: raise instead of creating a missing database file (for
             read-only commands, so a typo does not leave an empty file behind).
+        read_only: SQLite only: open the file read-only (``mode=ro``, implies
+            ``must_exist``), and ``immutable`` when its folder is not writable (a read-only
+            mount, where SQLite could not create the WAL index; an immutable open does not
+            see writes still in an uncheckpointed ``-wal`` file); no PRAGMA that writes.
 
     Returns:
         An ``Engine``; run :func:`geodata.store.upgrade` once to create/upgrade the schema.
@@ -94,11 +99,19 @@ def connect(
                 "database); give a file, e.g. sqlite:////tmp/crackwatch.db"
             )
         path = Path(u.database).expanduser()
-        if must_exist and not path.exists():
+        if (must_exist or read_only) and not path.exists():
             raise StoreError(
                 f"there is no store at {path}; check the URL or create it with "
                 f"`crackwatch db upgrade --url {u.render_as_string(hide_password=True)}`"
             )
+        if read_only:
+            query = {"mode": "ro", "uri": "true"}
+            if not _folder_writable(path.parent):
+                query["immutable"] = "1"
+            engine = create_engine(u.set(database=f"file:{path.resolve()}", query=query),
+                                   echo=echo)
+            _install_sqlite_hooks(engine, busy_timeout_ms, read_only=True)
+            return engine
         path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(u, echo=echo)
         _install_sqlite_hooks(engine, busy_timeout_ms)
@@ -112,15 +125,21 @@ def connect(
     return create_engine(u, echo=echo, pool_pre_ping=True)
 
 
-def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
+def _folder_writable(folder: Path) -> bool:
+    """Whether this process may create files in ``folder`` (False on a read-only mount)."""
+    return os.access(folder, os.W_OK)
+
+
+def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int, read_only: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, connection_record) -> None:
         # take over transaction control from the sqlite3 module (SQLAlchemy's recipe)
         dbapi_connection.isolation_level = None
         cur = dbapi_connection.cursor()
         cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = NORMAL")
+        if not read_only:
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
 

@@ -124,3 +124,31 @@ def test_a_bad_store_url_is_one_error_line_not_a_traceback(url, says):
         r = runner.invoke(app, [*args, "--url", url])
         assert r.exit_code == 2, r.output
         assert says in r.output and "--url" in r.output and "Traceback" not in r.output
+
+
+def test_listing_commands_never_create_or_migrate_the_store(tmp_path, monkeypatch):
+    from geodata.store import upgrade
+    from geodata.store.migrate import current_revision, head_revision
+
+    missing = tmp_path / "nowhere.db"
+    r = runner.invoke(app, ["site", "list", "--url", f"sqlite:///{missing}"])
+    assert r.exit_code == 2 and "no CrackWatch store" in r.output and "site add" in r.output
+    assert not missing.exists()
+
+    old = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(old, "0001")
+    for args in (["site", "list"], ["survey", "list", "--site", "x"]):
+        r = runner.invoke(app, [*args, "--url", old])
+        assert r.exit_code == 2 and "db upgrade" in r.output and "0001" in r.output, r.output
+    assert current_revision(old) == "0001"  # not migrated
+
+    url = f"sqlite:///{tmp_path / 'cw.db'}"
+    assert runner.invoke(app, ["site", "add", "North cut", "--profile", "slope", "--crs",
+                               "EPSG:32633", "--url", url]).exit_code == 0
+    assert current_revision(url) == head_revision()
+    # a folder SQLite cannot write to (a read-only mount): opened immutable, still listed
+    import geodata.store.engine as store_engine
+
+    monkeypatch.setattr(store_engine, "_folder_writable", lambda folder: False)
+    r = runner.invoke(app, ["site", "list", "--url", url])
+    assert r.exit_code == 0 and "North" in r.output and "slope" in r.output, r.output
