@@ -133,6 +133,9 @@ def test_site_map_and_alert_acknowledge_offline(dashboard, tmp_path: Path):
         context.route("**/*", guard)
         page = context.new_page()
         page.set_default_timeout(30_000)
+        # assertions wait as long as actions: on a loaded 2-core machine the first render of
+        # the map iframe took over expect's default 5 s (2 failures in 4 runs)
+        expect.set_options(timeout=30_000)
         page.on("websocket", lambda ws: None if (urlparse(ws.url).hostname or "")
                 in LOCAL_HOSTS else outside.append(ws.url))
         page.on("response", lambda r: static_js.append(
