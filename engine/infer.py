@@ -647,18 +647,28 @@ def _predict_reader(reader, path: Path, model: nn.Module, *, out_path: Path, out
     n_windows = len(row_starts) * len(col_starts)
     skipped = 0
 
+    # GDAL's block cache is shared by every dataset of the process: a read in the reader
+    # thread can evict, and so flush, dirty blocks of the output being written in this thread
+    # (seen once in a full test run: "TIFFReadDirectory: Failed to read directory" while
+    # creating the mask). One lock keeps GDAL calls of the two threads apart; the model's
+    # forward pass, the expensive part, still overlaps with reading.
+    gdal_lock = threading.Lock()
+
     def batches():
         nonlocal skipped
         buf_w, buf_x, buf_v = [], [], []
         for r in row_starts:
             for c in col_starts:
                 win = Window(c, r, tw, th)
-                valid = reader.dataset_mask(window=win) > 0
+                with gdal_lock:
+                    valid = reader.dataset_mask(window=win) > 0
                 if not valid.any():
                     skipped += 1
                     yield "skip", None, None, None
                     continue
-                data = to_uint8(reader.read(list(bands), window=win), limits)
+                with gdal_lock:
+                    raw = reader.read(list(bands), window=win)
+                data = to_uint8(raw, limits)
                 buf_w.append((r, c))
                 buf_x.append(data)
                 buf_v.append(valid)
@@ -690,9 +700,10 @@ def _predict_reader(reader, path: Path, model: nn.Module, *, out_path: Path, out
                 if out is None:
                     return
                 win = Window(0, top, cols, out[0].shape[0])
-                dst.write(out[0], 1, window=win)
-                if dtype == "uint8":
-                    dst.write_mask(out[1], window=win)
+                with gdal_lock:
+                    dst.write(out[0], 1, window=win)
+                    if dtype == "uint8":
+                        dst.write_mask(out[1], window=win)
 
             bar = tqdm(total=n_windows, desc=f"infer {path.name}", unit="tile",
                        disable=not progress, leave=False)
