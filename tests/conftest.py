@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +51,10 @@ def require_real_data(*parts: str) -> Path:
         pytest.fail(f"real data {p} missing: the shared data folder must sit beside the checkout "
                     f"(../shared/data)")
     return p
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for local test servers)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -9,7 +9,6 @@ received when the receiver answered it with 200 (a request it left hanging, or a
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from geodata.store.engine import session_scope
 from jobs.notify import WebhookNotifier
 from jobs.outbox import CLAIM_TIMEOUT_S, channel_of, deliver_pending, enqueue
 from jobs.pipeline import retry_notifications
+from tests.conftest import free_port
 
 EPSG = 32633
 
@@ -85,12 +85,6 @@ def serve(hook: Hook, port: int = 0) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Recorder:

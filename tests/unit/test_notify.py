@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from jobs.notify import (
     WebhookNotifier,
     deliver,
 )
+from tests.conftest import free_port
 
 ALERT = {
     "site": "Hillside A",
@@ -93,12 +93,6 @@ def webhook_server(receiver: Receiver) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_webhook_retries_two_503_then_succeeds():
