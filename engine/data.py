@@ -57,6 +57,10 @@ class DatasetSpec:
         tile_suffix: regular expression of the suffix that numbers the tiles cut from one
             source photo (DeepCrack ``11289-3``, masonry ``a_31_7``); the stem without it names
             the photo. ``None``: every image is its own photo.
+        has_val_split: the dataset has its own validation split (training does not hold
+            images of it out).
+        negatives: not a folder of images and masks but reviewed crack-free cells of real
+            photos (:mod:`engine.negatives`); ``folder`` names the split.
     """
 
     name: str
@@ -66,6 +70,8 @@ class DatasetSpec:
     citation: str
     has_planking: bool = False
     tile_suffix: str | None = None
+    has_val_split: bool = False
+    negatives: bool = False
 
     def source_photo(self, stem: str) -> str:
         """The source photo an image (by file stem) was cut from, e.g. ``"11289"`` for
@@ -79,6 +85,9 @@ UAV75_CITE = ("Benz et al., Crack segmentation on UAS-based imagery using transf
 MASONRY_CITE = ("Dais et al., Automatic crack classification and segmentation on masonry "
                 "surfaces, Automation in Construction 125 (2021)")
 DEEPCRACK_LICENSE = "non-commercial research and education"
+ROCKFRACTURE_CITE = ("Liyihui1/identification-of-rock-fracture (GitHub): rock-face fracture "
+                     "photos with fracture masks")
+NEGATIVES_CITE = "brighton_beach drone photos (OpenDroneMap), reviewed crack-free cells"
 
 DATASETS: dict[str, DatasetSpec] = {
     s.name: s
@@ -88,13 +97,22 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("deepcrack-test", "segmentation/deepcrack/test", "concrete-pavement",
                     DEEPCRACK_LICENSE, DEEPCRACK_CITE, tile_suffix=r"-\d+$"),
         DatasetSpec("uav75-train", "segmentation/uav75/train", "drone-concrete", "GPL-3.0",
-                    UAV75_CITE, has_planking=True),
+                    UAV75_CITE, has_planking=True, has_val_split=True),
         DatasetSpec("uav75-val", "segmentation/uav75/val", "drone-concrete", "GPL-3.0",
                     UAV75_CITE, has_planking=True),
         DatasetSpec("uav75-test", "segmentation/uav75/test", "drone-concrete", "GPL-3.0",
                     UAV75_CITE, has_planking=True),
         DatasetSpec("masonry", "segmentation/masonry", "masonry", "GPL-3.0", MASONRY_CITE,
                     tile_suffix=r"_\d+$"),
+        DatasetSpec("rockfracture-train", "segmentation/rockfracture/train", "rock-face",
+                    "AGPL-3.0", ROCKFRACTURE_CITE, has_val_split=True),
+        DatasetSpec("rockfracture-val", "segmentation/rockfracture/val", "rock-face",
+                    "AGPL-3.0", ROCKFRACTURE_CITE),
+        DatasetSpec("rockfracture-test", "segmentation/rockfracture/test", "rock-face",
+                    "AGPL-3.0", ROCKFRACTURE_CITE),
+        *(DatasetSpec(f"terrain-negatives-{split}", split, "natural-terrain-negative",
+                      "BSD-2-Clause", NEGATIVES_CITE, has_val_split=True, negatives=True)
+          for split in ("train", "val", "test")),
     )
 }
 
@@ -198,6 +216,9 @@ def dataset_samples(name_or_path: str | Path, data_root: Path | None = None) -> 
     root = Path(data_root) if data_root else default_data_root()
     if str(name_or_path) in DATASETS:
         spec = DATASETS[str(name_or_path)]
+        if spec.negatives:
+            raise ValueError(f"{spec.name} is cut from whole photos, not a folder of image/mask "
+                             f"files: load it with engine.data.load_dataset.")
         folder = root / spec.folder
     else:
         folder = Path(name_or_path)
@@ -212,6 +233,25 @@ def dataset_samples(name_or_path: str | Path, data_root: Path | None = None) -> 
         folder / "images", folder / "masks", folder / "planking" if spec.has_planking else None
     )
     return samples, spec
+
+
+def load_dataset(name_or_path: str | Path, data_root: Path | None = None,
+                 limit: int | None = None) -> tuple[list[Sample], DatasetSpec]:
+    """Decode a whole dataset (catalogue name or folder, see :func:`dataset_samples`), the
+    terrain negatives (:mod:`engine.negatives`) included. ``limit``: the first N samples.
+
+    Raises:
+        DataNotFoundError, PairingError, ImageReadError, MaskShapeError: bad dataset input.
+    """
+    spec = DATASETS.get(str(name_or_path))
+    if spec is not None and spec.negatives:
+        from engine.negatives import negative_samples
+
+        return negative_samples(spec.folder, data_root, limit), spec
+    paths, spec = dataset_samples(name_or_path, data_root)
+    if limit:
+        paths = paths[:limit]
+    return [load_sample(p, spec.domain) for p in paths], spec
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -125,3 +125,14 @@ def pooled_iou(model: nn.Module, samples: Sequence[Sample], device="cpu") -> flo
         fp += int((pred & ~s.mask).sum())
         fn += int((~pred & s.mask).sum())
     return tp / (tp + fp + fn) if tp + fp + fn else 0.0
+
+
+def crack_fraction(model: nn.Module, samples: Sequence[Sample], device="cpu",
+                   threshold: float = 0.5) -> float:
+    """Fraction of all pixels of ``samples`` predicted crack at ``threshold`` (on crack-free
+    negatives, the false-positive rate)."""
+    crack = total = 0
+    for _, prob in iter_probabilities(model, samples, device):
+        crack += int((prob >= threshold).sum())
+        total += prob.size
+    return crack / total if total else 0.0

@@ -82,6 +82,18 @@ def pack_training_data(
     for name in sets:
         if name not in DATASETS:
             raise ValueError(f"Unknown dataset {name!r}; choose from {', '.join(DATASETS)}.")
+        if DATASETS[name].negatives:  # whole photos the reviewed cells are cut from
+            from engine.negatives import FOLDER, NEGATIVE_SPLITS
+
+            src = [data_root / FOLDER / f"{p}.JPG" for p in NEGATIVE_SPLITS[DATASETS[name].folder]]
+            (out_root / FOLDER).mkdir(parents=True, exist_ok=True)
+            for f in src:
+                shutil.copy2(f, out_root / FOLDER / f.name)
+            size = sum(f.stat().st_size for f in src)
+            report["sets"][name] = {"images": len(src), "bytes_before": size, "bytes_after": size}
+            report["bytes_before"] += size
+            report["bytes_after"] += size
+            continue
         paths, spec = dataset_samples(name, data_root)
         before = after = 0
         for p in tqdm(paths, desc=f"pack {name}", unit="img", disable=not progress):

@@ -39,15 +39,21 @@ from engine.data import (
     IMAGENET_STD,
     CrackSegDataset,
     Sample,
-    dataset_samples,
     default_data_root,
-    load_sample,
+    load_dataset,
 )
-from engine.evaluate import pooled_iou
+from engine.evaluate import crack_fraction, pooled_iou
 from engine.losses import dice_bce_loss
 from engine.models import ARCHITECTURES, CrackSegmenter, build_model, count_parameters
 
 DEFAULT_WEIGHTS = {"deepcrack-train": 0.35, "uav75-train": 0.5, "masonry": 0.15}
+#: Validation score = mean pooled IoU of the labelled validation sets minus this times the
+#: fraction of crack-free terrain pixels (:mod:`engine.negatives`) predicted crack.
+NEGATIVES_PENALTY = 10.0
+
+
+def _is_negatives(name: str) -> bool:
+    return name in DATASETS and DATASETS[name].negatives
 
 
 @dataclass
@@ -202,10 +208,7 @@ def _split(samples: list, fraction: float, seed: int,
 
 
 def _load(name: str, data_root: Path, limit: int | None) -> list[Sample]:
-    paths, spec = dataset_samples(name, data_root)
-    if limit:
-        paths = paths[:limit]
-    return [load_sample(p, spec.domain) for p in paths]
+    return load_dataset(name, data_root, limit)[0]
 
 
 def ema_warmup_decay(decay: float, num_averaged: int) -> float:
@@ -340,7 +343,7 @@ def train_segmentation(
     parts, val_sets = [], {}
     for name, w in config.train_sets.items():
         samples = _load(name, data_root, config.max_images_per_set)
-        has_val_split = DATASETS[name].has_planking  # UAV75 has its own val split
+        has_val_split = DATASETS[name].has_val_split  # UAV75, rockfracture, negatives
         if not has_val_split and config.holdout_fraction > 0:
             group = DATASETS[name].source_photo if config.holdout_by == "photo" else None
             samples, hold = _split(samples, config.holdout_fraction, config.seed, group)
@@ -420,11 +423,19 @@ def train_segmentation(
                 bar.set_postfix(loss=f"{torch.stack(losses[-20:]).mean().item():.4f}")
         losses = torch.stack(losses).float().cpu().numpy()
         kept = ema.module if ema is not None else model  # the weights that get saved
-        val = {n: pooled_iou(kept, s, config.device) for n, s in val_sets.items()}
+        val = {n: pooled_iou(kept, s, config.device) for n, s in val_sets.items()
+               if not _is_negatives(n)}
+        neg = {n: crack_fraction(kept, s, config.device) for n, s in val_sets.items()
+               if _is_negatives(n)}
         score = float(np.mean(list(val.values()))) if val else -float(np.mean(losses))
+        # crack-free terrain: every predicted crack pixel is false; 1 % of them costs 0.1 IoU
+        score -= NEGATIVES_PENALTY * sum(neg.values())
         elapsed = time.perf_counter() - t_start
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
                         "val_iou": {k: round(v, 4) for k, v in val.items()},
+                        **({"val_negatives_crack_fraction": {k: round(v, 6)
+                                                             for k, v in neg.items()}}
+                           if neg else {}),
                         "val_score": round(score, 4), "minutes": round(elapsed / 60, 2),
                         "lr": opt.param_groups[0]["lr"]})
         improved = score > best
@@ -438,6 +449,7 @@ def train_segmentation(
             tqdm.write(
                 f"epoch {epoch:3d}  loss {np.mean(losses):.4f}  val IoU "
                 + "  ".join(f"{k} {v:.3f}" for k, v in val.items())
+                + "".join(f"  {k} {100 * v:.3f} % crack px" for k, v in neg.items())
                 + f"  score {score:.4f}{'  *best*' if improved else ''}  {elapsed / 60:.1f} min"
             )
         if bad_epochs >= config.patience:

@@ -2,18 +2,27 @@
 
 import pytest
 
-from engine.data import DATASETS, dataset_samples, read_mask
+from engine.data import DATASETS, dataset_samples, load_dataset, read_mask
 from tests.conftest import DATA_ROOT, require_real_data
 
 pytestmark = pytest.mark.realdata
 
 EXPECTED = {"deepcrack-train": 300, "deepcrack-test": 237, "uav75-train": 50, "uav75-val": 10,
-            "uav75-test": 15, "masonry": 240}
+            "uav75-test": 15, "masonry": 240, "rockfracture-train": 84, "rockfracture-val": 15,
+            "rockfracture-test": 44, "terrain-negatives-train": 168,
+            "terrain-negatives-val": 49, "terrain-negatives-test": 43}
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
 def test_catalogue_dataset_pairs(name):
     require_real_data("segmentation")
+    if DATASETS[name].negatives:
+        require_real_data("geo/brighton_beach")
+        samples, spec = load_dataset(name, DATA_ROOT)
+        assert len(samples) == EXPECTED[name]
+        assert not any(s.mask.any() for s in samples)  # all background
+        assert all(s.image.shape == (562, 500, 3) for s in samples)
+        return
     samples, spec = dataset_samples(name, DATA_ROOT)
     assert len(samples) == EXPECTED[name]
     if spec.has_planking:
