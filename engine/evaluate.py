@@ -136,3 +136,85 @@ def crack_fraction(model: nn.Module, samples: Sequence[Sample], device="cpu",
         crack += int((prob >= threshold).sum())
         total += prob.size
     return crack / total if total else 0.0
+
+
+#: ``crackwatch evaluate --suite field``: the labelled test sets, and the held-out crack-free
+#: terrain (:mod:`engine.negatives`, test photos).
+FIELD_SUITE = ("deepcrack-test", "uav75-test", "rockfracture-test")
+FIELD_NEGATIVES = "terrain-negatives-test"
+#: A predicted component at least this large (8-connected pixels) counts as a false crack on
+#: the negatives; smaller specks are below what the pipeline vectorises into a crack.
+MIN_COMPONENT_PX = 50
+
+
+def negatives_report(model: nn.Module, samples: Sequence[Sample],
+                     device: str | torch.device = "cpu", threshold: float = 0.5,
+                     min_component_px: int = MIN_COMPONENT_PX) -> dict:
+    """False positives of ``model`` on crack-free ``samples`` at ``threshold``.
+
+    Returns ``{"images", "megapixels", "crack_pixel_pct", "components", "components_per_mp",
+    "worst"}``: the percentage of all pixels predicted crack, the 8-connected predicted
+    components of at least ``min_component_px`` pixels (counted per image, so a component cut
+    by an image edge counts once per image) in total and per megapixel, and the five images
+    with the most crack pixels.
+    """
+    from skimage.measure import label
+
+    crack = total = comps = 0
+    per_image = []
+    for s, prob in iter_probabilities(model, samples, device):
+        pred = prob >= threshold
+        n_px = int(pred.sum())
+        n_comp = 0
+        if n_px >= min_component_px:
+            lab = label(pred, connectivity=2)
+            n_comp = int((np.bincount(lab.ravel())[1:] >= min_component_px).sum())
+        crack += n_px
+        total += pred.size
+        comps += n_comp
+        per_image.append({"image": s.stem, "crack_px": n_px, "components": n_comp})
+    mp = total / 1e6
+    return {
+        "images": len(per_image),
+        "megapixels": round(mp, 3),
+        "threshold": threshold,
+        "crack_pixel_pct": round(100 * crack / total, 4) if total else None,
+        "components": comps,
+        "min_component_px": min_component_px,
+        "components_per_mp": round(comps / mp, 3) if mp else None,
+        "worst": sorted(per_image, key=lambda r: -r["crack_px"])[:5],
+    }
+
+
+def evaluate_field_suite(model: nn.Module, *, data_root: Path | None = None,
+                         device: str | torch.device = "cpu", limit: int | None = None,
+                         progress: bool = True) -> dict:
+    """Every labelled test set of :data:`FIELD_SUITE` (pooled IoU/F1 at 0.5 and ODS) and the
+    held-out terrain negatives (:func:`negatives_report`), one JSON-ready report.
+
+    ``limit``: the first N images of each set (smoke runs; the report says so).
+
+    Raises:
+        DataNotFoundError, PairingError, ImageReadError, MaskShapeError: bad dataset input.
+    """
+    from engine.data import load_dataset
+
+    t0 = time.perf_counter()
+    sets = {}
+    for name in FIELD_SUITE:
+        r = evaluate_model(model, name, data_root=data_root, device=device, limit=limit,
+                           progress=progress)
+        sets[name] = {"images": r["images"],
+                      "at_0.5": {k: r["at_0.5"][k] for k in ("precision", "recall", "f1", "iou")},
+                      "ods": {k: r["ods"][k] for k in ("threshold", "precision", "recall", "f1",
+                                                        "iou")}}
+    neg, _ = load_dataset(FIELD_NEGATIVES, data_root, limit)
+    return {
+        "model": getattr(model, "card", {}).get("name", "unnamed"),
+        "calibration": getattr(model, "card", {}).get("calibration"),
+        "limit": limit,
+        "sets": sets,
+        "negatives": {"dataset": FIELD_NEGATIVES, **negatives_report(model, neg, device)},
+        "seconds": round(time.perf_counter() - t0, 1),
+        "device": str(device),
+    }

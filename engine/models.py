@@ -81,6 +81,10 @@ class CrackSegmenter(nn.Module):
     ):
         super().__init__()
         self.architecture = architecture
+        #: Calibration of the output logits, ``scale * z + bias`` (:mod:`engine.calibration`;
+        #: set from the model card by :func:`engine.registry.load_model`). Identity: 1, 0.
+        self.logit_scale = 1.0
+        self.logit_bias = 0.0
         if architecture == "unet":
             if not 3 <= encoder_depth <= 5:
                 raise ModelCardError(f"encoder_depth must be 3, 4 or 5; got {encoder_depth}.")
@@ -128,7 +132,10 @@ class CrackSegmenter(nn.Module):
         out = self.net.decoder(features)
         if self.architecture == "deeplabv3plus":
             out = self.decoder_dropout(out)
-        return self.net.segmentation_head(out)
+        logits = self.net.segmentation_head(out)
+        if self.logit_scale != 1.0 or self.logit_bias != 0.0:
+            logits = logits * self.logit_scale + self.logit_bias
+        return logits
 
 
 def build_model(architecture: dict[str, Any]) -> CrackSegmenter:
@@ -201,8 +208,9 @@ _INFERENCE_MODULES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _weights_key(model: nn.Module) -> tuple:
     """Identity and in-place version counter of every parameter and buffer: changes whenever
-    an optimiser step or a BatchNorm update touches the model."""
-    return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
+    an optimiser step or a BatchNorm update touches the model, or its calibration changes."""
+    return (getattr(model, "logit_scale", 1.0), getattr(model, "logit_bias", 0.0),
+            *((id(t), t._version) for t in (*model.parameters(), *model.buffers())))
 
 
 def inference_module(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:

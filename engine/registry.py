@@ -77,7 +77,8 @@ def load_model(name: str = DEFAULT_MODEL, *, weights_dir: Path | None = None,
     """Build model ``name`` from its card and load its verified weights, in ``eval()`` mode.
 
     The returned module carries its card as ``model.card``. Input ``(B, 3, H, W)`` normalised as
-    the card's ``normalisation`` says; output ``(B, 1, H, W)`` logits.
+    the card's ``normalisation`` says; output ``(B, 1, H, W)`` logits, with the card's
+    ``calibration`` (:mod:`engine.calibration`) applied when it has one.
 
     Raises:
         ModelNotFoundError: no such model, or its weights file is missing.
@@ -106,6 +107,11 @@ def load_model(name: str = DEFAULT_MODEL, *, weights_dir: Path | None = None,
         raise ModelCardError(
             f"Weights {wpath} do not fit the architecture in {card['_card_path']}: {exc}"
         ) from exc
+    cal = card.get("calibration")
+    if cal:
+        from engine.calibration import set_calibration
+
+        set_calibration(model, cal["scale"], cal["bias"])
     model.to(device).eval()
     model.card = card
     return model

@@ -210,9 +210,15 @@ def train_segment(
 
 @app.command("evaluate")
 def evaluate(
-    model: str = typer.Option(None, help="Model name (default: the default shipped model)."),
-    dataset: str = typer.Option("deepcrack-test", help="deepcrack-test | uav75-test | masonry | "
-                                "uav75-val | PATH with images/ and masks/"),
+    model: list[str] = typer.Option(None, help="Model name, repeatable with --suite (default: "
+                                    "the default shipped model; with --suite, the model of "
+                                    "each site profile)."),
+    dataset: str = typer.Option("deepcrack-test", help="deepcrack-test | uav75-test | "
+                                "rockfracture-test | masonry | uav75-val | PATH with images/ "
+                                "and masks/"),
+    suite: str | None = typer.Option(None, help="'field': every test set (DeepCrack, UAV75, "
+                                     "rockfracture) at 0.5 and ODS plus the held-out "
+                                     "crack-free terrain, one table (--dataset is ignored)."),
     weights_dir: Path | None = typer.Option(None, help="Extra folder of weights + cards."),
     data_root: Path | None = typer.Option(None, help="Folder holding segmentation/."),
     limit: int | None = typer.Option(None, help="Evaluate only the first N images."),
@@ -237,7 +243,14 @@ def evaluate(
     from engine.evaluate import evaluate_model
     from engine.registry import DEFAULT_MODEL, load_model, record_metrics
 
-    name = model or DEFAULT_MODEL
+    if suite is not None:
+        if suite != "field":
+            _fail(ValueError(f"--suite {suite!r}: the only suite is 'field'."))
+        _evaluate_field(model, weights_dir, data_root, limit, device, out)
+        return
+    if model and len(model) > 1:
+        _fail(ValueError("give one --model (several only with --suite field)."))
+    name = model[0] if model else DEFAULT_MODEL
     try:
         net = load_model(name, weights_dir=weights_dir, device=device)
         report = evaluate_model(net, dataset, data_root=data_root, device=device, limit=limit,
@@ -255,6 +268,68 @@ def evaluate(
     if update_card:
         path = record_metrics(name, report, weights_dir=weights_dir)
         console.print(f"metrics recorded in {path}")
+
+
+def _profile_models() -> list[str]:
+    """The shipped model of each site profile, without repeats (the default model if the
+    registry maps no profile)."""
+    from engine import registry
+
+    names = list(getattr(registry, "PROFILE_MODELS", {}).values()) or [registry.DEFAULT_MODEL]
+    return list(dict.fromkeys(names))
+
+
+def _evaluate_field(models: list[str] | None, weights_dir: Path | None, data_root: Path | None,
+                    limit: int | None, device: str, out: Path | None) -> None:
+    """``crackwatch evaluate --suite field``: one table over models x test sets."""
+    from engine.errors import (
+        DataNotFoundError,
+        ImageReadError,
+        MaskShapeError,
+        ModelNotFoundError,
+        PairingError,
+        WeightsIntegrityError,
+    )
+    from engine.evaluate import FIELD_NEGATIVES, evaluate_field_suite
+    from engine.registry import load_model
+
+    reports = []
+    try:
+        for name in models or _profile_models():
+            net = load_model(name, weights_dir=weights_dir, device=device)
+            reports.append(evaluate_field_suite(net, data_root=data_root, device=device,
+                                                limit=limit))
+    except (DataNotFoundError, PairingError, ImageReadError, MaskShapeError, ModelNotFoundError,
+            WeightsIntegrityError) as exc:
+        _fail(exc)
+    part = f", first {limit} images of each set" if limit else ""
+    t = Table(title=f"Field suite: IoU, F1, precision, recall at 0.5 and at the best "
+                    f"threshold (ODS); pooled over every pixel, percent{part}")
+    for col in ("model", "test set", "n", "IoU", "F1", "P", "R", "ODS thr", "ODS F1", "ODS IoU"):
+        t.add_column(col, justify="left" if col in ("model", "test set") else "right",
+                     no_wrap=col in ("model", "test set"))
+    for r in reports:
+        for name, m in r["sets"].items():
+            a, o = m["at_0.5"], m["ods"]
+            t.add_row(r["model"], name, str(m["images"]), _pct(a["iou"]), _pct(a["f1"]),
+                      _pct(a["precision"]), _pct(a["recall"]), f"{o['threshold']:.3f}",
+                      _pct(o["f1"]), _pct(o["iou"]))
+    console.print(t)
+    n = Table(title=f"Held-out crack-free terrain ({FIELD_NEGATIVES}: brighton_beach test "
+                    f"photos, reviewed cells), threshold 0.5")
+    for col in ("model", "n", "MP", "crack px %", "components >= 50 px", "per MP"):
+        n.add_column(col, justify="left" if col == "model" else "right", no_wrap=col == "model")
+    for r in reports:
+        g = r["negatives"]
+        n.add_row(r["model"], str(g["images"]), f"{g['megapixels']:.1f}",
+                  f"{g['crack_pixel_pct']:.3f}", str(g["components"]),
+                  f"{g['components_per_mp']:.2f}")
+    console.print(n)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"suite": "field", "command": _command_line(),
+                                   "reports": reports}, indent=2) + "\n")
+        console.print(f"report written to {out}")
 
 
 def print_report(report: dict, worst: int = 0) -> None:
@@ -300,6 +375,54 @@ def _print_worst(rows: list[dict], key: str, what: str, n: int, wrong: int) -> N
                   str(r["fn"]), str(r["fp"]),
                   f"{100 * (r['fp'] + r['fn']) / wrong:.1f}" if wrong else "-")
     console.print(w)
+
+
+@models_app.command("calibrate")
+def models_calibrate(
+    name: str = typer.Argument(..., help="Model to calibrate (its card is rewritten)."),
+    val_set: list[str] = typer.Option(
+        None, "--val-set", help="Labelled validation set(s), repeatable (default: the card's "
+        "validation sets that are catalogue datasets with masks)."),
+    weights_dir: Path | None = typer.Option(None, help="Extra folder of weights + cards."),
+    data_root: Path | None = typer.Option(None, help="Folder holding segmentation/."),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Fit the logit map that puts each validation set's best threshold in [0.3, 0.7] and
+    store it in the model card (the weights are untouched)."""
+    from engine.calibration import fit_calibration
+    from engine.checkpoint import write_card
+    from engine.data import DATASETS, load_dataset
+    from engine.errors import DataNotFoundError, ImageReadError, ModelNotFoundError
+    from engine.registry import find_card, load_model
+
+    try:
+        card = find_card(name, weights_dir)
+        names = val_set or [n for n in card.get("validation_data", {})
+                            if n in DATASETS and not DATASETS[n].negatives]
+        if not names:
+            raise ValueError(f"{name}'s card names no labelled catalogue validation set; give "
+                             f"--val-set, e.g. --val-set uav75-val --val-set rockfracture-val.")
+        for n in names:
+            if n in DATASETS and DATASETS[n].negatives:
+                raise ValueError(f"{n} has no crack pixels, so no best threshold: give labelled "
+                                 f"validation sets.")
+        net = load_model(name, weights_dir=weights_dir, device=device)
+        sets = {n: load_dataset(n, data_root)[0] for n in names}
+        cal = fit_calibration(net, sets, device)
+    except (ValueError, DataNotFoundError, ImageReadError, ModelNotFoundError) as exc:
+        _fail(exc)
+    cal["command"] = _command_line()
+    path = Path(card.pop("_card_path"))
+    card["calibration"] = cal
+    card["threshold"] = 0.5
+    write_card(card, path)
+    t = Table(title=f"{name}: scale {cal['scale']}, bias {cal['bias']}")
+    for col in ("validation set", "best threshold before", "after"):
+        t.add_column(col, justify="left" if col == "validation set" else "right")
+    for n, raw in cal["raw_ods_threshold"].items():
+        t.add_row(n, f"{raw:.3f}", f"{cal['calibrated_ods_threshold'][n]:.3f}")
+    console.print(t)
+    console.print(f"calibration written to {path}")
 
 
 @models_app.command("card")

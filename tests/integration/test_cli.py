@@ -31,6 +31,51 @@ def test_evaluate_unknown_model(tmp_path: Path):
 
 
 @pytest.mark.realdata
+def test_evaluate_field_suite_one_table_and_json(tmp_path: Path):
+    out = tmp_path / "field.json"
+    r = runner.invoke(app, ["evaluate", "--suite", "field", "--model",
+                            "crackwatch-unet-mnv2-gpu-ft2", "--limit", "2", "--data-root",
+                            str(DATA_ROOT), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(out.read_text())
+    (one,) = rep["reports"]
+    assert set(one["sets"]) == {"deepcrack-test", "uav75-test", "rockfracture-test"}
+    for m in one["sets"].values():
+        assert m["images"] == 2 and 0 <= m["at_0.5"]["iou"] <= 1 and 0 < m["ods"]["threshold"] < 1
+    neg = one["negatives"]
+    assert neg["dataset"] == "terrain-negatives-test" and neg["images"] == 2
+    assert neg["crack_pixel_pct"] >= 0 and neg["components"] >= 0
+    assert "Field suite" in r.output and "crack-free terrain" in r.output
+
+
+def test_evaluate_unknown_suite_is_a_clear_error():
+    r = runner.invoke(app, ["evaluate", "--suite", "lab"])
+    assert r.exit_code == 2 and "only suite is 'field'" in r.output
+
+
+@pytest.mark.realdata
+def test_models_calibrate_writes_the_map_into_a_copy_of_the_card(tmp_path: Path):
+    import shutil
+
+    from engine.registry import WEIGHTS_DIR, load_model
+
+    for suffix in (".json", ".safetensors"):
+        src = WEIGHTS_DIR / f"crackwatch-unet-mnv2-gpu-ft2{suffix}"
+        shutil.copy(src, tmp_path / f"cal-copy{suffix}")
+    card = json.loads((tmp_path / "cal-copy.json").read_text())
+    card["name"] = "cal-copy"
+    card["weights"]["file"] = "cal-copy.safetensors"
+    (tmp_path / "cal-copy.json").write_text(json.dumps(card))
+    r = runner.invoke(app, ["models", "calibrate", "cal-copy", "--weights-dir", str(tmp_path),
+                            "--val-set", "uav75-val", "--data-root", str(DATA_ROOT)])
+    assert r.exit_code == 0, r.output
+    cal = json.loads((tmp_path / "cal-copy.json").read_text())["calibration"]
+    assert all(0.3 <= t <= 0.7 for t in cal["calibrated_ods_threshold"].values())
+    model = load_model("cal-copy", weights_dir=tmp_path)  # sha still verifies: weights untouched
+    assert model.logit_scale == cal["scale"] and model.logit_bias == cal["bias"]
+
+
+@pytest.mark.realdata
 def test_evaluate_writes_json_report(tmp_path: Path):
     out = tmp_path / "report.json"
     r = runner.invoke(app, ["evaluate", "--dataset", "uav75-test", "--limit", "2",
