@@ -207,6 +207,27 @@ def _split(samples: list, fraction: float, seed: int,
             [s for i, s in enumerate(samples) if i in hold])
 
 
+def holdout_samples(name: str, training: dict, data_root: Path | None = None) -> list[Sample]:
+    """The hold-out a training run validated on, ``"<dataset>-holdout"`` (e.g.
+    ``deepcrack-train-holdout``), rebuilt from the card's ``training`` block (its
+    ``holdout_fraction``, ``seed`` and ``holdout_by``; cards without ``holdout_by`` held out
+    single images).
+
+    Raises:
+        ValueError: ``name`` is not a hold-out of a catalogue dataset that gets one.
+    """
+    base = name.removesuffix("-holdout")
+    if base == name or base not in DATASETS or DATASETS[base].has_val_split:
+        raise ValueError(f"{name!r} is not a training hold-out; hold-outs are "
+                         f"<dataset>-holdout of a set without its own val split, e.g. "
+                         f"deepcrack-train-holdout or masonry-holdout.")
+    samples = _load(base, Path(data_root) if data_root else default_data_root(), None)
+    by = training.get("holdout_by", "image")
+    group = DATASETS[base].source_photo if by == "photo" else None
+    return _split(samples, training.get("holdout_fraction", 0.1), training.get("seed", 0),
+                  group)[1]
+
+
 def _load(name: str, data_root: Path, limit: int | None) -> list[Sample]:
     return load_dataset(name, data_root, limit)[0]
 

@@ -381,8 +381,9 @@ def _print_worst(rows: list[dict], key: str, what: str, n: int, wrong: int) -> N
 def models_calibrate(
     name: str = typer.Argument(..., help="Model to calibrate (its card is rewritten)."),
     val_set: list[str] = typer.Option(
-        None, "--val-set", help="Labelled validation set(s), repeatable (default: the card's "
-        "validation sets that are catalogue datasets with masks)."),
+        None, "--val-set", help="Labelled validation set(s), repeatable: catalogue sets or a "
+        "training hold-out such as deepcrack-train-holdout (rebuilt from the card); default: "
+        "the card's labelled validation sets."),
     weights_dir: Path | None = typer.Option(None, help="Extra folder of weights + cards."),
     data_root: Path | None = typer.Option(None, help="Folder holding segmentation/."),
     device: str = typer.Option("cpu"),
@@ -394,11 +395,13 @@ def models_calibrate(
     from engine.data import DATASETS, load_dataset
     from engine.errors import DataNotFoundError, ImageReadError, ModelNotFoundError
     from engine.registry import find_card, load_model
+    from engine.train import holdout_samples
 
     try:
         card = find_card(name, weights_dir)
         names = val_set or [n for n in card.get("validation_data", {})
-                            if n in DATASETS and not DATASETS[n].negatives]
+                            if (n in DATASETS and not DATASETS[n].negatives)
+                            or n.endswith("-holdout")]
         if not names:
             raise ValueError(f"{name}'s card names no labelled catalogue validation set; give "
                              f"--val-set, e.g. --val-set uav75-val --val-set rockfracture-val.")
@@ -407,7 +410,9 @@ def models_calibrate(
                 raise ValueError(f"{n} has no crack pixels, so no best threshold: give labelled "
                                  f"validation sets.")
         net = load_model(name, weights_dir=weights_dir, device=device)
-        sets = {n: load_dataset(n, data_root)[0] for n in names}
+        sets = {n: (holdout_samples(n, card.get("training", {}), data_root)
+                    if n.endswith("-holdout") else load_dataset(n, data_root)[0])
+                for n in names}
         cal = fit_calibration(net, sets, device)
     except (ValueError, DataNotFoundError, ImageReadError, ModelNotFoundError) as exc:
         _fail(exc)

@@ -32,3 +32,19 @@ def test_catalogue_dataset_pairs(name):
     for s in samples[:: max(1, len(samples) // 10)]:
         with Image.open(s.image) as im:
             assert read_mask(s.mask).shape == (im.height, im.width)
+
+
+def test_training_holdout_is_rebuilt_from_a_card():
+    """models calibrate validates on the hold-out the run chose its epochs on: same photos."""
+    require_real_data("segmentation")
+    from engine.train import _load, _split, holdout_samples
+
+    training = {"holdout_by": "photo", "holdout_fraction": 0.1, "seed": 0}
+    hold = holdout_samples("deepcrack-train-holdout", training, DATA_ROOT)
+    spec = DATASETS["deepcrack-train"]
+    train, expected = _split(_load("deepcrack-train", DATA_ROOT, None), 0.1, 0, spec.source_photo)
+    assert [s.stem for s in hold] == [s.stem for s in expected] and len(hold) >= 30
+    assert not {spec.source_photo(s.stem) for s in hold} & {spec.source_photo(s.stem)
+                                                             for s in train}
+    with pytest.raises(ValueError, match="not a training hold-out"):
+        holdout_samples("uav75-train-holdout", training, DATA_ROOT)
