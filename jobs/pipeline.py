@@ -41,9 +41,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from engine.allocator import release_free_memory
+from geodata.alerts_store import alert_anchor
 from geodata.store import models as m
 from geodata.store.api import RunInfo, ingest_survey, record_failed_run, store_run
 from geodata.store.engine import session_scope
+from geodata.tracking import tracked_surveys
 from jobs import alerts as rules
 from jobs.notify import Notifier
 from jobs.outbox import channel_of, deliver_pending, enqueue
@@ -660,12 +662,23 @@ def _infer_photos(survey: m.Survey, site: m.Site, model: Any,
                       "megapixels_per_s": round(mps, 3) if mps else None}}
 
 
-def _observations(s: Session, site_id: int, until: datetime) -> dict[int, list[dict]]:
-    """Per active track of the site, its observations up to ``until`` (oldest first)."""
+def _observations(s: Session, site_id: int, until: datetime,
+                  alive_in: int | None = None) -> dict[int, list[dict]]:
+    """Per active track of the site, its observations up to ``until`` (oldest first).
+
+    ``alive_in``: a survey id; then the tracks with a crack of their own in that survey
+    instead of those active now (for evaluating the rules as of an earlier survey)."""
+    if alive_in is None:
+        alive = m.CrackTrack.status == "active"
+    else:
+        alive = m.CrackTrack.id.in_(
+            select(m.TrackObservation.track_id)
+            .where(m.TrackObservation.survey_id == alive_in,
+                   m.TrackObservation.event.in_(("new", "continued", "split"))))
     rows = s.execute(
         select(m.TrackObservation)
         .join(m.CrackTrack, m.CrackTrack.id == m.TrackObservation.track_id)
-        .where(m.CrackTrack.site_id == site_id, m.CrackTrack.status == "active",
+        .where(m.CrackTrack.site_id == site_id, alive,
                m.TrackObservation.acquired_at <= until,
                m.TrackObservation.length_m.is_not(None))
         .order_by(m.TrackObservation.acquired_at)).scalars()
@@ -692,30 +705,63 @@ def _alert_key(track: Any) -> str:
                                          else str(track))
 
 
-def _apply_alerts(s: Session, site: m.Site, survey: m.Survey) -> tuple[list, list]:
+def _evaluations(s: Session, site: m.Site, survey: m.Survey,
+                 max_pixel_size_m: float | None) -> list[tuple[m.Survey, dict, int]]:
+    """(survey, series, new crack count) to evaluate the rules on, oldest first.
+
+    A photo survey: itself. A map survey: itself and every later tracked survey of the site
+    (with pixels fine enough for alerts), each as of its own date: a survey that arrives after
+    newer ones were processed (out of date order) changes the growth of every later interval,
+    so the rules see the history as it would have been seen in date order."""
+    if survey.source_type in ("photo", "photos"):
+        # photos are not tracked: nothing to call "new" against
+        return [(survey, _image_series(s, survey), 0)]
+    ordered = tracked_surveys(s, site.id)
+    ids = [sv.id for sv in ordered]
+    todo = ordered[ids.index(survey.id):] if survey.id in ids else [survey]
+    out = []
+    for k, sv in enumerate(todo):
+        if k and max_pixel_size_m and sv.pixel_size_m and sv.pixel_size_m > max_pixel_size_m:
+            continue
+        last = sv.id == ordered[-1].id if ordered else True
+        series = _observations(s, site.id, sv.acquired_at, None if last else sv.id)
+        summary = s.get(m.SurveySummary, sv.id)
+        # the first survey of a site has nothing to be "new" against
+        new_count = summary.new_count if summary and summary.previous_survey_id else 0
+        out.append((sv, series, new_count))
+    return out
+
+
+def _apply_alerts(s: Session, site: m.Site, survey: m.Survey,
+                  max_pixel_size_m: float | None = None) -> tuple[list, list]:
     """Evaluate the site's rules and raise or escalate alerts, inside ``s``'s transaction.
 
     An alert is keyed by (site, rule, track or photo crack); a key with an open (unresolved)
     alert is not raised again, only escalated when the level rises
-    (:func:`jobs.alerts.lifecycle_action`).
+    (:func:`jobs.alerts.lifecycle_action`). A track alert records the crack it was raised
+    on (``details["anchor"]``), so a later rebuild of the tracks keeps it on that crack's
+    lineage (:func:`geodata.alerts_store.reattach_alerts`). A map survey older than surveys
+    already processed is evaluated as of itself and of each later survey (see
+    :func:`_evaluations`).
     """
-    if survey.source_type in ("photo", "photos"):
-        series: dict[Any, list[dict]] = _image_series(s, survey)
-        new_count = 0  # photos are not tracked: nothing to call "new" against
-    else:
-        series = _observations(s, site.id, survey.acquired_at)
-        summary = s.get(m.SurveySummary, survey.id)
-        # the first survey of a site has nothing to be "new" against
-        new_count = summary.new_count if summary and summary.previous_survey_id else 0
     thresholds = (site.thresholds or {}).get(site.profile) or None
-    candidates = rules.evaluate_site(site.profile, thresholds, series, survey.pixel_size_m,
-                                     new_count, site=site.id)
     open_alerts: dict[tuple[str, str], m.Alert] = {}
     for a in s.scalars(select(m.Alert).where(m.Alert.site_id == site.id,
                                              m.Alert.resolved_at.is_(None))
                        .order_by(m.Alert.raised_at)):
         open_alerts[(a.rule, (a.details or {}).get("key", _alert_key(a.track_id)))] = a
-    raised, escalated = [], []
+    raised: list[dict] = []
+    escalated: list[dict] = []
+    for sv, series, new_count in _evaluations(s, site, survey, max_pixel_size_m):
+        candidates = rules.evaluate_site(site.profile, thresholds, series, sv.pixel_size_m,
+                                         new_count, site=site.id)
+        _apply_candidates(s, site, sv, candidates, open_alerts, raised, escalated)
+    return raised, escalated
+
+
+def _apply_candidates(s: Session, site: m.Site, survey: m.Survey, candidates: list,
+                      open_alerts: dict[tuple[str, str], m.Alert], raised: list[dict],
+                      escalated: list[dict]) -> None:
     for c in candidates:
         if not c.is_alert:
             continue
@@ -730,6 +776,8 @@ def _apply_alerts(s: Session, site: m.Site, survey: m.Survey) -> tuple[list, lis
                    "observed_at": c.observed_at.isoformat() if c.observed_at else None}
         if c.forecast is not None:
             details["forecast"] = c.forecast.to_dict()
+        if track_id is not None:
+            details["anchor"] = alert_anchor(s, track_id, survey.id)
         message = c.message if key.startswith(("site", "track:")) else f"{key}: {c.message}"
         value = float(c.measured_value)
         threshold = None if c.threshold is None else float(c.threshold)
@@ -754,10 +802,10 @@ def _apply_alerts(s: Session, site: m.Site, survey: m.Survey) -> tuple[list, lis
             current.level, current.measured_value = str(c.level), value
             current.threshold, current.message = threshold, message
             current.survey_id = survey.id
-            current.details = {**details, "escalations": history}
+            kept = {k: v for k, v in (current.details or {}).items() if k == "reattached"}
+            current.details = {**kept, **details, "escalations": history}
             escalated.append({**record, "alert_id": current.id, "action": "escalate",
                               "from": previous})
-    return raised, escalated
 
 
 def retry_notifications(bind: Engine, notifiers: Sequence[Notifier],
@@ -873,7 +921,8 @@ def process_survey(
                            f"are not resolved (see jobs.pipeline.MAX_ALERT_PIXEL_SIZE_M)")
                 raised, escalated = [], []
             else:
-                raised, escalated = _apply_alerts(s, s.get(m.Site, site.id), sv)
+                raised, escalated = _apply_alerts(s, s.get(m.Site, site.id), sv,
+                                                  options.max_alert_pixel_size_m)
             # the outbox rows commit with the alerts: a crash after the commit loses nothing
             enqueue(s, raised + escalated, [channel_of(n) for n in notifiers])
             crack_count = run.crack_count or 0
