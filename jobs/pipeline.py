@@ -49,6 +49,7 @@ from geodata.tracking import tracked_surveys
 from jobs import alerts as rules
 from jobs.notify import Notifier
 from jobs.outbox import channel_of, deliver_pending, enqueue
+from jobs.storage_errors import storage_problem
 
 log = logging.getLogger(__name__)
 
@@ -951,15 +952,16 @@ def process_survey(
     except Exception as exc:  # noqa: BLE001 - recorded with its traceback, never lost
         tb = "".join(traceback.format_exception(exc))
         log.error("survey %s failed at step %s: %s", survey_id, step, exc)
+        disk = storage_problem(exc, work_dir=options.work_dir)  # a full disk says so
         try:
-            _set_step(bind, job_id, step, "failed", error=str(exc))
+            _set_step(bind, job_id, step, "failed", error=disk or str(exc))
             if step in ("infer", "vectorise", "store_track", "alerts"):
                 record_failed_run(bind, survey.id, {k: v for k, v in run_info.items()
                                                     if k in RunInfo.__dataclass_fields__},
                                   exc)
         finally:
             _finish_job(bind, job_id, "failed", tb)
-        return SurveyResult(survey.id, job_id, "failed", error=f"{step}: {exc}",
+        return SurveyResult(survey.id, job_id, "failed", error=f"{step}: {disk or exc}",
                             seconds=time.perf_counter() - t_start)
 
 
