@@ -569,6 +569,8 @@ def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions) -> di
     run_out = out.with_name(f"{out.stem}.run-{os.getpid()}-{uuid.uuid4().hex[:8]}.tif")
     import warnings
 
+    from engine.errors import CRSError
+
     try:
         with warnings.catch_warnings():  # kept in res.warnings and recorded in the job's steps
             warnings.simplefilter("ignore", UserWarning)
@@ -577,6 +579,15 @@ def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions) -> di
                                  batch_size=opt.batch_size, device=opt.device, progress=False,
                                  tta=opt.tta)
         os.replace(run_out, out)
+    except CRSError as exc:
+        if "--crs" not in str(exc):
+            raise
+        # engine.infer's hint names `crackwatch infer --crs`; a survey has no such option
+        raise CRSError(
+            f"{survey.source_path} has no CRS, so its cracks cannot be placed or measured: "
+            f"assign it (gdal_edit.py -a_srs EPSG:XXXX FILE) or georeference and export it "
+            f"again, then `crackwatch survey add` the fixed file and `crackwatch survey skip "
+            f"{survey.id}` this one") from exc
     finally:
         for leftover in (run_out, run_out.with_name(run_out.stem + ".partial.tif")):
             leftover.unlink(missing_ok=True)
