@@ -8,20 +8,41 @@ takes its write lock at ``BEGIN IMMEDIATE``), checked and updated, or nothing ch
 
 ``bind`` is an ``Engine`` (own transaction, committed) or a ``Session`` (a SAVEPOINT of the
 caller's transaction), as in :mod:`geodata.store.api`.
+
+Lineage. An alert on a crack track is anchored to the crack it was raised (or last
+escalated) on: ``details["anchor"]`` = ``{"survey_id", "crack_id", "point"}`` (a point on
+that crack's polygon, site CRS), see :func:`alert_anchor`. Track ids are not what lasts:
+re-tracking from an old survey (a survey that arrives out of date order, a re-run) deletes
+and re-creates the tracks first seen from that survey on. :func:`geodata.tracking.track_survey`
+therefore takes the anchors of the site's open track alerts before it rebuilds and calls
+:func:`reattach_alerts` after: each alert follows its crack to the crack's track now (by id,
+or by the point when the survey was re-run and the crack re-created); an alert whose crack is
+gone is resolved with the reason recorded; two open alerts of one rule that land on one
+track are merged (the higher level, then the older, stays open; the other is resolved naming
+it). So a rebuild never orphans or duplicates an alert.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
+from typing import Any
 
+import shapely
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from geodata.errors import RecordNotFoundError, StoreError
 from geodata.store.engine import session_scope
-from geodata.store.models import Alert, utcnow
+from geodata.store.models import ALERT_LEVELS, Alert, Crack, SurveySummary, TrackObservation, utcnow
 
-__all__ = ["acknowledge_alert", "resolve_alert"]
+__all__ = ["acknowledge_alert", "alert_anchor", "open_alert_anchors", "reattach_alerts",
+           "resolve_alert"]
+
+log = logging.getLogger(__name__)
+
+#: Events of a track observation in which the track has a crack of its own.
+_ALIVE = ("new", "continued", "split")
 
 _MAX_BY = 200  # length of Alert.acknowledged_by
 
@@ -109,3 +130,142 @@ def resolve_alert(bind: Engine | Session, alert_id: int, *, by: str, note: str) 
         alert.resolve_note = f"{note.strip()} ({who})"
         s.flush()
         return alert
+
+
+# --------------------------------------------------------------------------- lineage
+
+
+def alert_anchor(s: Session, track_id: int, survey_id: int | None) -> dict[str, Any] | None:
+    """The crack of ``track_id`` an alert is anchored to: the track's crack in ``survey_id``
+    (else its latest crack), as ``{"survey_id", "crack_id", "point": [x, y]}`` (a point on
+    the crack's polygon, site CRS); None when the track has no crack left."""
+    q = (select(TrackObservation.survey_id, Crack.id, Crack.polygon)
+         .join(Crack, Crack.id == TrackObservation.crack_id)
+         .where(TrackObservation.track_id == int(track_id),
+                TrackObservation.event.in_(_ALIVE)))
+    row = None
+    if survey_id is not None:
+        row = s.execute(q.where(TrackObservation.survey_id == int(survey_id))).first()
+    if row is None:
+        row = s.execute(q.order_by(TrackObservation.acquired_at.desc())).first()
+    if row is None:
+        return None
+    p = shapely.point_on_surface(row[2])
+    return {"survey_id": int(row[0]), "crack_id": int(row[1]), "point": [p.x, p.y]}
+
+
+def _open_track_alerts(s: Session, site_id: int) -> list[Alert]:
+    rows = s.scalars(select(Alert).where(Alert.site_id == site_id, Alert.resolved_at.is_(None))
+                     .order_by(Alert.id).execution_options(populate_existing=True))
+    return [a for a in rows
+            if a.track_id is not None or str((a.details or {}).get("key", "")).startswith("track:")]
+
+
+def open_alert_anchors(s: Session, site_id: int) -> dict[int, dict[str, Any] | None]:
+    """Alert id -> anchor (:func:`alert_anchor`) of each open alert on a crack track of the
+    site, read before its tracks are rebuilt. A stored anchor whose crack still exists is
+    kept; otherwise it is taken from the alert's track (None: nothing to anchor to)."""
+    out: dict[int, dict[str, Any] | None] = {}
+    for a in _open_track_alerts(s, site_id):
+        stored = (a.details or {}).get("anchor")
+        if stored and stored.get("crack_id") is not None and s.get(Crack, stored["crack_id"]):
+            out[a.id] = stored
+            continue
+        fresh = alert_anchor(s, a.track_id, a.survey_id) if a.track_id is not None else None
+        out[a.id] = fresh or stored
+    return out
+
+
+def _track_at_point(s: Session, anchor: dict[str, Any]) -> tuple[int, int] | None:
+    """(track id, crack id) of the map crack of the anchor's survey at the anchor's point
+    (within the survey's tracking tolerance; the nearest, then the longest)."""
+    point = anchor.get("point")
+    if not point or anchor.get("survey_id") is None:
+        return None
+    summary = s.get(SurveySummary, anchor["survey_id"])
+    tol = (summary.tolerance_m or 0.0) if summary else 0.0
+    pt = shapely.Point(point)
+    best = None
+    for crack_id, track_id, polygon, length in s.execute(
+            select(Crack.id, Crack.track_id, Crack.polygon, Crack.length_m)
+            .where(Crack.survey_id == anchor["survey_id"], Crack.coordinate_space == "map",
+                   Crack.track_id.is_not(None))):
+        d = shapely.distance(polygon, pt)
+        if d <= tol and (best is None or (d, -length) < best[0]):
+            best = ((d, -length), int(track_id), int(crack_id))
+    return None if best is None else (best[1], best[2])
+
+
+def reattach_alerts(s: Session, site_id: int, anchors: dict[int, dict[str, Any] | None], *,
+                    reason: str) -> dict[str, int]:
+    """After a rebuild of the site's tracks, move each open track alert to the track its
+    anchor crack belongs to now; resolve it (with ``reason`` recorded) when that crack is
+    gone; merge open alerts of one rule that end on one track. In ``s``'s transaction.
+
+    Args:
+        anchors: from :func:`open_alert_anchors`, read before the rebuild.
+        reason: what rebuilt the tracks (recorded on every alert changed).
+
+    Returns:
+        Counts: ``reattached`` (alert moved to another track id), ``resolved`` (crack gone),
+        ``merged`` (duplicates resolved).
+    """
+    now = utcnow()
+    counts = {"reattached": 0, "resolved": 0, "merged": 0}
+    alerts = {a.id: a for a in _open_track_alerts(s, site_id)}
+    for alert_id, anchor in anchors.items():
+        a = alerts.get(alert_id)
+        if a is None:
+            continue
+        details = dict(a.details or {})
+        old_key = details.get("key", f"track:{a.track_id}")
+        found = None
+        if anchor:
+            crack = s.get(Crack, anchor["crack_id"]) if anchor.get("crack_id") else None
+            if crack is not None and crack.track_id is not None:
+                found = (int(crack.track_id), int(crack.id))
+            else:
+                found = _track_at_point(s, anchor)
+        if found is None:
+            a.resolved_at = now
+            a.resolve_note = (f"resolved automatically: the crack this alert was raised on is "
+                              f"no longer in the store after {reason} (crackwatch)")
+            details["resolved_reason"] = "lineage_lost"
+            a.details = details
+            a.track_id = None
+            counts["resolved"] += 1
+            log.warning("site %s: alert %s (%s) resolved: its crack is gone after %s",
+                        site_id, a.id, a.rule, reason)
+            continue
+        track_id, crack_id = found
+        new_key = f"track:{track_id}"
+        details["anchor"] = {**(anchor or {}), "crack_id": crack_id}
+        if new_key != old_key or a.track_id != track_id:
+            history = list(details.get("reattached", []))
+            history.append({"from": old_key, "to": new_key, "reason": reason,
+                            "at": now.isoformat()})
+            details["reattached"] = history
+            counts["reattached"] += 1
+        details["key"] = new_key
+        a.details = details
+        a.track_id = track_id
+    s.flush()
+
+    groups: dict[tuple[str, int], list[Alert]] = {}
+    for a in alerts.values():
+        if a.resolved_at is None and a.track_id is not None:
+            groups.setdefault((a.rule, a.track_id), []).append(a)
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        group.sort(key=lambda a: (-ALERT_LEVELS.index(a.level), a.raised_at, a.id))
+        keep = group[0]
+        for a in group[1:]:
+            a.resolved_at = now
+            a.resolve_note = (f"resolved automatically: duplicate of alert {keep.id} (same "
+                              f"crack and rule) after {reason} (crackwatch)")
+            a.details = {**(a.details or {}), "resolved_reason": "duplicate",
+                         "duplicate_of": keep.id}
+            counts["merged"] += 1
+    s.flush()
+    return counts

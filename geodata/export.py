@@ -67,7 +67,7 @@ def export_site(
         layers = {
             "cracks": site_cracks(s, site_row.id),
             "tracks": site_tracks(s, site_row.id),
-            "surveys": list_surveys(s, site_row.id),
+            "surveys": list_surveys(s, site_row.id, with_state=False),
         }
         photo = site_cracks(s, site_row.id, coordinate_space="image")
     if len(photo):

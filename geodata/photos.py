@@ -305,7 +305,8 @@ def sensor_width_mm_for(meta: PhotoMetadata) -> float:
         f"{meta.path.name}: cannot tell the sensor width of camera {camera or '?'!r} "
         f"(not in KNOWN_SENSORS and no 35 mm-equivalent "
         f"focal length in EXIF); pass sensor_width_mm (the sensor width in mm from the "
-        f"camera's spec sheet) or --gsd")
+        f"camera's spec sheet), or the GSD: --gsd-m M (m/px; `crackwatch infer` and "
+        f"`crackwatch survey add`)")
 
 
 def ground_sample_distance_m(
@@ -342,7 +343,7 @@ def ground_sample_distance_m(
     Raises:
         GSDError: a given value is not a positive finite number, or the focal length, sensor
             width or height above ground cannot be found (the message says to pass
-            ``--altitude`` or ``--gsd``).
+            ``--altitude-m`` or ``--gsd-m``).
     """
     if gsd_m is not None:
         return _positive("gsd_m", gsd_m)
@@ -354,7 +355,8 @@ def ground_sample_distance_m(
     focal_mm = meta.focal_length_mm
     if focal_mm is None:
         raise GSDError(f"{name}: no focal length in EXIF, so the GSD cannot be derived; pass "
-                       f"--gsd (metres per pixel)")
+                       f"--gsd-m (metres per pixel; `crackwatch infer` and `crackwatch survey "
+                       f"add`)")
     if altitude_m is None:
         altitude_m = meta.relative_altitude_m
         if altitude_m is None:
@@ -365,12 +367,14 @@ def ground_sample_distance_m(
                 f"ground)")
             raise GSDError(
                 f"{name}: no height above ground: no DJI RelativeAltitude in the XMP{seen}; "
-                f"pass --altitude (camera height above the ground in m) or --gsd (m/px)")
+                f"pass --altitude-m (camera height above the ground in m; `crackwatch infer`) "
+                f"or --gsd-m (m/px; `crackwatch infer` and `crackwatch survey add`)")
         if not (math.isfinite(altitude_m) and altitude_m > 0):
             raise GSDError(
                 f"{name}: DJI RelativeAltitude is {altitude_m} m, at or below the take-off "
-                f"point, so it cannot be the camera height above ground; pass --altitude "
-                f"(height above the ground in m) or --gsd (m/px)")
+                f"point, so it cannot be the camera height above ground; pass --altitude-m "
+                f"(height above the ground in m; `crackwatch infer`) or --gsd-m (m/px; "
+                f"`crackwatch infer` and `crackwatch survey add`)")
     if sensor_width_mm is None:
         sensor_width_mm = sensor_width_mm_for(meta)
     return altitude_m * sensor_width_mm / (focal_mm * meta.width_px)

@@ -103,7 +103,8 @@ def sites_overview(bind: Engine | Session) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def list_surveys(bind: Engine | Session, site: int | str) -> gpd.GeoDataFrame:
+def list_surveys(bind: Engine | Session, site: int | str, *,
+                 with_state: bool = True) -> gpd.GeoDataFrame:
     """A site's surveys in acquisition order, with their current run and summary.
 
     Returns:
@@ -111,8 +112,26 @@ def list_surveys(bind: Engine | Session, site: int | str) -> gpd.GeoDataFrame:
         ``source_type``, ``source_path``, ``sha256``, ``pixel_size_m``,
         ``registration_error_m``, ``simulated`` (bool, from the metadata), ``run_id``,
         ``model_name``, ``crack_count``, ``total_length_m``, ``new_count``,
-        ``vanished_count``.
+        ``vanished_count``; with ``with_state`` also ``state`` (``done``, ``pending``,
+        ``waiting``, ``parked``, ``skipped``: :func:`geodata.survey_state.survey_states`),
+        ``failures``, ``last_error`` and ``action`` (what to do about a parked, waiting or
+        skipped survey, e.g. ``crackwatch survey retry ID``).
     """
+    frame = _list_surveys(bind, site)
+    if with_state:
+        from geodata.survey_state import survey_states
+
+        states = {st.survey_id: st for st in survey_states(bind, site)}
+        ids = list(frame["survey_id"])
+        frame["state"] = [states[i].state if i in states else None for i in ids]
+        frame["failures"] = pd.array([states[i].failures if i in states else 0 for i in ids],
+                                     dtype="Int64")
+        frame["last_error"] = [states[i].last_error if i in states else None for i in ids]
+        frame["action"] = [states[i].action() if i in states else None for i in ids]
+    return frame
+
+
+def _list_surveys(bind: Engine | Session, site: int | str) -> gpd.GeoDataFrame:
     with session_scope(bind) as s:
         site_row = _site(s, site)
         surveys = s.scalars(select(Survey).where(Survey.site_id == site_row.id)

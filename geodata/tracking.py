@@ -56,6 +56,7 @@ import shapely
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from geodata.alerts_store import open_alert_anchors, reattach_alerts
 from geodata.errors import CRSError, StoreError
 from geodata.store.engine import session_scope
 from geodata.store.models import (
@@ -70,6 +71,7 @@ from geodata.store.models import (
 
 __all__ = [
     "Matching",
+    "tracked_surveys",
     "match_cracks",
     "survey_summary",
     "track_site",
@@ -314,12 +316,16 @@ def track_survey(
     Surveys count in ``acquired_at`` order (then id) and only with a current (succeeded)
     run. Tracking results of this survey and of every later survey of the site are
     recomputed (so re-running an old survey keeps the history consistent); tracks first
-    seen in those surveys get new ids, older tracks keep theirs. One transaction.
+    seen in those surveys get new ids, older tracks keep theirs. Open alerts on tracks
+    follow the crack they were raised on to its track now, are resolved with the reason when
+    that crack is gone, and are never left duplicated
+    (:func:`geodata.alerts_store.reattach_alerts`). One transaction.
 
     Returns:
         The :func:`survey_summary` of ``survey_id`` plus ``survey_id``,
         ``previous_survey_id``, ``tolerance_m`` and ``surveys_tracked`` (how many surveys
-        were (re)computed).
+        were (re)computed); ``alerts`` (counts from ``reattach_alerts``) when the site had
+        open track alerts.
 
     Raises:
         RecordNotFoundError: no such survey. StoreError: the survey has no stored run.
@@ -339,6 +345,7 @@ def track_survey(
         i = ids.index(survey.id)
         todo = ordered[i:]
         previous = ordered[i - 1] if i > 0 else None
+        anchors = open_alert_anchors(s, survey.site_id)  # before the tracks are rebuilt
         _reset(s, survey.site_id, [sv.id for sv in todo], previous)
         summary: dict[str, Any] = {}
         for sv in todo:
@@ -347,6 +354,11 @@ def track_survey(
                 summary = result
             previous = sv
         summary["surveys_tracked"] = len(todo)
+        if anchors:
+            summary["alerts"] = reattach_alerts(
+                s, survey.site_id, anchors,
+                reason=f"tracks were rebuilt from survey {survey.id} "
+                       f"({survey.acquired_at:%Y-%m-%d %H:%M} UTC)")
         return summary
 
 
@@ -357,6 +369,12 @@ def track_site(bind: Engine | Session, site_id: int, *, tolerance_px: float = 3.
         if not ordered:
             return 0
         return int(track_survey(s, ordered[0].id, tolerance_px=tolerance_px)["surveys_tracked"])
+
+
+def tracked_surveys(s: Session, site_id: int) -> list[Survey]:
+    """The site's surveys with a current (succeeded) run, in tracking order
+    (``acquired_at``, then id)."""
+    return _tracked_surveys(s, site_id)
 
 
 def _tracked_surveys(s: Session, site_id: int) -> list[Survey]:

@@ -840,6 +840,11 @@ from jobs.cli_pipeline import register as _register_pipeline_commands  # noqa: E
 
 _register_pipeline_commands(app)
 
+# A full disk, a read-only store folder or an unwritable --work-dir: one error line, exit 2.
+from jobs.storage_errors import install as _install_storage_errors  # noqa: E402
+
+_install_storage_errors(app, lambda line: _fail(OSError(line)))
+
 
 if __name__ == "__main__":
     app()

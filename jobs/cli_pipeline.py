@@ -56,7 +56,10 @@ def _engine(url: str | None, *, read_only: bool = False):
         upgrade(url)
         return connect(url)
     except StoreError as exc:
-        _fail(StoreError(f"{str(exc).strip().splitlines()[0]} (check --url or "
+        from jobs.storage_errors import storage_problem
+
+        _fail(StoreError(storage_problem(exc, url=url) or
+                         f"{str(exc).strip().splitlines()[0]} (check --url or "
                          f"CRACKWATCH_DATABASE_URL)"))
     except OSError as exc:
         _fail(OSError(f"cannot create the store's folder for {url}: {exc}; choose a writable "

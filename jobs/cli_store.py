@@ -3,7 +3,7 @@
 Commands:
     crackwatch db upgrade [--url URL]          create / migrate the store's schema (Alembic)
     crackwatch db current [--url URL]          the schema revision of the store
-    crackwatch export --site S --format F --out PATH [--url URL] [--rfc7946]
+    crackwatch export --site S|--site-id N --format F --out PATH [--url URL] [--rfc7946]
                                                a site's cracks, tracks, surveys to gpkg/geojson/csv
     crackwatch bench store [--n N] [--per-survey K] [--url URL]
                                                insert N crack polygons, fetch one survey
@@ -84,7 +84,9 @@ def db_current(url: str | None = typer.Option(None, help=URL_HELP)) -> None:
 
 
 def export_cmd(
-    site: str = typer.Option(..., "--site", help="Site name or id."),
+    site: str | None = typer.Option(None, "--site", help="Site name (see `crackwatch site "
+                                    "list`)."),
+    site_id: int | None = typer.Option(None, "--site-id", help="Site id instead of --site."),
     fmt: str = typer.Option("gpkg", "--format", help="gpkg | geojson | csv"),
     out: Path = typer.Option(..., "--out", help="Output file (GeoJSON/CSV: the cracks file; "
                                                 "tracks and surveys are written beside it)."),
@@ -96,9 +98,12 @@ def export_cmd(
     from geodata.export import export_site
     from geodata.store import connect
 
+    if (site is None) == (site_id is None):
+        _fail(ValueError("give the site as --site NAME or --site-id ID (one of them)"))
     try:
         engine = connect(_url(url), must_exist=True)
-        paths = export_site(engine, site, out, fmt, rfc7946=rfc7946)
+        paths = export_site(engine, site_id if site_id is not None else site, out, fmt,
+                            rfc7946=rfc7946)
         engine.dispose()
     except _store_errors() as exc:
         _fail(exc)

@@ -41,12 +41,21 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from engine.allocator import release_free_memory
+from geodata.alerts_store import alert_anchor
 from geodata.store import models as m
 from geodata.store.api import RunInfo, ingest_survey, record_failed_run, store_run
 from geodata.store.engine import session_scope
+from geodata.survey_state import (
+    MAX_SURVEY_FAILURES,
+    SURVEY_RETRY_BASE_S,
+    SurveyState,
+    survey_states,
+)
+from geodata.tracking import tracked_surveys
 from jobs import alerts as rules
 from jobs.notify import Notifier
 from jobs.outbox import channel_of, deliver_pending, enqueue
+from jobs.storage_errors import storage_problem
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +94,9 @@ MAX_ALERT_PIXEL_SIZE_M = 0.05
 #: attributes: its ``st_ctime`` and ``st_mtime``) before it is taken; a copy in progress
 #: keeps changing them. ``PipelineOptions.inbox_settle_s`` overrides it per run.
 INBOX_SETTLE_S = 60.0
-#: A survey whose processing failed (or whose process died) this many times in a row is
-#: parked: runs leave it alone until ``crackwatch survey retry ID`` (or ``skip ID``).
-MAX_SURVEY_FAILURES = 3
-#: After a survey's k-th failure the next try waits ``SURVEY_RETRY_BASE_S * 2**(k-1)`` s.
-SURVEY_RETRY_BASE_S = 15 * 60.0
+# MAX_SURVEY_FAILURES (failures before a survey is parked) and SURVEY_RETRY_BASE_S (the
+# backoff of its retries) live in geodata.survey_state with survey_states, read by the CLI
+# and the dashboard too.
 
 
 @dataclass
@@ -364,80 +371,6 @@ def scan_inbox(bind: Engine, site: int | str, *, settle_s: float = INBOX_SETTLE_
     return found
 
 
-@dataclass
-class SurveyState:
-    """Where a survey stands in the pipeline (:func:`survey_states`).
-
-    Attributes:
-        state: ``done`` (a succeeded run), ``pending`` (to run now), ``waiting`` (failed;
-            retried after ``retry_at``), ``parked`` (failed ``MAX_SURVEY_FAILURES`` times;
-            needs ``crackwatch survey retry|skip``), ``skipped`` (by ``survey skip``).
-        failures: failed or abandoned runs since the last ``survey retry``.
-        retry_at: UTC time of the next try of a ``waiting`` survey.
-        last_error: the last line of the latest failure.
-    """
-
-    survey_id: int
-    state: str
-    failures: int = 0
-    retry_at: datetime | None = None
-    last_error: str | None = None
-
-
-def survey_states(bind: Engine | Session, site: int | str, *, now: datetime | None = None,
-                  max_failures: int = MAX_SURVEY_FAILURES,
-                  retry_base_s: float = SURVEY_RETRY_BASE_S) -> list[SurveyState]:
-    """The :class:`SurveyState` of each survey of ``site``, oldest acquisition first.
-
-    Failures are the survey's ``process_survey`` job runs that ``failed`` or were
-    ``abandoned`` (its process died) since its last ``survey retry``.
-
-    Raises:
-        RecordNotFoundError: no such site.
-    """
-    from datetime import timedelta
-
-    from geodata.store.api import get_site
-
-    now = now or m.utcnow()
-    site_id = get_site(bind, site).id
-    with session_scope(bind) as s:
-        done = set(s.scalars(select(m.InferenceRun.survey_id).join(m.Survey).where(
-            m.Survey.site_id == site_id, m.InferenceRun.status == "succeeded")))
-        surveys = list(s.scalars(select(m.Survey).where(m.Survey.site_id == site_id)
-                                 .order_by(m.Survey.acquired_at, m.Survey.id)))
-        failed: dict[int, list[m.JobRun]] = {}
-        for j in s.scalars(select(m.JobRun).where(
-                m.JobRun.site_id == site_id, m.JobRun.job == "process_survey",
-                m.JobRun.status.in_(("failed", "abandoned"))).order_by(m.JobRun.started_at)):
-            failed.setdefault(j.survey_id, []).append(j)
-        out = []
-        for sv in surveys:
-            meta = sv.meta or {}
-            if sv.id in done:
-                out.append(SurveyState(sv.id, "done"))
-                continue
-            since = meta.get("retry_from")
-            runs = [j for j in failed.get(sv.id, [])
-                    if since is None or j.started_at > datetime.fromisoformat(since)]
-            last_error = None
-            if runs:
-                err = (runs[-1].error or "").strip().splitlines()
-                last_error = err[-1] if err else runs[-1].status
-            if meta.get("skipped"):
-                out.append(SurveyState(sv.id, "skipped", len(runs), None, last_error))
-            elif len(runs) >= max_failures:
-                out.append(SurveyState(sv.id, "parked", len(runs), None, last_error))
-            elif runs:
-                last = runs[-1].finished_at or runs[-1].started_at
-                retry_at = last + timedelta(seconds=retry_base_s * 2 ** (len(runs) - 1))
-                out.append(SurveyState(sv.id, "waiting" if retry_at > now else "pending",
-                                       len(runs), retry_at, last_error))
-            else:
-                out.append(SurveyState(sv.id, "pending"))
-        return out
-
-
 def pending_surveys(bind: Engine | Session, site: int | str, *, now: datetime | None = None,
                     max_failures: int = MAX_SURVEY_FAILURES,
                     retry_base_s: float = SURVEY_RETRY_BASE_S) -> list[m.Survey]:
@@ -566,6 +499,8 @@ def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions) -> di
     run_out = out.with_name(f"{out.stem}.run-{os.getpid()}-{uuid.uuid4().hex[:8]}.tif")
     import warnings
 
+    from engine.errors import CRSError
+
     try:
         with warnings.catch_warnings():  # kept in res.warnings and recorded in the job's steps
             warnings.simplefilter("ignore", UserWarning)
@@ -574,6 +509,15 @@ def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions) -> di
                                  batch_size=opt.batch_size, device=opt.device, progress=False,
                                  tta=opt.tta)
         os.replace(run_out, out)
+    except CRSError as exc:
+        if "--crs" not in str(exc):
+            raise
+        # engine.infer's hint names `crackwatch infer --crs`; a survey has no such option
+        raise CRSError(
+            f"{survey.source_path} has no CRS, so its cracks cannot be placed or measured: "
+            f"assign it (gdal_edit.py -a_srs EPSG:XXXX FILE) or georeference and export it "
+            f"again, then `crackwatch survey add` the fixed file and `crackwatch survey skip "
+            f"{survey.id}` this one") from exc
     finally:
         for leftover in (run_out, run_out.with_name(run_out.stem + ".partial.tif")):
             leftover.unlink(missing_ok=True)
@@ -660,12 +604,23 @@ def _infer_photos(survey: m.Survey, site: m.Site, model: Any,
                       "megapixels_per_s": round(mps, 3) if mps else None}}
 
 
-def _observations(s: Session, site_id: int, until: datetime) -> dict[int, list[dict]]:
-    """Per active track of the site, its observations up to ``until`` (oldest first)."""
+def _observations(s: Session, site_id: int, until: datetime,
+                  alive_in: int | None = None) -> dict[int, list[dict]]:
+    """Per active track of the site, its observations up to ``until`` (oldest first).
+
+    ``alive_in``: a survey id; then the tracks with a crack of their own in that survey
+    instead of those active now (for evaluating the rules as of an earlier survey)."""
+    if alive_in is None:
+        alive = m.CrackTrack.status == "active"
+    else:
+        alive = m.CrackTrack.id.in_(
+            select(m.TrackObservation.track_id)
+            .where(m.TrackObservation.survey_id == alive_in,
+                   m.TrackObservation.event.in_(("new", "continued", "split"))))
     rows = s.execute(
         select(m.TrackObservation)
         .join(m.CrackTrack, m.CrackTrack.id == m.TrackObservation.track_id)
-        .where(m.CrackTrack.site_id == site_id, m.CrackTrack.status == "active",
+        .where(m.CrackTrack.site_id == site_id, alive,
                m.TrackObservation.acquired_at <= until,
                m.TrackObservation.length_m.is_not(None))
         .order_by(m.TrackObservation.acquired_at)).scalars()
@@ -692,30 +647,63 @@ def _alert_key(track: Any) -> str:
                                          else str(track))
 
 
-def _apply_alerts(s: Session, site: m.Site, survey: m.Survey) -> tuple[list, list]:
+def _evaluations(s: Session, site: m.Site, survey: m.Survey,
+                 max_pixel_size_m: float | None) -> list[tuple[m.Survey, dict, int]]:
+    """(survey, series, new crack count) to evaluate the rules on, oldest first.
+
+    A photo survey: itself. A map survey: itself and every later tracked survey of the site
+    (with pixels fine enough for alerts), each as of its own date: a survey that arrives after
+    newer ones were processed (out of date order) changes the growth of every later interval,
+    so the rules see the history as it would have been seen in date order."""
+    if survey.source_type in ("photo", "photos"):
+        # photos are not tracked: nothing to call "new" against
+        return [(survey, _image_series(s, survey), 0)]
+    ordered = tracked_surveys(s, site.id)
+    ids = [sv.id for sv in ordered]
+    todo = ordered[ids.index(survey.id):] if survey.id in ids else [survey]
+    out = []
+    for k, sv in enumerate(todo):
+        if k and max_pixel_size_m and sv.pixel_size_m and sv.pixel_size_m > max_pixel_size_m:
+            continue
+        last = sv.id == ordered[-1].id if ordered else True
+        series = _observations(s, site.id, sv.acquired_at, None if last else sv.id)
+        summary = s.get(m.SurveySummary, sv.id)
+        # the first survey of a site has nothing to be "new" against
+        new_count = summary.new_count if summary and summary.previous_survey_id else 0
+        out.append((sv, series, new_count))
+    return out
+
+
+def _apply_alerts(s: Session, site: m.Site, survey: m.Survey,
+                  max_pixel_size_m: float | None = None) -> tuple[list, list]:
     """Evaluate the site's rules and raise or escalate alerts, inside ``s``'s transaction.
 
     An alert is keyed by (site, rule, track or photo crack); a key with an open (unresolved)
     alert is not raised again, only escalated when the level rises
-    (:func:`jobs.alerts.lifecycle_action`).
+    (:func:`jobs.alerts.lifecycle_action`). A track alert records the crack it was raised
+    on (``details["anchor"]``), so a later rebuild of the tracks keeps it on that crack's
+    lineage (:func:`geodata.alerts_store.reattach_alerts`). A map survey older than surveys
+    already processed is evaluated as of itself and of each later survey (see
+    :func:`_evaluations`).
     """
-    if survey.source_type in ("photo", "photos"):
-        series: dict[Any, list[dict]] = _image_series(s, survey)
-        new_count = 0  # photos are not tracked: nothing to call "new" against
-    else:
-        series = _observations(s, site.id, survey.acquired_at)
-        summary = s.get(m.SurveySummary, survey.id)
-        # the first survey of a site has nothing to be "new" against
-        new_count = summary.new_count if summary and summary.previous_survey_id else 0
     thresholds = (site.thresholds or {}).get(site.profile) or None
-    candidates = rules.evaluate_site(site.profile, thresholds, series, survey.pixel_size_m,
-                                     new_count, site=site.id)
     open_alerts: dict[tuple[str, str], m.Alert] = {}
     for a in s.scalars(select(m.Alert).where(m.Alert.site_id == site.id,
                                              m.Alert.resolved_at.is_(None))
                        .order_by(m.Alert.raised_at)):
         open_alerts[(a.rule, (a.details or {}).get("key", _alert_key(a.track_id)))] = a
-    raised, escalated = [], []
+    raised: list[dict] = []
+    escalated: list[dict] = []
+    for sv, series, new_count in _evaluations(s, site, survey, max_pixel_size_m):
+        candidates = rules.evaluate_site(site.profile, thresholds, series, sv.pixel_size_m,
+                                         new_count, site=site.id)
+        _apply_candidates(s, site, sv, candidates, open_alerts, raised, escalated)
+    return raised, escalated
+
+
+def _apply_candidates(s: Session, site: m.Site, survey: m.Survey, candidates: list,
+                      open_alerts: dict[tuple[str, str], m.Alert], raised: list[dict],
+                      escalated: list[dict]) -> None:
     for c in candidates:
         if not c.is_alert:
             continue
@@ -730,6 +718,8 @@ def _apply_alerts(s: Session, site: m.Site, survey: m.Survey) -> tuple[list, lis
                    "observed_at": c.observed_at.isoformat() if c.observed_at else None}
         if c.forecast is not None:
             details["forecast"] = c.forecast.to_dict()
+        if track_id is not None:
+            details["anchor"] = alert_anchor(s, track_id, survey.id)
         message = c.message if key.startswith(("site", "track:")) else f"{key}: {c.message}"
         value = float(c.measured_value)
         threshold = None if c.threshold is None else float(c.threshold)
@@ -754,10 +744,10 @@ def _apply_alerts(s: Session, site: m.Site, survey: m.Survey) -> tuple[list, lis
             current.level, current.measured_value = str(c.level), value
             current.threshold, current.message = threshold, message
             current.survey_id = survey.id
-            current.details = {**details, "escalations": history}
+            kept = {k: v for k, v in (current.details or {}).items() if k == "reattached"}
+            current.details = {**kept, **details, "escalations": history}
             escalated.append({**record, "alert_id": current.id, "action": "escalate",
                               "from": previous})
-    return raised, escalated
 
 
 def retry_notifications(bind: Engine, notifiers: Sequence[Notifier],
@@ -873,7 +863,8 @@ def process_survey(
                            f"are not resolved (see jobs.pipeline.MAX_ALERT_PIXEL_SIZE_M)")
                 raised, escalated = [], []
             else:
-                raised, escalated = _apply_alerts(s, s.get(m.Site, site.id), sv)
+                raised, escalated = _apply_alerts(s, s.get(m.Site, site.id), sv,
+                                                  options.max_alert_pixel_size_m)
             # the outbox rows commit with the alerts: a crash after the commit loses nothing
             enqueue(s, raised + escalated, [channel_of(n) for n in notifiers])
             crack_count = run.crack_count or 0
@@ -902,15 +893,16 @@ def process_survey(
     except Exception as exc:  # noqa: BLE001 - recorded with its traceback, never lost
         tb = "".join(traceback.format_exception(exc))
         log.error("survey %s failed at step %s: %s", survey_id, step, exc)
+        disk = storage_problem(exc, work_dir=options.work_dir)  # a full disk says so
         try:
-            _set_step(bind, job_id, step, "failed", error=str(exc))
+            _set_step(bind, job_id, step, "failed", error=disk or str(exc))
             if step in ("infer", "vectorise", "store_track", "alerts"):
                 record_failed_run(bind, survey.id, {k: v for k, v in run_info.items()
                                                     if k in RunInfo.__dataclass_fields__},
                                   exc)
         finally:
             _finish_job(bind, job_id, "failed", tb)
-        return SurveyResult(survey.id, job_id, "failed", error=f"{step}: {exc}",
+        return SurveyResult(survey.id, job_id, "failed", error=f"{step}: {disk or exc}",
                             seconds=time.perf_counter() - t_start)
 
 

@@ -84,8 +84,27 @@ st.caption(f"{row['source_type']} `{row['source_path']}`"
            + (f", model {row['model_name']}" if pd.notna(row["model_name"]) else "")
            + (" - simulated demo survey" if row["simulated"] else ""))
 if pd.isna(row["run_id"]):
-    st.info("No successful inference run for this survey yet: there are no cracks to show. "
-            "See the Runs page for failed runs.")
+    state = row.get("state")
+    why = f" Last error: {row['last_error']}." if pd.notna(row.get("last_error")) else ""
+    todo = f" {row['action']}." if pd.notna(row.get("action")) else ""
+    if state == "parked":
+        st.warning(f"Survey #{survey_id} is **parked** after {int(row['failures'])} failed "
+                   f"runs: runs leave it alone until you decide.{why}{todo}")
+    elif state == "waiting":
+        st.warning(f"Survey #{survey_id} **failed** {int(row['failures'])} time(s) and is "
+                   f"waiting for its retry.{why}{todo}")
+    elif state == "skipped":
+        st.info(f"Survey #{survey_id} is **skipped**: runs leave it out.{why}{todo}")
+    else:
+        st.info("No successful inference run for this survey yet: there are no cracks to "
+                "show (the next run of the site processes it). See the Runs page for runs.")
+held = surveys[surveys["state"].isin(["parked", "waiting", "skipped"])] \
+    if "state" in surveys.columns else surveys.iloc[:0]
+if len(held):
+    with st.expander(f"Surveys not processed: {len(held)} parked, waiting or skipped",
+                     expanded=bool((held["state"] == "parked").any())):
+        st.dataframe(held[["survey_id", "acquired_at", "source_path", "state", "failures",
+                           "last_error", "action"]], hide_index=True, width="stretch")
 
 # ---------------------------------------------------------------- crack choice, map options
 chosen_crack = None

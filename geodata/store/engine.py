@@ -79,8 +79,9 @@ def connect(
         must_exist: SQLite only: raise instead of creating a missing database file (for
             read-only commands, so a typo does not leave an empty file behind).
         read_only: SQLite only: open the file read-only (``mode=ro``, implies
-            ``must_exist``), and ``immutable`` when its folder is not writable (a read-only
-            mount, where SQLite could not create the WAL index; an immutable open does not
+            ``must_exist``), and ``immutable`` when its folder is not writable and no WAL with
+            commits lies beside it (a read-only mount, where SQLite could not create the WAL
+            index; with a WAL there, a plain read-only open reads it; an immutable open does not
             see writes still in an uncheckpointed ``-wal`` file); no PRAGMA that writes.
 
     Returns:
@@ -106,7 +107,10 @@ def connect(
             )
         if read_only:
             query = {"mode": "ro", "uri": "true"}
-            if not _folder_writable(path.parent):
+            wal = path.with_name(path.name + "-wal")
+            if not _folder_writable(path.parent) and not (wal.exists() and wal.stat().st_size):
+                # immutable would not read a WAL's commits: with a WAL left beside the file
+                # (its writer still open, or killed), a plain read-only open reads them
                 query["immutable"] = "1"
             engine = create_engine(u.set(database=f"file:{path.resolve()}", query=query),
                                    echo=echo)

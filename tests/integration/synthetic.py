@@ -13,11 +13,13 @@ from rasterio.transform import from_origin
 EPSG = 32633
 
 
-def write_ortho(path: Path, *, when: datetime, crack_cols: int = 150, seed: int = 0) -> Path:
-    """A 256x256 RGB GeoTIFF (EPSG:32633, 2 mm pixels) with a dark 3-px crack-like line."""
+def write_ortho(path: Path, *, when: datetime, crack_cols: int = 150, seed: int = 0,
+                crack_rows: int = 3) -> Path:
+    """A 256x256 RGB GeoTIFF (EPSG:32633, 2 mm pixels) with a dark crack-like line
+    ``crack_rows`` pixels wide (default 3: 6 mm)."""
     rng = np.random.default_rng(seed)
     img = np.clip(rng.normal(150, 12, (3, 256, 256)), 0, 255).astype(np.uint8)
-    img[:, 120:123, 40:40 + crack_cols] = 40
+    img[:, 120:120 + crack_rows, 40:40 + crack_cols] = 40
     with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=3,
                        dtype="uint8", crs=f"EPSG:{EPSG}", tiled=True, blockxsize=256,
                        blockysize=256,

@@ -197,3 +197,69 @@ def test_listing_commands_never_create_or_migrate_the_store(tmp_path, monkeypatc
     monkeypatch.setattr(store_engine, "_folder_writable", lambda folder: False)
     r = runner.invoke(app, ["site", "list", "--url", url])
     assert r.exit_code == 0 and "North" in r.output and "slope" in r.output, r.output
+
+
+def _command_options() -> dict[str, set[str]]:
+    """``"survey add"`` -> its long options, for every crackwatch command."""
+    import typer
+
+    def walk(cmd, path=()):
+        if hasattr(cmd, "commands"):  # a group (typer vendors its own click)
+            out = {}
+            for name, sub in cmd.commands.items():
+                out.update(walk(sub, (*path, name)))
+            return out
+        return {" ".join(path): {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)
+                                 if o.startswith("--")}}
+
+    return walk(typer.main.get_command(app))
+
+
+#: Options of other programs that our sources name (git in engine/train.py).
+FOREIGN_OPTIONS = {"--porcelain", "--untracked-files", "--opt"}
+
+
+def test_hints_name_only_options_that_exist():
+    """Every ``--option`` in our sources is an option of some crackwatch command, and one
+    named after ``crackwatch <command>`` (in the same string) is an option of that command."""
+    import re
+
+    commands = _command_options()
+    every = set().union(*commands.values()) | FOREIGN_OPTIONS
+    root = Path(__file__).resolve().parents[2]
+    wrong = []
+    for f in sorted(root.glob("*/**/*.py")):
+        rel = f.relative_to(root).as_posix()
+        if rel.startswith(("tests/", "crackwatch.egg-info/")):
+            continue
+        text = f.read_text()
+        for i, line in enumerate(text.splitlines(), 1):
+            for opt in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)(?![\w.-])", line):
+                if opt not in every:
+                    wrong.append(f"{rel}:{i}: {opt} is no option of any command")
+            for cmd, opts in re.findall(r"crackwatch ((?:[a-z]+ ?){1,2})((?: [^`\"']*)?)", line):
+                name = cmd.strip()
+                if name not in commands:
+                    name = name.split(" ")[0]
+                if name not in commands:
+                    continue
+                for opt in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)(?![\w.-])", opts):
+                    if opt not in commands[name]:
+                        wrong.append(f"{rel}:{i}: `crackwatch {name}` has no {opt}")
+    assert wrong == []
+
+
+def test_site_id_is_accepted_wherever_a_site_is_named(tmp_path):
+    for name, opts in _command_options().items():
+        if "--site" in opts:
+            assert "--site-id" in opts, f"`crackwatch {name}` takes --site but not --site-id"
+    url = f"sqlite:///{tmp_path / 'cw.db'}"
+    assert runner.invoke(app, ["site", "add", "North cut", "--profile", "slope", "--crs",
+                               "EPSG:32633", "--url", url]).exit_code == 0
+    r = runner.invoke(app, ["export", "--site-id", "1", "--format", "csv", "--out",
+                            str(tmp_path / "cracks.csv"), "--url", url])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "cracks.csv").exists()
+    r = runner.invoke(app, ["export", "--format", "csv", "--out", str(tmp_path / "x.csv"),
+                            "--url", url])
+    assert r.exit_code == 2 and "--site-id" in r.output

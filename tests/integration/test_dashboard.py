@@ -721,3 +721,49 @@ def test_site_page_with_10k_cracks_is_quick(tmp_path, monkeypatch):
     t0 = time.perf_counter()
     at.run()  # a rerun (any widget change) is served from the caches
     assert time.perf_counter() - t0 < 5
+
+
+def _parked_store(tmp_path):
+    """A site whose only survey failed three runs (parked), the last with a known error."""
+    from geodata.store import models as m
+    from geodata.store.engine import session_scope
+
+    url = store.sqlite_url(tmp_path / "parked.db")
+    store.upgrade(url)
+    eng = store.connect(url)
+    site = store.add_site(eng, "facade", profile="structure", crs_epsg=EPSG, lon=LON, lat=LAT)
+    sv = store.ingest_survey(eng, site.id, tmp_path / "bad.tif", acquired_at=T0,
+                             source_type="orthomosaic", sha256="d" * 64, pixel_size_m=PIXEL_M)
+    with session_scope(eng, write=True) as s:
+        for k in range(3):
+            s.add(m.JobRun(job="process_survey", site_id=site.id, survey_id=sv.id,
+                           status="failed", started_at=T0 + timedelta(minutes=k),
+                           finished_at=T0 + timedelta(minutes=k, seconds=5),
+                           error="Traceback ...\nRasterReadError: bad.tif is truncated"))
+    eng.dispose()
+    return url, sv.id
+
+
+def test_parked_survey_shows_its_state_reason_and_how_to_retry(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    url, survey_id = _parked_store(tmp_path)
+    frame = queries.list_surveys(store.connect(url), "facade")
+    assert frame[["state", "failures"]].values.tolist() == [["parked", 3]]
+    assert frame["last_error"][0] == "RasterReadError: bad.tif is truncated"
+    assert f"crackwatch survey retry {survey_id}" in frame["action"][0]
+
+    r = CliRunner().invoke(app, ["survey", "list", "--site", "facade", "--url", url],
+                           env={"COLUMNS": "400"})
+    assert r.exit_code == 0, r.output
+    assert "parked" in r.output and f"crackwatch survey retry {survey_id}" in r.output
+
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", url)
+    at = run_page("pages/1_Site.py")
+    body = texts(at)
+    assert "is **parked** after 3 failed runs" in body
+    assert "bad.tif is truncated" in body and f"crackwatch survey retry {survey_id}" in body
+    [held] = frames(at)
+    assert held["state"].tolist() == ["parked"]

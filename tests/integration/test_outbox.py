@@ -1,7 +1,8 @@
 """Fault injection on the notifications outbox (jobs.outbox), on SQLite and PostGIS alike.
 
 Real local servers only (127.0.0.1): a webhook receiver that answers 500, hangs past the
-client's timeout, or is not listening at all, and then recovers. A notification counts as
+client's timeout, or is not listening at all, and then recovers; an SMTP server (aiosmtpd)
+that is down, then refuses for now (451), then accepts. A notification counts as
 received when the receiver answered it with 200 (a request it left hanging, or answered
 500, it did not accept). Every test is bounded in time (timeouts well under a second).
 """
@@ -9,11 +10,12 @@ received when the receiver answered it with 200 (a request it left hanging, or a
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -22,7 +24,7 @@ from sqlalchemy import select, update
 from geodata import queries, store
 from geodata.store import models as m
 from geodata.store.engine import session_scope
-from jobs.notify import WebhookNotifier
+from jobs.notify import EmailNotifier, WebhookNotifier
 from jobs.outbox import CLAIM_TIMEOUT_S, channel_of, deliver_pending, enqueue
 from jobs.pipeline import retry_notifications
 from tests.conftest import free_port
@@ -282,3 +284,99 @@ def test_the_scheduler_cycle_sends_what_is_due(tmp_path, monkeypatch):
         assert statuses(engine)[(ids[0], "webhook")] == "failed"
     finally:
         engine.dispose()
+
+
+class Mailbox:
+    """An SMTP receiver (aiosmtpd): ``script`` holds replies to the first messages (e.g.
+    ``"451 ..."``, a transient refusal); after it every message is accepted (250) and the
+    alert id in its body recorded in ``accepted``."""
+
+    def __init__(self, script: list[str] | None = None) -> None:
+        self.script = list(script or [])
+        self.accepted: list[int] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+        if self.script:
+            return self.script.pop(0)
+        body = envelope.content.decode("utf-8", "replace")
+        self.accepted.append(int(re.search(r"alert_id: (\d+)", body).group(1)))
+        return "250 OK"
+
+
+@contextmanager
+def smtp_server(box: Mailbox, port: int) -> Iterator[None]:
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield
+    finally:
+        controller.stop()
+
+
+def email(port: int) -> EmailNotifier:
+    return EmailNotifier(host="127.0.0.1", port=port, sender="crackwatch@localhost",
+                         recipients=["ops@localhost"], starttls=False, timeout_s=2.0,
+                         attempts=1)
+
+
+def test_smtp_down_then_busy_then_up_delivers_each_alert_once(engine):
+    log_ch = Recorder()
+    ids = raise_alerts(engine, 3, ["log", "email"])
+    port = free_port()
+
+    # 1. no SMTP server: connection refused; the log channel delivers anyway
+    report = deliver_pending(engine, [log_ch, email(port)], respect_backoff=False)
+    assert (report.delivered, report.failed) == (3, 3)
+    assert all("Connection refused" in e or "ConnectionRefused" in e for e in report.errors)
+    st = statuses(engine)
+    assert {st[(i, "email")] for i in ids} == {"failed"}
+    assert {st[(i, "log")] for i in ids} == {"delivered"}
+
+    box = Mailbox(["451 4.3.0 mailbox busy, try again later"])
+    with smtp_server(box, port):
+        # 2. the server is up but refuses the first message for now (451): still pending
+        assert retry_notifications(engine, [log_ch, email(port)]) == 1
+        with session_scope(engine) as s:
+            errors = [r.last_error for r in s.scalars(select(m.Notification).where(
+                m.Notification.channel == "email", m.Notification.status == "failed"))]
+        assert len(errors) == 1 and "SMTP 451" in errors[0]
+        # 3. it accepts: what is left is sent, once; a later run sends nothing
+        assert retry_notifications(engine, [log_ch, email(port)]) == 0
+        assert retry_notifications(engine, [log_ch, email(port)]) == 0
+    assert sorted(box.accepted) == sorted(ids)  # each alert e-mailed exactly once
+    assert sorted(log_ch.sent) == sorted(ids)
+    assert set(statuses(engine).values()) == {"delivered"}
+
+
+def test_dead_smtp_and_webhook_then_alive_through_crackwatch_runs(engine, tmp_path):
+    """The pipeline raises an alert while the SMTP server and the webhook are down; the next
+    runs of the site (no new survey) deliver it to each, exactly once."""
+    from synthetic import DarkModel, write_ortho
+
+    from jobs.pipeline import PipelineOptions, ingest, run_site
+
+    store.add_site(engine, "wall", profile="structure", crs_epsg=EPSG)
+    ingest(engine, "wall", write_ortho(tmp_path / "a.tif",
+                                       when=datetime(2026, 6, 1, tzinfo=UTC)))
+    opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32,
+                          inbox_settle_s=0)
+    smtp_port, hook_port = free_port(), free_port()
+    log_ch = Recorder()
+
+    def channels():
+        return [log_ch, email(smtp_port), webhook(f"http://127.0.0.1:{hook_port}/hook")]
+
+    [r] = run_site(engine, "wall", opt, model=DarkModel(), notifiers=channels())
+    assert r.status == "succeeded" and r.notifications_failed == 2
+    [alert_id] = [a["alert_id"] for a in r.alerts_raised]
+    assert queries.undelivered_notifications(engine)["channel"].tolist() in (
+        ["email", "webhook"], ["webhook", "email"])
+
+    box, hook = Mailbox(), Hook()
+    with smtp_server(box, smtp_port), serve(hook, hook_port):
+        assert run_site(engine, "wall", opt, model=DarkModel(), notifiers=channels()) == []
+        assert run_site(engine, "wall", opt, model=DarkModel(), notifiers=channels()) == []
+    assert (box.accepted, hook.accepted, log_ch.sent) == ([alert_id], [alert_id], [alert_id])
+    assert queries.undelivered_notifications(engine).empty

@@ -468,3 +468,57 @@ def test_inbox_intake_waits_for_a_settled_complete_copy_and_refuses_links_out(st
         ingest(engine, "wall", inbox / "empty_dir")
     with pytest.raises(ValueError, match="empty"):
         ingest(engine, "wall", inbox / "zero.tif")
+
+
+@pytest.mark.parametrize("step", ["infer", "vectorise", "store_track", "alerts", "notify"])
+def test_kill_9_at_each_step_leaves_the_store_consistent_and_a_rerun_completes(
+        store, tmp_path, step):
+    """``kill -9`` as each pipeline step starts: before the store+alerts commit nothing of the
+    survey is stored (no run, crack, track, alert or notification, no partial map); after it
+    the notifications are pending. The next run of the site marks the dead job run
+    ``abandoned`` and ends with the survey processed once and each alert sent once per
+    channel."""
+    import signal
+    import subprocess
+    import sys
+
+    from synthetic import DarkModel
+
+    from jobs.pipeline import run_site
+
+    url, engine = store
+    add_site(engine, "wall", profile="structure", crs_epsg=EPSG)
+    sv = ingest(engine, "wall", write_ortho(tmp_path / "a.tif",
+                                            when=datetime(2026, 6, 1, tzinfo=UTC)))
+    work = tmp_path / "work"
+    proc = subprocess.run([sys.executable, "-c", KILL_AT_STEP, url, str(sv.id), step,
+                           str(work)], cwd=Path(__file__).parents[2],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    counts = _counts(engine)
+    with session_scope(engine) as s:
+        runs = s.scalars(select(m.InferenceRun)).all()
+        notes = s.scalars(select(m.Notification)).all()
+    if step == "notify":  # the store + alerts transaction had committed
+        assert [r.status for r in runs] == ["succeeded"] and counts["alert"] == 1
+        assert {n.status for n in notes} == {"pending"}
+    else:
+        assert runs == [] and notes == []
+        assert set(counts.values()) == {0}
+    leftovers = [p.name for p in work.rglob("*") if ".partial" in p.name or ".run-" in p.name]
+    assert leftovers == []
+
+    log_ch, hook = _Channel("log"), _Channel("webhook")
+    opt = PipelineOptions(work_dir=work, tile_size=256, overlap=32, inbox_settle_s=0,
+                          survey_retry_base_s=0)
+    results = run_site(engine, "wall", opt, model=DarkModel(), notifiers=[log_ch, hook])
+    assert [r.status for r in results] == ([] if step == "notify" else ["succeeded"])
+    assert run_site(engine, "wall", opt, model=DarkModel(), notifiers=[log_ch, hook]) == []
+    with session_scope(engine) as s:
+        jobs = sorted(j.status for j in s.scalars(select(m.JobRun).where(
+            m.JobRun.job == "process_survey")))
+        assert jobs == (["abandoned"] if step == "notify" else ["abandoned", "succeeded"])
+        assert [r.status for r in s.scalars(select(m.InferenceRun))] == ["succeeded"]
+        [alert] = s.scalars(select(m.Alert)).all()
+        assert {n.status for n in s.scalars(select(m.Notification))} == {"delivered"}
+    assert [a.alert_id for a in log_ch.sent] == [alert.id] == [a.alert_id for a in hook.sent]

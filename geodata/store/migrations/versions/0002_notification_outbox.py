@@ -110,5 +110,40 @@ def _carry_over_delivery_log() -> None:
 
 
 def downgrade() -> None:
+    _carry_back_undelivered()
     op.drop_index("ix_notification_status_next_attempt_at", table_name="notification")
     op.drop_table("notification")
+
+
+def _carry_back_undelivered() -> None:
+    """Before the outbox goes: every row not delivered whose channel's latest entry in the
+    alert's delivery log (for that level) is not a failure gets a failed entry there, so the
+    0001 code (and a later upgrade) still sends it. Delivered rows are in the log already."""
+    bind = op.get_bind()
+    alert = sa.table("alert", sa.column("id", sa.Integer),
+                     sa.column("notifications", JSONType))
+    notification = sa.table(
+        "notification", sa.column("alert_id", sa.Integer), sa.column("channel", sa.String),
+        sa.column("level", sa.String), sa.column("status", sa.String),
+        sa.column("attempts", sa.Integer), sa.column("last_error", sa.Text))
+    undelivered: dict[int, list] = {}
+    for n in bind.execute(sa.select(notification).where(notification.c.status != "delivered")
+                          .order_by(notification.c.alert_id)).all():
+        undelivered.setdefault(n.alert_id, []).append(n)
+    for alert_id, rows in undelivered.items():
+        log = list(bind.execute(sa.select(alert.c.notifications)
+                                .where(alert.c.id == alert_id)).scalar() or [])
+        changed = False
+        for n in rows:
+            latest = [e for e in log if e.get("notifier") == n.channel
+                      and e.get("level") == n.level]
+            if latest and not latest[-1].get("ok"):
+                continue  # its failure is in the log already
+            log.append({"notifier": n.channel, "ok": False, "level": n.level,
+                        "attempts": int(n.attempts or 0),
+                        "error": n.last_error or f"{n.status}: not delivered before the "
+                                                 f"downgrade"})
+            changed = True
+        if changed:
+            bind.execute(sa.update(alert).where(alert.c.id == alert_id)
+                         .values(notifications=log))
