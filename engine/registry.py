@@ -3,6 +3,12 @@
 Shipped models live in ``engine/weights/`` (``NAME.safetensors`` + ``NAME.json``); a user folder
 can be given with ``weights_dir`` and is searched first. Nothing is downloaded and nothing is
 unpickled: weights are safetensors, cards are JSON.
+
+Site profiles. A site is a ``structure`` or a ``slope`` (``geodata.store.models.PROFILES``);
+each profile has one shipped model, :data:`PROFILE_MODELS`, read from
+``engine/profile_models.json`` (a data file, so that the dashboard, which does not import the
+engine, shows the same choice). A card may say which profile its model serves with
+``"site_profile": "structure"`` or ``"slope"``.
 """
 
 from __future__ import annotations
@@ -18,7 +24,43 @@ from engine.errors import ModelCardError, ModelNotFoundError, WeightsIntegrityEr
 from engine.models import build_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_MODEL = "crackwatch-unet-mnv2-gpu-ft2"
+#: The profile -> model table (edit this file to change which shipped model a profile uses).
+PROFILE_MODELS_FILE = Path(__file__).resolve().parent / "profile_models.json"
+#: The site profiles (the same as ``geodata.store.models.PROFILES``; a test checks it).
+SITE_PROFILES = ("slope", "structure")
+
+
+def _read_profile_models(path: Path = PROFILE_MODELS_FILE) -> dict[str, str]:
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelCardError(f"{path} (which model serves each site profile) is not readable "
+                             f"JSON ({exc}); restore it from git.") from exc
+    if not isinstance(table, dict) or sorted(table) != sorted(SITE_PROFILES) or not all(
+            isinstance(v, str) and v for v in table.values()):
+        raise ModelCardError(f"{path} must map each site profile ({', '.join(SITE_PROFILES)}) "
+                             f"to a model name, got {table!r}; restore it from git.")
+    return table
+
+
+#: Site profile -> the shipped model that serves it (the pipeline's choice for a site that
+#: names no model of its own). Read from :data:`PROFILE_MODELS_FILE`.
+PROFILE_MODELS: dict[str, str] = _read_profile_models()
+#: The structure model: the model of commands that take no site (``infer``, ``evaluate``...).
+DEFAULT_MODEL: str = PROFILE_MODELS["structure"]
+
+
+def model_for_profile(profile: str) -> str:
+    """The name of the model that serves site profile ``profile`` (:data:`PROFILE_MODELS`).
+
+    Raises:
+        ValueError: ``profile`` is no site profile.
+    """
+    try:
+        return PROFILE_MODELS[profile]
+    except (KeyError, TypeError):
+        raise ValueError(f"no site profile {profile!r}; the profiles are "
+                         f"{', '.join(sorted(PROFILE_MODELS))}") from None
 
 
 def _search_dirs(weights_dir: Path | None) -> list[Path]:
@@ -34,6 +76,11 @@ def _read_card(path: Path) -> dict:
     for key in ("name", "architecture", "weights"):
         if key not in card:
             raise ModelCardError(f"Model card {path} lacks {key!r}; restore it or retrain.")
+    served = card.get("site_profile")
+    if served is not None and served not in SITE_PROFILES:
+        raise ModelCardError(f"Model card {path} says site_profile {served!r}, which is no site "
+                             f"profile; set it to one of {', '.join(SITE_PROFILES)} or remove "
+                             f"the key.")
     card["_card_path"] = str(path)
     return card
 
