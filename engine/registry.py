@@ -6,9 +6,9 @@ unpickled: weights are safetensors, cards are JSON.
 
 Site profiles. A site is a ``structure`` or a ``slope`` (``geodata.store.models.PROFILES``);
 each profile has one shipped model, :data:`PROFILE_MODELS`, read from
-``engine/profile_models.json`` (a data file, so that the dashboard, which does not import the
-engine, shows the same choice). A card may say which profile its model serves with
-``"site_profile": "structure"`` or ``"slope"``.
+``engine/profile_models.json`` (:mod:`engine.profiles`; a data file, so that the dashboard,
+which does not import the engine, shows the same choice). A card may say which profile its
+model serves with ``"site_profile": "structure"`` or ``"slope"``.
 """
 
 from __future__ import annotations
@@ -22,30 +22,13 @@ from torch import nn
 from engine.checkpoint import load_state, sha256_file, write_card
 from engine.errors import ModelCardError, ModelNotFoundError, WeightsIntegrityError
 from engine.models import build_model
+from engine.profiles import SITE_PROFILES, read_profile_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-#: The profile -> model table (edit this file to change which shipped model a profile uses).
-PROFILE_MODELS_FILE = Path(__file__).resolve().parent / "profile_models.json"
-#: The site profiles (the same as ``geodata.store.models.PROFILES``; a test checks it).
-SITE_PROFILES = ("slope", "structure")
-
-
-def _read_profile_models(path: Path = PROFILE_MODELS_FILE) -> dict[str, str]:
-    try:
-        table = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelCardError(f"{path} (which model serves each site profile) is not readable "
-                             f"JSON ({exc}); restore it from git.") from exc
-    if not isinstance(table, dict) or sorted(table) != sorted(SITE_PROFILES) or not all(
-            isinstance(v, str) and v for v in table.values()):
-        raise ModelCardError(f"{path} must map each site profile ({', '.join(SITE_PROFILES)}) "
-                             f"to a model name, got {table!r}; restore it from git.")
-    return table
-
-
 #: Site profile -> the shipped model that serves it (the pipeline's choice for a site that
-#: names no model of its own). Read from :data:`PROFILE_MODELS_FILE`.
-PROFILE_MODELS: dict[str, str] = _read_profile_models()
+#: names no model of its own). Read from ``engine/profile_models.json``
+#: (:data:`engine.profiles.PROFILE_MODELS_FILE`): edit that file to change it.
+PROFILE_MODELS: dict[str, str] = read_profile_models()
 #: The structure model: the model of commands that take no site (``infer``, ``evaluate``...).
 DEFAULT_MODEL: str = PROFILE_MODELS["structure"]
 

@@ -89,7 +89,7 @@ def test_profile_models_cover_the_store_profiles():
 
 def test_profile_models_file_is_checked(tmp_path: Path):
     from engine.errors import ModelCardError
-    from engine.registry import _read_profile_models
+    from engine.profiles import read_profile_models as _read_profile_models
 
     bad = tmp_path / "p.json"
     bad.write_text('{"structure": "a"}')
