@@ -170,6 +170,7 @@ def render_model_card(card: dict) -> str:
         f"## {card['name']}",
         "",
         f"- **Task**: {card.get('task', '')}",
+        *([f"- **Serves**: {card['site_profile']} sites"] if card.get("site_profile") else []),
         f"- **Architecture**: {a.get('family')} with a {a.get('encoder')} encoder "
         f"(random init, no pretrained weights), {a.get('parameters', 0) / 1e6:.2f} M parameters, "
         f"dropout: {a.get('dropout', '-')}",
