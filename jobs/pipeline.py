@@ -966,13 +966,19 @@ def _load_model(options: PipelineOptions, site: m.Site, cache: ModelCache | None
     try:
         model = load_model(name, weights_dir=options.weights_dir, device=options.device)
     except ModelNotFoundError as exc:
-        if source != "site":
-            raise
-        raise ModelNotFoundError(
-            f"site {site.name!r} names model {name!r}, which is not installed ({exc}) Fix the "
-            f"site: `crackwatch site set-model {site.name!r} --model NAME` with a NAME from "
-            f"`crackwatch models list`, or `crackwatch site set-model {site.name!r} "
-            f"--profile-default` for the {site.profile} model.") from exc
+        if source == "site":
+            raise ModelNotFoundError(
+                f"site {site.name!r} names model {name!r}, which is not installed ({exc}) Fix "
+                f"the site: `crackwatch site set-model {site.name!r} --model NAME` with a NAME "
+                f"from `crackwatch models list`, or `crackwatch site set-model {site.name!r} "
+                f"--profile-default` for the {site.profile} model.") from exc
+        if source == "profile":
+            raise ModelNotFoundError(
+                f"model {name!r} of the {site.profile} profile (engine/profile_models.json) "
+                f"is not installed ({exc}) Restore its weights and card in engine/weights "
+                f"(git checkout / git lfs pull), or give site {site.name!r} an installed "
+                f"model: `crackwatch site set-model {site.name!r} --model NAME`.") from exc
+        raise
     log.info("site %s: model %s (%s)", site.name, name,
              {"option": "--model", "site": "the site's own",
               "profile": f"the {site.profile} profile's"}[source])

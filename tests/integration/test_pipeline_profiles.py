@@ -180,3 +180,20 @@ def test_a_site_naming_an_unknown_model_fails_clearly_and_other_sites_still_run(
     assert [(site, model, status) for site, _, model, _, _, status in _runs(engine)] == [
         ("cut", "retired-model", "failed"), ("wall", "tiny-structure", "succeeded"),
         ("cut", "tiny-slope", "succeeded")]
+
+
+def test_a_profile_model_that_is_not_installed_says_where_the_table_is(store, tmp_path,
+                                                                       weights, monkeypatch):
+    _, engine = store
+    monkeypatch.setattr(registry, "PROFILE_MODELS",
+                        {"structure": "tiny-structure", "slope": "not-shipped-yet"})
+    add_site(engine, "cut", profile="slope", crs_epsg=EPSG)
+    ingest(engine, "cut", write_ortho(tmp_path / "a.tif", when=T0))
+    before = _written(engine)
+    (r,) = run_site(engine, "cut", _options(tmp_path, weights))
+    assert r.status == "failed"
+    assert "model 'not-shipped-yet' of the slope profile (engine/profile_models.json)" in r.error
+    assert "crackwatch site set-model 'cut' --model NAME" in r.error
+    assert _written(engine) == before
+    assert [(s, mo, st) for s, _, mo, _, _, st in _runs(engine)] == [
+        ("cut", "not-shipped-yet", "failed")]
