@@ -60,8 +60,12 @@ st.subheader("Sites")
 runs = c.load_inference_runs(url)
 done = runs[runs["status"] == "succeeded"].sort_values(["acquired_at", "run_id"])
 latest_cracks = done.groupby("site_id")["crack_count"].last()
+defaults = c.profile_models()
 table = pd.DataFrame({
-    "site": sites["name"], "profile": sites["profile"], "level": sites["alert_level"],
+    "site": sites["name"], "profile": sites["profile"],
+    "model": [c.model_label(p, n, defaults)
+              for p, n in zip(sites["profile"], sites["model_name"], strict=True)],
+    "level": sites["alert_level"],
     "open alerts": sites["open_alerts"], "surveys": sites["survey_count"],
     "latest survey (UTC)": sites["latest_survey_at"].map(c.when),
     "cracks in latest survey": sites["site_id"].map(latest_cracks).astype("Int64"),

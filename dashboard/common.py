@@ -54,6 +54,9 @@ ENV_URL = "CRACKWATCH_DATABASE_URL"
 #: Folder of model cards shown on the Models page (default: the shipped engine/weights).
 ENV_WEIGHTS = "CRACKWATCH_WEIGHTS_DIR"
 CACHE_TTL_S = 60
+#: Which model serves each site profile: the engine's table (``engine.registry.PROFILE_MODELS``)
+#: read as data, since the dashboard does not import the engine.
+PROFILE_MODELS_FILE = Path(__file__).resolve().parents[1] / "engine" / "profile_models.json"
 DEMO_HINT = ("Run `crackwatch demo` to create a demo site with surveys, cracks and alerts, "
              "or ingest your own imagery with the `crackwatch` command line.")
 SITE_KEY = "cw_site_id"  # the chosen site, kept across pages (not a widget key)
@@ -469,3 +472,22 @@ def pick_site(sites: pd.DataFrame, *, label: str = "Site") -> int:
 def json_text(value: Any) -> str:
     """Pretty JSON for display."""
     return json.dumps(value, indent=2, sort_keys=False, default=str)
+
+
+def profile_models() -> dict[str, str]:
+    """``{site profile: model name}`` (:data:`PROFILE_MODELS_FILE`, a few bytes: not cached);
+    ``{}`` if unreadable."""
+    try:
+        table = json.loads(PROFILE_MODELS_FILE.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    if not isinstance(table, dict):
+        return {}
+    return {str(k): v for k, v in table.items() if isinstance(v, str)}
+
+
+def model_label(profile: Any, model_name: Any, defaults: dict[str, str]) -> str:
+    """The model a site uses: its own, or ``profile default: NAME``."""
+    if isinstance(model_name, str) and model_name:
+        return model_name
+    return f"profile default: {defaults.get(str(profile), '?')}"

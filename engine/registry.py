@@ -3,6 +3,12 @@
 Shipped models live in ``engine/weights/`` (``NAME.safetensors`` + ``NAME.json``); a user folder
 can be given with ``weights_dir`` and is searched first. Nothing is downloaded and nothing is
 unpickled: weights are safetensors, cards are JSON.
+
+Site profiles. A site is a ``structure`` or a ``slope`` (``geodata.store.models.PROFILES``);
+each profile has one shipped model, :data:`PROFILE_MODELS`, read from
+``engine/profile_models.json`` (:mod:`engine.profiles`; a data file, so that the dashboard,
+which does not import the engine, shows the same choice). A card may say which profile its
+model serves with ``"site_profile": "structure"`` or ``"slope"``.
 """
 
 from __future__ import annotations
@@ -16,9 +22,28 @@ from torch import nn
 from engine.checkpoint import load_state, sha256_file, write_card
 from engine.errors import ModelCardError, ModelNotFoundError, WeightsIntegrityError
 from engine.models import build_model
+from engine.profiles import SITE_PROFILES, read_profile_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_MODEL = "crackwatch-unet-mnv2-gpu-ft2"
+#: Site profile -> the shipped model that serves it (the pipeline's choice for a site that
+#: names no model of its own). Read from ``engine/profile_models.json``
+#: (:data:`engine.profiles.PROFILE_MODELS_FILE`): edit that file to change it.
+PROFILE_MODELS: dict[str, str] = read_profile_models()
+#: The structure model: the model of commands that take no site (``infer``, ``evaluate``...).
+DEFAULT_MODEL: str = PROFILE_MODELS["structure"]
+
+
+def model_for_profile(profile: str) -> str:
+    """The name of the model that serves site profile ``profile`` (:data:`PROFILE_MODELS`).
+
+    Raises:
+        ValueError: ``profile`` is no site profile.
+    """
+    try:
+        return PROFILE_MODELS[profile]
+    except (KeyError, TypeError):
+        raise ValueError(f"no site profile {profile!r}; the profiles are "
+                         f"{', '.join(sorted(PROFILE_MODELS))}") from None
 
 
 def _search_dirs(weights_dir: Path | None) -> list[Path]:
@@ -34,6 +59,11 @@ def _read_card(path: Path) -> dict:
     for key in ("name", "architecture", "weights"):
         if key not in card:
             raise ModelCardError(f"Model card {path} lacks {key!r}; restore it or retrain.")
+    served = card.get("site_profile")
+    if served is not None and served not in SITE_PROFILES:
+        raise ModelCardError(f"Model card {path} says site_profile {served!r}, which is no site "
+                             f"profile; set it to one of {', '.join(SITE_PROFILES)} or remove "
+                             f"the key.")
     card["_card_path"] = str(path)
     return card
 
@@ -146,6 +176,7 @@ def render_model_card(card: dict) -> str:
         f"## {card['name']}",
         "",
         f"- **Task**: {card.get('task', '')}",
+        *([f"- **Serves**: {card['site_profile']} sites"] if card.get("site_profile") else []),
         f"- **Architecture**: {a.get('family')} with a {a.get('encoder')} encoder "
         f"(random init, no pretrained weights), {a.get('parameters', 0) / 1e6:.2f} M parameters, "
         f"dropout: {a.get('dropout', '-')}",

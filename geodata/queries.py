@@ -71,11 +71,13 @@ def sites_overview(bind: Engine | Session) -> pd.DataFrame:
         ``crs_epsg``, ``lon``, ``lat`` (WGS 84 degrees), ``timezone``, ``survey_count``,
         ``latest_survey_at`` (UTC), ``latest_crack_count``, ``alert_level`` (the highest
         level among the site's unresolved alerts; ``"green"`` when none), ``open_alerts``,
-        ``latest_alert_at``.
+        ``latest_alert_at``, ``model_name`` (the site's own model; ``None``: the model of its
+        profile).
     """
     with session_scope(bind) as s:
         sites = s.execute(select(Site.id, Site.name, Site.profile, Site.crs_epsg, Site.lon,
-                                 Site.lat, Site.timezone).order_by(Site.name)).all()
+                                 Site.lat, Site.timezone, Site.model_name)
+                          .order_by(Site.name)).all()
         counts = dict(s.execute(select(Survey.site_id, func.count(Survey.id))
                                 .group_by(Survey.site_id)).all())
         latest = dict(s.execute(select(Survey.site_id, func.max(Survey.acquired_at))
@@ -87,7 +89,7 @@ def sites_overview(bind: Engine | Session) -> pd.DataFrame:
                            .where(Alert.resolved_at.is_(None))).all()
     latest_count = {site_id: n for site_id, _, n in summaries}  # ordered: last one wins
     rows = []
-    for sid, name, profile, epsg, lon, lat, tz in sites:
+    for sid, name, profile, epsg, lon, lat, tz, model_name in sites:
         open_ = [(lvl, t) for a_sid, lvl, t in alerts if a_sid == sid]
         level = max((lvl for lvl, _ in open_), key=_LEVEL_RANK.__getitem__, default="green")
         rows.append({
@@ -96,10 +98,11 @@ def sites_overview(bind: Engine | Session) -> pd.DataFrame:
             "latest_survey_at": latest.get(sid), "latest_crack_count": latest_count.get(sid),
             "alert_level": level, "open_alerts": len(open_),
             "latest_alert_at": max((t for _, t in open_), default=None),
+            "model_name": model_name,
         })
     cols = ["site_id", "name", "profile", "crs_epsg", "lon", "lat", "timezone", "survey_count",
             "latest_survey_at", "latest_crack_count", "alert_level", "open_alerts",
-            "latest_alert_at"]
+            "latest_alert_at", "model_name"]
     return pd.DataFrame(rows, columns=cols)
 
 

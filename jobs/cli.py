@@ -459,8 +459,12 @@ def models_list(
     weights_dir: Path | None = typer.Option(None, help="Extra folder of weights + cards."),
     as_json: bool = typer.Option(False, "--json", help="Print the cards as JSON."),
 ) -> None:
-    """Shipped (and user) models with their architecture, size and measured metrics."""
-    from engine.registry import DEFAULT_MODEL, list_cards
+    """Shipped (and user) models with their architecture, size and measured metrics.
+
+    "serves": the site profile the model's card says it serves; "default for": the profiles
+    whose sites use it unless they name a model of their own (``crackwatch site set-model``).
+    """
+    from engine.registry import PROFILE_MODELS, list_cards
 
     cards = list_cards(weights_dir)
     if as_json:
@@ -470,14 +474,16 @@ def models_list(
         console.print("No models found. Train one with `crackwatch train segment`.")
         return
     t = Table(title="CrackWatch models (IoU and FPR in %, test splits, threshold 0.5)")
-    for col in ("name", "arch / encoder", "MB", "DeepCrack IoU", "UAV75 IoU",
-                "planking FPR", "train min"):
-        t.add_column(col, no_wrap=col == "name", justify="left" if col == "name" else "right")
+    for col in ("name", "serves", "default for", "arch / encoder", "MB", "DeepCrack IoU",
+                "UAV75 IoU", "planking FPR", "train min"):
+        t.add_column(col, no_wrap=col == "name",
+                     justify="left" if col in ("name", "serves", "default for") else "right")
     for c in cards:
         tm = c.get("metrics", {})
         dc, uav = tm.get("deepcrack-test", {}), tm.get("uav75-test", {})
         a = c["architecture"]
-        t.add_row(c["name"] + (" (default)" if c["name"] == DEFAULT_MODEL else ""),
+        default_for = [p for p, name in sorted(PROFILE_MODELS.items()) if name == c["name"]]
+        t.add_row(c["name"], c.get("site_profile") or "-", ", ".join(default_for) or "-",
                   f"{a['family']} / {a['encoder']}",
                   f"{c['weights']['bytes'] / 1e6:.1f}",
                   _pct(dc.get("at_0.5", {}).get("iou")), _pct(uav.get("at_0.5", {}).get("iou")),

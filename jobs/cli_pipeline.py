@@ -1,7 +1,8 @@
 """CLI commands of the monitoring pipeline: sites, surveys, run now, scheduler, demo.
 
     crackwatch site add NAME --profile slope|structure --crs EPSG:... [--lon --lat]
-                             [--inbox DIR] [--tz ZONE] [--schedule CRON]
+                             [--inbox DIR] [--tz ZONE] [--schedule CRON] [--model NAME]
+    crackwatch site set-model SITE (--model NAME | --profile-default)
     crackwatch site list
     crackwatch survey add PATH --site S [--acquired-at ISO] [--gsd-m M]
     crackwatch survey list --site S
@@ -113,6 +114,8 @@ def _site_ref(site: str | None, site_id: int | None) -> int | str:
     return site_id if site_id is not None else site
 
 
+RUN_MODEL_HELP = ("Model for every survey of this run (default: each site's model, `crackwatch "
+                  "site set-model`, else the shipped model of its profile).")
 TTA_HELP = "Test-time augmentation: average each window over 4 flips (4x the model compute)."
 
 
@@ -143,6 +146,10 @@ def _notifiers():
     return out
 
 
+MODEL_HELP = ("Model for this site's surveys (see `crackwatch models list`); default: the "
+              "shipped model of the site's profile.")
+
+
 @site_app.command("add")
 def site_add(
     name: str = typer.Argument(..., help="Unique site name."),
@@ -154,6 +161,7 @@ def site_add(
     tz: str = typer.Option("UTC", "--tz", help="IANA time zone, e.g. Europe/Oslo."),
     schedule: str = typer.Option("0 2 * * *", help="Cron (site local time); default nightly "
                                  "at 02:00."),
+    model: str | None = typer.Option(None, help=MODEL_HELP),
     url: str | None = typer.Option(None, help=URL_HELP),
 ) -> None:
     """Register a site (slope or structure) with its CRS, location, inbox and schedule."""
@@ -163,12 +171,61 @@ def site_add(
     try:
         site = add_site(_engine(url), name, profile=profile, crs_epsg=crs, lon=lon, lat=lat,
                         timezone=tz, inbox=inbox.resolve() if inbox else None,
-                        schedule=schedule)
-    except (CRSError, StoreError, ValueError) as exc:
+                        schedule=schedule, model_name=model,
+                        check_model=_check_model if model is not None else None)
+    except (CRSError, StoreError, ValueError, FileNotFoundError) as exc:
         _fail(exc)
     console.print(f"[green]site[/] {escape(site.name)} (id {site.id}, {site.profile}, "
                   f"EPSG:{site.crs_epsg}, schedule '{escape(site.schedule or '')}' "
-                  f"{site.timezone})")
+                  f"{site.timezone}, model {escape(_model_label(site.profile, site.model_name))})")
+
+
+def _check_model(name: str) -> None:
+    """Refuse a model name that has no card (``crackwatch models list`` lists them)."""
+    from engine.registry import find_card
+
+    find_card(name)
+
+
+def _model_label(profile: str, model_name: str | None,
+                 defaults: dict[str, str] | None = None) -> str:
+    """A site's model as listings show it: its own, or ``profile default: NAME``."""
+    if isinstance(model_name, str) and model_name:
+        return model_name
+    if defaults is None:
+        from engine.profiles import read_profile_models
+
+        defaults = read_profile_models()
+    return f"profile default: {defaults.get(profile, '?')}"
+
+
+@site_app.command("set-model")
+def site_set_model(
+    site: str | None = typer.Argument(None, help=SITE_HELP),
+    site_id: int | None = typer.Option(None, "--site-id", help="Site id instead of SITE."),
+    model: str | None = typer.Option(None, help="Model for this site's surveys from now on "
+                                     "(see `crackwatch models list`)."),
+    profile_default: bool = typer.Option(False, "--profile-default",
+                                         help="Use the shipped model of the site's profile "
+                                              "(and follow it when it changes)."),
+    url: str | None = typer.Option(None, help=URL_HELP),
+) -> None:
+    """Choose the model a site's surveys are processed with; runs done keep their model."""
+    from geodata.errors import RecordNotFoundError
+    from geodata.store import set_site_model
+
+    if (model is None) == (not profile_default):
+        _fail(ValueError("give --model NAME (see `crackwatch models list`) or "
+                         "--profile-default (one of them)"))
+    try:
+        row = set_site_model(_engine(url), _site_ref(site, site_id), model,
+                             check_model=_check_model if model is not None else None)
+    except (RecordNotFoundError, ValueError, FileNotFoundError) as exc:
+        _fail(exc)
+    console.print(f"site {row.name} (id {row.id}, {row.profile}): model "
+                  f"{_model_label(row.profile, row.model_name)} from its next run; runs done "
+                  f"keep theirs (a survey parked after failures: `crackwatch survey retry ID`).",
+                  markup=False, soft_wrap=True)
 
 
 @site_app.command("list")
@@ -180,11 +237,16 @@ def site_list(url: str | None = typer.Option(None, help=URL_HELP)) -> None:
     if df.empty:
         console.print("No sites yet: `crackwatch site add ...` or `crackwatch demo`.")
         return
+    from engine.profiles import read_profile_models
+
+    defaults = read_profile_models()
+    df["model"] = [_model_label(p, n, defaults) for p, n in zip(df["profile"], df["model_name"],
+                                                                strict=True)]
     t = Table(title="sites")
-    cols = [c for c in ("site_id", "name", "profile", "crs_epsg", "alert_level",
+    cols = [c for c in ("site_id", "name", "profile", "model", "crs_epsg", "alert_level",
                         "open_alerts", "survey_count", "latest_survey_at") if c in df.columns]
     for c in cols:
-        t.add_column(c)
+        t.add_column(c, no_wrap=c in ("name", "profile"))
     for _, r in df.iterrows():
         t.add_row(*[escape(str(r[c])) for c in cols])
     console.print(t)
@@ -293,7 +355,7 @@ def run_cmd(
     site: str | None = typer.Option(None, help=SITE_HELP),
     site_id: int | None = typer.Option(None, "--site-id", help=SITE_ID_HELP),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
-    model: str | None = typer.Option(None, help="Model name (default: the default model)."),
+    model: str | None = typer.Option(None, help=RUN_MODEL_HELP),
     work_dir: Path | None = typer.Option(None, help="Where probability maps go."),
     tta: bool = typer.Option(False, help=TTA_HELP),
     wait: float = typer.Option(0.0, "--wait", min=0.0,
@@ -336,7 +398,7 @@ def run_cmd(
 
 def scheduler_cmd(
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
-    model: str | None = typer.Option(None, help="Model name (default: the default model)."),
+    model: str | None = typer.Option(None, help=RUN_MODEL_HELP),
     work_dir: Path | None = typer.Option(None, help="Where probability maps go."),
     tta: bool = typer.Option(False, help=TTA_HELP),
     url: str | None = typer.Option(None, help=URL_HELP),

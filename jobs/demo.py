@@ -216,13 +216,14 @@ def run_demo(database_url: str, data_dir: Path, *, options: Any = None,
     options = options or PipelineOptions(work_dir=data_dir / "work")
     sites = demo_sites(data_dir / "demo")
     processed = []
+    models: dict = {}  # each site runs its profile's model; one load per model, not per site
     for ds in sites:
         add_site(engine, ds.name, profile=ds.profile, crs_epsg=ds.crs_epsg, lon=ds.lon,
                  lat=ds.lat, timezone=ds.timezone, exist_ok=True)
         for sv in ds.surveys:
             ingest(engine, ds.name, sv["path"], acquired_at=sv.get("acquired_at"),
                    pixel_size_m=sv.get("pixel_size_m"), metadata=sv.get("metadata"))
-        processed += run_site(engine, ds.name, options, progress=progress)
+        processed += run_site(engine, ds.name, options, models=models, progress=progress)
     summary = site_totals(engine, [s.name for s in sites])
     engine.dispose()
     return DemoResult(database_url, summary, processed)

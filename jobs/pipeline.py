@@ -72,6 +72,7 @@ __all__ = [
     "retry_survey",
     "run_site",
     "scan_inbox",
+    "site_model_name",
     "skip_survey",
     "survey_states",
 ]
@@ -105,7 +106,8 @@ class PipelineOptions:
 
     Attributes:
         work_dir: where probability maps are written (``<work_dir>/probability/``).
-        model_name: shipped or user model (default: the default shipped model).
+        model_name: shipped or user model for every site of the run (``--model``); default:
+            each site's own (:func:`site_model_name`).
         weights_dir: extra folder of weights + model cards.
         tile_size, overlap, batch_size: tiling of :func:`engine.infer.predict_raster`, px
             (batch size None: :func:`engine.infer.default_batch_size`, 4 on the CPU).
@@ -783,7 +785,7 @@ def process_survey(
         bind: the store's engine.
         survey_id: an ingested survey (:func:`ingest`).
         options: tiling, thresholds, work directory.
-        model: a loaded model (default: ``options.model_name`` via
+        model: a loaded model (default: the site's model, :func:`site_model_name`, via
             :func:`engine.registry.load_model`).
         notifiers: where raised/escalated alerts go (default: the log only).
         fault: test hook called with each step's name before it runs (raise to inject an
@@ -808,15 +810,17 @@ def process_survey(
     job_id = _start_job(bind, "process_survey", survey)
     notifiers = list(notifiers) if notifiers is not None else [LogNotifier()]
     step = "infer"
-    run_info: dict[str, Any] = {"model_name": options.model_name or "default"}
+    run_info: dict[str, Any] = {"model_name": options.model_name or "unknown"}
     try:
+        if model is None:
+            run_info["model_name"] = site_model_name(site, options)[0]
         if fault:
             fault(step)
         if model is None:
-            model = _load_model(options)
+            model = _load_model(options, site)
         card = getattr(model, "card", {})
         run_info = {
-            "model_name": card.get("name", options.model_name or "unknown"),
+            "model_name": card.get("name", run_info["model_name"]),
             "model_version": str(card.get("version", "")) or None,
             "weights_sha256": card.get("weights", {}).get("sha256"),
             "tiling": {"tile_size": options.tile_size, "overlap": options.overlap,
@@ -912,12 +916,67 @@ def _default_batch(device: str) -> int:
     return default_batch_size(device)
 
 
-def _load_model(options: PipelineOptions) -> Any:
-    """``options.model_name`` (default: the shipped default model), verified, on the device."""
-    from engine.registry import DEFAULT_MODEL, load_model
+def site_model_name(site: m.Site, options: PipelineOptions) -> tuple[str, str]:
+    """The model that processes ``site``'s surveys, and where the choice comes from.
 
-    return load_model(options.model_name or DEFAULT_MODEL, weights_dir=options.weights_dir,
-                      device=options.device)
+    ``options.model_name`` (``--model``) wins (``"option"``), else the site's own
+    ``model_name`` (``"site"``, set by ``crackwatch site add/set-model --model``), else the
+    shipped model of the site's profile (``"profile"``,
+    :func:`engine.registry.model_for_profile`).
+    """
+    from engine.registry import model_for_profile
+
+    if options.model_name:
+        return options.model_name, "option"
+    if site.model_name:
+        return site.model_name, "site"
+    return model_for_profile(site.profile), "profile"
+
+
+#: A cache of loaded models for a run over several sites: ``{(name, weights_dir, device):
+#: model}`` (see ``run_site(models=...)``).
+ModelCache = dict[tuple[str, str, str], Any]
+
+
+def _load_model(options: PipelineOptions, site: m.Site, cache: ModelCache | None = None
+                ) -> Any:
+    """The site's model (:func:`site_model_name`), verified, on the device; from ``cache``
+    when it holds it (a model loaded here is added to it).
+
+    Raises:
+        ModelNotFoundError, WeightsIntegrityError, ModelCardError: as
+        :func:`engine.registry.load_model`; a model named by the site that does not exist says
+        how to change the site's model.
+    """
+    from engine.errors import ModelNotFoundError
+    from engine.registry import load_model
+
+    name, source = site_model_name(site, options)
+    key = (name, str(options.weights_dir or ""), str(options.device))
+    if cache is not None and key in cache:
+        return cache[key]
+    try:
+        model = load_model(name, weights_dir=options.weights_dir, device=options.device)
+    except ModelNotFoundError as exc:
+        if source == "site":
+            raise ModelNotFoundError(
+                f"site {site.name!r} names model {name!r}, which is not installed ({exc}) Fix "
+                f"the site: `crackwatch site set-model {site.name!r} --model NAME` with a NAME "
+                f"from `crackwatch models list`, or `crackwatch site set-model {site.name!r} "
+                f"--profile-default` for the {site.profile} model.") from exc
+        if source == "profile":
+            raise ModelNotFoundError(
+                f"model {name!r} of the {site.profile} profile (engine/profile_models.json) "
+                f"is not installed ({exc}) Restore its weights and card in engine/weights "
+                f"(git checkout / git lfs pull), or give site {site.name!r} an installed "
+                f"model: `crackwatch site set-model {site.name!r} --model NAME`.") from exc
+        raise
+    log.info("site %s: model %s (%s)", site.name, name,
+             {"option": "--model", "site": "the site's own",
+              "profile": f"the {site.profile} profile's"}[source])
+    if cache is not None:
+        cache[key] = model
+    return model
 
 
 def run_site(
@@ -926,11 +985,15 @@ def run_site(
     options: PipelineOptions,
     *,
     model: Any = None,
+    models: ModelCache | None = None,
     notifiers: Sequence[Notifier] | None = None,
     progress: Callable[[m.Survey, SurveyResult], None] | None = None,
     wait_s: float = 0.0,
 ) -> list[SurveyResult]:
     """Scan the site's inbox, then process every pending survey in acquisition order.
+
+    The site's model (:func:`site_model_name`) is loaded once for all its pending surveys;
+    every run records the model it used.
 
     One run per site at a time: the run holds the site's lock
     (:func:`geodata.store.locks.site_lock`) throughout; a lock left by a dead process is taken
@@ -940,6 +1003,9 @@ def run_site(
     recorded and never stops the surveys).
 
     Args:
+        model: a loaded model for every survey (default: the site's model).
+        models: a cache shared by the calls of a run over several sites (``{}`` at first):
+            a model already loaded for another site is reused, not loaded again.
         wait_s: seconds to wait while another process runs the site (0: refuse at once).
 
     Raises:
@@ -958,8 +1024,8 @@ def run_site(
                                         "by": held.owner}})
         abandon_job_runs(bind, site_id, by=held.owner)
         try:
-            return _run_site_locked(bind, site_id, options, model=model, notifiers=notifiers,
-                                    progress=progress)
+            return _run_site_locked(bind, site_id, options, model=model, models=models,
+                                    notifiers=notifiers, progress=progress)
         finally:
             # Give the batches' heap back between sites (engine.allocator keeps it during a
             # run), so a long-lived scheduler does not hold its peak between cycles.
@@ -989,6 +1055,7 @@ def abandon_job_runs(bind: Engine, site_id: int, *, by: str = "") -> int:
 
 
 def _run_site_locked(bind: Engine, site_id: int, options: PipelineOptions, *, model: Any,
+                     models: ModelCache | None,
                      notifiers: Sequence[Notifier] | None,
                      progress: Callable[[m.Survey, SurveyResult], None] | None
                      ) -> list[SurveyResult]:
@@ -1012,12 +1079,14 @@ def _run_site_locked(bind: Engine, site_id: int, options: PipelineOptions, *, mo
                         f"; `crackwatch survey retry {st.survey_id}` or `skip`",
                         st.last_error)
     if pending and model is None:  # load once for all pending surveys of the site
-        from engine.errors import ModelNotFoundError, WeightsIntegrityError
+        from engine.errors import ModelCardError, ModelNotFoundError, WeightsIntegrityError
+        from geodata.store.api import get_site
 
         try:
-            model = _load_model(options)
-        except (ModelNotFoundError, WeightsIntegrityError) as exc:
-            log.error("cannot load the model: %s", exc)  # each survey records the failure
+            model = _load_model(options, get_site(bind, site_id), models)
+        except (ModelNotFoundError, WeightsIntegrityError, ModelCardError) as exc:
+            log.error("site %s: cannot load its model: %s", site_id, exc)  # each survey
+            # records the failure (process_survey tries again and fails the same way)
     for survey in pending:
         r = process_survey(bind, survey.id, options, model=model, notifiers=notifiers)
         results.append(r)

@@ -1,7 +1,9 @@
-"""Models: the model cards (JSON beside the weights) and their metrics.
+"""Models: the model cards (JSON beside the weights), their metrics, and the site profile
+each serves and is the default model of.
 
-Cards are read as JSON files straight from ``engine/weights/`` (or ``CRACKWATCH_WEIGHTS_DIR``);
-the dashboard does not import the engine.
+Cards are read as JSON files straight from ``engine/weights/`` (or ``CRACKWATCH_WEIGHTS_DIR``),
+the profile table from ``engine/profile_models.json``; the dashboard does not import the
+engine.
 """
 
 from __future__ import annotations
@@ -68,8 +70,20 @@ if not cards:
     st.stop()
 
 st.caption(f"{len(cards)} model card(s) in `{folder}`")
+defaults = c.profile_models()
+if defaults:
+    st.markdown("**Model of each site profile:** " + ", ".join(
+        f"{profile} sites: `{name}`" for profile, name in sorted(defaults.items()))
+        + ". A site can name another model: `crackwatch site set-model SITE --model NAME`.")
 for card in cards:
-    with st.expander(f"{card['name']} (version {card.get('version', '-')})", expanded=True):
+    default_for = sorted(p for p, name in defaults.items() if name == card["name"])
+    label = f"{card['name']} (version {card.get('version', '-')})"
+    if default_for:
+        label += f", default for {', '.join(default_for)} sites"
+    with st.expander(label, expanded=True):
+        served = card.get("site_profile")
+        st.markdown(f"**Serves:** {served} sites" if isinstance(served, str) and served
+                    else "**Serves:** - (the card names no site profile)")
         if card.get("task"):
             st.markdown(f"**Task:** {card['task']}")
         arch = card.get("architecture") or {}

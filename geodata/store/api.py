@@ -17,7 +17,7 @@ import math
 import os
 import traceback
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +56,7 @@ __all__ = [
     "get_survey",
     "ingest_survey",
     "record_failed_run",
+    "set_site_model",
     "site_crs",
     "source_sha256",
     "store_run",
@@ -250,6 +251,8 @@ def add_site(
     schedule: str | None = None,
     thresholds: Mapping[str, Any] | None = None,
     exist_ok: bool = False,
+    model_name: str | None = None,
+    check_model: Callable[[str], Any] | None = None,
 ) -> Site:
     """Create a site (a slope or structure) and return it.
 
@@ -263,12 +266,19 @@ def add_site(
         inbox: folder watched for new surveys.
         schedule: 5-field cron string (minute hour day month weekday), site local time.
         thresholds: alert thresholds (JSON object).
-        exist_ok: if a site with this name exists with the same profile and CRS, return it.
+        exist_ok: if a site with this name exists with the same profile and CRS (and model,
+            when ``model_name`` is given), return it.
+        model_name: the model the pipeline runs on this site's surveys; ``None``: the model
+            of the site's profile (decided at each run, so it follows the shipped models).
+        check_model: called with ``model_name`` before anything is written; it raises when
+            there is no such model (``jobs`` passes ``engine.registry.find_card``: ``geodata``
+            does not import the engine). Without it the name is stored unchecked.
 
     Raises:
         CRSError: the CRS is geographic, not projected, not in metres, or has no EPSG code.
-        ValueError: bad profile, lon/lat, timezone or schedule.
+        ValueError: bad profile, lon/lat, timezone, schedule or model name.
         StoreError: a site of that name exists (and differs, or ``exist_ok`` is False).
+        Whatever ``check_model`` raises (nothing is written then).
     """
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
@@ -290,10 +300,12 @@ def add_site(
     if schedule is not None and len(schedule.split()) != 5:
         raise ValueError(f"schedule must be a 5-field cron string like '0 2 * * *', "
                          f"got {schedule!r}")
+    _check_model_name(model_name, check_model)
     with session_scope(bind, write=True) as s:
         existing = s.scalar(select(Site).where(Site.name == name))
         if existing is not None:
-            if exist_ok and existing.profile == profile and existing.crs_epsg == epsg:
+            if exist_ok and existing.profile == profile and existing.crs_epsg == epsg and (
+                    model_name is None or existing.model_name == model_name):
                 return existing
             raise StoreError(
                 f"a site named {name!r} exists already (profile {existing.profile}, "
@@ -302,11 +314,47 @@ def add_site(
             )
         site = Site(name=name, profile=profile, crs_epsg=epsg, lon=lon, lat=lat,
                     timezone=timezone, inbox=os.fspath(inbox) if inbox is not None else None,
-                    schedule=schedule,
+                    schedule=schedule, model_name=model_name,
                     thresholds=_jsonable(dict(thresholds or {}), "thresholds"))
         s.add(site)
         s.flush()
         return site
+
+
+def _check_model_name(model_name: str | None,
+                      check_model: Callable[[str], Any] | None) -> None:
+    if model_name is None:
+        return
+    if not isinstance(model_name, str) or not model_name.strip() or len(model_name) > 200:
+        raise ValueError(f"a model name is a non-empty string of at most 200 characters, got "
+                         f"{model_name!r}; see `crackwatch models list`")
+    if check_model is not None:
+        check_model(model_name)
+
+
+def set_site_model(
+    bind: Engine | Session,
+    site: int | str | Site,
+    model_name: str | None,
+    *,
+    check_model: Callable[[str], Any] | None = None,
+) -> Site:
+    """Set the model the pipeline runs on ``site``'s surveys; ``None``: the model of the
+    site's profile. Surveys already processed keep the runs (and model) they have.
+
+    Args:
+        check_model: as in :func:`add_site` (called first; nothing is written if it raises).
+
+    Raises:
+        RecordNotFoundError: no such site. ValueError: a malformed model name.
+        Whatever ``check_model`` raises.
+    """
+    _check_model_name(model_name, check_model)
+    with session_scope(bind, write=True) as s:
+        row = _site(s, site)
+        row.model_name = model_name
+        s.flush()
+        return row
 
 
 def get_site(bind: Engine | Session, site: int | str | Site) -> Site:

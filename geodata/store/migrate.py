@@ -28,6 +28,7 @@ __all__ = [
     "MIGRATIONS_DIR",
     "alembic_config",
     "current_revision",
+    "downgrade",
     "head_revision",
     "include_object_for",
     "upgrade",
@@ -90,6 +91,25 @@ def current_revision(bind: str | URL | Engine) -> str | None:
             engine.dispose()
 
 
+def _migrate(bind: str | URL | Engine, revision: str, direction: str) -> str:
+    engine = bind if isinstance(bind, Engine) else connect(bind)
+    cfg = alembic_config(engine.url)
+    try:
+        with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+            cfg.attributes["connection"] = conn
+            getattr(command, direction)(cfg, revision)
+        with engine.connect() as conn:
+            now = MigrationContext.configure(conn).get_current_revision()
+    except Exception as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        raise StoreError(f"cannot {direction} the database {where} to {revision}: "
+                         f"{exc}") from exc
+    finally:
+        if engine is not bind:
+            engine.dispose()
+    return now or ""
+
+
 def upgrade(bind: str | URL | Engine, revision: str = "head") -> str:
     """Create or upgrade the schema of the database at ``bind`` to ``revision``.
 
@@ -102,18 +122,16 @@ def upgrade(bind: str | URL | Engine, revision: str = "head") -> str:
     Raises:
         StoreError: the database cannot be reached or the migration failed (with the cause).
     """
-    engine = bind if isinstance(bind, Engine) else connect(bind)
-    cfg = alembic_config(engine.url)
-    try:
-        with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-        with engine.connect() as conn:
-            now = MigrationContext.configure(conn).get_current_revision()
-    except Exception as exc:
-        where = engine.url.render_as_string(hide_password=True)
-        raise StoreError(f"cannot upgrade the database {where} to {revision}: {exc}") from exc
-    finally:
-        if engine is not bind:
-            engine.dispose()
-    return now or ""
+    return _migrate(bind, revision, "upgrade")
+
+
+def downgrade(bind: str | URL | Engine, revision: str) -> str:
+    """Take the schema of the database at ``bind`` back to ``revision`` (e.g. ``"0003"``).
+
+    For going back to an older CrackWatch; data in the dropped columns and tables is lost.
+    Returns the revision the database is at afterwards.
+
+    Raises:
+        StoreError: the database cannot be reached or the migration failed (with the cause).
+    """
+    return _migrate(bind, revision, "downgrade")

@@ -125,7 +125,9 @@ class Site(Base):
     ``crs_epsg`` is the EPSG code of a *projected* CRS in metres; every map geometry of the
     site is stored in it. ``lon``/``lat`` are WGS 84 degrees (EPSG:4326) of the site's
     marker. ``schedule`` is a 5-field cron string in the site's ``timezone`` (IANA name).
-    ``thresholds`` holds the alert rule thresholds (JSON object).
+    ``thresholds`` holds the alert rule thresholds (JSON object). ``model_name`` is the model
+    the pipeline runs on the site's surveys; ``None``: the model of the site's ``profile``
+    (``engine.registry.PROFILE_MODELS``).
     """
 
     __tablename__ = "site"
@@ -145,6 +147,7 @@ class Site(Base):
     schedule: Mapped[str | None] = mapped_column(String(100))
     thresholds: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    model_name: Mapped[str | None] = mapped_column(String(200))
 
     surveys: Mapped[list[Survey]] = relationship(
         back_populates="site", cascade="all, delete-orphan", passive_deletes=True

@@ -12,10 +12,77 @@ from tests.conftest import DATA_ROOT
 runner = CliRunner()
 
 
-def test_models_list_shows_default():
-    r = runner.invoke(app, ["models", "list"])
+def _row(output: str, name: str) -> list[str]:
+    """The cells of the table row that starts with ``name``."""
+    line = next(x for x in output.splitlines() if x.startswith("│ " + name + " "))
+    return [c.strip() for c in line.strip("│").split("│")]
+
+
+def test_models_list_shows_default_and_what_each_model_serves(tmp_path: Path, monkeypatch):
+    import torch
+
+    from engine import registry
+    from engine.checkpoint import fp16_state_dict, save_checkpoint
+    from engine.models import ARCHITECTURES, build_model
+
+    shipped = registry.DEFAULT_MODEL
+    r = runner.invoke(app, ["models", "list"], env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
-    assert "crackwatch-unet-mnv2" in r.output and "(default)" in r.output
+    assert _row(r.output, shipped)[1:3] == ["-", ", ".join(sorted(registry.PROFILE_MODELS))]
+
+    torch.manual_seed(0)
+    save_checkpoint(fp16_state_dict(build_model(ARCHITECTURES["unet"])),
+                    {"name": "tiny-slope", "architecture": ARCHITECTURES["unet"],
+                     "site_profile": "slope"}, tmp_path)
+    monkeypatch.setattr(registry, "PROFILE_MODELS", {"structure": shipped, "slope": "tiny-slope"})
+    r = runner.invoke(app, ["models", "list", "--weights-dir", str(tmp_path)],
+                      env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert r.output.index("serves") < r.output.index("default for")
+    assert _row(r.output, "tiny-slope")[1:3] == ["slope", "slope"]
+    assert _row(r.output, shipped)[1:3] == ["-", "structure"]
+
+
+def test_site_model_add_set_and_list(tmp_path: Path):
+    from engine.registry import DEFAULT_MODEL, PROFILE_MODELS
+    from geodata.store import connect, get_site
+
+    url = f"sqlite:///{tmp_path / 'cw.db'}"
+    site = ["site", "add", "--crs", "EPSG:32633", "--url", url]
+    r = runner.invoke(app, [*site, "wall", "--profile", "structure", "--model", "no-such-model"])
+    assert r.exit_code == 2 and "no-such-model" in r.output, r.output
+    assert "crackwatch models list" in r.output.replace("\n", " ")
+    assert "No sites yet" in runner.invoke(app, ["site", "list", "--url", url]).output
+
+    r = runner.invoke(app, [*site, "cut", "--profile", "slope"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and f"profile default: {PROFILE_MODELS['slope']}" in r.output
+    r = runner.invoke(app, [*site, "wall", "--profile", "structure", "--model", DEFAULT_MODEL])
+    assert r.exit_code == 0, r.output
+    engine = connect(url)
+    assert get_site(engine, "wall").model_name == DEFAULT_MODEL
+    assert get_site(engine, "cut").model_name is None
+
+    set_model = ["site", "set-model", "--url", url]
+    r = runner.invoke(app, [*set_model, "cut", "--model", "nope"])
+    assert r.exit_code == 2 and "crackwatch models list" in r.output.replace("\n", " ")
+    assert get_site(engine, "cut").model_name is None  # nothing written
+    for bad in ([], ["--model", DEFAULT_MODEL, "--profile-default"]):
+        r = runner.invoke(app, [*set_model, "cut", *bad])
+        assert r.exit_code == 2 and "--profile-default" in r.output, r.output
+    r = runner.invoke(app, [*set_model, "cut", "--model", DEFAULT_MODEL])
+    assert r.exit_code == 0 and get_site(engine, "cut").model_name == DEFAULT_MODEL
+    wall_id = get_site(engine, "wall").id
+    r = runner.invoke(app, [*set_model, "--site-id", str(wall_id), "--profile-default"],
+                      env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "profile default" in r.output, r.output
+    assert get_site(engine, "wall").model_name is None
+    engine.dispose()
+
+    r = runner.invoke(app, ["site", "list", "--url", url], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert _row(r.output, "1")[1:4] == ["cut", "slope", DEFAULT_MODEL]
+    assert _row(r.output, "2")[1:4] == ["wall", "structure",
+                                        f"profile default: {PROFILE_MODELS['structure']}"]
 
 
 def test_evaluate_bad_dataset_is_a_clear_error(tmp_path: Path):

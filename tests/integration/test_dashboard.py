@@ -118,7 +118,7 @@ def seed_store(folder: Path, *, with_imagery: bool = True, url: str | None = Non
     site = store.add_site(eng, SITE, profile="slope", crs_epsg=EPSG, lon=LON, lat=LAT,
                           timezone="Europe/Vienna", thresholds={"opening_rate_mm_per_day": 0.5})
     store.add_site(eng, EMPTY_SITE, profile="structure", crs_epsg=EPSG, lon=LON + 0.01,
-                   lat=LAT + 0.01)
+                   lat=LAT + 0.01, model_name="crackwatch-unet-mnv2")
     ox, oy = site_origin()
     footprint = shapely.box(ox, oy, ox + 4, oy + 3)
     survey_ids, orthos = [], []
@@ -276,6 +276,11 @@ def test_overview_page(app_env):
     assert sites.set_index("site").loc[SITE, "level"] == "red"
     assert sites.set_index("site").loc[EMPTY_SITE, "level"] == "green"
     assert int(sites.set_index("site").loc[SITE, "cracks in latest survey"]) == 3
+    from engine.profiles import read_profile_models
+
+    assert sites.set_index("site").loc[SITE, "model"] == \
+        f"profile default: {read_profile_models()['slope']}"
+    assert sites.set_index("site").loc[EMPTY_SITE, "model"] == "crackwatch-unet-mnv2"
     assert set(alerts["level"]) == {"red", "orange"}
     by_rule = alerts.set_index("rule")
     assert "2024-06-05 12:00 UTC, 5.2 days" in by_rule.loc["slope.inverse_velocity", "forecast"]
@@ -409,11 +414,24 @@ def test_runs_page(app_env):
 
 
 def test_models_page_reads_cards(app_env, tmp_path, monkeypatch):
-    write_card(tmp_path / "weights")
+    from dashboard import common
+
+    path = write_card(tmp_path / "weights")
+    card = json.loads(path.read_text())
+    (path.parent / "slope-model.json").write_text(json.dumps(
+        {**card, "name": "slope-model", "site_profile": "slope"}))
+    table = tmp_path / "profile_models.json"
+    table.write_text(json.dumps({"structure": "crackwatch-unet-mnv2", "slope": "slope-model"}))
+    monkeypatch.setattr(common, "PROFILE_MODELS_FILE", table)
     monkeypatch.setenv("CRACKWATCH_WEIGHTS_DIR", str(tmp_path / "weights"))
     at = run_page("pages/5_Models.py")
     body = texts(at)
-    assert "crackwatch-unet-mnv2" in " ".join(e.label for e in at.expander)
+    labels = [e.label for e in at.expander]
+    assert "crackwatch-unet-mnv2 (version 1), default for structure sites" in labels
+    assert "slope-model (version 1), default for slope sites" in labels
+    assert "**Serves:** slope sites" in body
+    assert "**Serves:** - (the card names no site profile)" in body
+    assert "slope sites: `slope-model`, structure sites: `crackwatch-unet-mnv2`" in body
     assert any("broken.json" in w.value for w in at.warning)
     metrics = frames(at)[0]
     assert metrics.loc["validation", "f1"] == pytest.approx(0.81)

@@ -121,6 +121,60 @@ def test_missing_schema_is_a_clear_error(tmp_path):
         store.connect(store.sqlite_url(tmp_path / "nope.db"), must_exist=True)
 
 
+def _site_columns(eng) -> set[str]:
+    from sqlalchemy import inspect
+
+    return {c["name"] for c in inspect(eng).get_columns("site")}
+
+
+def test_migration_0004_site_model_name_up_and_down(engine):
+    """0004 adds site.model_name and takes it away again; no site, survey or run is lost
+    (on SQLite a table copy of ``site`` would cascade-delete its surveys)."""
+    from geodata.store.migrate import downgrade
+
+    site = new_site(engine)
+    survey = new_survey(engine, site, 0)
+    store.store_run(engine, survey.id, frame([strip(0, 1)]), None, RUN)
+    store.set_site_model(engine, site.id, "some-model")
+    before = snapshot(engine)
+    try:
+        assert downgrade(engine, "0003") == "0003"
+        assert "model_name" not in _site_columns(engine)
+        with engine.connect() as conn:
+            assert conn.scalar(text("SELECT count(*) FROM survey")) == 1
+        assert store.upgrade(engine) == store.head_revision() == "0004"
+        assert "model_name" in _site_columns(engine)
+        assert store.get_site(engine, site.id).model_name is None  # dropped with the column
+        assert snapshot(engine) == before
+    finally:
+        store.upgrade(engine)
+
+
+def test_site_model_name_is_checked_and_nothing_written_on_failure(engine):
+    def check(name):
+        if name != "known-model":
+            raise FileNotFoundError(f"No model named {name!r}. See `crackwatch models list`.")
+
+    site = store.add_site(engine, "wall", profile="structure", crs_epsg=EPSG,
+                          model_name="known-model", check_model=check)
+    assert store.get_site(engine, "wall").model_name == "known-model"
+    with pytest.raises(FileNotFoundError, match="crackwatch models list"):
+        store.add_site(engine, "other", profile="slope", crs_epsg=EPSG, model_name="nope",
+                       check_model=check)
+    with pytest.raises(RecordNotFoundError):
+        store.get_site(engine, "other")
+    with pytest.raises(FileNotFoundError, match="nope"):
+        store.set_site_model(engine, "wall", "nope", check_model=check)
+    assert store.get_site(engine, "wall").model_name == "known-model"
+    with pytest.raises(ValueError, match="non-empty"):
+        store.set_site_model(engine, "wall", " ")
+    assert store.set_site_model(engine, site.id, None).model_name is None
+    assert store.get_site(engine, "wall").model_name is None
+    with pytest.raises(StoreError, match="exists already"):  # exist_ok: another model differs
+        store.add_site(engine, "wall", profile="structure", crs_epsg=EPSG,
+                       model_name="known-model", exist_ok=True)
+
+
 # --------------------------------------------------------------------------- geometry, CRS
 
 

@@ -72,3 +72,43 @@ def test_list_and_record_metrics(tmp_path: Path):
     assert card["metrics"]["x +tta"]["at_0.5"]["iou"] == 0.6
     assert "_card_path" not in card
     load_model("tiny-unet", weights_dir=tmp_path)  # sha still matches: only the card changed
+
+
+def test_profile_models_cover_the_store_profiles():
+    from engine import registry
+    from geodata.store.models import PROFILES
+
+    assert sorted(registry.SITE_PROFILES) == sorted(PROFILES) == sorted(registry.PROFILE_MODELS)
+    assert registry.DEFAULT_MODEL == registry.PROFILE_MODELS["structure"]
+    for profile in PROFILES:
+        assert registry.model_for_profile(profile) == registry.PROFILE_MODELS[profile]
+        registry.find_card(registry.model_for_profile(profile))  # every default is shipped
+    with pytest.raises(ValueError, match="no site profile 'rock'.*slope, structure"):
+        registry.model_for_profile("rock")
+
+
+def test_profile_models_file_is_checked(tmp_path: Path):
+    from engine.errors import ModelCardError
+    from engine.profiles import read_profile_models as _read_profile_models
+
+    bad = tmp_path / "p.json"
+    bad.write_text('{"structure": "a"}')
+    with pytest.raises(ModelCardError, match="each site profile"):
+        _read_profile_models(bad)
+    bad.write_text("{")
+    with pytest.raises(ModelCardError, match="restore it from git"):
+        _read_profile_models(bad)
+
+
+def test_card_site_profile(tmp_path: Path):
+    from engine.errors import ModelCardError
+    from engine.registry import find_card
+
+    _save(tmp_path)
+    path = tmp_path / "tiny-unet.json"
+    card = json.loads(path.read_text())
+    path.write_text(json.dumps({**card, "site_profile": "slope"}))
+    assert find_card("tiny-unet", tmp_path)["site_profile"] == "slope"
+    path.write_text(json.dumps({**card, "site_profile": "rock"}))
+    with pytest.raises(ModelCardError, match="site_profile 'rock'.*slope, structure"):
+        find_card("tiny-unet", tmp_path)
