@@ -14,9 +14,10 @@ Sites (sample files ship in ``jobs/demo_data/`` with their licenses beside them)
   pixels, AGPL-3.0), run as an orthomosaic survey.
 * **SIMULATED growth** (``slope``): one real UAV75 crack image; the earlier "surveys" have
   part of the crack removed by inpainting (scikit-image biharmonic inpainting over the
-  labelled crack, dilated), so the crack appears to grow night by night. The GeoTIFFs get an
-  *assigned* geotransform (:data:`GROWTH_GSD_M` per pixel, EPSG:32632). Every file and
-  survey of this site says "SIMULATED" in its name and ``{"simulated": true}`` in its
+  labelled crack, dilated), so the crack appears to grow night by night. The site runs the
+  structure (concrete) model, not the slope profile's: the crack is a concrete one. The
+  GeoTIFFs get an *assigned* geotransform (:data:`GROWTH_GSD_M` per pixel, EPSG:32632).
+  Every file and survey of this site says "SIMULATED" in its name and ``{"simulated": true}`` in its
   metadata: it is a demonstration of tracking and alerting, not a recorded crack.
 
 Running the demo twice changes nothing: sites are created once, surveys are ingested by
@@ -57,6 +58,8 @@ class DemoSite:
     timezone: str
     surveys: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
+    #: The site's own model (``None``: its profile's model).
+    model: str | None = None
 
 
 # ---------------------------------------------------------------------- simulated growth
@@ -189,8 +192,16 @@ def demo_sites(work: Path) -> list[DemoSite]:
                            "metadata": {"simulated": True,
                                         "simulation": "UAV75 crack partly inpainted away; "
                                                       "geotransform assigned"}}
-                          for p, when in growth]),
+                          for p, when in growth],
+                 # the imagery is a concrete bridge crack: the structure (concrete) model
+                 model=_structure_model()),
     ]
+
+
+def _structure_model() -> str:
+    from engine.profiles import read_profile_models
+
+    return read_profile_models()["structure"]
 
 
 @dataclass
@@ -219,7 +230,7 @@ def run_demo(database_url: str, data_dir: Path, *, options: Any = None,
     models: dict = {}  # each site runs its profile's model; one load per model, not per site
     for ds in sites:
         add_site(engine, ds.name, profile=ds.profile, crs_epsg=ds.crs_epsg, lon=ds.lon,
-                 lat=ds.lat, timezone=ds.timezone, exist_ok=True)
+                 lat=ds.lat, timezone=ds.timezone, exist_ok=True, model_name=ds.model)
         for sv in ds.surveys:
             ingest(engine, ds.name, sv["path"], acquired_at=sv.get("acquired_at"),
                    pixel_size_m=sv.get("pixel_size_m"), metadata=sv.get("metadata"))

@@ -28,7 +28,8 @@ def test_models_list_shows_default_and_what_each_model_serves(tmp_path: Path, mo
     shipped = registry.DEFAULT_MODEL
     r = runner.invoke(app, ["models", "list"], env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
-    assert _row(r.output, shipped)[1:3] == ["-", ", ".join(sorted(registry.PROFILE_MODELS))]
+    for profile, name in registry.PROFILE_MODELS.items():  # the shipped concrete and slope models
+        assert _row(r.output, name)[1:3] == [profile, profile]
 
     torch.manual_seed(0)
     save_checkpoint(fp16_state_dict(build_model(ARCHITECTURES["unet"])),
@@ -40,7 +41,7 @@ def test_models_list_shows_default_and_what_each_model_serves(tmp_path: Path, mo
     assert r.exit_code == 0, r.output
     assert r.output.index("serves") < r.output.index("default for")
     assert _row(r.output, "tiny-slope")[1:3] == ["slope", "slope"]
-    assert _row(r.output, shipped)[1:3] == ["-", "structure"]
+    assert _row(r.output, shipped)[1:3] == ["structure", "structure"]
 
 
 def test_site_model_add_set_and_list(tmp_path: Path):

@@ -248,11 +248,13 @@ def test_upgrade_carries_failed_notifications_of_old_alerts_into_the_outbox(tmp_
     store.upgrade(url, "0001")
     engine = store.connect(url)
     try:
-        site = store.add_site(engine, "wall", profile="structure", crs_epsg=EPSG)
-        with session_scope(engine, write=True) as s:
+        with session_scope(engine, write=True) as s:  # the 0001 schema: core inserts only
+            site_id = s.execute(m.Site.__table__.insert().values(
+                name="wall", profile="structure", crs_epsg=EPSG, timezone="UTC",
+                created_at=m.utcnow()).returning(m.Site.__table__.c.id)).scalar_one()
             a = m.Alert.__table__
             s.execute(a.insert().values(
-                site_id=site.id, level="orange", rule="structure.bre251", message="wide",
+                site_id=site_id, level="orange", rule="structure.bre251", message="wide",
                 raised_at=m.utcnow(), details={"unit": "mm"}, notifications=[
                     {"notifier": "log", "ok": True, "attempts": 1, "level": "orange"},
                     {"notifier": "webhook", "ok": False, "attempts": 3, "level": "orange",
