@@ -168,13 +168,16 @@ def site_add(
     from geodata.errors import CRSError, StoreError
     from geodata.store import add_site
 
+    engine = _engine(url)
     try:
-        site = add_site(_engine(url), name, profile=profile, crs_epsg=crs, lon=lon, lat=lat,
+        site = add_site(engine, name, profile=profile, crs_epsg=crs, lon=lon, lat=lat,
                         timezone=tz, inbox=inbox.resolve() if inbox else None,
                         schedule=schedule, model_name=model,
                         check_model=_check_model if model is not None else None)
     except (CRSError, StoreError, ValueError, FileNotFoundError) as exc:
         _fail(exc)
+    finally:
+        engine.dispose()  # SQLite: the last connection closed checkpoints the WAL
     console.print(f"[green]site[/] {escape(site.name)} (id {site.id}, {site.profile}, "
                   f"EPSG:{site.crs_epsg}, schedule '{escape(site.schedule or '')}' "
                   f"{site.timezone}, model {escape(_model_label(site.profile, site.model_name))})")
@@ -217,11 +220,14 @@ def site_set_model(
     if (model is None) == (not profile_default):
         _fail(ValueError("give --model NAME (see `crackwatch models list`) or "
                          "--profile-default (one of them)"))
+    engine = _engine(url)
     try:
-        row = set_site_model(_engine(url), _site_ref(site, site_id), model,
+        row = set_site_model(engine, _site_ref(site, site_id), model,
                              check_model=_check_model if model is not None else None)
     except (RecordNotFoundError, ValueError, FileNotFoundError) as exc:
         _fail(exc)
+    finally:
+        engine.dispose()
     console.print(f"site {row.name} (id {row.id}, {row.profile}): model "
                   f"{_model_label(row.profile, row.model_name)} from its next run; runs done "
                   f"keep theirs (a survey parked after failures: `crackwatch survey retry ID`).",
