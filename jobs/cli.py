@@ -232,14 +232,6 @@ def evaluate(
                               "0.5 (every image's counts are in the --out report)."),
 ) -> None:
     """Pooled pixel precision/recall/F1/IoU at 0.5 and ODS, tolerant metrics, beside the papers."""
-    from engine.errors import (
-        DataNotFoundError,
-        ImageReadError,
-        MaskShapeError,
-        ModelNotFoundError,
-        PairingError,
-        WeightsIntegrityError,
-    )
     from engine.evaluate import evaluate_model
     from engine.registry import DEFAULT_MODEL, load_model, record_metrics
 
@@ -255,8 +247,7 @@ def evaluate(
         net = load_model(name, weights_dir=weights_dir, device=device)
         report = evaluate_model(net, dataset, data_root=data_root, device=device, limit=limit,
                                 tta=tta)
-    except (DataNotFoundError, PairingError, ImageReadError, MaskShapeError, ModelNotFoundError,
-            WeightsIntegrityError) as exc:
+    except _evaluation_errors() as exc:
         _fail(exc)
     report["model"] = name
     report["command"] = _command_line()
@@ -268,6 +259,21 @@ def evaluate(
     if update_card:
         path = record_metrics(name, report, weights_dir=weights_dir)
         console.print(f"metrics recorded in {path}")
+
+
+def _evaluation_errors() -> tuple[type[Exception], ...]:
+    """What loading a model or an evaluation dataset raises for bad input (one error line)."""
+    from engine.errors import (
+        DataNotFoundError,
+        ImageReadError,
+        MaskShapeError,
+        ModelNotFoundError,
+        PairingError,
+        WeightsIntegrityError,
+    )
+
+    return (DataNotFoundError, PairingError, ImageReadError, MaskShapeError, ModelNotFoundError,
+            WeightsIntegrityError)
 
 
 def _profile_models() -> list[str]:
@@ -282,14 +288,6 @@ def _profile_models() -> list[str]:
 def _evaluate_field(models: list[str] | None, weights_dir: Path | None, data_root: Path | None,
                     limit: int | None, device: str, out: Path | None) -> None:
     """``crackwatch evaluate --suite field``: one table over models x test sets."""
-    from engine.errors import (
-        DataNotFoundError,
-        ImageReadError,
-        MaskShapeError,
-        ModelNotFoundError,
-        PairingError,
-        WeightsIntegrityError,
-    )
     from engine.evaluate import FIELD_NEGATIVES, evaluate_field_suite
     from engine.registry import load_model
 
@@ -299,8 +297,7 @@ def _evaluate_field(models: list[str] | None, weights_dir: Path | None, data_roo
             net = load_model(name, weights_dir=weights_dir, device=device)
             reports.append(evaluate_field_suite(net, data_root=data_root, device=device,
                                                 limit=limit))
-    except (DataNotFoundError, PairingError, ImageReadError, MaskShapeError, ModelNotFoundError,
-            WeightsIntegrityError) as exc:
+    except _evaluation_errors() as exc:
         _fail(exc)
     part = f", first {limit} images of each set" if limit else ""
     t = Table(title=f"Field suite: IoU, F1, precision, recall at 0.5 and at the best "
