@@ -277,12 +277,10 @@ def _evaluation_errors() -> tuple[type[Exception], ...]:
 
 
 def _profile_models() -> list[str]:
-    """The shipped model of each site profile, without repeats (the default model if the
-    registry maps no profile)."""
-    from engine import registry
+    """The shipped model of each site profile, without repeats."""
+    from engine.registry import PROFILE_MODELS
 
-    names = list(getattr(registry, "PROFILE_MODELS", {}).values()) or [registry.DEFAULT_MODEL]
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys(PROFILE_MODELS.values()))
 
 
 def _evaluate_field(models: list[str] | None, weights_dir: Path | None, data_root: Path | None,
