@@ -61,6 +61,7 @@ runs = c.load_inference_runs(url)
 done = runs[runs["status"] == "succeeded"].sort_values(["acquired_at", "run_id"])
 latest_cracks = done.groupby("site_id")["crack_count"].last()
 defaults = c.profile_models()
+age = c.load_data_age(url).set_index("site_id")
 table = pd.DataFrame({
     "site": sites["name"], "profile": sites["profile"],
     "model": [c.model_label(p, n, defaults)
@@ -69,8 +70,13 @@ table = pd.DataFrame({
     "open alerts": sites["open_alerts"], "surveys": sites["survey_count"],
     "latest survey (UTC)": sites["latest_survey_at"].map(c.when),
     "cracks in latest survey": sites["site_id"].map(latest_cracks).astype("Int64"),
+    "data age": [c.data_age_text(age, sid) for sid in sites["site_id"]],
+    "watch": sites["watch_alerts"],
 })
 st.dataframe(c.level_style(table), hide_index=True, width="stretch")
+st.caption("Data age: time since the newest survey was acquired (OVERDUE past the site's "
+           "expected interval plus grace: `crackwatch site overdue`). Watch: unconfirmed "
+           "slope exceedances (no notification until confirmed).")
 
 st.subheader("Open alerts")
 if open_alerts.empty:

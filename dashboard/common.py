@@ -284,6 +284,22 @@ def load_inference_runs(url: str) -> pd.DataFrame:
     return queries.inference_runs(engine(url))
 
 
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_audit(url: str, site_id: int | None = None, limit: int = 2000) -> pd.DataFrame:
+    """:func:`geodata.audit.audit_events` (newest first, at most ``limit`` rows)."""
+    from geodata.audit import audit_events
+
+    return audit_events(engine(url), site=site_id, limit=limit)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_data_age(url: str) -> pd.DataFrame:
+    """:func:`geodata.alert_settings.data_age_overview` (each site's data age, overdue)."""
+    from geodata.alert_settings import data_age_overview
+
+    return data_age_overview(engine(url))
+
+
 def clear_caches() -> None:
     """Forget every cached read (after a write)."""
     st.cache_data.clear()
@@ -440,6 +456,26 @@ def alerts_table(alerts: pd.DataFrame) -> pd.DataFrame:
         "notifications": alerts["delivery"].replace("", "-"),
         "message": alerts["message"],
     })
+
+
+def data_age_text(age: pd.DataFrame, site_id: Any) -> str:
+    """``"3.2 h (expected every 24 h)"``, ``"9.1 days OVERDUE (expected every 1 day)"``
+    or ``"no survey yet"``, from :func:`load_data_age` rows indexed by ``site_id``."""
+    if site_id not in age.index:
+        return "-"
+    r = age.loc[site_id]
+
+    def hours(h: float) -> str:
+        return f"{h / 24:.1f} days" if h >= 48 else f"{h:.1f} h"
+
+    text = "no survey yet" if r["latest_survey_at"] is None or \
+        pd.isna(r["latest_survey_at"]) else hours(float(r["data_age_h"]))
+    if bool(r["overdue"]):
+        text += " OVERDUE"
+    interval = r["expected_interval_h"]
+    if interval is not None and not pd.isna(interval):
+        text += f" (expected every {hours(float(interval))})"
+    return text
 
 
 def when(value: Any) -> str:

@@ -56,6 +56,8 @@ VENDOR_DIR = Path(__file__).resolve().parent / "static" / "vendor"
 #: Marker colours of the alert levels (green < yellow < orange < red).
 LEVEL_COLOURS = {"green": "#2e7d32", "yellow": "#f9a825", "orange": "#ef6c00",
                  "red": "#c62828"}
+#: Ring colour of a site with watch alerts (unconfirmed slope exceedances).
+WATCH_COLOUR = "#6a1b9a"
 #: Crack outline colours by BRE Digest 251 severity (see geodata.store.SEVERITY_CLASSES).
 SEVERITY_COLOURS = {"negligible": "#00e5ff", "very slight": "#76ff03", "slight": "#ffea00",
                     "moderate": "#ff9100", "severe": "#ff1744", "very severe": "#d500f9"}
@@ -190,6 +192,9 @@ def sites_map(sites: pd.DataFrame, *, assets: MapAssets, basemap: bool = False
                  f"({row.open_alerts} open)<br>surveys: {row.survey_count}<br>"
                  f"cracks in latest survey: "
                  f"{'-' if pd.isna(row.latest_crack_count) else int(row.latest_crack_count)}")
+        if int(getattr(row, "watch_alerts", 0) or 0):
+            popup += (f"<br><b style='color:{WATCH_COLOUR}'>watch</b>: {int(row.watch_alerts)} "
+                      f"unconfirmed exceedance(s), no notification")
         marker = folium.CircleMarker(
             [float(row.lat), float(row.lon)], radius=11, color="#222", weight=2,
             fill=True, fill_color=colour, fill_opacity=0.95,
@@ -197,8 +202,16 @@ def sites_map(sites: pd.DataFrame, *, assets: MapAssets, basemap: bool = False
                                    direction="right", offset=(12, 0)))
         marker.add_child(_Popup(popup, max_width=280))
         marker.add_to(layer)
+        watch = int(getattr(row, "watch_alerts", 0) or 0)
+        if watch:  # unconfirmed slope exceedances: a dashed ring, no alert colour
+            folium.CircleMarker(
+                [float(row.lat), float(row.lon)], radius=17, color=WATCH_COLOUR, weight=3,
+                dash_array="4 4", fill=False,
+                tooltip=f"watch: {watch} unconfirmed exceedance(s), "
+                        f"up to {html_lib.escape(str(row.watch_level))}").add_to(layer)
     layer.add_to(m)
-    _legend(m, "alert level", [(lvl, c) for lvl, c in LEVEL_COLOURS.items()])
+    _legend(m, "alert level", [*[(lvl, c) for lvl, c in LEVEL_COLOURS.items()],
+                               ("watch (unconfirmed)", WATCH_COLOUR)])
     _fit(m, [(r.lat, r.lon, r.lat, r.lon) for r in placed.itertuples(index=False)])
     return m
 

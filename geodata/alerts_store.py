@@ -20,6 +20,10 @@ or by the point when the survey was re-run and the crack re-created); an alert w
 gone is resolved with the reason recorded; two open alerts of one rule that land on one
 track are merged (the higher level, then the older, stays open; the other is resolved naming
 it). So a rebuild never orphans or duplicates an alert.
+
+Audit. Every change here is recorded in the audit trail (:mod:`geodata.audit`) in the same
+transaction: ``alert.acknowledged`` / ``alert.resolved`` with the person's name as actor,
+``alert.reattached`` / ``alert.auto_resolved`` with actor ``system``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import shapely
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from geodata import audit
 from geodata.errors import RecordNotFoundError, StoreError
 from geodata.store.engine import session_scope
 from geodata.store.models import ALERT_LEVELS, Alert, Crack, SurveySummary, TrackObservation, utcnow
@@ -97,6 +102,10 @@ def acknowledge_alert(
         alert.acknowledged_by = who
         alert.acknowledge_note = text
         s.flush()
+        audit.record(s, "alert.acknowledged", actor=who, site_id=alert.site_id,
+                     alert_id=alert.id, at=alert.acknowledged_at,
+                     details={"level": alert.level, "rule": alert.rule, "note": text,
+                              "watch": bool(alert.watch)})
         return alert
 
 
@@ -123,12 +132,18 @@ def resolve_alert(bind: Engine | Session, alert_id: int, *, by: str, note: str) 
             raise StoreError(f"alert {alert.id} was resolved already at "
                              f"{_t(alert.resolved_at)}")
         now = utcnow()
+        was_acknowledged = alert.acknowledged_at is not None
         if alert.acknowledged_at is None:
             alert.acknowledged_at = now
             alert.acknowledged_by = who
         alert.resolved_at = now
         alert.resolve_note = f"{note.strip()} ({who})"
         s.flush()
+        audit.record(s, "alert.resolved", actor=who, site_id=alert.site_id, alert_id=alert.id,
+                     at=now, details={"level": alert.level, "rule": alert.rule,
+                                      "note": note.strip(),
+                                      "acknowledged_too": not was_acknowledged,
+                                      "watch": bool(alert.watch)})
         return alert
 
 
@@ -234,6 +249,10 @@ def reattach_alerts(s: Session, site_id: int, anchors: dict[int, dict[str, Any] 
             a.details = details
             a.track_id = None
             counts["resolved"] += 1
+            audit.record(s, "alert.auto_resolved", actor=audit.SYSTEM, site_id=site_id,
+                         alert_id=a.id, at=now,
+                         details={"reason": "lineage_lost", "rule": a.rule, "level": a.level,
+                                  "note": a.resolve_note})
             log.warning("site %s: alert %s (%s) resolved: its crack is gone after %s",
                         site_id, a.id, a.rule, reason)
             continue
@@ -246,6 +265,10 @@ def reattach_alerts(s: Session, site_id: int, anchors: dict[int, dict[str, Any] 
                             "at": now.isoformat()})
             details["reattached"] = history
             counts["reattached"] += 1
+            audit.record(s, "alert.reattached", actor=audit.SYSTEM, site_id=site_id,
+                         alert_id=a.id, at=now,
+                         details={"from": old_key, "to": new_key, "reason": reason,
+                                  "rule": a.rule})
         details["key"] = new_key
         a.details = details
         a.track_id = track_id
@@ -267,5 +290,9 @@ def reattach_alerts(s: Session, site_id: int, anchors: dict[int, dict[str, Any] 
             a.details = {**(a.details or {}), "resolved_reason": "duplicate",
                          "duplicate_of": keep.id}
             counts["merged"] += 1
+            audit.record(s, "alert.auto_resolved", actor=audit.SYSTEM, site_id=site_id,
+                         alert_id=a.id, at=now,
+                         details={"reason": "duplicate", "duplicate_of": keep.id,
+                                  "rule": a.rule, "level": a.level, "note": a.resolve_note})
     s.flush()
     return counts

@@ -10,6 +10,10 @@
   reprojects to WGS 84 as RFC 7946 requires for web use.
 * ``csv``: the same three tables as CSV, geometry as a ``WKT`` column.
 
+``layer`` picks one of these layers instead of all of them. The ``audit`` layer
+(:func:`export_audit`) is the audit trail (:mod:`geodata.audit`) of one site or of every
+site: a table without geometry, so CSV only.
+
 Timestamps are UTC. An existing output file is replaced.
 """
 
@@ -27,10 +31,12 @@ from geodata.queries import list_surveys, site_cracks, site_tracks
 from geodata.store.api import _site
 from geodata.store.engine import session_scope
 
-__all__ = ["EXPORT_FORMATS", "export_site"]
+__all__ = ["EXPORT_FORMATS", "EXPORT_LAYERS", "export_audit", "export_site"]
 
 #: Formats :func:`export_site` writes.
 EXPORT_FORMATS = ("gpkg", "geojson", "csv")
+#: Layers :func:`export_site` writes (``layer=``), and ``audit`` (:func:`export_audit`).
+EXPORT_LAYERS = ("cracks", "tracks", "surveys", "photo_cracks", "audit")
 
 
 def export_site(
@@ -40,6 +46,7 @@ def export_site(
     fmt: str = "gpkg",
     *,
     rfc7946: bool = False,
+    layer: str | None = None,
 ) -> list[Path]:
     """Write a site's cracks, tracks and surveys to ``out`` in format ``fmt``.
 
@@ -48,14 +55,20 @@ def export_site(
         out: the GeoPackage, or the cracks file (GeoJSON/CSV; companions beside it).
         fmt: ``"gpkg"``, ``"geojson"`` or ``"csv"``.
         rfc7946: GeoJSON only: reproject to EPSG:4326 (RFC 7946) instead of the site CRS.
+        layer: only this layer (``cracks``, ``tracks``, ``surveys``, ``photo_cracks``),
+            written to ``out`` itself; ``audit`` is :func:`export_audit`. ``None``: all.
 
     Returns:
         The paths written.
 
     Raises:
-        RecordNotFoundError: no such site. ValueError: unknown format, or ``rfc7946`` with
-        another format.
+        RecordNotFoundError: no such site. ValueError: unknown format or layer, ``rfc7946``
+        with another format.
     """
+    if layer == "audit":
+        return export_audit(bind, out, fmt, site=site)
+    if layer is not None and layer not in EXPORT_LAYERS:
+        raise ValueError(f"layer must be one of {EXPORT_LAYERS}, got {layer!r}")
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {fmt!r}")
     if rfc7946 and fmt != "geojson":
@@ -70,14 +83,16 @@ def export_site(
             "surveys": list_surveys(s, site_row.id, with_state=False),
         }
         photo = site_cracks(s, site_row.id, coordinate_space="image")
-    if len(photo):
+    if len(photo) or layer == "photo_cracks":
         layers["photo_cracks"] = photo
+    if layer is not None:
+        layers = {"cracks": layers[layer]}  # the one layer goes to ``out`` itself
 
     if fmt == "gpkg":
         if out.exists():
             out.unlink()
         for name, gdf in layers.items():
-            _write(gdf, out, driver="GPKG", layer=name)
+            _write(gdf, out, driver="GPKG", layer=layer or name)
         return [out]
 
     suffix = ".geojson" if fmt == "geojson" else ".csv"
@@ -105,3 +120,44 @@ def _write(gdf: gpd.GeoDataFrame, path: Path, *, driver: str, layer: str | None 
             warnings.filterwarnings("ignore", message="'crs' was not provided")
         gdf.to_file(path, driver=driver, engine="pyogrio", layer_options=layer_options or None,
                     **kwargs)
+
+
+def export_audit(
+    bind: Engine | Session,
+    out: str | os.PathLike[str],
+    fmt: str = "csv",
+    *,
+    site: int | str | None = None,
+) -> list[Path]:
+    """Write the audit trail (:func:`geodata.audit.audit_events`) to the CSV file ``out``.
+
+    Columns ``event_id``, ``at`` (ISO 8601, UTC), ``actor``, ``action``, ``site_id``,
+    ``site_name``, ``alert_id``, ``notification_id``, ``details`` (JSON text), oldest first.
+
+    Args:
+        site: only this site's entries (id or name); ``None``: every site and the entries
+            that concern no site.
+        fmt: ``"csv"`` (the trail has no geometry).
+
+    Returns:
+        ``[out]``.
+
+    Raises:
+        RecordNotFoundError: no such site. ValueError: another format.
+    """
+    import json
+
+    from geodata.audit import audit_events
+
+    if fmt != "csv":
+        raise ValueError(f"the audit layer is a table without geometry: export it with "
+                         f"format 'csv', not {fmt!r}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame = audit_events(bind, site=site, newest_first=False)
+    frame["at"] = [t.isoformat() for t in frame["at"]]
+    frame["details"] = [json.dumps(d, sort_keys=True, default=str) for d in frame["details"]]
+    tmp = out.with_name(out.name + ".part")
+    frame.to_csv(tmp, index=False, encoding="utf-8")
+    tmp.replace(out)
+    return [out]

@@ -70,9 +70,11 @@ def sites_overview(bind: Engine | Session) -> pd.DataFrame:
         One row per site (ordered by name): ``site_id``, ``name``, ``profile``,
         ``crs_epsg``, ``lon``, ``lat`` (WGS 84 degrees), ``timezone``, ``survey_count``,
         ``latest_survey_at`` (UTC), ``latest_crack_count``, ``alert_level`` (the highest
-        level among the site's unresolved alerts; ``"green"`` when none), ``open_alerts``,
-        ``latest_alert_at``, ``model_name`` (the site's own model; ``None``: the model of its
-        profile).
+        level among the site's unresolved alerts, watch alerts not counted; ``"green"`` when
+        none), ``open_alerts``, ``latest_alert_at``, ``model_name`` (the site's own model;
+        ``None``: the model of its profile), ``watch_alerts`` (open unconfirmed slope
+        exceedances, shown as *watch*), ``watch_level`` (the highest of their levels, or
+        ``None``).
     """
     with session_scope(bind) as s:
         sites = s.execute(select(Site.id, Site.name, Site.profile, Site.crs_epsg, Site.lon,
@@ -85,12 +87,13 @@ def sites_overview(bind: Engine | Session) -> pd.DataFrame:
         summaries = s.execute(select(SurveySummary.site_id, SurveySummary.acquired_at,
                                      SurveySummary.crack_count)
                               .order_by(SurveySummary.acquired_at)).all()
-        alerts = s.execute(select(Alert.site_id, Alert.level, Alert.raised_at)
+        alerts = s.execute(select(Alert.site_id, Alert.level, Alert.raised_at, Alert.watch)
                            .where(Alert.resolved_at.is_(None))).all()
     latest_count = {site_id: n for site_id, _, n in summaries}  # ordered: last one wins
     rows = []
     for sid, name, profile, epsg, lon, lat, tz, model_name in sites:
-        open_ = [(lvl, t) for a_sid, lvl, t in alerts if a_sid == sid]
+        open_ = [(lvl, t) for a_sid, lvl, t, watch in alerts if a_sid == sid and not watch]
+        watched = [lvl for a_sid, lvl, _t, watch in alerts if a_sid == sid and watch]
         level = max((lvl for lvl, _ in open_), key=_LEVEL_RANK.__getitem__, default="green")
         rows.append({
             "site_id": sid, "name": name, "profile": profile, "crs_epsg": epsg, "lon": lon,
@@ -98,11 +101,12 @@ def sites_overview(bind: Engine | Session) -> pd.DataFrame:
             "latest_survey_at": latest.get(sid), "latest_crack_count": latest_count.get(sid),
             "alert_level": level, "open_alerts": len(open_),
             "latest_alert_at": max((t for _, t in open_), default=None),
-            "model_name": model_name,
+            "model_name": model_name, "watch_alerts": len(watched),
+            "watch_level": max(watched, key=_LEVEL_RANK.__getitem__, default=None),
         })
     cols = ["site_id", "name", "profile", "crs_epsg", "lon", "lat", "timezone", "survey_count",
             "latest_survey_at", "latest_crack_count", "alert_level", "open_alerts",
-            "latest_alert_at", "model_name"]
+            "latest_alert_at", "model_name", "watch_alerts", "watch_level"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -500,7 +504,8 @@ def all_alerts(
         ``details``; None if not recorded), ``message``, ``forecast`` (text of the
         inverse-velocity forecast when the alert has one, from ``details["forecast"]``, or
         for an inverse-velocity rule its value in days; else None), ``state`` (``open`` |
-        ``acknowledged`` | ``resolved``), ``raised_at``, ``acknowledged_at``,
+        ``acknowledged`` | ``resolved`` | ``watch``: an unresolved, unconfirmed slope
+        exceedance that notified nobody), ``raised_at``, ``acknowledged_at``,
         ``acknowledged_by``, ``acknowledge_note``, ``resolved_at``, ``resolve_note``,
         ``delivery`` (per channel of the notifications outbox at the alert's current level:
         ``"webhook: failed (HTTP 500 ...), log: delivered"``; ``""`` when none was queued).
@@ -526,6 +531,7 @@ def all_alerts(
     rows = []
     for a, site_name in found:
         state = ("resolved" if a.resolved_at is not None
+                 else "watch" if a.watch
                  else "acknowledged" if a.acknowledged_at is not None else "open")
         details = getattr(a, "details", None) or {}
         rows.append({

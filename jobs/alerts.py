@@ -32,6 +32,15 @@ cannot be told from noise. Every threshold finer than that is reported in
 every alerting candidate whose rule it affects. Levels are *not* lowered because of it (that
 could hide a real movement); the warning says that the level is not backed by the imagery.
 
+False-alarm control on slopes (:func:`confirm_slope_candidates`, applied by
+:func:`evaluate_site`): a growth-rate exceedance (``slope.opening_rate``,
+``slope.length_rate``) raises an alert only once it is *confirmed*, after Intrieri et al.
+(2012, Torgiovannetto rockslide: the attention level starts only when at least two sensors
+exceed the threshold): by the same crack in >= 2 consecutive surveys of its lineage, or by
+>= 2 cracks of the site in the same survey (``SlopeThresholds.confirmation``). An
+unconfirmed exceedance is a *watch* candidate (``AlertCandidate.watch``): recorded and shown,
+never notified, and promoted to an alert when confirmed.
+
 Lifecycle (applied by the database layer, documented here): an alert is keyed by
 ``(site, track, rule)``. A candidate with no open alert for its key and a level above green is
 *raised*; a candidate whose level is above the open alert's level *escalates* it (the level is
@@ -45,7 +54,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum, StrEnum
 from typing import Any
@@ -57,7 +66,9 @@ from geodata.severity import BRE251_CATEGORIES, bre251_category
 
 __all__ = [
     "BRE251_CATEGORIES",
+    "CONFIRMED_RULES",
     "AlertCandidate",
+    "Confirmation",
     "Forecast",
     "ForecastStatus",
     "Level",
@@ -69,6 +80,7 @@ __all__ = [
     "StructureThresholds",
     "accelerations",
     "bre251_category",
+    "confirm_slope_candidates",
     "evaluate_site",
     "evaluate_slope_track",
     "evaluate_structure_track",
@@ -140,6 +152,15 @@ class Profile(StrEnum):
 
     SLOPE = "slope"
     STRUCTURE = "structure"
+
+
+class Confirmation(StrEnum):
+    """How a slope growth-rate exceedance is confirmed (:func:`confirm_slope_candidates`)."""
+
+    EITHER = "either"  # consecutive surveys OR several cracks (default)
+    CONSECUTIVE = "consecutive"  # the crack exceeds in N consecutive surveys of its lineage
+    MULTI_CRACK = "multi_crack"  # N cracks of the site exceed in the same survey
+    NONE = "none"  # no confirmation: every exceedance alerts at once
 
 
 def _finite(name: str, value: Any, *, minimum: float | None = None,
@@ -371,6 +392,12 @@ class SlopeThresholds:
     ``new_cracks_max``: more than this many new cracks in one survey is yellow; ``None``
     (default) disables the rule on slopes.
 
+    False-alarm control (see :func:`confirm_slope_candidates`): ``confirmation`` is how a
+    growth-rate exceedance is confirmed before it notifies anyone: ``"either"`` (default),
+    ``"consecutive"`` (the crack exceeds in ``confirmation_surveys`` >= 2 consecutive surveys,
+    default 2), ``"multi_crack"`` (``confirmation_cracks`` >= 2 cracks of the site exceed in
+    the same survey, default 2) or ``"none"`` (every exceedance alerts at once).
+
     Raises:
         ValueError: a value out of range, with the field named.
     """
@@ -389,6 +416,9 @@ class SlopeThresholds:
     forecast_orange_days: float = 30.0
     forecast_min_r_squared: float = 0.8
     new_cracks_max: int | None = None
+    confirmation: str = "either"
+    confirmation_surveys: int = 2
+    confirmation_cracks: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "opening_rate_mm_per_day",
@@ -432,6 +462,22 @@ class SlopeThresholds:
             raise ValueError(
                 f"new_cracks_max must be an integer >= 0 or None, got {self.new_cracks_max!r}"
             )
+        try:
+            mode = Confirmation(str(self.confirmation).strip().lower())
+        except ValueError:
+            raise ValueError(
+                f"confirmation must be one of {[str(c) for c in Confirmation]}, got "
+                f"{self.confirmation!r}"
+            ) from None
+        object.__setattr__(self, "confirmation", mode)
+        for name in ("confirmation_surveys", "confirmation_cracks"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < 2:
+                raise ValueError(
+                    f"{name} must be an integer >= 2, got {v!r}: one survey or one crack is "
+                    "what confirmation guards against (use confirmation='none' to turn it off)"
+                )
+            object.__setattr__(self, name, int(v))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SlopeThresholds:
@@ -456,6 +502,9 @@ class SlopeThresholds:
             "forecast_orange_days": self.forecast_orange_days,
             "forecast_min_r_squared": self.forecast_min_r_squared,
             "new_cracks_max": self.new_cracks_max,
+            "confirmation": str(self.confirmation),
+            "confirmation_surveys": self.confirmation_surveys,
+            "confirmation_cracks": self.confirmation_cracks,
         }
 
 
@@ -598,6 +647,11 @@ class AlertCandidate:
             ``slope.inverse_velocity``.
         resolution_warnings: thresholds/measurements finer than the imagery resolves.
         observed_at: UTC time of the latest observation the rule used.
+        watch: True for a slope growth exceedance not yet confirmed
+            (:func:`confirm_slope_candidates`): ``level`` is the measured level, but the
+            database layer records it as a *watch* and notifies nobody.
+        confirmation: how the exceedance was (or was not yet) confirmed, one sentence;
+            ``None`` for rules that need no confirmation.
     """
 
     site: Hashable | None
@@ -611,6 +665,8 @@ class AlertCandidate:
     forecast: Forecast | None = None
     resolution_warnings: tuple[str, ...] = ()
     observed_at: datetime | None = None
+    watch: bool = False
+    confirmation: str | None = None
 
     @property
     def key(self) -> tuple[Hashable | None, Hashable | None, str]:
@@ -641,6 +697,8 @@ class AlertCandidate:
             "forecast": self.forecast.to_dict() if self.forecast else None,
             "resolution_warnings": list(self.resolution_warnings),
             "observed_at": self.observed_at.isoformat() if self.observed_at else None,
+            "watch": self.watch,
+            "confirmation": self.confirmation,
         }
 
 
@@ -1134,6 +1192,137 @@ def evaluate_structure_track(site: Hashable | None, track: Hashable,
 
 
 # --------------------------------------------------------------------------------------------
+# false-alarm control: confirmation of slope growth exceedances
+# --------------------------------------------------------------------------------------------
+
+#: Slope rules whose exceedance needs confirmation, with the measured quantity and the
+#: :class:`SlopeThresholds` field of their thresholds: the velocity thresholds, which one
+#: interval between two surveys can exceed. ``slope.acceleration`` and
+#: ``slope.inverse_velocity`` are not held back: they need several intervals by
+#: construction (``acceleration_intervals`` >= 2, ``min_accelerating_points`` >= 3).
+CONFIRMED_RULES: dict[str, tuple[str, str]] = {
+    "slope.opening_rate": ("max_width_mm", "opening_rate_mm_per_day"),
+    "slope.length_rate": ("length_m", "length_rate_m_per_day"),
+}
+
+#: The source of the confirmation rule.
+CONFIRMATION_REFERENCE = (
+    "E. Intrieri, G. Gigli, F. Mugnai, R. Fanti, N. Casagli (2012), \"Design and "
+    "implementation of a landslide early warning system\", Engineering Geology 147-148, "
+    "124-136 (Torgiovannetto rockslide)"
+)
+
+
+def _interval_levels(series: Sequence[Observation | Mapping[str, Any]], quantity: str,
+                     levels: LevelThresholds) -> list[Level]:
+    """The level each interval between consecutive observations reaches, oldest first."""
+    _times, rates = growth_rates(series, quantity)
+    return [levels.level_for(r) for r in rates]
+
+
+def confirm_slope_candidates(
+    candidates: Sequence[AlertCandidate],
+    tracks_series: Mapping[Hashable, Sequence[Observation | Mapping[str, Any]]],
+    thresholds: SlopeThresholds,
+) -> list[AlertCandidate]:
+    """False-alarm control: hold back slope growth exceedances until they are confirmed.
+
+    Rule, after E. Intrieri et al. (2012), "Design and implementation of a landslide early
+    warning system", Eng. Geol. 147-148, 124-136: at the Torgiovannetto rockslide the
+    attention level starts only when at least two sensors exceed the velocity threshold, so
+    that one faulty reading does not raise an alarm (a low false-alarm rate is a design goal).
+    Here a crack is a sensor and a survey a reading. A growth-rate candidate
+    (:data:`CONFIRMED_RULES`) of level L is *confirmed* at the highest level C <= L that
+
+    * ``"consecutive"``: the same crack (track, i.e. its lineage) reaches in each of its last
+      ``confirmation_surveys`` (N >= 2) intervals, i.e. in N consecutive surveys (needs
+      N + 1 observations of the track), or
+    * ``"multi_crack"``: at least ``confirmation_cracks`` (K >= 2) distinct cracks of the
+      site reach with the same rule in the same survey (the K-th highest level),
+
+    (``"either"``, the default: the higher of the two; ``"none"``: no confirmation).
+
+    Outcome per candidate: C == L: unchanged, ``confirmation`` says how; green < C < L: the
+    level is lowered to C (the threshold with it) and the message says which level still
+    needs confirmation (the next survey that confirms it escalates the alert); C == green:
+    ``watch=True``, level L kept (what was measured; shown as *watch* on the map and the
+    Alerts page, no notification). Other candidates are returned as they are.
+
+    Args:
+        candidates: :func:`evaluate_slope_track` candidates of one site (one evaluation).
+        tracks_series: the observations they were computed from, per track.
+        thresholds: the site's thresholds (``confirmation``, ``confirmation_surveys``,
+            ``confirmation_cracks``).
+
+    Returns:
+        The candidates, in the same order.
+    """
+    mode = Confirmation(thresholds.confirmation)
+    out = list(candidates)
+    if mode is Confirmation.NONE:
+        return out
+    n, k = thresholds.confirmation_surveys, thresholds.confirmation_cracks
+    same_survey: dict[tuple[str, datetime | None], dict[Hashable, Level]] = {}
+    for c in out:
+        if c.rule in CONFIRMED_RULES and c.is_alert and c.track is not None:
+            levels_here = same_survey.setdefault((c.rule, c.observed_at), {})
+            levels_here[c.track] = max(levels_here.get(c.track, Level.GREEN), c.level)
+    result = []
+    for c in out:
+        if c.rule not in CONFIRMED_RULES or not c.is_alert or c.track is None:
+            result.append(c)
+            continue
+        quantity, field_name = CONFIRMED_RULES[c.rule]
+        levels: LevelThresholds = getattr(thresholds, field_name)
+        consecutive, intervals = Level.GREEN, 0
+        if mode in (Confirmation.EITHER, Confirmation.CONSECUTIVE) and c.track in tracks_series:
+            lv = _interval_levels(tracks_series[c.track], quantity, levels)
+            run = 0
+            for level in reversed(lv):  # exceeding intervals at the end of the lineage
+                if level == Level.GREEN:
+                    break
+                run += 1
+            intervals = run
+            if len(lv) >= n:
+                consecutive = min(lv[-n:])
+        multi, cracks = Level.GREEN, 0
+        if mode in (Confirmation.EITHER, Confirmation.MULTI_CRACK):
+            peers = sorted(same_survey.get((c.rule, c.observed_at), {}).values(), reverse=True)
+            cracks = len(peers)
+            if cracks >= k:
+                multi = peers[k - 1]
+        confirmed = min(c.level, max(consecutive, multi))
+        ways = []
+        if confirmed > Level.GREEN and consecutive >= confirmed:
+            ways.append(f"exceeded in {n} consecutive surveys of this crack")
+        if confirmed > Level.GREEN and multi >= confirmed:
+            ways.append(f"{cracks} cracks of the site exceed in this survey")
+        needs = {Confirmation.EITHER: f"{n} consecutive surveys of this crack or {k} cracks "
+                                      f"in one survey",
+                 Confirmation.CONSECUTIVE: f"{n} consecutive surveys of this crack",
+                 Confirmation.MULTI_CRACK: f"{k} cracks in one survey"}[mode]
+        seen = (f"this crack exceeds in its last {intervals} survey(s), {cracks} crack(s) "
+                f"exceed in this survey")
+        if confirmed == c.level:
+            why = f"confirmed: {' and '.join(ways)}"
+            result.append(replace(c, confirmation=why, message=f"{c.message} ({why})"))
+        elif confirmed > Level.GREEN:
+            why = (f"confirmed {confirmed}: {' and '.join(ways)}; {c.level} measured, not yet "
+                   f"confirmed (needs {needs}; {seen})")
+            result.append(replace(
+                c, level=confirmed, threshold=levels.threshold_of(confirmed),
+                message=f"{c.message} -> {why}", confirmation=why))
+        else:
+            why = (f"not confirmed: needs {needs}; {seen} (false-alarm control after "
+                   f"Intrieri et al. 2012)")
+            result.append(replace(
+                c, watch=True, confirmation=why,
+                message=f"{c.message}; WATCH, unconfirmed: nobody is notified until it is "
+                        f"confirmed ({why})"))
+    return result
+
+
+# --------------------------------------------------------------------------------------------
 # site
 # --------------------------------------------------------------------------------------------
 
@@ -1168,6 +1357,9 @@ def evaluate_site(profile: Profile | str,
         new_crack_count: tracks started by the latest survey.
         site: site id or name, copied into every candidate's key.
         include_green: also return green candidates (e.g. for a dashboard table).
+
+    Slope growth-rate candidates go through :func:`confirm_slope_candidates` (false-alarm
+    control): unconfirmed ones come back with ``watch=True``.
 
     Returns:
         Candidates, highest level first: track-level from each track, site-level for new
@@ -1229,6 +1421,9 @@ def evaluate_site(profile: Profile | str,
         assert isinstance(th, StructureThresholds)
         site_warnings = structure_resolution_warnings(th, pixel_size_m)
         out.append(_new_cracks(site, count, th.new_cracks_max, prof))
+    if prof is Profile.SLOPE:
+        assert isinstance(th, SlopeThresholds)
+        out = confirm_slope_candidates(out, tracks_series, th)
     out = [c for c in out if include_green or c.is_alert or c.resolution_warnings]
     if site_warnings:
         out.append(AlertCandidate(

@@ -162,18 +162,28 @@ def site_add(
     schedule: str = typer.Option("0 2 * * *", help="Cron (site local time); default nightly "
                                  "at 02:00."),
     model: str | None = typer.Option(None, help=MODEL_HELP),
+    by: str | None = typer.Option(None, "--by", help="Who adds it, for the audit trail "
+                                  "(default: your login name)."),
     url: str | None = typer.Option(None, help=URL_HELP),
 ) -> None:
     """Register a site (slope or structure) with its CRS, location, inbox and schedule."""
+    from geodata import audit
     from geodata.errors import CRSError, StoreError
-    from geodata.store import add_site
+    from geodata.store import add_site, session_scope
+    from jobs.cli_alerting import cli_actor
 
     engine = _engine(url)
     try:
-        site = add_site(engine, name, profile=profile, crs_epsg=crs, lon=lon, lat=lat,
-                        timezone=tz, inbox=inbox.resolve() if inbox else None,
-                        schedule=schedule, model_name=model,
-                        check_model=_check_model if model is not None else None)
+        with session_scope(engine, write=True) as s:  # the site and its audit entry
+            site = add_site(s, name, profile=profile, crs_epsg=crs, lon=lon, lat=lat,
+                            timezone=tz, inbox=inbox.resolve() if inbox else None,
+                            schedule=schedule, model_name=model,
+                            check_model=_check_model if model is not None else None)
+            audit.record(s, "site.added", actor=cli_actor(by), site_id=site.id,
+                         details={"profile": site.profile, "crs_epsg": site.crs_epsg,
+                                  "lon": site.lon, "lat": site.lat, "timezone": site.timezone,
+                                  "inbox": site.inbox, "schedule": site.schedule,
+                                  "model_name": site.model_name})
     except (CRSError, StoreError, ValueError, FileNotFoundError) as exc:
         _fail(exc)
     finally:
@@ -211,19 +221,27 @@ def site_set_model(
     profile_default: bool = typer.Option(False, "--profile-default",
                                          help="Use the shipped model of the site's profile "
                                               "(and follow it when it changes)."),
+    by: str | None = typer.Option(None, "--by", help="Who changes it, for the audit trail "
+                                  "(default: your login name)."),
     url: str | None = typer.Option(None, help=URL_HELP),
 ) -> None:
     """Choose the model a site's surveys are processed with; runs done keep their model."""
+    from geodata import audit
     from geodata.errors import RecordNotFoundError
-    from geodata.store import set_site_model
+    from geodata.store import get_site, session_scope, set_site_model
+    from jobs.cli_alerting import cli_actor
 
     if (model is None) == (not profile_default):
         _fail(ValueError("give --model NAME (see `crackwatch models list`) or "
                          "--profile-default (one of them)"))
     engine = _engine(url)
     try:
-        row = set_site_model(engine, _site_ref(site, site_id), model,
-                             check_model=_check_model if model is not None else None)
+        with session_scope(engine, write=True) as s:  # the change and its audit entry
+            old = get_site(s, _site_ref(site, site_id)).model_name
+            row = set_site_model(s, _site_ref(site, site_id), model,
+                                 check_model=_check_model if model is not None else None)
+            audit.record(s, "site.model_set", actor=cli_actor(by), site_id=row.id,
+                         details={"old": old, "new": row.model_name})
     except (RecordNotFoundError, ValueError, FileNotFoundError) as exc:
         _fail(exc)
     finally:
@@ -453,6 +471,7 @@ def demo_cmd(
     for s in result.sites:
         levels = ", ".join(f"{a['level']} {a['rule']}" + (f" (escalated x{a['escalations']})"
                                                           if a["escalations"] else "")
+                           + (f" ({a['state']})" if a.get("state", "open") != "open" else "")
                            for a in s["alerts"]) or "none"
         t.add_row(s["site"], s["profile"], str(s["surveys"]), str(s["cracks"]),
                   str(s["tracks"]), levels)

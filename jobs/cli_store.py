@@ -93,17 +93,27 @@ def export_cmd(
     url: str | None = typer.Option(None, help=URL_HELP),
     rfc7946: bool = typer.Option(False, help="GeoJSON: reproject to WGS 84 (RFC 7946) instead "
                                              "of keeping the site CRS."),
+    layer: str | None = typer.Option(None, "--layer", help="Only this layer: cracks | tracks "
+                                     "| surveys | photo_cracks, or audit (the audit trail, "
+                                     "CSV; of every site unless --site is given)."),
 ) -> None:
-    """Export a site's cracks, tracks and surveys (GeoPackage layers cracks/tracks/surveys)."""
-    from geodata.export import export_site
+    """Export a site's cracks, tracks and surveys (GeoPackage layers cracks/tracks/surveys),
+    or the audit trail (--layer audit --format csv)."""
+    from geodata.export import EXPORT_LAYERS, export_audit, export_site
     from geodata.store import connect
 
-    if (site is None) == (site_id is None):
+    if layer is not None and layer not in EXPORT_LAYERS:
+        _fail(ValueError(f"--layer must be one of {', '.join(EXPORT_LAYERS)}, got {layer!r}"))
+    if site is not None and site_id is not None or (
+            layer != "audit" and site is None and site_id is None):
         _fail(ValueError("give the site as --site NAME or --site-id ID (one of them)"))
     try:
         engine = connect(_url(url), must_exist=True)
-        paths = export_site(engine, site_id if site_id is not None else site, out, fmt,
-                            rfc7946=rfc7946)
+        ref = site_id if site_id is not None else site
+        if layer == "audit":
+            paths = export_audit(engine, out, fmt, site=ref)
+        else:
+            paths = export_site(engine, ref, out, fmt, rfc7946=rfc7946, layer=layer)
         engine.dispose()
     except _store_errors() as exc:
         _fail(exc)

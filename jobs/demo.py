@@ -265,9 +265,21 @@ def site_totals(engine: Any, names: list[str]) -> list[dict[str, Any]]:
                         "cracks": n_cracks, "tracks": n_tracks,
                         "alerts": [{"level": a.level, "rule": a.rule, "message": a.message,
                                     "escalations": len((a.details or {}).get("escalations",
-                                                                             []))}
+                                                                             [])),
+                                    "state": _state(a)}
                                    for a in alerts]})
     return out
+
+
+def _state(alert: Any) -> str:
+    """``open``, ``watch`` (unconfirmed, nobody notified), ``acknowledged`` or ``resolved``
+    (with the reason when it was resolved automatically, e.g. ``resolved: not_confirmed``)."""
+    if alert.resolved_at is not None:
+        reason = (alert.details or {}).get("resolved_reason")
+        return f"resolved: {reason}" if reason else "resolved"
+    if alert.watch:
+        return "watch"
+    return "acknowledged" if alert.acknowledged_at is not None else "open"
 
 
 def to_json(result: DemoResult) -> str:

@@ -82,8 +82,10 @@ class AlertMessage:
     """What a notification says about one alert (JSON-friendly, no secrets).
 
     Built from a mapping such as :meth:`jobs.alerts.AlertCandidate.to_dict` (plus, from the
-    database layer, ``action`` = ``"raise"``/``"escalate"`` and ``alert_id``) with
-    :meth:`from_any`. ``measured_value`` and ``threshold`` are in ``unit``.
+    database layer, ``action`` = ``"raise"``/``"escalate"``/``"unacknowledged"`` and
+    ``alert_id``) with :meth:`from_any`. ``measured_value`` and ``threshold`` are in ``unit``.
+    ``recipients``: addresses that replace a notifier's own for this message (the
+    second-level list of an escalation notice, :mod:`jobs.escalation`); empty: its own.
     """
 
     site: Any
@@ -99,6 +101,7 @@ class AlertMessage:
     observed_at: str | None = None
     action: str | None = None
     alert_id: Any = None
+    recipients: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         level = str(self.level).strip().lower()
@@ -109,6 +112,11 @@ class AlertMessage:
             )
         object.__setattr__(self, "level", level)
         object.__setattr__(self, "resolution_warnings", tuple(self.resolution_warnings or ()))
+        recipients = self.recipients or ()
+        if isinstance(recipients, str):
+            recipients = (recipients,)
+        object.__setattr__(self, "recipients",
+                           tuple(str(r).strip() for r in recipients if str(r).strip()))
 
     @classmethod
     def from_any(cls, alert: AlertMessage | Mapping[str, Any] | Any) -> AlertMessage:
@@ -142,7 +150,8 @@ class AlertMessage:
     @property
     def subject(self) -> str:
         """One-line subject, e.g. ``CrackWatch RED alert at site 'hill': slope.opening_rate``."""
-        verb = " (escalated)" if self.action == "escalate" else ""
+        verb = {"escalate": " (escalated)",
+                "unacknowledged": " NOT ACKNOWLEDGED (escalation)"}.get(self.action or "", "")
         where = f" at site {self.site!r}" if self.site is not None else ""
         track = f", crack {self.track!r}" if self.track is not None else ""
         return f"CrackWatch {self.level.upper()} alert{verb}{where}{track}: {self.rule}"
@@ -174,6 +183,7 @@ class AlertMessage:
             "forecast": dict(self.forecast) if self.forecast else None,
             "resolution_warnings": list(self.resolution_warnings),
             "observed_at": self.observed_at, "action": self.action, "alert_id": self.alert_id,
+            "recipients": list(self.recipients),
         }
 
 
@@ -538,13 +548,18 @@ class EmailNotifier:
         email = EmailMessage()
         email["Subject"] = f"{self.subject_prefix} {msg.subject}".strip()
         email["From"] = self.sender
-        email["To"] = ", ".join(self.recipients)
+        email["To"] = ", ".join(self._to(msg))
         lines = [msg.summary(), "", "Details:"]
         for key, value in msg.to_dict().items():
             if value not in (None, "", [], {}):
                 lines.append(f"  {key}: {value}")
         email.set_content("\n".join(lines) + "\n")
         return email
+
+    def _to(self, msg: AlertMessage) -> list[str]:
+        """The message's own recipients (an escalation notice's second-level list), else
+        this notifier's."""
+        return list(msg.recipients) or list(self.recipients)
 
     def _password(self) -> str | None:
         if not self.user:
@@ -571,14 +586,14 @@ class EmailNotifier:
         """
         self.last_attempts = 0
         email = self.build_message(alert)
+        to = self._to(AlertMessage.from_any(alert))
         password = self._password()
         where = f"{self.host}:{self.port}"
         for attempt in range(1, self.attempts + 1):
             self.last_attempts = attempt
             try:
-                self._send_once(email, password)
-                log.info("e-mail alert sent via %s to %d recipient(s)", where,
-                         len(self.recipients))
+                self._send_once(email, password, to)
+                log.info("e-mail alert sent via %s to %d recipient(s)", where, len(to))
                 return
             except smtplib.SMTPResponseException as e:
                 retryable = 400 <= e.smtp_code < 500
@@ -605,7 +620,8 @@ class EmailNotifier:
             self.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _send_once(self, email: EmailMessage, password: str | None) -> None:
+    def _send_once(self, email: EmailMessage, password: str | None,
+                   to: Sequence[str]) -> None:
         context = ssl.create_default_context()
         if self.use_ssl:
             smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_s,
@@ -620,7 +636,7 @@ class EmailNotifier:
             if self.user:
                 assert password is not None
                 smtp.login(self.user, password)
-            smtp.send_message(email, from_addr=self.sender, to_addrs=list(self.recipients))
+            smtp.send_message(email, from_addr=self.sender, to_addrs=list(to))
 
 
 def _smtp_text(value: bytes | str) -> str:

@@ -25,6 +25,13 @@ appended to the alert's ``notifications`` log (the audit trail the dashboard sho
 A channel is a notifier's ``name`` (``log``, ``webhook``, ``email``). Rows of a channel that
 is not configured in the sending process (say the webhook variable was unset) stay pending
 until a process that has it runs.
+
+Escalation notices of an unacknowledged alert (:mod:`jobs.escalation`) are rows of the same
+outbox with ``sequence`` 1, 2... and, on the ``email`` channel, the second-level
+``recipients`` (given to the notifier in the message, :attr:`jobs.notify.AlertMessage
+.recipients`). Every row queued, sent or failed is also an audit entry
+(``notification.queued`` / ``.sent`` / ``.failed``, :mod:`geodata.audit`) written in the
+transaction that changes the row.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from geodata import audit
 from geodata.store import models as m
 from geodata.store.engine import session_scope
 from jobs.notify import AlertMessage, Notifier, deliver
@@ -96,19 +104,27 @@ class OutboxReport:
     errors: list[str] = field(default_factory=list)
 
 
-def enqueue(s: Session, items: Iterable[Mapping[str, Any]], channels: Sequence[str]) -> int:
+def enqueue(s: Session, items: Iterable[Mapping[str, Any]], channels: Sequence[str], *,
+            sequence: int = 0, recipients: Mapping[str, Sequence[str]] | None = None,
+            actor: str = audit.SYSTEM) -> int:
     """Add a pending row per alert item and channel, inside ``s``'s transaction.
 
     Args:
         s: the session whose transaction writes the alerts (the rows commit with them).
         items: raised/escalated alert records with ``alert_id``, ``level``, ``message``
             (and the other :class:`jobs.notify.AlertMessage` fields; ``action``
-            ``raise``/``escalate``).
+            ``raise``/``escalate``/``unacknowledged``).
         channels: notifier names to announce through.
+        sequence: 0 for the announcement of a level; n >= 1 for the n-th escalation notice
+            of an unacknowledged alert (:mod:`jobs.escalation`).
+        recipients: per channel, addresses that replace the channel's own (the second-level
+            list of an escalation notice on ``email``); other channels use their own.
+        actor: recorded as who queued the rows in the audit trail.
 
     Returns:
-        The number of rows added. A row that exists for (alert, channel, level) is not added
-        again: an alert is announced once per channel and level.
+        The number of rows added. A row that exists for (alert, channel, level, sequence) is
+        not added again: an alert is announced once per channel and level, and each
+        escalation notice once per channel.
 
     Raises:
         ValueError: an item without ``alert_id`` or with an invalid level.
@@ -124,12 +140,21 @@ def enqueue(s: Session, items: Iterable[Mapping[str, Any]], channels: Sequence[s
         for channel in dict.fromkeys(channels):
             exists = s.scalar(select(m.Notification.id).where(
                 m.Notification.alert_id == alert_id, m.Notification.channel == channel,
-                m.Notification.level == msg.level))
+                m.Notification.level == msg.level, m.Notification.sequence == int(sequence)))
             if exists is not None:
                 continue
-            s.add(m.Notification(alert_id=alert_id, site_id=site_id, channel=channel,
+            to = [str(r) for r in (recipients or {}).get(channel) or []] or None
+            row = m.Notification(alert_id=alert_id, site_id=site_id, channel=channel,
                                  level=msg.level, action=msg.action or "raise",
-                                 payload=payload, status="pending", attempts=0))
+                                 payload=payload, status="pending", attempts=0,
+                                 sequence=int(sequence), recipients=to)
+            s.add(row)
+            s.flush()
+            audit.record(s, "notification.queued", actor=actor, site_id=site_id,
+                         alert_id=alert_id, notification_id=row.id,
+                         details={"channel": channel, "level": msg.level,
+                                  "action": row.action, "sequence": int(sequence),
+                                  "recipients": to})
             added += 1
     s.flush()
     return added
@@ -222,8 +247,11 @@ def _claim(bind: Engine, row_id: int, owner: str, now: datetime,
         if res.rowcount != 1:
             return None
         row = s.get(m.Notification, row_id)
+        payload = dict(row.payload or {})
+        if row.recipients:
+            payload["recipients"] = list(row.recipients)
         return {"alert_id": row.alert_id, "channel": row.channel, "level": row.level,
-                "payload": dict(row.payload or {})}
+                "payload": payload}
 
 
 def _mark(bind: Engine, row_id: int, result: Any) -> None:
@@ -233,7 +261,7 @@ def _mark(bind: Engine, row_id: int, result: Any) -> None:
         if row is None:  # the alert (and its rows) was deleted meanwhile
             return
         row.attempts = (row.attempts or 0) + max(1, int(result.attempts))
-        row.claimed_by = None
+        sender, row.claimed_by = row.claimed_by, None
         if result.ok:
             row.status, row.delivered_at, row.last_error = "delivered", result.at, None
             row.next_attempt_at = None
@@ -246,6 +274,13 @@ def _mark(bind: Engine, row_id: int, result: Any) -> None:
             alert.notifications = [*(alert.notifications or []), {
                 "notifier": row.channel, "ok": result.ok, "attempts": result.attempts,
                 "error": result.error, "at": result.at.isoformat(), "level": row.level}]
+        audit.record(s, "notification.sent" if result.ok else "notification.failed",
+                     actor=audit.SYSTEM, site_id=row.site_id, alert_id=row.alert_id,
+                     notification_id=row.id, at=result.at,
+                     details={"channel": row.channel, "level": row.level,
+                              "action": row.action, "sequence": row.sequence,
+                              "recipients": row.recipients, "attempts": result.attempts,
+                              "error": result.error, "sender": sender})
 
 
 def _alert_log(s: Session, row: m.Notification) -> list[dict[str, Any]]:

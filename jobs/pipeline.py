@@ -41,6 +41,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from engine.allocator import release_free_memory
+from geodata import audit
 from geodata.alerts_store import alert_anchor
 from geodata.store import models as m
 from geodata.store.api import RunInfo, ingest_survey, record_failed_run, store_run
@@ -154,6 +155,8 @@ class SurveyResult:
     new_tracks: int = 0
     alerts_raised: list[dict[str, Any]] = field(default_factory=list)
     alerts_escalated: list[dict[str, Any]] = field(default_factory=list)
+    #: Unconfirmed slope exceedances recorded as watch alerts (no notification).
+    alerts_watch: list[dict[str, Any]] = field(default_factory=list)
     notifications_failed: int = 0
     alerts_skipped: str | None = None
     megapixels_per_s: float | None = None
@@ -677,7 +680,8 @@ def _evaluations(s: Session, site: m.Site, survey: m.Survey,
 
 
 def _apply_alerts(s: Session, site: m.Site, survey: m.Survey,
-                  max_pixel_size_m: float | None = None) -> tuple[list, list]:
+                  max_pixel_size_m: float | None = None,
+                  watched: list[dict] | None = None) -> tuple[list, list]:
     """Evaluate the site's rules and raise or escalate alerts, inside ``s``'s transaction.
 
     An alert is keyed by (site, rule, track or photo crack); a key with an open (unresolved)
@@ -687,6 +691,13 @@ def _apply_alerts(s: Session, site: m.Site, survey: m.Survey,
     lineage (:func:`geodata.alerts_store.reattach_alerts`). A map survey older than surveys
     already processed is evaluated as of itself and of each later survey (see
     :func:`_evaluations`).
+
+    Watch alerts (false-alarm control, :func:`jobs.alerts.confirm_slope_candidates`): an
+    unconfirmed slope exceedance is stored with ``watch=True`` and queues no notification
+    (appended to ``watched``); when a later evaluation confirms it, the same alert is
+    promoted (``watch=False``, returned among the raised, so it is announced then); when a
+    later survey does not exceed at all, it is resolved automatically as not confirmed.
+    Every change is an audit entry (actor ``system``).
     """
     thresholds = (site.thresholds or {}).get(site.profile) or None
     open_alerts: dict[tuple[str, str], m.Alert] = {}
@@ -696,32 +707,32 @@ def _apply_alerts(s: Session, site: m.Site, survey: m.Survey,
         open_alerts[(a.rule, (a.details or {}).get("key", _alert_key(a.track_id)))] = a
     raised: list[dict] = []
     escalated: list[dict] = []
+    watched = watched if watched is not None else []
     for sv, series, new_count in _evaluations(s, site, survey, max_pixel_size_m):
         candidates = rules.evaluate_site(site.profile, thresholds, series, sv.pixel_size_m,
                                          new_count, site=site.id)
-        _apply_candidates(s, site, sv, candidates, open_alerts, raised, escalated)
+        _apply_candidates(s, site, sv, candidates, open_alerts, raised, escalated, watched)
     return raised, escalated
 
 
 def _apply_candidates(s: Session, site: m.Site, survey: m.Survey, candidates: list,
                       open_alerts: dict[tuple[str, str], m.Alert], raised: list[dict],
-                      escalated: list[dict]) -> None:
+                      escalated: list[dict], watched: list[dict] | None = None) -> None:
+    exceeding: set[tuple[str, str]] = set()
     for c in candidates:
         if not c.is_alert:
             continue
         key = _alert_key(c.track)
+        exceeding.add((c.rule, key))
         track_id = c.track if isinstance(c.track, int) else None
         current = open_alerts.get((c.rule, key))
-        action = rules.lifecycle_action(current.level if current else None, c)
-        if action is rules.LifecycleAction.NONE:
-            continue
         details = {"key": key, "unit": c.unit,
                    "resolution_warnings": list(c.resolution_warnings),
                    "observed_at": c.observed_at.isoformat() if c.observed_at else None}
+        if c.confirmation:
+            details["confirmation"] = c.confirmation
         if c.forecast is not None:
             details["forecast"] = c.forecast.to_dict()
-        if track_id is not None:
-            details["anchor"] = alert_anchor(s, track_id, survey.id)
         message = c.message if key.startswith(("site", "track:")) else f"{key}: {c.message}"
         value = float(c.measured_value)
         threshold = None if c.threshold is None else float(c.threshold)
@@ -729,6 +740,15 @@ def _apply_candidates(s: Session, site: m.Site, survey: m.Survey, candidates: li
                   "measured_value": value, "threshold": threshold, "unit": c.unit,
                   "message": message, "forecast": details.get("forecast"),
                   "resolution_warnings": tuple(c.resolution_warnings)}
+        if c.watch or (current is not None and current.watch):
+            _apply_watch(s, site, survey, c, current, key, track_id, details, record,
+                         open_alerts, raised, watched if watched is not None else [])
+            continue
+        action = rules.lifecycle_action(current.level if current else None, c)
+        if action is rules.LifecycleAction.NONE:
+            continue
+        if track_id is not None:
+            details["anchor"] = alert_anchor(s, track_id, survey.id)
         if action is rules.LifecycleAction.RAISE:
             alert = m.Alert(site_id=site.id, track_id=track_id, survey_id=survey.id,
                             level=str(c.level), rule=c.rule, measured_value=value,
@@ -738,6 +758,12 @@ def _apply_candidates(s: Session, site: m.Site, survey: m.Survey, candidates: li
             s.flush()
             open_alerts[(c.rule, key)] = alert
             raised.append({**record, "alert_id": alert.id, "action": "raise"})
+            audit.record(s, "alert.raised", actor=audit.SYSTEM, site_id=site.id,
+                         alert_id=alert.id, details={"level": alert.level, "rule": c.rule,
+                                                     "survey_id": survey.id, "key": key,
+                                                     "measured_value": value,
+                                                     "threshold": threshold, "unit": c.unit,
+                                                     "confirmation": c.confirmation})
         else:
             previous = current.level
             history = list((current.details or {}).get("escalations", []))
@@ -746,10 +772,97 @@ def _apply_candidates(s: Session, site: m.Site, survey: m.Survey, candidates: li
             current.level, current.measured_value = str(c.level), value
             current.threshold, current.message = threshold, message
             current.survey_id = survey.id
-            kept = {k: v for k, v in (current.details or {}).items() if k == "reattached"}
+            kept = {k: v for k, v in (current.details or {}).items()
+                    if k in ("reattached", "confirmed_at", "escalation_notices")}
             current.details = {**kept, **details, "escalations": history}
             escalated.append({**record, "alert_id": current.id, "action": "escalate",
                               "from": previous})
+            audit.record(s, "alert.escalated", actor=audit.SYSTEM, site_id=site.id,
+                         alert_id=current.id, details={"from": previous, "to": str(c.level),
+                                                       "rule": c.rule, "survey_id": survey.id,
+                                                       "measured_value": value,
+                                                       "threshold": threshold,
+                                                       "unit": c.unit})
+    _expire_watch(s, site, survey, open_alerts, exceeding)
+
+
+def _apply_watch(s: Session, site: m.Site, survey: m.Survey, c: Any, current: m.Alert | None,
+                 key: str, track_id: int | None, details: dict, record: dict,
+                 open_alerts: dict[tuple[str, str], m.Alert], raised: list[dict],
+                 watched: list[dict]) -> None:
+    """A watch candidate, or any candidate for a key whose open alert is a watch."""
+    if c.watch and current is not None and not current.watch:
+        return  # an alert already confirmed and open: an unconfirmed survey changes nothing
+    if track_id is not None:
+        details["anchor"] = alert_anchor(s, track_id, survey.id)
+    fields = {"level": str(c.level), "measured_value": record["measured_value"],
+              "threshold": record["threshold"], "message": record["message"],
+              "survey_id": survey.id}
+    if current is None:  # a new unconfirmed exceedance
+        alert = m.Alert(site_id=site.id, track_id=track_id, rule=c.rule, notifications=[],
+                        details=details, watch=True, **fields)
+        s.add(alert)
+        s.flush()
+        open_alerts[(c.rule, key)] = alert
+        watched.append({**record, "alert_id": alert.id, "action": "watch"})
+        audit.record(s, "alert.watch", actor=audit.SYSTEM, site_id=site.id, alert_id=alert.id,
+                     details={"level": alert.level, "rule": c.rule, "survey_id": survey.id,
+                              "key": key, "confirmation": c.confirmation})
+        return
+    kept = {k: v for k, v in (current.details or {}).items() if k == "reattached"}
+    if c.watch:  # still unconfirmed: keep the highest level measured, notify nobody
+        if rules.Level.parse(c.level) > rules.Level.parse(current.level):
+            previous = current.level
+            for name, value in fields.items():
+                setattr(current, name, value)
+            current.details = {**kept, **details}
+            watched.append({**record, "alert_id": current.id, "action": "watch"})
+            audit.record(s, "alert.watch", actor=audit.SYSTEM, site_id=site.id,
+                         alert_id=current.id,
+                         details={"from": previous, "level": current.level, "rule": c.rule,
+                                  "survey_id": survey.id, "confirmation": c.confirmation})
+        return
+    # confirmed: the watch alert becomes an alert and is announced now
+    previous = current.level
+    for name, value in fields.items():
+        setattr(current, name, value)
+    current.watch = False
+    now = m.utcnow()
+    current.details = {**kept, **details, "confirmed_at": now.isoformat(),
+                       "watch_level": previous}
+    raised.append({**record, "alert_id": current.id, "action": "raise"})
+    audit.record(s, "alert.confirmed", actor=audit.SYSTEM, site_id=site.id,
+                 alert_id=current.id, at=now,
+                 details={"from": previous, "level": current.level, "rule": c.rule,
+                          "survey_id": survey.id, "confirmation": c.confirmation})
+
+
+def _expire_watch(s: Session, site: m.Site, survey: m.Survey,
+                  open_alerts: dict[tuple[str, str], m.Alert],
+                  exceeding: set[tuple[str, str]]) -> None:
+    """Resolve the open watch alerts that a later survey did not confirm: the crack's rule
+    no longer exceeds its threshold in ``survey`` (acquired after the watch was raised)."""
+    if survey.source_type in ("photo", "photos"):
+        return  # photos are not tracked: they say nothing about a track's growth
+    when = survey.acquired_at
+    for k, a in list(open_alerts.items()):
+        if not a.watch or a.resolved_at is not None or k in exceeding or \
+                a.rule not in rules.CONFIRMED_RULES:
+            continue
+        seen = (a.details or {}).get("observed_at")
+        if seen is None or datetime.fromisoformat(seen) >= when:
+            continue  # evaluated as of a survey not later than the exceedance
+        now = m.utcnow()
+        a.resolved_at = now
+        a.resolve_note = (f"resolved automatically: not confirmed, survey {survey.id} of "
+                          f"{when:%Y-%m-%d} shows no exceedance (false-alarm control) "
+                          f"(crackwatch)")
+        a.details = {**(a.details or {}), "resolved_reason": "not_confirmed"}
+        del open_alerts[k]
+        audit.record(s, "alert.auto_resolved", actor=audit.SYSTEM, site_id=site.id,
+                     alert_id=a.id, at=now,
+                     details={"reason": "not_confirmed", "rule": a.rule, "level": a.level,
+                              "survey_id": survey.id, "note": a.resolve_note})
 
 
 def retry_notifications(bind: Engine, notifiers: Sequence[Notifier],
@@ -861,6 +974,7 @@ def process_survey(
             if sv.pixel_size_m is None and out.get("pixel_size_m"):
                 sv.pixel_size_m = out["pixel_size_m"]  # from the raster transform (CRS metres)
             skipped = None
+            watched: list[dict] = []
             if sv.pixel_size_m and sv.pixel_size_m > options.max_alert_pixel_size_m:
                 skipped = (f"alert rules not run: pixels of {sv.pixel_size_m:g} m are coarser "
                            f"than {options.max_alert_pixel_size_m:g} m, where crack widths "
@@ -868,14 +982,17 @@ def process_survey(
                 raised, escalated = [], []
             else:
                 raised, escalated = _apply_alerts(s, s.get(m.Site, site.id), sv,
-                                                  options.max_alert_pixel_size_m)
+                                                  options.max_alert_pixel_size_m, watched)
             # the outbox rows commit with the alerts: a crash after the commit loses nothing
             enqueue(s, raised + escalated, [channel_of(n) for n in notifiers])
+            from jobs.overdue import resolve_overdue
+
+            resolve_overdue(s, site.id)  # imagery arrived: close a site.overdue alert
             crack_count = run.crack_count or 0
         _set_step(bind, job_id, "store_track", "succeeded", run_id=run.id, cracks=crack_count,
                   new_tracks=new_tracks)
         _set_step(bind, job_id, "alerts", "skipped" if skipped else "succeeded",
-                  raised=len(raised), escalated=len(escalated),
+                  raised=len(raised), escalated=len(escalated), watch=len(watched),
                   **({"reason": skipped} if skipped else {}))
 
         step = "notify"
@@ -891,7 +1008,8 @@ def process_survey(
         _finish_job(bind, job_id, "succeeded")
         return SurveyResult(survey.id, job_id, "succeeded", cracks=crack_count,
                             new_tracks=new_tracks, alerts_raised=raised,
-                            alerts_escalated=escalated, notifications_failed=failed,
+                            alerts_escalated=escalated, alerts_watch=watched,
+                            notifications_failed=failed,
                             megapixels_per_s=out["megapixels_per_s"],
                             seconds=time.perf_counter() - t_start, alerts_skipped=skipped)
     except Exception as exc:  # noqa: BLE001 - recorded with its traceback, never lost

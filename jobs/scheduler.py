@@ -10,7 +10,8 @@ site's inbox for new orthomosaics and photo folders and processes every pending 
 job list is re-synchronised with the sites table every :data:`SYNC_MINUTES` minutes, so a
 site added with ``crackwatch site add`` is picked up without a restart. Every
 :data:`OUTBOX_MINUTES` minutes :func:`deliver_outbox_job` sends the notifications that are
-due (see :mod:`jobs.outbox`). SIGTERM and SIGINT
+due (see :mod:`jobs.outbox`). Every minute the alert checks run (overdue surveys, escalation
+of unacknowledged alerts: :mod:`jobs.alert_checks`). SIGTERM and SIGINT
 shut the scheduler down cleanly (a running survey finishes first).
 """
 
@@ -189,6 +190,9 @@ def start(database_url: str, options: dict[str, Any]) -> None:
     scheduler.add_job(deliver_outbox_job, "interval", minutes=OUTBOX_MINUTES,
                       id="deliver-outbox", args=[database_url], replace_existing=True,
                       jobstore="memory", next_run_time=datetime.now(UTC))
+    from jobs.alert_checks import add_scheduler_job as add_alert_checks
+
+    add_alert_checks(scheduler, database_url)  # overdue surveys, escalation (in memory)
     log.info("scheduler started (store %s); Ctrl-C or SIGTERM stops it",
              database_url.split("@")[-1])
     scheduler.start()  # blocks until shutdown

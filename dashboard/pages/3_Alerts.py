@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import common as c
+from dashboard.audit_view import render_audit
 
 c.page_setup("Alerts")
 st.title("Alerts")
@@ -27,6 +28,7 @@ if alerts.empty:
     st.success("No alerts have been raised" + (f" for {site_names[scope]}." if scope else "."))
     st.caption("Alerts are raised by the nightly job when crack growth passes a site's "
                "thresholds (`crackwatch demo` raises some on its demo site).")
+    render_audit(url, scope, site_names)  # settings changes are audited too
     st.stop()
 
 open_ = alerts[alerts["state"] != "resolved"]
@@ -75,3 +77,12 @@ history = pd.DataFrame({
     "message": alerts["message"],
 })
 st.dataframe(c.level_style(history), hide_index=True, width="stretch")
+
+# --- watch alerts and the audit trail (issue 16 part B) ---
+if (alerts["state"] == "watch").any():
+    st.caption("**watch**: a slope growth exceedance seen in one survey and not yet confirmed "
+               "(needs the same crack in 2 consecutive surveys, or 2 cracks in one survey, "
+               "after Intrieri et al. 2012). Nobody was notified; it becomes an alert when "
+               "confirmed and is resolved automatically when the next survey does not "
+               "confirm it.")
+render_audit(url, scope, site_names)

@@ -19,8 +19,14 @@ Tables (all ids are integer surrogate keys, all timestamps aware UTC):
 * ``job_run``: one run of a scheduled/CLI job with its step statuses.
 * ``site_lock``: the site whose pipeline a process is running, with owner and heartbeat
   (:mod:`geodata.store.locks`).
-* ``notification``: the outbox: one row per (alert, channel, level) to deliver, written in
-  the alert's transaction, marked delivered or failed by the sender (:mod:`jobs.outbox`).
+* ``notification``: the outbox: one row per (alert, channel, level, sequence) to deliver,
+  written in the alert's transaction, marked delivered or failed by the sender
+  (:mod:`jobs.outbox`); ``sequence`` > 0 are the escalation notices of an unacknowledged
+  alert (:mod:`jobs.escalation`).
+* ``audit_event``: the audit trail: every alert state change, notification and setting
+  change with who (``actor``), when (UTC) and details (:mod:`geodata.audit`).
+* ``site_alerting``: per site, the overdue-survey and escalation settings
+  (:mod:`geodata.alert_settings`); no row: the defaults.
 
 Geometry columns use :class:`~geodata.store.types.GeometryType` (PostGIS ``geometry`` with a
 GiST index on PostgreSQL, EWKB on SQLite). The schema is owned by the Alembic migrations in
@@ -34,6 +40,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -43,6 +50,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -58,12 +67,14 @@ __all__ = [
     "TRACK_EVENTS",
     "TRACK_STATUSES",
     "Alert",
+    "AuditEvent",
     "Base",
     "Crack",
     "CrackTrack",
     "InferenceRun",
     "JobRun",
     "Notification",
+    "SiteAlerting",
     "SiteLock",
     "Site",
     "Survey",
@@ -354,7 +365,9 @@ class Alert(Base):
 
     ``level`` is one of :data:`ALERT_LEVELS`; ``measured_value`` and ``threshold`` are in the
     rule's unit (named in ``rule``, e.g. ``max_width_rate_mm_per_day``). ``notifications``
-    records what was sent where (JSON list).
+    records what was sent where (JSON list). ``watch``: an exceedance not yet confirmed
+    (false-alarm control of slope growth rules, :func:`jobs.alerts.confirm_slope_candidates`):
+    shown on the map and the Alerts page, no notification queued until it is confirmed.
     """
 
     __tablename__ = "alert"
@@ -382,6 +395,11 @@ class Alert(Base):
     notifications: Mapped[list[Any]] = mapped_column(JSONType, default=list)
     #: Rule details: unit, forecast (inverse velocity), resolution warnings, escalations.
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    #: Server default only (no Python default), so that core inserts written against an
+    #: older schema still work; ``eager_defaults`` loads it right after the INSERT.
+    watch: Mapped[bool] = mapped_column(Boolean, server_default=false())
+
+    __mapper_args__ = {"eager_defaults": True}
 
 
 class JobRun(Base):
@@ -410,17 +428,19 @@ class Notification(Base):
     Written in the same transaction as the alert it announces, so a crash after the commit
     cannot lose it; a sender (:mod:`jobs.outbox`) claims it (``sending``), sends it and
     marks it ``delivered`` or ``failed`` with the error and the time of the next try
-    (``next_attempt_at``, exponential backoff). Unique per ``(alert_id, channel, level)``:
-    an alert is announced once per channel and level. ``payload`` is the
-    :class:`jobs.notify.AlertMessage` as JSON, as it was when the alert was raised or
-    escalated.
+    (``next_attempt_at``, exponential backoff). Unique per ``(alert_id, channel, level,
+    sequence)``: an alert is announced once per channel and level (``sequence`` 0), and
+    each escalation notice of an unacknowledged alert is one more row (``sequence`` 1, 2...,
+    :mod:`jobs.escalation`). ``recipients``: addresses that replace the channel's own (the
+    second-level list of an escalation notice), ``None``: the channel's. ``payload`` is the
+    :class:`jobs.notify.AlertMessage` as JSON, as it was when the row was queued.
     """
 
     __tablename__ = "notification"
     __table_args__ = (
         CheckConstraint(_in("status", NOTIFICATION_STATUSES), name="status"),
-        UniqueConstraint("alert_id", "channel", "level",
-                         name="uq_notification_alert_id_channel_level"),
+        UniqueConstraint("alert_id", "channel", "level", "sequence",
+                         name="uq_notification_alert_id_channel_level_sequence"),
         Index("ix_notification_status_next_attempt_at", "status", "next_attempt_at"),
     )
 
@@ -439,6 +459,69 @@ class Notification(Base):
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    recipients: Mapped[list[str] | None] = mapped_column(JSONType)
+
+
+class AuditEvent(Base):
+    """One entry of the audit trail (:mod:`geodata.audit`): ``actor`` (a user name, or
+    ``system`` / ``scheduler`` for automatic actions) did ``action`` (e.g.
+    ``alert.acknowledged``, ``notification.sent``, ``site.thresholds_set``) at ``at`` (UTC)
+    to the alert / site / notification named, with ``details`` (JSON).
+
+    Written in the same transaction as the change it records, and never updated. The ids are
+    plain integers, not foreign keys: the trail keeps naming a site or alert after it is
+    deleted (``details`` holds the site name where there is one).
+    """
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_at", "at"),
+        Index("ix_audit_event_site_id_at", "site_id", "at"),
+        Index("ix_audit_event_alert_id", "alert_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(50))
+    site_id: Mapped[int | None] = mapped_column(Integer)
+    alert_id: Mapped[int | None] = mapped_column(Integer)
+    notification_id: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class SiteAlerting(Base):
+    """A site's overdue-survey and escalation settings (:mod:`geodata.alert_settings`).
+
+    ``expected_interval_s``: a new survey is expected at least this often (seconds);
+    ``None``: the interval of the site's ``schedule``. ``overdue_grace_s``: added before the
+    site counts as overdue; ``None``: the default. ``overdue_enabled``: raise
+    ``site.overdue`` alerts at all. ``overdue_level``: their level. ``escalation``: per alert
+    level, ``{"after_s": seconds or null (off), "recipients": [addresses]}``; a level not
+    named uses the defaults. No row: every default.
+    """
+
+    __tablename__ = "site_alerting"
+    __table_args__ = (
+        CheckConstraint(_in("overdue_level", ALERT_LEVELS[1:]), name="overdue_level"),
+        CheckConstraint("expected_interval_s IS NULL OR expected_interval_s > 0",
+                        name="expected_interval_positive"),
+        CheckConstraint("overdue_grace_s IS NULL OR overdue_grace_s >= 0",
+                        name="overdue_grace_nonnegative"),
+    )
+
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id", ondelete="CASCADE"),
+                                         primary_key=True, autoincrement=False)
+    expected_interval_s: Mapped[float | None] = mapped_column(Float)
+    overdue_grace_s: Mapped[float | None] = mapped_column(Float)
+    overdue_enabled: Mapped[bool] = mapped_column(Boolean, default=True,
+                                                  server_default=true())
+    overdue_level: Mapped[str] = mapped_column(String(10), default="yellow",
+                                               server_default="yellow")
+    escalation: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class SiteLock(Base):

@@ -396,8 +396,12 @@ def test_alerts_page_acknowledge_and_resolve(app_env, tmp_path, monkeypatch):
     assert "Open alerts (1)" in texts(at)
     with Session(eng) as s:
         assert s.get(store.Alert, red).resolve_note == "false alarm: shadow (Ana)"
-    history = frames(at)[-1]
+    history = next(f for f in frames(at) if "acknowledge note" in f.columns)
     assert set(history["state"]) == {"acknowledged", "resolved"}
+    # the Audit view (last table) names who did what
+    trail = frames(at)[-1]
+    assert [(a, w) for a, w in zip(trail["action"], trail["actor"], strict=True)] == [
+        ("alert.resolved", "Ana"), ("alert.acknowledged", "Ana (geotech)")]
     eng.dispose()
 
 
