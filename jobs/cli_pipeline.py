@@ -131,14 +131,17 @@ def _notifiers():
     """Log always; webhook / email when their environment variables are set."""
     import os
 
-    from jobs.notify import EmailNotifier, LogNotifier, WebhookNotifier
+    from jobs.notify import SMTP_SECURITY, EmailNotifier, LogNotifier, WebhookNotifier
+    from jobs.settings import Settings
 
     out = [LogNotifier()]
     if os.environ.get("CRACKWATCH_WEBHOOK_URL"):
         out.append(WebhookNotifier())
     if os.environ.get("CRACKWATCH_SMTP_HOST") and os.environ.get("CRACKWATCH_ALERT_EMAIL_TO"):
-        out.append(EmailNotifier(host=os.environ["CRACKWATCH_SMTP_HOST"],
-                                 port=int(os.environ.get("CRACKWATCH_SMTP_PORT", "587")),
+        security = Settings().smtp_security.strip().lower()  # checked by EmailNotifier
+        port = os.environ.get("CRACKWATCH_SMTP_PORT") or SMTP_SECURITY.get(security, 587)
+        out.append(EmailNotifier(host=os.environ["CRACKWATCH_SMTP_HOST"], port=int(port),
+                                 security=security,
                                  user=os.environ.get("CRACKWATCH_SMTP_USER"),
                                  sender=os.environ.get("CRACKWATCH_ALERT_EMAIL_FROM",
                                                        "crackwatch@localhost"),
@@ -375,6 +378,7 @@ def run_cmd(
     or waits up to --wait seconds.
     """
     from geodata.errors import RecordNotFoundError, SiteBusyError
+    from jobs.notify import NotifierConfigError
     from jobs.pipeline import run_site
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -382,7 +386,7 @@ def run_cmd(
         results = run_site(_engine(url), _site_ref(site, site_id),
                            _options(work_dir, device, model, tta), notifiers=_notifiers(),
                            progress=_print_result, wait_s=wait)
-    except (RecordNotFoundError, SiteBusyError) as exc:
+    except (RecordNotFoundError, SiteBusyError, NotifierConfigError) as exc:
         _fail(exc)
     from jobs.pipeline import survey_states
 

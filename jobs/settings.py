@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,9 +49,10 @@ class Settings(BaseSettings):
     users_file: Path | None = Field(
         default=None,
         description="Sign-in users of the dashboard (YAML); default <data_dir>/users.yaml.")
-    smtp_security: Literal["starttls", "ssl", "none"] = Field(
+    smtp_security: str = Field(
         default="starttls",
-        description="SMTP transport security: starttls (587), ssl (465) or none (25).")
+        description="SMTP transport security: starttls (587), ssl (465) or none (25); "
+                    "checked by jobs.notify.EmailNotifier.")
 
     def resolved_users_file(self) -> Path:
         """``users_file`` if set, else ``<data_dir>/users.yaml`` (``~`` expanded)."""
