@@ -445,7 +445,9 @@ def demo_cmd(
     url = url or settings.model_copy(update={"data_dir": data_dir}).resolved_database_url()
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    console.print(f"CrackWatch demo: store {url}")
+    from jobs.settings import hide_password
+
+    console.print(f"CrackWatch demo: store {escape(hide_password(url))}", soft_wrap=True)
     result = run_demo(url, data_dir, options=PipelineOptions(work_dir=data_dir / "work",
                                                              device=device),
                       progress=_print_result)
@@ -464,10 +466,32 @@ def demo_cmd(
     for s in result.sites:
         for a in s["alerts"]:
             console.print(f"  [bold]{a['level']}[/] {s['site']}: {a['message']}", soft_wrap=True)
-    console.print("Open the dashboard: [bold]crackwatch dashboard[/]"
-                  + (f" --url {url}" if url != settings.resolved_database_url() else ""))
+    _print_dashboard_steps(url, settings)
     if any(r.status == "failed" for r in result.processed):
         raise typer.Exit(code=1)
+
+
+def _print_dashboard_steps(url: str, settings) -> None:
+    """What to do after the demo: the first sign-in user (if there is none), the dashboard
+    (with ``--url`` when the store is not the default; its password masked)."""
+    from sqlalchemy.engine import make_url
+
+    from jobs.settings import hide_password
+    from jobs.users import UsersFileError, list_users
+
+    try:
+        users = list_users(settings.resolved_users_file())
+    except (FileNotFoundError, UsersFileError):
+        users = []
+    if not users:
+        console.print("The dashboard asks for a sign-in; create its first user (an admin) "
+                      "with: [bold]crackwatch user add NAME --role admin[/]")
+    extra = "" if url == settings.resolved_database_url() else f" --url {hide_password(url)}"
+    console.print(f"Open the dashboard: [bold]crackwatch dashboard{escape(extra)}[/]",
+                  soft_wrap=True)
+    if extra and make_url(url).password:
+        console.print("(the password is masked here: type the real URL, or set "
+                      "CRACKWATCH_DATABASE_URL in the environment)")
 
 
 def register(app: typer.Typer) -> None:
