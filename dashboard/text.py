@@ -23,12 +23,19 @@ __all__ = ["code", "md"]
 # strike-through, Streamlit's colour/icon directives (":" and "[...]") and "$" math.
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
 _LINE_BREAK = re.compile(r"\s*[\r\n]+\s*")
+# GFM autolink literals (``http://...``, ``www.x``, ``a@b.c``) are found in the text after
+# escapes are undone (mdast-util-gfm-autolink-literal), so a backslash does not stop them; an
+# invisible WORD JOINER (U+2060) after the scheme / ``www`` and before ``@`` does.
+_AUTOLINK = re.compile(r"(?i)(https?|ftp|www|mailto|xmpp)(?=[:.])|(?=@)")
+WORD_JOINER = "\u2060"
 
 
 def md(value: Any) -> str:
     """``value`` as text that Markdown renders literally: punctuation backslash-escaped,
-    line breaks folded to spaces (a name cannot start a heading or a list)."""
-    text = _LINE_BREAK.sub(" ", str(value))
+    line breaks folded to spaces (a name cannot start a heading or a list), and a
+    :data:`WORD_JOINER` where GFM would turn a URL or e-mail address into a link."""
+    text = _AUTOLINK.sub(lambda m: (m.group(1) or "") + WORD_JOINER,
+                         _LINE_BREAK.sub(" ", str(value)))
     return _SPECIAL.sub(r"\\\1", text)
 
 

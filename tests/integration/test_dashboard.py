@@ -285,8 +285,9 @@ def run_page(page: str | None = None, *, timeout: float = 90, user: str | None =
 
 
 def unescape(markdown: str) -> str:
-    """Markdown source with backslash escapes undone, as it reads once rendered."""
-    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+    """Markdown source with backslash escapes (and the invisible word joiners that stop
+    autolinks, :func:`dashboard.text.md`) undone, as it reads once rendered."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")
 
 
 def texts(at: AppTest) -> str:
