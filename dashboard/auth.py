@@ -100,7 +100,7 @@ def role_for_email(users: dict[str, Any], email: str | None) -> tuple[str, str] 
 
 
 def _oidc_sign_in(users: dict[str, Any]) -> SignedIn:
-    if not st.user.is_logged_in:
+    if not st.user.get("is_logged_in"):
         st.title("CrackWatch")
         st.button("Sign in with your organisation's account", on_click=st.login,
                   key="cw_oidc_login")

@@ -991,3 +991,23 @@ def test_cli_dashboard_listens_on_localhost_and_masks_the_password(monkeypatch, 
     assert opts["--server.address"] == "127.0.0.1"
     assert env["CRACKWATCH_DATABASE_URL"] == url  # the app gets the real URL
     assert dict(zip(cmd2[5::2], cmd2[6::2], strict=True))["--server.address"] == "0.0.0.0"
+
+
+def test_with_an_identity_provider_pages_offer_its_sign_in_and_roles_come_by_email(app_env):
+    """``[auth]`` in the secrets: Streamlit's OIDC sign-in (``st.login``) replaces the
+    password form; the role is the users-file entry with the provider's e-mail."""
+    from dashboard.auth import role_for_email
+
+    at = signed_in_app(None)
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback",
+                          "cookie_secret": "x" * 32, "client_id": "cw", "client_secret": "s",
+                          "server_metadata_url": "http://localhost:9/.well-known/x"}
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert [b.label for b in at.button] == ["Sign in with your organisation's account"]
+    assert not at.text_input and not at.dataframe and not at.metric
+    users = {"ana": {"roles": ["operator"], "email": "Ana@Example.org"},
+             "bob": {"roles": ["viewer"]}}
+    assert role_for_email(users, "ana@example.org ") == ("ana", "operator")
+    assert role_for_email(users, "bob@example.org") is None
+    assert role_for_email(users, None) is None
