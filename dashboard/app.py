@@ -52,7 +52,7 @@ else:
                alt="map of the sites coloured by alert level")
 unplaced = sites[sites["lon"].isna() | sites["lat"].isna()]
 if len(unplaced) and len(placed):
-    st.caption("Not on the map (no location): " + ", ".join(unplaced["name"]))
+    st.caption("Not on the map (no location): " + ", ".join(map(c.md, unplaced["name"])))
 
 st.subheader("Sites")
 # cracks of each site's latest processed survey (map and photo cracks: the survey summary

@@ -8,6 +8,10 @@ the sidebar's "Reload data" button clears the caches at once.
 
 The store URL is ``CRACKWATCH_DATABASE_URL`` if set (``crackwatch dashboard --url`` sets
 it), else the default of :mod:`jobs.settings` (the SQLite file under the data directory).
+
+Every page starts with :func:`page_setup`, which shows only the sign-in form until someone
+signs in (:mod:`dashboard.auth`). Text from users and files goes into Markdown through
+:func:`md` / :func:`code` (:mod:`dashboard.text`), so it shows as text.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine
 
+from dashboard import auth
 from dashboard.imagery import (
     Overview,
     orthomosaic_chip,
@@ -33,6 +38,7 @@ from dashboard.imagery import (
     resolve_source,
 )
 from dashboard.maps import LEVEL_COLOURS, MapAssets
+from dashboard.text import code, md
 from geodata import alerts_store, queries, store
 from geodata.errors import RecordNotFoundError, StoreError
 from geodata.store.engine import normalise_url
@@ -44,7 +50,9 @@ __all__ = [
     "ENV_WEIGHTS",
     "database_url",
     "empty_state",
+    "code",
     "map_assets",
+    "md",
     "page_setup",
     "show_map",
     "store_url",
@@ -68,16 +76,22 @@ PAGES = (("app.py", "Overview"), ("pages/1_Site.py", "Site"),
          ("pages/4_Runs.py", "Runs"), ("pages/5_Models.py", "Models"))
 
 
-def page_setup(title: str) -> None:
-    """Page title, wide layout and the sidebar navigation (Streamlit's own, which would
-    label the Overview "app", is switched off)."""
+def page_setup(title: str) -> auth.SignedIn:
+    """Page title, wide layout, sign-in, and the sidebar navigation (Streamlit's own, which
+    would label the Overview "app", is switched off).
+
+    Until someone signs in the page shows only the sign-in form and stops here
+    (:func:`dashboard.auth.require_sign_in`). Returns the signed-in user.
+    """
     st.set_page_config(page_title=f"{title} - CrackWatch", layout="wide")
     st.set_option("client.showSidebarNavigation", False)
+    user = auth.require_sign_in()
     with st.sidebar:
         st.markdown("### CrackWatch")
         for path, label in PAGES:
             st.page_link(path, label=label)
         st.divider()
+    return user
 
 
 # --------------------------------------------------------------------------- store
@@ -115,15 +129,15 @@ def stop_with_store_error(exc: Exception, url: str) -> None:
     """Explain why the store cannot be read, and stop the page."""
     text = str(exc)
     if "no store at" in text:
-        st.info(f"**There is no CrackWatch store yet** at `{safe_url(url)}`.\n\n{DEMO_HINT}\n\n"
-                f"To open another store, start the dashboard with "
+        st.info(f"**There is no CrackWatch store yet** at {code(safe_url(url))}.\n\n"
+                f"{DEMO_HINT}\n\nTo open another store, start the dashboard with "
                 f"`crackwatch dashboard --url DB_URL` (or set `{ENV_URL}`).")
     elif "schema" in text:
         st.warning(f"**The store has no CrackWatch tables yet.** Run "
-                   f"`crackwatch db upgrade --url {safe_url(url)}`, then `crackwatch demo`."
-                   f"\n\n{text}")
+                   f"{code(f'crackwatch db upgrade --url {safe_url(url)}')}, then "
+                   f"`crackwatch demo`.\n\n{md(text)}")
     else:
-        st.error(f"Cannot read the store `{safe_url(url)}`: {text}")
+        st.error(f"Cannot read the store {code(safe_url(url))}: {md(text)}")
     st.stop()
 
 
@@ -145,7 +159,7 @@ def store_url() -> str:
 def sidebar(url: str) -> None:
     """Store URL, reload button and the offline note."""
     with st.sidebar:
-        st.caption(f"Store: `{safe_url(url)}`")
+        st.caption(f"Store: {code(safe_url(url))}")
         if st.button("Reload data", help=f"Data is cached for {CACHE_TTL_S} s; reload now."):
             st.cache_data.clear()
         st.caption("Works offline: maps use the bundled Leaflet and the survey imagery; "
@@ -308,8 +322,20 @@ def clear_caches() -> None:
 # --------------------------------------------------------------------------- alert writes
 
 
+def _may_act() -> str | None:
+    """None if the signed-in user may acknowledge/resolve alerts, else why not."""
+    user = auth.current_user()
+    if user is None or not user.can_act:
+        return ("acknowledging and resolving alerts needs the operator or admin role (ask an "
+                "admin: crackwatch user add NAME --role operator)")
+    return None
+
+
 def acknowledge(url: str, alert_id: int, by: str, note: str) -> str | None:
-    """Acknowledge an alert; returns an error message, or None on success."""
+    """Acknowledge an alert as ``by`` (the signed-in user); returns an error message, or
+    None on success. Refused unless the signed-in user is an operator or admin."""
+    if (refused := _may_act()) is not None:
+        return refused
     try:
         alerts_store.acknowledge_alert(engine(url), alert_id, by=by, note=note)
     except (StoreError, RecordNotFoundError, ValueError) as exc:
@@ -319,7 +345,10 @@ def acknowledge(url: str, alert_id: int, by: str, note: str) -> str | None:
 
 
 def resolve(url: str, alert_id: int, by: str, note: str) -> str | None:
-    """Resolve an alert with a note; returns an error message, or None on success."""
+    """Resolve an alert with a note as ``by`` (the signed-in user); returns an error
+    message, or None on success. Refused unless the signed-in user is an operator or admin."""
+    if (refused := _may_act()) is not None:
+        return refused
     try:
         alerts_store.resolve_alert(engine(url), alert_id, by=by, note=note)
     except (StoreError, RecordNotFoundError, ValueError) as exc:
@@ -420,7 +449,8 @@ def show_map(html: str, height: int = 520, alt: str = "map") -> None:
 
 
 def empty_state(message: str, hint: str = DEMO_HINT) -> None:
-    """An info box saying what is missing and what to do next."""
+    """An info box saying what is missing and what to do next (``message`` and ``hint``
+    are Markdown: escape user text in them with :func:`md`)."""
     st.info(f"**{message}**\n\n{hint}")
 
 

@@ -187,8 +187,10 @@ def sites_map(sites: pd.DataFrame, *, assets: MapAssets, basemap: bool = False
     layer = folium.FeatureGroup(name="sites")
     for row in placed.itertuples(index=False):
         colour = LEVEL_COLOURS.get(row.alert_level, "#607d8b")
-        popup = (f"<b>{html_lib.escape(str(row.name))}</b><br>profile: {row.profile}<br>"
-                 f"alert level: <b style='color:{colour}'>{row.alert_level}</b> "
+        popup = (f"<b>{html_lib.escape(str(row.name))}</b><br>"
+                 f"profile: {html_lib.escape(str(row.profile))}<br>"
+                 f"alert level: <b style='color:{colour}'>"
+                 f"{html_lib.escape(str(row.alert_level))}</b> "
                  f"({row.open_alerts} open)<br>surveys: {row.survey_count}<br>"
                  f"cracks in latest survey: "
                  f"{'-' if pd.isna(row.latest_crack_count) else int(row.latest_crack_count)}")

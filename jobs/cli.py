@@ -7,6 +7,7 @@ Commands:
     crackwatch infer PATH ...         orthomosaic or photos -> probability COG + cracks GeoPackage
     crackwatch bench model            megapixels/s of a model's forward pass on tiles
     crackwatch bench infer            end-to-end tiled inference figures (MP/s, peak RSS)
+    crackwatch user add|list|remove   dashboard sign-in users and roles (jobs/cli_users.py)
 """
 
 from __future__ import annotations
@@ -836,6 +837,10 @@ _register_store_commands(app, bench_app)
 from jobs.cli_dashboard import register as _register_dashboard_command  # noqa: E402
 
 _register_dashboard_command(app)
+
+from jobs.cli_users import register as _register_user_commands  # noqa: E402
+
+_register_user_commands(app)
 
 from jobs.cli_pipeline import register as _register_pipeline_commands  # noqa: E402
 

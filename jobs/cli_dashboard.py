@@ -1,12 +1,15 @@
 """``crackwatch dashboard``: start the Streamlit dashboard (registered in ``jobs/cli.py``).
 
-    crackwatch dashboard [--port 8501] [--address HOST] [--url DB_URL]
+    crackwatch dashboard [--port 8501] [--address 127.0.0.1] [--url DB_URL]
 
 Runs ``python -m streamlit run dashboard/app.py`` headless, without usage statistics, with
 static file serving on (the map's Leaflet is served from ``dashboard/static``, so maps draw
-with no internet). The store URL reaches the app through ``CRACKWATCH_DATABASE_URL``;
-without ``--url`` the app uses that variable or the default SQLite file (see
-:mod:`jobs.settings`).
+with no internet). It listens on 127.0.0.1 (this machine only) unless ``--address`` says
+otherwise: other machines reach it through a TLS reverse proxy (``deploy/README.md``). The
+store URL reaches the app through ``CRACKWATCH_DATABASE_URL``; without ``--url`` the app
+uses that variable or the default SQLite file (see :mod:`jobs.settings`). Every page asks
+for a sign-in (users: ``crackwatch user add``, :mod:`jobs.users`). URLs are printed with
+their password masked.
 """
 
 from __future__ import annotations
@@ -22,27 +25,30 @@ __all__ = ["APP_PATH", "dashboard_cmd", "register", "streamlit_command"]
 
 #: The Streamlit entry script.
 APP_PATH = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+#: Where the dashboard listens unless told otherwise: this machine only.
+DEFAULT_ADDRESS = "127.0.0.1"
 
 
-def streamlit_command(port: int = 8501, address: str | None = None) -> list[str]:
-    """The command line that serves the dashboard (``python -m streamlit run ...``)."""
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_PATH),
-           "--server.port", str(port),
-           "--server.headless", "true",
-           "--server.enableStaticServing", "true",
-           "--browser.gatherUsageStats", "false",
-           "--client.showSidebarNavigation", "false",
-           "--client.toolbarMode", "minimal"]
+def streamlit_command(port: int = 8501, address: str | None = DEFAULT_ADDRESS) -> list[str]:
+    """The command line that serves the dashboard (``python -m streamlit run ...``) on
+    ``address`` (default 127.0.0.1; ``None``: Streamlit's default, all interfaces)."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_PATH)]
     if address:
         cmd += ["--server.address", address]
-    return cmd
+    return cmd + ["--server.port", str(port),
+                  "--server.headless", "true",
+                  "--server.enableStaticServing", "true",
+                  "--browser.gatherUsageStats", "false",
+                  "--client.showSidebarNavigation", "false",
+                  "--client.toolbarMode", "minimal"]
 
 
 def dashboard_cmd(
     port: int = typer.Option(8501, min=1, max=65535, help="Port to serve on."),
-    address: str | None = typer.Option(
-        None, help="Address to listen on, e.g. 127.0.0.1 (default: Streamlit's, all "
-                   "interfaces)."),
+    address: str = typer.Option(
+        DEFAULT_ADDRESS, help="Address to listen on. Default 127.0.0.1: this machine only "
+                              "(put a TLS reverse proxy in front, deploy/README.md); 0.0.0.0: "
+                              "every interface."),
     url: str | None = typer.Option(
         None, help="Database URL (default: CRACKWATCH_DATABASE_URL, else "
                    "sqlite:///<CRACKWATCH_DATA_DIR>/crackwatch.db)."),
@@ -69,23 +75,21 @@ def dashboard_cmd(
         except StoreError as exc:
             _fail(exc)
         env["CRACKWATCH_DATABASE_URL"] = url
-    shown = env.get("CRACKWATCH_DATABASE_URL") or "the default store (jobs.settings)"
-    typer.echo(f"CrackWatch dashboard on port {port}, store: "
-               f"{_hide_password(shown)}", err=True)
+    from jobs.settings import Settings, hide_password
+
+    settings = Settings(**({"database_url": url} if url else {}))
+    typer.echo(f"CrackWatch dashboard on http://{address}:{port}, store: "
+               f"{hide_password(settings.resolved_database_url())}", err=True)
+    users = settings.resolved_users_file()
+    if not users.is_file():
+        typer.echo(f"No sign-in users yet ({users}): create the first admin with "
+                   f"`crackwatch user add NAME --role admin`; until then the dashboard shows "
+                   f"only how to do that.", err=True)
     try:
         code = subprocess.call(streamlit_command(port, address), env=env)
     except KeyboardInterrupt:
         code = 0
     raise typer.Exit(code=code)
-
-
-def _hide_password(url: str) -> str:
-    try:
-        from geodata.store.engine import normalise_url
-
-        return normalise_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - only for display
-        return url
 
 
 def register(app: typer.Typer) -> None:

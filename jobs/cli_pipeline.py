@@ -131,14 +131,17 @@ def _notifiers():
     """Log always; webhook / email when their environment variables are set."""
     import os
 
-    from jobs.notify import EmailNotifier, LogNotifier, WebhookNotifier
+    from jobs.notify import SMTP_SECURITY, EmailNotifier, LogNotifier, WebhookNotifier
+    from jobs.settings import Settings
 
     out = [LogNotifier()]
     if os.environ.get("CRACKWATCH_WEBHOOK_URL"):
         out.append(WebhookNotifier())
     if os.environ.get("CRACKWATCH_SMTP_HOST") and os.environ.get("CRACKWATCH_ALERT_EMAIL_TO"):
-        out.append(EmailNotifier(host=os.environ["CRACKWATCH_SMTP_HOST"],
-                                 port=int(os.environ.get("CRACKWATCH_SMTP_PORT", "587")),
+        security = Settings().smtp_security.strip().lower()  # checked by EmailNotifier
+        port = os.environ.get("CRACKWATCH_SMTP_PORT") or SMTP_SECURITY.get(security, 587)
+        out.append(EmailNotifier(host=os.environ["CRACKWATCH_SMTP_HOST"], port=int(port),
+                                 security=security,
                                  user=os.environ.get("CRACKWATCH_SMTP_USER"),
                                  sender=os.environ.get("CRACKWATCH_ALERT_EMAIL_FROM",
                                                        "crackwatch@localhost"),
@@ -393,6 +396,7 @@ def run_cmd(
     or waits up to --wait seconds.
     """
     from geodata.errors import RecordNotFoundError, SiteBusyError
+    from jobs.notify import NotifierConfigError
     from jobs.pipeline import run_site
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -400,7 +404,7 @@ def run_cmd(
         results = run_site(_engine(url), _site_ref(site, site_id),
                            _options(work_dir, device, model, tta), notifiers=_notifiers(),
                            progress=_print_result, wait_s=wait)
-    except (RecordNotFoundError, SiteBusyError) as exc:
+    except (RecordNotFoundError, SiteBusyError, NotifierConfigError) as exc:
         _fail(exc)
     from jobs.pipeline import survey_states
 
@@ -459,7 +463,9 @@ def demo_cmd(
     url = url or settings.model_copy(update={"data_dir": data_dir}).resolved_database_url()
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    console.print(f"CrackWatch demo: store {url}")
+    from jobs.settings import hide_password
+
+    console.print(f"CrackWatch demo: store {escape(hide_password(url))}", soft_wrap=True)
     result = run_demo(url, data_dir, options=PipelineOptions(work_dir=data_dir / "work",
                                                              device=device),
                       progress=_print_result)
@@ -479,10 +485,32 @@ def demo_cmd(
     for s in result.sites:
         for a in s["alerts"]:
             console.print(f"  [bold]{a['level']}[/] {s['site']}: {a['message']}", soft_wrap=True)
-    console.print("Open the dashboard: [bold]crackwatch dashboard[/]"
-                  + (f" --url {url}" if url != settings.resolved_database_url() else ""))
+    _print_dashboard_steps(url, settings)
     if any(r.status == "failed" for r in result.processed):
         raise typer.Exit(code=1)
+
+
+def _print_dashboard_steps(url: str, settings) -> None:
+    """What to do after the demo: the first sign-in user (if there is none), the dashboard
+    (with ``--url`` when the store is not the default; its password masked)."""
+    from sqlalchemy.engine import make_url
+
+    from jobs.settings import hide_password
+    from jobs.users import UsersFileError, list_users
+
+    try:
+        users = list_users(settings.resolved_users_file())
+    except (FileNotFoundError, UsersFileError):
+        users = []
+    if not users:
+        console.print("The dashboard asks for a sign-in; create its first user (an admin) "
+                      "with: [bold]crackwatch user add NAME --role admin[/]")
+    extra = "" if url == settings.resolved_database_url() else f" --url {hide_password(url)}"
+    console.print(f"Open the dashboard: [bold]crackwatch dashboard{escape(extra)}[/]",
+                  soft_wrap=True)
+    if extra and make_url(url).password:
+        console.print("(the password is masked here: type the real URL, or set "
+                      "CRACKWATCH_DATABASE_URL in the environment)")
 
 
 def register(app: typer.Typer) -> None:

@@ -11,8 +11,9 @@ Implementations:
 * :class:`WebhookNotifier`: JSON POST with ``urllib.request`` (no extra dependency), a
   Slack-compatible payload (``text`` plus ``attachments[].fields``, and the full alert under
   ``crackwatch``), retried with exponential backoff on HTTP 5xx/429 and connection errors.
-* :class:`EmailNotifier`: SMTP with ``smtplib`` and ``email.message.EmailMessage``,
-  STARTTLS or implicit TLS, optional login.
+* :class:`EmailNotifier`: SMTP with ``smtplib`` and ``email.message.EmailMessage``;
+  transport security ``starttls`` (default), ``ssl`` (implicit TLS) or ``none``
+  (:data:`SMTP_SECURITY`, setting ``CRACKWATCH_SMTP_SECURITY``), optional login.
 
 Secrets. The SMTP password is read only from an environment variable (name configurable,
 default ``CRACKWATCH_SMTP_PASSWORD``) at send time, never taken as an argument, stored, logged
@@ -46,6 +47,7 @@ __all__ = [
     "NotificationError",
     "Notifier",
     "NotifierConfigError",
+    "SMTP_SECURITY",
     "WebhookNotifier",
     "deliver",
 ]
@@ -54,6 +56,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WEBHOOK_URL_ENV = "CRACKWATCH_WEBHOOK_URL"
 DEFAULT_SMTP_PASSWORD_ENV = "CRACKWATCH_SMTP_PASSWORD"
+#: SMTP transport security modes and the port each usually uses (RFC 8314: implicit TLS on
+#: 465 is preferred for submission, STARTTLS on 587 is common; plain SMTP relays on 25).
+SMTP_SECURITY = {"starttls": 587, "ssl": 465, "none": 25}
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 #: Slack attachment colour per level.
 LEVEL_COLOURS = {"green": "#2e7d32", "yellow": "#f9a825", "orange": "#ef6c00", "red": "#c62828"}
@@ -494,9 +500,18 @@ def _retry_after_s(value: str | None) -> float | None:
 class EmailNotifier:
     """Send the alert as a plain-text e-mail over SMTP.
 
-    Connection: ``smtplib.SMTP(host, port)`` then STARTTLS when ``starttls`` (default, port
-    587), or ``smtplib.SMTP_SSL`` when ``use_ssl`` (port 465); certificates are verified with
-    ``ssl.create_default_context()``. Set both to False only for a relay on localhost.
+    Connection, by ``security`` (one of :data:`SMTP_SECURITY`; or the older flags
+    ``starttls`` / ``use_ssl``, which it sets):
+
+    * ``"starttls"`` (default, port 587): ``smtplib.SMTP(host, port)``, then STARTTLS; a
+      server that does not offer it is an error (nothing is sent in clear);
+    * ``"ssl"`` (port 465): ``smtplib.SMTP_SSL``, TLS from the first byte;
+    * ``"none"`` (port 25): plain SMTP, for a relay on this machine or a trusted network.
+      A login (``user``) is refused unless ``host`` is this machine (the password would
+      cross the network in clear).
+
+    TLS certificates are verified with ``ssl.create_default_context()`` (the system's CAs;
+    ``SSL_CERT_FILE`` names another bundle, e.g. a company CA).
     Login: when ``user`` is set, with the password from the environment variable
     ``password_env`` (default ``CRACKWATCH_SMTP_PASSWORD``), read at send time; the password
     is never an argument, attribute, log line or error text.
@@ -506,7 +521,8 @@ class EmailNotifier:
     ``min(max_delay_s, base_delay_s * 2**(n-1))`` through ``sleep``.
 
     Raises (from the constructor):
-        NotifierConfigError: no recipients, both TLS modes, bad port or retry settings.
+        NotifierConfigError: no recipients, an unknown security mode or both TLS flags, a
+            login over plain SMTP to another machine, bad port or retry settings.
     """
 
     host: str
@@ -517,6 +533,7 @@ class EmailNotifier:
     password_env: str = DEFAULT_SMTP_PASSWORD_ENV
     starttls: bool = True
     use_ssl: bool = False
+    security: str | None = None
     timeout_s: float = 30.0
     attempts: int = 1
     base_delay_s: float = 5.0
@@ -534,9 +551,22 @@ class EmailNotifier:
             raise NotifierConfigError("EmailNotifier needs at least one recipient address")
         if not self.host or not self.sender:
             raise NotifierConfigError("EmailNotifier needs host= and sender=")
-        if self.starttls and self.use_ssl:
+        if self.security is None:
+            if self.starttls and self.use_ssl:
+                raise NotifierConfigError(
+                    "choose starttls (port 587) or use_ssl (port 465), not both"
+                )
+            self.security = "ssl" if self.use_ssl else "starttls" if self.starttls else "none"
+        elif self.security not in SMTP_SECURITY:
             raise NotifierConfigError(
-                "choose starttls (port 587) or use_ssl (port 465), not both"
+                f"SMTP security must be one of {', '.join(SMTP_SECURITY)} "
+                f"(CRACKWATCH_SMTP_SECURITY), got {self.security!r}"
+            )
+        self.starttls, self.use_ssl = self.security == "starttls", self.security == "ssl"
+        if self.security == "none" and self.user and self.host.lower() not in _LOOPBACK:
+            raise NotifierConfigError(
+                f"SMTP security 'none' with a login to {self.host} would send the password "
+                "in clear: use starttls or ssl, or a relay on this machine"
             )
         if not isinstance(self.port, int) or not 0 < self.port < 65536:
             raise NotifierConfigError(f"port must be 1..65535, got {self.port!r}")
@@ -603,8 +633,8 @@ class EmailNotifier:
                 error = f"recipients refused: {sorted(e.recipients)}"
             except smtplib.SMTPNotSupportedError as e:
                 retryable = False
-                error = (f"{e} (the server may not offer STARTTLS/AUTH: check starttls, "
-                         "use_ssl and user)")
+                error = (f"{e} (the server may not offer STARTTLS/AUTH: check the SMTP "
+                         f"security setting, now {self.security!r}, and user)")
             except (smtplib.SMTPException, OSError) as e:  # incl. timeouts, refused
                 retryable = True
                 error = f"{type(e).__name__}: {e}"

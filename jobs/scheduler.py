@@ -1,14 +1,22 @@
 """``crackwatch scheduler``: each site's pipeline run on its own cron schedule.
 
-APScheduler 3.11 (4.x is a pre-release): a ``BlockingScheduler`` in its own process, jobs
-kept in a ``SQLAlchemyJobStore`` in the same database as the crack store (table
-``apscheduler_jobs``), one timezone-aware ``CronTrigger`` per site (the site's ``schedule``
-cron string, default nightly at 02:00, in the site's ``timezone``), ``coalesce=True`` (runs
-missed while the scheduler was down collapse into one), ``max_instances=1`` (a slow night
-never overlaps the next) and a misfire grace time. The job (:func:`run_site_job`) scans the
-site's inbox for new orthomosaics and photo folders and processes every pending survey. The
-job list is re-synchronised with the sites table every :data:`SYNC_MINUTES` minutes, so a
-site added with ``crackwatch site add`` is picked up without a restart. Every
+APScheduler 3.11 (4.x is a pre-release): a ``BlockingScheduler`` in its own process, one
+timezone-aware ``CronTrigger`` per site (the site's ``schedule`` cron string, default nightly
+at 02:00, in the site's ``timezone``), ``coalesce=True`` (missed runs collapse into one),
+``max_instances=1`` (a slow night never overlaps the next) and a misfire grace time. The job
+(:func:`run_site_job`) scans the site's inbox for new orthomosaics and photo folders and
+processes every pending survey.
+
+Jobs live in memory only (``MemoryJobStore``); the site table is the source of truth. The
+job list is rebuilt from it at start and re-synchronised every :data:`SYNC_MINUTES` minutes
+(:func:`sync_site_jobs`), so a site added with ``crackwatch site add`` is picked up without a
+restart. Nothing of the scheduler is written to the database: earlier versions kept jobs in
+APScheduler's ``SQLAlchemyJobStore`` (table ``apscheduler_jobs``), whose rows are pickles
+(unpickling a planted row runs code) and held the database URL with its password; migration
+0006 drops that table. What a persistent store gave, a run missed while the scheduler was
+down, is kept by a catch-up rule: a site job created while its last scheduled time is less
+than :data:`MISFIRE_GRACE_S` ago runs once at once (the job is idempotent: it processes only
+pending surveys). URLs in log lines have their password masked. Every
 :data:`OUTBOX_MINUTES` minutes :func:`deliver_outbox_job` sends the notifications that are
 due (see :mod:`jobs.outbox`). Every minute the alert checks run (overdue surveys, escalation
 of unacknowledged alerts: :mod:`jobs.alert_checks`). SIGTERM and SIGINT
@@ -19,15 +27,16 @@ from __future__ import annotations
 
 import logging
 import signal
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
+
+from jobs.settings import hide_password
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +60,18 @@ def site_trigger(schedule: str | None, timezone: str) -> CronTrigger:
                          f"5-field cron string such as '0 2 * * *' and an IANA zone") from exc
 
 
+def missed_run(trigger: CronTrigger, now: datetime | None = None) -> bool:
+    """Whether ``trigger`` fired within the last :data:`MISFIRE_GRACE_S` seconds before ``now``
+    (UTC, default: the clock), i.e. a run a stopped scheduler missed and should catch up."""
+    now = now or datetime.now(UTC)
+    fired = trigger.get_next_fire_time(None, now - timedelta(seconds=MISFIRE_GRACE_S))
+    return fired is not None and fired <= now
+
+
 def run_site_job(database_url: str, site_id: int, options: dict[str, Any]) -> int:
     """The scheduled job: scan the inbox and process pending surveys of one site.
 
-    Module-level (the job store keeps a reference to it, not a pickled closure). Returns the
-    number of surveys processed. Errors are recorded per survey by the pipeline.
+    Returns the number of surveys processed. Errors are recorded per survey by the pipeline.
     """
     from pathlib import Path
 
@@ -116,8 +132,11 @@ def deliver_outbox_job(database_url: str) -> int:
 
 
 def sync_site_jobs(scheduler: BaseScheduler, database_url: str,
-                   options: dict[str, Any]) -> list[str]:
-    """Make the scheduler's site jobs match the sites table (add, reschedule, remove).
+                   options: dict[str, Any], *, now: datetime | None = None) -> list[str]:
+    """Make the scheduler's (in-memory) site jobs match the sites table: add, reschedule,
+    remove. A job that is added (not one rescheduled) runs at once when its cron time passed
+    less than :data:`MISFIRE_GRACE_S` before ``now`` (:func:`missed_run`): the run a stopped
+    scheduler missed.
 
     Returns the ids of the site jobs now scheduled.
     """
@@ -145,28 +164,33 @@ def sync_site_jobs(scheduler: BaseScheduler, database_url: str,
         existing = scheduler.get_job(job_id)
         if existing is None or str(existing.trigger) != str(trigger) or \
                 str(getattr(existing.trigger, "timezone", "")) != str(trigger.timezone):
+            catch_up = existing is None and missed_run(trigger, now)
+            extra = {"next_run_time": datetime.now(UTC)} if catch_up else {}
             scheduler.add_job(run_site_job, trigger, id=job_id, name=f"process site {name}",
                               args=[database_url, site_id, options], replace_existing=True,
                               coalesce=True, max_instances=1,
-                              misfire_grace_time=MISFIRE_GRACE_S)
-            log.info("scheduled %s: %s (%s)", name, schedule or DEFAULT_SCHEDULE, tz)
+                              misfire_grace_time=MISFIRE_GRACE_S, **extra)
+            log.info("scheduled %s: %s (%s)%s", name, schedule or DEFAULT_SCHEDULE, tz,
+                     "; a run missed in the last hours runs now" if catch_up else "")
     for job in scheduler.get_jobs():
         if job.id.startswith(JOB_PREFIX) and job.id not in wanted:
             job.remove()
     return sorted(wanted)
 
 
-def build_scheduler(database_url: str, *,
+def build_scheduler(database_url: str | None = None, *,
                     scheduler_cls: type[BaseScheduler] = BlockingScheduler) -> BaseScheduler:
-    """A scheduler whose site jobs persist in the crack store's database.
+    """A scheduler whose jobs live in memory only; nothing is written to the database.
 
-    Job stores: ``default`` (SQLAlchemyJobStore, same database, table ``apscheduler_jobs``)
-    for site jobs, ``memory`` for the periodic sites-table sync. One worker thread: surveys
-    are processed one at a time (one model in memory, no GPU contention).
+    Job stores ``default`` (site jobs) and ``memory`` (the periodic sync and outbox cycle)
+    are both ``MemoryJobStore``: site jobs are rebuilt from the site table by
+    :func:`sync_site_jobs`. ``database_url`` is not used (kept for callers that pass it).
+    One worker thread: surveys are processed one at a time (one model in memory, no GPU
+    contention).
     """
+    del database_url  # jobs are not persisted: the site table is the source of truth
     return scheduler_cls(
-        jobstores={"default": SQLAlchemyJobStore(url=database_url),
-                   "memory": MemoryJobStore()},
+        jobstores={"default": MemoryJobStore(), "memory": MemoryJobStore()},
         executors={"default": ThreadPoolExecutor(1)},
         job_defaults={"coalesce": True, "max_instances": 1,
                       "misfire_grace_time": MISFIRE_GRACE_S},
@@ -193,6 +217,6 @@ def start(database_url: str, options: dict[str, Any]) -> None:
     from jobs.alert_checks import add_scheduler_job as add_alert_checks
 
     add_alert_checks(scheduler, database_url)  # overdue surveys, escalation (in memory)
-    log.info("scheduler started (store %s); Ctrl-C or SIGTERM stops it",
-             database_url.split("@")[-1])
+    log.info("scheduler started (store %s, jobs in memory, rebuilt from the site table); "
+             "Ctrl-C or SIGTERM stops it", hide_password(database_url))
     scheduler.start()  # blocks until shutdown

@@ -7,7 +7,13 @@ arguments. Variables (prefix ``CRACKWATCH_``):
   ``$XDG_DATA_HOME/crackwatch`` or ``~/.local/share/crackwatch``.
 * ``CRACKWATCH_DATABASE_URL``: the store; default the SQLite file
   ``<data dir>/crackwatch.db``. Teams use PostgreSQL + PostGIS:
-  ``postgresql+psycopg://user:password@host:5432/crackwatch``.
+  ``postgresql+psycopg://user:password@host:5432/crackwatch``. Printed and logged only
+  through :func:`hide_password`.
+* ``CRACKWATCH_USERS_FILE``: the dashboard's sign-in users (YAML, bcrypt hashes, one role
+  each; see :mod:`jobs.users`); default ``<data dir>/users.yaml``.
+* ``CRACKWATCH_SMTP_SECURITY``: how e-mail reaches the SMTP server: ``starttls`` (default,
+  port 587), ``ssl`` (implicit TLS, port 465) or ``none`` (plain SMTP, only for a relay on
+  this machine or a trusted network, port 25). See :class:`jobs.notify.EmailNotifier`.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "default_data_dir", "get_settings"]
+__all__ = ["Settings", "default_data_dir", "get_settings", "hide_password"]
 
 
 def default_data_dir() -> Path:
@@ -40,11 +46,36 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL of the store; default sqlite:///<data_dir>/crackwatch.db.")
 
+    users_file: Path | None = Field(
+        default=None,
+        description="Sign-in users of the dashboard (YAML); default <data_dir>/users.yaml.")
+    smtp_security: str = Field(
+        default="starttls",
+        description="SMTP transport security: starttls (587), ssl (465) or none (25); "
+                    "checked by jobs.notify.EmailNotifier.")
+
+    def resolved_users_file(self) -> Path:
+        """``users_file`` if set, else ``<data_dir>/users.yaml`` (``~`` expanded)."""
+        return (self.users_file or self.data_dir / "users.yaml").expanduser()
+
     def resolved_database_url(self) -> str:
         """``database_url`` if set, else the SQLite file under ``data_dir``."""
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir.expanduser() / 'crackwatch.db').resolve()}"
+
+
+def hide_password(url: str) -> str:
+    """``url`` with its password masked as ``***`` (SQLAlchemy
+    ``URL.render_as_string(hide_password=True)``), for anything printed or logged; a URL
+    that cannot be parsed comes back as ``<database URL hidden>``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError, TypeError):
+        return "<database URL hidden>"
 
 
 @lru_cache(maxsize=1)

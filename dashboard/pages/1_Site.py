@@ -46,7 +46,7 @@ with top_left:
 site = sites.set_index("site_id").loc[site_id]
 surveys = c.load_surveys(url, site_id)
 if surveys.empty:
-    c.empty_state(f"Site {site['name']} has no surveys yet.",
+    c.empty_state(f"Site {c.md(site['name'])} has no surveys yet.",
                   "Ingest an orthomosaic or photo set for it (the nightly job does this from "
                   "the site's inbox), or run `crackwatch demo` for a demo site.")
     st.stop()
@@ -78,15 +78,15 @@ cols[2].metric("New cracks", int(row["new_count"]) if tracked and pd.notna(row["
                else "-")
 cols[3].metric("Vanished cracks", int(row["vanished_count"])
                if tracked and pd.notna(row["vanished_count"]) else "-")
-st.caption(f"{row['source_type']} `{row['source_path']}`"
+st.caption(f"{c.md(row['source_type'])} {c.code(row['source_path'])}"
            + ("" if pd.isna(row["pixel_size_m"])
               else f", {row['pixel_size_m'] * 1000:.1f} mm pixels")
-           + (f", model {row['model_name']}" if pd.notna(row["model_name"]) else "")
+           + (f", model {c.md(row['model_name'])}" if pd.notna(row["model_name"]) else "")
            + (" - simulated demo survey" if row["simulated"] else ""))
 if pd.isna(row["run_id"]):
     state = row.get("state")
-    why = f" Last error: {row['last_error']}." if pd.notna(row.get("last_error")) else ""
-    todo = f" {row['action']}." if pd.notna(row.get("action")) else ""
+    why = f" Last error: {c.md(row['last_error'])}." if pd.notna(row.get("last_error")) else ""
+    todo = f" {c.code(row['action'])}." if pd.notna(row.get("action")) else ""
     if state == "parked":
         st.warning(f"Survey #{survey_id} is **parked** after {int(row['failures'])} failed "
                    f"runs: runs leave it alone until you decide.{why}{todo}")
@@ -144,10 +144,10 @@ if (cracks is not None and len(cracks)) or row["footprint_wgs84"] is not None \
         notes.append(f"{len(cracks)} crack polygons, simplified by one pixel for display; "
                      f"click a crack for its measurements and growth.")
     if problem:
-        notes.append(problem)
+        notes.append(c.md(problem))
     elif show_imagery and imagery is None:
-        notes.append(f"Imagery not found on this machine ({row['source_path']}); cracks are "
-                     f"drawn without it.")
+        notes.append(f"Imagery not found on this machine ({c.code(row['source_path'])}); "
+                     f"cracks are drawn without it.")
     st.caption(" ".join(notes))
 
 # photo surveys: cracks in image coordinates, drawn on the photo itself
@@ -158,7 +158,7 @@ if photo_cracks is not None and len(photo_cracks):
     path = c.imagery_path(row["source_path"], name)
     n = int((photo_cracks["image_name"] == name).sum())
     if path is None:
-        st.caption(f"{n} cracks; photo {name} not found on this machine.")
+        st.caption(f"{n} cracks; photo {c.md(name)} not found on this machine.")
     else:
         st.image(c.load_photo_with_cracks(path, url, survey_id, name),
                  caption=f"{name}: {n} cracks outlined")
@@ -234,16 +234,17 @@ if chosen_crack is not None:
             path = c.imagery_path(srow["source_path"])
             label = f"{title}: survey of {c.when(srow['acquired_at'])}"
             if srow["source_type"] != "orthomosaic":
-                st.caption(f"{label}: a {srow['source_type']} survey, no orthomosaic to crop")
+                st.caption(f"{label}: a {c.md(srow['source_type'])} survey, no orthomosaic "
+                           f"to crop")
                 continue
             if path is None or not path.is_file():
                 st.caption(f"{label}: imagery not found on this machine "
-                           f"({srow['source_path']})")
+                           f"({c.code(srow['source_path'])})")
                 continue
             chip, problem = c.load_chip(path, box, int(site["crs_epsg"]),
                                         [geom] if geom is not None else [])
             if chip is None:
-                st.caption(f"{label}: {problem}")
+                st.caption(f"{label}: {c.md(problem)}")
             else:
                 st.image(chip, caption=label + ("" if geom is not None
                                                 else " (the crack was not seen yet)"))

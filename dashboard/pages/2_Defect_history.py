@@ -20,7 +20,7 @@ site_id = c.pick_site(sites)
 name = sites.set_index("site_id").loc[site_id, "name"]
 history = c.load_history(url, site_id)
 if history.empty:
-    c.empty_state(f"No cracks recorded for {name} yet.",
+    c.empty_state(f"No cracks recorded for {c.md(name)} yet.",
                   "Cracks appear here once a survey of the site has been processed (the "
                   "nightly job, or `crackwatch demo` for a demo site).")
     st.stop()

@@ -1,4 +1,5 @@
-"""Alerts: acknowledge or resolve open alerts with a note; the full history."""
+"""Alerts: acknowledge or resolve open alerts with a note (operators and admins, recorded
+with the signed-in username; viewers see the alerts only); the full history."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import streamlit as st
 from dashboard import common as c
 from dashboard.audit_view import render_audit
 
-c.page_setup("Alerts")
+user = c.page_setup("Alerts")
 st.title("Alerts")
 url = c.store_url()
 sites = c.load_sites(url)
@@ -25,7 +26,8 @@ scope = st.selectbox("Site", [0, *site_names], format_func=lambda i: site_names.
                      key="alerts_site")
 alerts = c.load_alerts(url, scope or None, False)
 if alerts.empty:
-    st.success("No alerts have been raised" + (f" for {site_names[scope]}." if scope else "."))
+    st.success("No alerts have been raised"
+               + (f" for {c.md(site_names[scope])}." if scope else "."))
     st.caption("Alerts are raised by the nightly job when crack growth passes a site's "
                "thresholds (`crackwatch demo` raises some on its demo site).")
     render_audit(url, scope, site_names)  # settings changes are audited too
@@ -41,6 +43,11 @@ else:
 
     labels = {int(r.alert_id): f"#{r.alert_id} {r.level.upper()} {r.site_name}: {r.rule} "
                                f"({r.state})" for r in open_.itertuples()}
+if not open_.empty and not user.can_act:
+    st.info(f"You are signed in as {c.md(user.username)} ({user.role}): acknowledging and "
+            f"resolving alerts needs the operator or admin role. Ask an admin "
+            f"(`crackwatch user add NAME --role operator`).")
+elif not open_.empty:
     with st.form("alert_action", clear_on_submit=True):
         st.markdown("**Acknowledge or resolve an alert**")
         alert_id = st.selectbox("Alert", list(labels), format_func=labels.get,
@@ -49,15 +56,15 @@ else:
                           key="alert_action_kind",
                           help="Acknowledge: seen, stays open. Resolve: dealt with, closes "
                                "it (a note is required).")
-        by = st.text_input("Your name", key="alert_by")
+        st.caption(f"Recorded as {c.md(user.username)}.")
         note = st.text_area("Note", key="alert_note",
                             placeholder="what you saw, checked or did")
         submitted = st.form_submit_button("Save")
     if submitted:
         fn = c.acknowledge if action == "Acknowledge" else c.resolve
-        error = fn(url, int(alert_id), by, note)
+        error = fn(url, int(alert_id), user.username, note)
         if error:
-            st.error(error)
+            st.error(c.md(error))
         else:
             st.session_state["alerts_flash"] = (
                 f"Alert #{alert_id} {'acknowledged' if action == 'Acknowledge' else 'resolved'}.")

@@ -54,7 +54,8 @@ else:
                  column_config={"megapixels/s": st.column_config.NumberColumn(format="%.2f")})
     failed = jobs[jobs["error"].notna()]
     for r in failed.head(20).itertuples():
-        with st.expander(f"Error of job run {r.job_run_id} ({r.job}, {c.when(r.started_at)})"):
+        with st.expander(f"Error of job run {r.job_run_id} ({c.md(r.job)}, "
+                         f"{c.when(r.started_at)})"):
             st.code(r.error, language=None)
 
 outbox = c.load_undelivered_notifications(url)
@@ -89,5 +90,5 @@ else:
     st.dataframe(view, hide_index=True, width="stretch",
                  column_config={"megapixels/s": st.column_config.NumberColumn(format="%.2f")})
     for r in runs[runs["error"].notna()].head(20).itertuples():
-        with st.expander(f"Error of inference run {r.run_id} ({r.site_name})"):
+        with st.expander(f"Error of inference run {r.run_id} ({c.md(r.site_name)})"):
             st.code(r.error, language=None)

@@ -61,45 +61,46 @@ st.title("Models")
 folder = weights_dir()
 cards, problems = load_cards(str(folder))
 for problem in problems:
-    st.warning(problem)
+    st.warning(c.md(problem))
 if not cards:
-    c.empty_state(f"No model cards in {folder}.",
+    c.empty_state(f"No model cards in {c.md(folder)}.",
                   "Trained models live there as `NAME.safetensors` with a `NAME.json` card "
                   "beside them. Train one with `crackwatch train` (see the README), or point "
                   f"`{c.ENV_WEIGHTS}` at a folder of cards.")
     st.stop()
 
-st.caption(f"{len(cards)} model card(s) in `{folder}`")
+st.caption(f"{len(cards)} model card(s) in {c.code(folder)}")
 defaults = c.profile_models()
 if defaults:
     st.markdown("**Model of each site profile:** " + ", ".join(
-        f"{profile} sites: `{name}`" for profile, name in sorted(defaults.items()))
+        f"{c.md(profile)} sites: {c.code(name)}" for profile, name in sorted(defaults.items()))
         + ". A site can name another model: `crackwatch site set-model SITE --model NAME`.")
 for card in cards:
     default_for = sorted(p for p, name in defaults.items() if name == card["name"])
-    label = f"{card['name']} (version {card.get('version', '-')})"
+    label = f"{c.md(card['name'])} (version {c.md(card.get('version', '-'))})"
     if default_for:
-        label += f", default for {', '.join(default_for)} sites"
+        label += f", default for {c.md(', '.join(default_for))} sites"
     with st.expander(label, expanded=True):
         served = card.get("site_profile")
-        st.markdown(f"**Serves:** {served} sites" if isinstance(served, str) and served
+        st.markdown(f"**Serves:** {c.md(served)} sites" if isinstance(served, str) and served
                     else "**Serves:** - (the card names no site profile)")
         if card.get("task"):
-            st.markdown(f"**Task:** {card['task']}")
+            st.markdown(f"**Task:** {c.md(card['task'])}")
         arch = card.get("architecture") or {}
         if isinstance(arch, dict) and arch:
-            st.markdown("**Architecture:** " + ", ".join(
-                f"{k} = {v}" for k, v in arch.items() if isinstance(v, (str, int, float))))
+            st.markdown("**Architecture:** " + c.md(", ".join(
+                f"{k} = {v}" for k, v in arch.items() if isinstance(v, (str, int, float)))))
         weights = card.get("weights") or {}
         if isinstance(weights, dict) and weights:
             size = weights.get("bytes")
-            st.markdown(f"**Weights:** `{weights.get('file', '-')}`"
+            st.markdown(f"**Weights:** {c.code(weights.get('file', '-'))}"
                         + (f", {size / 1e6:.1f} MB" if isinstance(size, (int, float)) else "")
-                        + (f", sha256 `{weights['sha256']}`" if weights.get("sha256") else ""))
+                        + (f", sha256 {c.code(weights['sha256'])}" if weights.get("sha256")
+                           else ""))
         norm = card.get("normalisation")
         if isinstance(norm, dict):
-            st.markdown("**Input normalisation:** " + ", ".join(f"{k} {v}"
-                                                                 for k, v in norm.items()))
+            st.markdown("**Input normalisation:** " + c.md(", ".join(
+                f"{k} {v}" for k, v in norm.items())))
         metrics = card.get("metrics") or {}
         if isinstance(metrics, dict) and metrics:
             st.markdown("**Metrics**")
@@ -116,5 +117,5 @@ for card in cards:
             st.code(card["command"] if isinstance(card["command"], str)
                     else c.json_text(card["command"]), language=None)
         if card.get("limitations"):
-            st.info(f"**Limitations:** {card['limitations']}")
-        st.caption(f"Card file: {card['_file']}")
+            st.info(f"**Limitations:** {c.md(card['limitations'])}")
+        st.caption(f"Card file: {c.md(card['_file'])}")

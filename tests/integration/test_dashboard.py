@@ -1,5 +1,9 @@
 """The Streamlit dashboard, page by page, with ``streamlit.testing.v1.AppTest``.
 
+Every page needs a sign-in: the tests use a users file with one user per role
+(:data:`USERS`) and start signed in as the operator unless a test says otherwise; the
+sign-in gate, roles and escaping of user text have tests of their own.
+
 A seeded SQLite store (two sites; two surveys of one with a real little orthomosaic each, so
 cracks, tracks, growth, imagery overlays and before/after chips exist; alerts; job runs)
 and an empty store. Also the dashboard's own helpers: offline map HTML (no resource outside
@@ -44,6 +48,11 @@ RUN = {"model_name": "crackwatch-unet-mnv2", "model_version": "1", "tiling": {"t
        "megapixels_per_s": 3.5}
 SITE = "north-slope"
 EMPTY_SITE = "quay-wall"
+#: Sign-in users of the tests: username -> (password, role).
+USERS = {"ada": ("ada-admin-pw", "admin"), "olga": ("olga-operator-pw", "operator"),
+         "vic": ("vic-viewer-pw", "viewer")}
+#: A site name that Markdown / HTML would render as an external image and bold text.
+EVIL_NAME = "![x](http://evil.example/x.png) <b>hi</b> :red[alarm] $x^2$"
 
 
 # --------------------------------------------------------------------------- seeding
@@ -167,6 +176,25 @@ def seed_store(folder: Path, *, with_imagery: bool = True, url: str | None = Non
             "orthos": orthos}
 
 
+def write_users(path: Path) -> Path:
+    """The users file of :data:`USERS` (as ``crackwatch user add`` writes it)."""
+    from jobs.users import add_user
+
+    for name, (password, role) in USERS.items():
+        add_user(path, name, password, role)
+    return path
+
+
+@pytest.fixture(scope="module")
+def users_path(tmp_path_factory) -> Path:
+    return write_users(tmp_path_factory.mktemp("users") / "users.yaml")
+
+
+@pytest.fixture(autouse=True)
+def _users_file(users_path, monkeypatch):
+    monkeypatch.setenv("CRACKWATCH_USERS_FILE", str(users_path))
+
+
 def write_card(folder: Path) -> Path:
     """A model card like engine.train writes (JSON beside the weights)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -232,9 +260,21 @@ def app_env(monkeypatch, seeded):
     return seeded
 
 
-def run_page(page: str | None = None, *, timeout: float = 90) -> AppTest:
-    """Run the app (and switch to ``page``, e.g. ``"pages/1_Site.py"``); no exception."""
+def signed_in_app(user: str | None = "olga", *, timeout: float = 90) -> AppTest:
+    """An AppTest of the dashboard whose session is signed in as ``user`` (None: nobody),
+    as streamlit-authenticator leaves it after a sign-in."""
     at = AppTest.from_file(str(APP), default_timeout=timeout)
+    if user is not None:
+        at.session_state["authentication_status"] = True
+        at.session_state["username"] = user
+    return at
+
+
+def run_page(page: str | None = None, *, timeout: float = 90, user: str | None = "olga"
+             ) -> AppTest:
+    """Run the app signed in as ``user`` (and switch to ``page``, e.g.
+    ``"pages/1_Site.py"``); no exception."""
+    at = signed_in_app(user, timeout=timeout)
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     if page is not None:
@@ -244,12 +284,18 @@ def run_page(page: str | None = None, *, timeout: float = 90) -> AppTest:
     return at
 
 
+def unescape(markdown: str) -> str:
+    """Markdown source with backslash escapes (and the invisible word joiners that stop
+    autolinks, :func:`dashboard.text.md`) undone, as it reads once rendered."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")
+
+
 def texts(at: AppTest) -> str:
-    """Every text-like element of the page, joined."""
+    """Every text-like element of the page, joined (backslash escapes undone)."""
     parts = []
     for kind in ("title", "header", "subheader", "markdown", "caption", "info", "success",
                  "warning", "error"):
-        parts += [str(e.value) for e in getattr(at, kind)]
+        parts += [unescape(str(e.value)) for e in getattr(at, kind)]
     parts += [f"{m.label}={m.value}" for m in at.metric]
     return "\n".join(parts)
 
@@ -366,7 +412,8 @@ def test_alerts_page_acknowledge_and_resolve(app_env, tmp_path, monkeypatch):
     orange, red = seeded["alert_ids"]
     at.selectbox(key="alert_pick").set_value(orange)
     at.radio(key="alert_action_kind").set_value("Acknowledge")
-    at.text_input(key="alert_by").input("Ana (geotech)")
+    assert not [t for t in at.text_input if t.label == "Your name"]  # the signed-in user
+    assert "Recorded as olga." in texts(at)
     at.text_area(key="alert_note").input("checked on site, monitoring")
     submit = [b for b in at.button if b.label == "Save"]
     submit[0].click().run()
@@ -375,33 +422,31 @@ def test_alerts_page_acknowledge_and_resolve(app_env, tmp_path, monkeypatch):
     eng = store.connect(seeded["url"])
     with Session(eng) as s:
         a = s.get(store.Alert, orange)
-        assert a.acknowledged_by == "Ana (geotech)"
+        assert a.acknowledged_by == "olga"
         assert a.acknowledge_note == "checked on site, monitoring"
         assert a.acknowledged_at is not None and a.resolved_at is None
     # resolving without a note is refused and changes nothing
     at.selectbox(key="alert_pick").set_value(red)
     at.radio(key="alert_action_kind").set_value("Resolve")
-    at.text_input(key="alert_by").input("Ana")
     [b for b in at.button if b.label == "Save"][0].click().run()
-    assert any("needs a note" in e.value for e in at.error)
+    assert any("needs a note" in unescape(e.value) for e in at.error)
     with Session(eng) as s:
         assert s.get(store.Alert, red).resolved_at is None
     # with a note it closes; the history shows it
     at.selectbox(key="alert_pick").set_value(red)
     at.radio(key="alert_action_kind").set_value("Resolve")
-    at.text_input(key="alert_by").input("Ana")
     at.text_area(key="alert_note").input("false alarm: shadow")
     [b for b in at.button if b.label == "Save"][0].click().run()
     assert not at.exception
     assert "Open alerts (1)" in texts(at)
     with Session(eng) as s:
-        assert s.get(store.Alert, red).resolve_note == "false alarm: shadow (Ana)"
+        assert s.get(store.Alert, red).resolve_note == "false alarm: shadow (olga)"
     history = next(f for f in frames(at) if "acknowledge note" in f.columns)
     assert set(history["state"]) == {"acknowledged", "resolved"}
     # the Audit view (last table) names who did what
     trail = frames(at)[-1]
     assert [(a, w) for a, w in zip(trail["action"], trail["actor"], strict=True)] == [
-        ("alert.resolved", "Ana"), ("alert.acknowledged", "Ana (geotech)")]
+        ("alert.resolved", "olga"), ("alert.acknowledged", "olga")]
     eng.dispose()
 
 
@@ -430,13 +475,13 @@ def test_models_page_reads_cards(app_env, tmp_path, monkeypatch):
     monkeypatch.setenv("CRACKWATCH_WEIGHTS_DIR", str(tmp_path / "weights"))
     at = run_page("pages/5_Models.py")
     body = texts(at)
-    labels = [e.label for e in at.expander]
+    labels = [unescape(e.label) for e in at.expander]
     assert "crackwatch-unet-mnv2 (version 1), default for structure sites" in labels
     assert "slope-model (version 1), default for slope sites" in labels
     assert "**Serves:** slope sites" in body
     assert "**Serves:** - (the card names no site profile)" in body
     assert "slope sites: `slope-model`, structure sites: `crackwatch-unet-mnv2`" in body
-    assert any("broken.json" in w.value for w in at.warning)
+    assert any("broken.json" in unescape(w.value) for w in at.warning)
     metrics = frames(at)[0]
     assert metrics.loc["validation", "f1"] == pytest.approx(0.81)
     assert metrics.loc["uav75-test", "at_0.5.f1"] == pytest.approx(0.74)
@@ -701,7 +746,6 @@ def test_pages_on_postgis(postgis_url, tmp_path, monkeypatch):
     assert "Job runs=2" in texts(run_page("pages/4_Runs.py"))
     at = run_page("pages/3_Alerts.py")
     at.selectbox(key="alert_pick").set_value(seeded["alert_ids"][1])
-    at.text_input(key="alert_by").input("Ana")
     [b for b in at.button if b.label == "Save"][0].click().run()
     assert not at.exception
     assert queries.all_alerts(store.connect(postgis_url))["state"].tolist() == \
@@ -729,7 +773,7 @@ def test_site_page_with_10k_cracks_is_quick(tmp_path, monkeypatch):
     store.store_run(eng, sv.id, crack_frame(geoms), None, RUN)
     eng.dispose()
     monkeypatch.setenv("CRACKWATCH_DATABASE_URL", url)
-    at = AppTest.from_file(str(APP), default_timeout=120)
+    at = signed_in_app(timeout=120)
     at.run()
     t0 = time.perf_counter()
     at.switch_page("pages/1_Site.py").run()
@@ -789,3 +833,185 @@ def test_parked_survey_shows_its_state_reason_and_how_to_retry(tmp_path, monkeyp
     assert "bad.tif is truncated" in body and f"crackwatch survey retry {survey_id}" in body
     [held] = frames(at)
     assert held["state"].tolist() == ["parked"]
+
+
+# --------------------------------------------------------------------------- sign-in, roles
+
+
+ALL_PAGES = [None, "pages/1_Site.py", "pages/2_Defect_history.py", "pages/3_Alerts.py",
+             "pages/4_Runs.py", "pages/5_Models.py"]
+
+
+def _only_the_sign_in_form(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+    assert [t.label for t in at.text_input] == ["Username", "Password"]
+    assert [s.value for s in at.subheader] == ["Sign in to CrackWatch"]
+    assert not at.title and not at.dataframe and not at.metric and not at.get("iframe")
+    assert not at.sidebar.children or not at.get("page_link")  # no navigation either
+
+
+@pytest.mark.parametrize("page", ALL_PAGES)
+def test_every_page_shows_only_the_sign_in_form_until_signed_in(app_env, page):
+    at = signed_in_app(None)
+    if page is not None:
+        at.switch_page(page)
+    at.run()
+    _only_the_sign_in_form(at)
+
+
+def test_sign_in_with_the_form_wrong_then_right_password(app_env):
+    at = signed_in_app(None)
+    at.run()
+    at.text_input[0].input("Olga")  # usernames are not case-sensitive
+    at.text_input[1].input("not-her-password")
+    at.button[0].click().run()
+    assert "Wrong username or password." in texts(at)
+    _only_the_sign_in_form(at)
+    at.text_input[0].input("olga")
+    at.text_input[1].input(USERS["olga"][0])
+    at.button[0].click().run()
+    assert not at.exception
+    assert at.session_state["authentication_status"] is True
+    assert "Sites overview" in texts(at) and "Sites=2" in texts(at)
+    assert "Signed in as **olga** (operator)" in [c.value for c in at.sidebar.caption]
+    at.switch_page("pages/4_Runs.py").run()  # the session stays signed in across pages
+    assert "Job runs=2" in texts(at)
+
+
+def test_no_users_file_says_how_to_create_the_first_admin(app_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("CRACKWATCH_USERS_FILE", str(tmp_path / "none.yaml"))
+    for page in (None, "pages/3_Alerts.py"):
+        at = signed_in_app(None)
+        if page:
+            at.switch_page(page)
+        at.run()
+        assert not at.exception
+        body = texts(at)
+        assert "No users yet." in body and "crackwatch user add NAME --role admin" in body
+        assert str(tmp_path / "none.yaml") in body
+        assert not at.text_input and not at.dataframe and not at.metric
+    # a session that claims a user is not let in either
+    at = run_page(user="olga")
+    assert "No users yet." in texts(at) and not at.dataframe
+    (tmp_path / "bad.yaml").write_text("cookie: {key: short}\n")
+    monkeypatch.setenv("CRACKWATCH_USERS_FILE", str(tmp_path / "bad.yaml"))
+    at = run_page(user="olga")
+    assert "The users file cannot be used" in texts(at) and not at.dataframe
+
+
+def test_viewer_sees_alerts_but_cannot_acknowledge(app_env, tmp_path, monkeypatch):
+    seeded = seed_store(tmp_path)
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", seeded["url"])
+    at = run_page("pages/3_Alerts.py", user="vic")
+    body = texts(at)
+    assert "Open alerts (2)" in body and len(frames(at)) == 2  # open alerts and history
+    assert "needs the operator or admin role" in body
+    assert not [b for b in at.button if b.label == "Save"] and not at.text_area
+    # the write helpers refuse a viewer too (no form is the first line, not the only one)
+    from dashboard import auth, common
+
+    monkeypatch.setattr(auth, "current_user", lambda: auth.SignedIn("vic", "viewer"))
+    for write in (common.acknowledge, common.resolve):
+        assert "operator or admin" in write(seeded["url"], seeded["alert_ids"][0], "vic", "x")
+    eng = store.connect(seeded["url"])
+    assert queries.all_alerts(eng, open_only=True)["acknowledged_by"].isna().all()
+    eng.dispose()
+
+
+def test_admin_acknowledges_as_self(app_env, tmp_path, monkeypatch):
+    seeded = seed_store(tmp_path)
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", seeded["url"])
+    at = run_page("pages/3_Alerts.py", user="ada")
+    at.selectbox(key="alert_pick").set_value(seeded["alert_ids"][0])
+    [b for b in at.button if b.label == "Save"][0].click().run()
+    assert not at.exception
+    eng = store.connect(seeded["url"])
+    with Session(eng) as s:
+        assert s.get(store.Alert, seeded["alert_ids"][0]).acknowledged_by == "ada"
+    eng.dispose()
+
+
+def test_a_removed_user_is_signed_out_at_the_next_click(app_env, tmp_path, monkeypatch):
+    from jobs.users import add_user, remove_user
+
+    path = tmp_path / "users.yaml"
+    add_user(path, "temp", "temp-password", "operator")
+    add_user(path, "keep", "keep-password", "viewer")
+    monkeypatch.setenv("CRACKWATCH_USERS_FILE", str(path))
+    at = run_page(user="temp")
+    assert "Sites overview" in texts(at)
+    remove_user(path, "temp")
+    at.run()
+    assert not at.exception
+    assert "User temp no longer exists: sign in again." in texts(at)
+    _only_the_sign_in_form(at)
+
+
+def test_markdown_in_user_text_is_escaped(app_env, tmp_path, monkeypatch):
+    """Site names (and other user text) go into Markdown escaped: the source shows every
+    special character backslashed, so it renders as the text typed (the browser test looks
+    at the rendered page)."""
+    from dashboard.text import code, md
+
+    seeded = seed_store(tmp_path)
+    eng = store.connect(seeded["url"])
+    evil = store.add_site(eng, EVIL_NAME, profile="slope", crs_epsg=EPSG)  # no location
+    eng.dispose()
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", seeded["url"])
+    at = run_page()
+    [caption] = [c.value for c in at.caption if c.value.startswith("Not on the map")]
+    assert md(EVIL_NAME) in caption and EVIL_NAME not in caption
+    assert "![" not in caption.replace("\\!\\[", "") and "<b>" not in caption
+    assert unescape(caption) == f"Not on the map (no location): {EVIL_NAME}"
+    at = run_page("pages/1_Site.py")
+    at.selectbox(key="site_select_Site").set_value(evil.id).run()
+    [info] = [i.value for i in at.info if "has no surveys yet" in i.value]
+    assert md(EVIL_NAME) in info and EVIL_NAME not in info
+    assert md("a\nb") == "a b"  # a name cannot start a new Markdown block
+    assert code("x ``y`` z") == "```x ``y`` z```" and code("`") == "`` ` ``"
+
+
+def test_cli_dashboard_listens_on_localhost_and_masks_the_password(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from jobs import cli_dashboard
+    from jobs.cli import app
+
+    calls = []
+    monkeypatch.setattr(cli_dashboard.subprocess, "call",
+                        lambda cmd, env: calls.append((cmd, env)) or 0)
+    monkeypatch.setenv("CRACKWATCH_USERS_FILE", str(tmp_path / "none.yaml"))
+    url = "postgresql+psycopg://crackwatch:S3cret-pw@db.example:5432/cw"
+    r = CliRunner().invoke(app, ["dashboard", "--url", url])
+    assert r.exit_code == 0, r.output
+    assert "S3cret-pw" not in r.output
+    assert "postgresql+psycopg://crackwatch:***@db.example:5432/cw" in r.output
+    assert "http://127.0.0.1:8501" in r.output
+    assert "crackwatch user add NAME --role admin" in r.output  # no users yet
+    r = CliRunner().invoke(app, ["dashboard", "--address", "0.0.0.0"])
+    assert r.exit_code == 0, r.output
+    (cmd, env), (cmd2, _) = calls
+    opts = dict(zip(cmd[5::2], cmd[6::2], strict=True))
+    assert opts["--server.address"] == "127.0.0.1"
+    assert env["CRACKWATCH_DATABASE_URL"] == url  # the app gets the real URL
+    assert dict(zip(cmd2[5::2], cmd2[6::2], strict=True))["--server.address"] == "0.0.0.0"
+
+
+def test_with_an_identity_provider_pages_offer_its_sign_in_and_roles_come_by_email(app_env):
+    """``[auth]`` in the secrets: Streamlit's OIDC sign-in (``st.login``) replaces the
+    password form; the role is the users-file entry with the provider's e-mail."""
+    from dashboard.auth import role_for_email
+
+    at = signed_in_app(None)
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback",
+                          "cookie_secret": "x" * 32, "client_id": "cw", "client_secret": "s",
+                          "server_metadata_url": "http://localhost:9/.well-known/x"}
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert [b.label for b in at.button] == ["Sign in with your organisation's account"]
+    assert not at.text_input and not at.dataframe and not at.metric
+    users = {"ana": {"roles": ["operator"], "email": "Ana@Example.org"},
+             "bob": {"roles": ["viewer"]}}
+    assert role_for_email(users, "ana@example.org ") == ("ana", "operator")
+    assert role_for_email(users, "bob@example.org") is None
+    assert role_for_email(users, None) is None

@@ -8,6 +8,11 @@ popup, acknowledges an alert on the Alerts page, and saves screenshots under the
 tmp dir. Every request the browser makes to anything but this machine is aborted and
 recorded; the test fails if there was any.
 
+Every page needs a sign-in (users of :data:`tests.integration.test_dashboard.USERS` in a
+users file): the tests sign in through the form, and the browser's cookie keeps them signed
+in on the pages they open next. Further tests: a page without sign-in shows only the form, a
+viewer cannot acknowledge, and a Markdown/HTML site name renders as text.
+
 Needs Debian's ``chromium`` (``apt-get install chromium chromium-driver``; ``.ci/run`` does)
 and the ``playwright`` package (dev extra); browsers are not downloaded
 (``playwright install`` is not needed). Without ``/usr/bin/chromium`` the test skips, except
@@ -29,11 +34,12 @@ from sqlalchemy.orm import Session
 
 from geodata import store
 from jobs.cli_dashboard import streamlit_command
-from tests.integration.test_dashboard import seed_store
+from tests.integration.test_dashboard import EVIL_NAME, USERS, seed_store, write_users
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 
@@ -73,13 +79,7 @@ def _wait_healthy(base: str, proc: subprocess.Popen, timeout_s: float = 45) -> N
     raise AssertionError(f"streamlit did not answer on {base} within {timeout_s} s")
 
 
-@pytest.fixture(params=["static", "inline"])
-def dashboard(request, tmp_path: Path):
-    """A running dashboard on a seeded store: ``(base_url, seeded, mode)``.
-
-    ``static``: as ``crackwatch dashboard`` runs it (Leaflet from /app/static/);
-    ``inline``: static serving off (plain ``streamlit run``), Leaflet inlined in the map.
-    """
+def _start(request, tmp_path: Path, mode: str):
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM}")
     try:
@@ -87,18 +87,23 @@ def dashboard(request, tmp_path: Path):
     except ImportError:
         _unavailable("the playwright package")
     seeded = seed_store(tmp_path / "store")
+    users = write_users(tmp_path / "users.yaml")
     port = _free_port()
     env = {**os.environ, "CRACKWATCH_DATABASE_URL": seeded["url"],
-           "CRACKWATCH_DATA_DIR": str(tmp_path / "data")}
+           "CRACKWATCH_DATA_DIR": str(tmp_path / "data"), "CRACKWATCH_USERS_FILE": str(users),
+           # this checkout's packages, not another install's (Streamlit puts only the
+           # script's folder on sys.path)
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
+                                                       os.environ.get("PYTHONPATH")]))}
     log = open(tmp_path / "streamlit.log", "w+")  # noqa: SIM115 - closed below
     cmd = streamlit_command(port, "127.0.0.1")
-    if request.param == "inline":
+    if mode == "inline":
         cmd[cmd.index("--server.enableStaticServing") + 1] = "false"
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(base, proc)
-        yield base, seeded, request.param
+        yield base, seeded, mode
     finally:
         proc.terminate()
         try:
@@ -106,6 +111,67 @@ def dashboard(request, tmp_path: Path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture
+def static_dashboard(request, tmp_path: Path):
+    """A running dashboard as ``crackwatch dashboard`` runs it: ``(base_url, seeded,
+    "static")``."""
+    yield from _start(request, tmp_path, "static")
+
+
+@pytest.fixture(params=["static", "inline"])
+def dashboard(request, tmp_path: Path):
+    """A running dashboard on a seeded store: ``(base_url, seeded, mode)``.
+
+    ``static``: as ``crackwatch dashboard`` runs it (Leaflet from /app/static/);
+    ``inline``: static serving off (plain ``streamlit run``), Leaflet inlined in the map.
+    """
+    yield from _start(request, tmp_path, request.param)
+
+
+class Browser:
+    """Headless Chromium with the network cut at the browser: every request to anything
+    but this machine is aborted and recorded in ``outside``."""
+
+    def __init__(self, pw) -> None:
+        self.outside: list[str] = []
+        self.browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-dev-shm-usage"])
+        # tall: Streamlit scrolls inside the page, so a screenshot shows the viewport only
+        self.context = self.browser.new_context(viewport={"width": 1400, "height": 2200})
+        self.context.route("**/*", self._guard)
+
+    def _guard(self, route, request) -> None:
+        host = urlparse(request.url).hostname or ""
+        if urlparse(request.url).scheme in ("data", "blob", "about") or host in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            self.outside.append(request.url)
+            route.abort()
+
+    def page(self):
+        page = self.context.new_page()
+        page.set_default_timeout(30_000)
+        page.on("websocket", lambda ws: None if (urlparse(ws.url).hostname or "")
+                in LOCAL_HOSTS else self.outside.append(ws.url))
+        return page
+
+
+def sign_in(page, base: str, user: str) -> None:
+    """Sign in through the form on the Overview; the page then shows the overview."""
+    from playwright.sync_api import expect
+
+    page.goto(base)
+    page.get_by_label("Username").fill(user)
+    page.get_by_label("Password", exact=True).fill(USERS[user][0])
+    page.get_by_role("button", name="Sign in").click()
+    # .first: during the rerun after sign-in Streamlit briefly shows the old and new title
+    expect(page.get_by_text("Sites overview").first).to_be_visible()
+    expect(page.get_by_text("Sign in to CrackWatch")).to_have_count(0)
+    _wait_idle(page)
 
 
 def test_site_map_and_alert_acknowledge_offline(dashboard, tmp_path: Path):
@@ -142,6 +208,8 @@ def test_site_map_and_alert_acknowledge_offline(dashboard, tmp_path: Path):
             (r.url, r.status, r.headers.get("content-type", "")))
             if "/app/static/" in r.url else None)
 
+        # ---- sign in (the cookie keeps the browser signed in on the pages opened next)
+        sign_in(page, base, "olga")
         # ---- Overview: both sites on the map, coloured by level
         page.goto(base)
         sites_map = page.frame_locator('iframe[title="map of the sites coloured by alert level"]')
@@ -180,7 +248,8 @@ def test_site_map_and_alert_acknowledge_offline(dashboard, tmp_path: Path):
         # ---- Alerts page: acknowledge the first open alert through the form
         page.goto(f"{base}/Alerts")
         expect(page.get_by_text("Open alerts (2)")).to_be_visible()
-        page.get_by_label("Your name").fill("Playwright")
+        expect(page.get_by_text("Recorded as olga.")).to_be_visible()
+        expect(page.get_by_label("Your name")).to_have_count(0)
         page.get_by_label("Note").fill("seen in the browser test")
         page.get_by_role("button", name="Save").click()
         expect(page.get_by_text("acknowledged.", exact=False)).to_be_visible()
@@ -200,5 +269,116 @@ def test_site_map_and_alert_acknowledge_offline(dashboard, tmp_path: Path):
         acked = [a for a in (s.get(store.Alert, i) for i in seeded["alert_ids"])
                  if a.acknowledged_at is not None]
     eng.dispose()
-    assert len(acked) == 1 and acked[0].acknowledged_by == "Playwright"
+    assert len(acked) == 1 and acked[0].acknowledged_by == "olga"  # the signed-in user
     assert acked[0].acknowledge_note == "seen in the browser test"
+
+
+PAGE_PATHS = ["", "/Site", "/Defect_history", "/Alerts", "/Runs", "/Models"]
+
+
+def test_without_sign_in_pages_show_only_the_form_and_a_viewer_cannot_acknowledge(
+        static_dashboard, tmp_path: Path):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, seeded, _ = static_dashboard
+    with sync_playwright() as pw:
+        b = Browser(pw)
+        expect.set_options(timeout=30_000)
+        page = b.page()
+        # ---- nobody signed in: every page is the sign-in form and nothing else
+        for path in PAGE_PATHS:
+            page.goto(base + path)
+            expect(page.get_by_text("Sign in to CrackWatch")).to_be_visible()
+            _wait_idle(page)
+            main = page.get_by_test_id("stMain")
+            expect(main.get_by_role("textbox")).to_have_count(2)  # username, password
+            for absent in ("Sites overview", "Open alerts", "Job runs", "Defect history",
+                           "north-slope"):
+                expect(page.get_by_text(absent)).to_have_count(0)
+            expect(page.locator("iframe[title*='map']")).to_have_count(0)
+            expect(page.get_by_test_id("stDataFrame")).to_have_count(0)
+            expect(page.get_by_test_id("stSidebar").get_by_role("link")).to_have_count(0)
+        page.screenshot(path=str(tmp_path / "sign_in.png"))
+        # ---- a wrong password is refused
+        page.get_by_label("Username").fill("vic")
+        page.get_by_label("Password", exact=True).fill("not-the-password")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_text("Wrong username or password.")).to_be_visible()
+        expect(page.get_by_text("Open alerts")).to_have_count(0)
+        # ---- the viewer sees the alerts but no form to act on them
+        sign_in(page, base, "vic")
+        page.goto(f"{base}/Alerts")
+        expect(page.get_by_text("Open alerts (2)")).to_be_visible()
+        expect(page.get_by_text("needs the operator or admin role")).to_be_visible()
+        _wait_idle(page)
+        expect(page.get_by_role("button", name="Save")).to_have_count(0)
+        expect(page.get_by_label("Note")).to_have_count(0)
+        expect(page.get_by_test_id("stSidebar")).to_contain_text("Signed in as vic (viewer)")
+        page.screenshot(path=str(tmp_path / "alerts_viewer.png"))
+        # ---- signing out ends it: the next page is the form again
+        page.get_by_role("button", name="Sign out").click()
+        expect(page.get_by_text("Signed out.")).to_be_visible()
+        _wait_idle(page)
+        page.goto(f"{base}/Alerts")
+        expect(page.get_by_text("Sign in to CrackWatch")).to_be_visible()
+        expect(page.get_by_text("Open alerts")).to_have_count(0)
+        b.browser.close()
+    assert b.outside == [], f"requests left this machine: {b.outside}"
+    eng = store.connect(seeded["url"])
+    with Session(eng) as s:
+        assert all(s.get(store.Alert, i).acknowledged_at is None for i in seeded["alert_ids"])
+    eng.dispose()
+
+
+def _shown(locator) -> str:
+    """The text a reader sees (without the invisible word joiners that stop autolinks)."""
+    return locator.inner_text().replace("\u2060", "")
+
+
+def _no_markup(page) -> None:
+    """Nothing of the name became an image, a link, bold text, a colour or math."""
+    from playwright.sync_api import expect
+
+    main = page.get_by_test_id("stMain")
+    expect(main.locator("img")).to_have_count(0)
+    expect(main.locator("a[href*='evil']")).to_have_count(0)
+    expect(main.locator("b", has_text="hi")).to_have_count(0)
+    expect(main.locator(".katex")).to_have_count(0)
+    expect(main.get_by_text("alarm", exact=True)).to_have_count(0)  # :red[alarm]
+
+
+def test_a_markdown_html_site_name_renders_as_text(static_dashboard, tmp_path: Path):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, seeded, _ = static_dashboard
+    eng = store.connect(seeded["url"])
+    unplaced = store.add_site(eng, EVIL_NAME, profile="slope", crs_epsg=32633)
+    store.add_site(eng, EVIL_NAME + " on the map", profile="slope", crs_epsg=32633,
+                   lon=15.02, lat=46.02)
+    eng.dispose()
+    with sync_playwright() as pw:
+        b = Browser(pw)
+        expect.set_options(timeout=30_000)
+        page = b.page()
+        sign_in(page, base, "vic")
+        # Overview: the caption of sites without a location names it, as typed
+        caption = page.get_by_text("Not on the map (no location):")
+        expect(caption).to_be_visible()
+        assert _shown(caption) == f"Not on the map (no location): {EVIL_NAME}"
+        _no_markup(page)
+        # the map's label and popup of the placed one: text too
+        frame = page.frame_locator('iframe[title="map of the sites coloured by alert level"]')
+        expect(frame.locator(".leaflet-tooltip", has_text="![x]")).to_have_count(1)
+        expect(frame.locator(".leaflet-tooltip img, .leaflet-tooltip b")).to_have_count(0)
+        _wait_idle(page)
+        page.screenshot(path=str(tmp_path / "evil_overview.png"))
+        # Site page of the unplaced one: "Site NAME has no surveys yet", as typed
+        page.goto(f"{base}/Site?site={unplaced.id}")
+        info = page.get_by_text("has no surveys yet")
+        expect(info).to_be_visible()
+        assert f"Site {EVIL_NAME} has no surveys yet." in _shown(info)
+        _no_markup(page)
+        _wait_idle(page)
+        page.screenshot(path=str(tmp_path / "evil_site.png"))
+        b.browser.close()
+    assert b.outside == [], f"requests left this machine: {b.outside}"
