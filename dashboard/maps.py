@@ -325,8 +325,3 @@ def external_resources(html: str) -> list[str]:
             if not _LOCAL.match(url.strip()):
                 found.append(url)
     return sorted(set(found))
-
-
-def geojson_dumps(fc: Mapping[str, Any]) -> str:
-    """Compact JSON of a FeatureCollection (for download buttons)."""
-    return json.dumps(fc, separators=(",", ":"), allow_nan=False)

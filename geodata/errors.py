@@ -6,14 +6,6 @@ Messages say what was expected, what was found, and what to do.
 from __future__ import annotations
 
 
-class RasterReadError(OSError):
-    """A file is not a readable raster (not a raster, truncated, zero-size)."""
-
-
-class BandLayoutError(ValueError):
-    """A raster's bands cannot be turned into RGB (unsupported count or dtype)."""
-
-
 class CRSError(ValueError):
     """A CRS is missing, unsuitable for measuring (geographic), or does not match."""
 

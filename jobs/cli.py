@@ -625,7 +625,6 @@ def _bench_peer(sizes: list[int], workdir: Path, repeats: int, peer: str,
     console.print_json(json.dumps(rows))
 
 
-RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
 PHOTO_SUFFIXES = {".jpg", ".jpeg"}
 
 

@@ -523,7 +523,6 @@ def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions) -> di
     finally:
         for leftover in (run_out, run_out.with_name(run_out.stem + ".partial.tif")):
             leftover.unlink(missing_ok=True)
-    t0 = time.perf_counter()
     with rasterio.open(out) as src:
         prob = src.read(1)
         nodata = src.read_masks(1) == 0
@@ -537,8 +536,7 @@ def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions) -> di
             "infer": {"seconds": round(res.seconds, 2), "probability_cog": str(out),
                       "megapixels_per_s": round(res.megapixels_per_s, 3),
                       "windows": res.windows_total, "windows_skipped": res.windows_skipped,
-                      "warnings": list(res.warnings)},
-            "vectorise_seconds": time.perf_counter() - t0}
+                      "warnings": list(res.warnings)}}
 
 
 def _infer_photos(survey: m.Survey, site: m.Site, model: Any,
