@@ -625,9 +625,6 @@ def _bench_peer(sizes: list[int], workdir: Path, repeats: int, peer: str,
     console.print_json(json.dumps(rows))
 
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg"}
-
-
 @app.command("infer")
 def infer_cmd(
     path: Path = typer.Argument(..., help="Orthomosaic (GeoTIFF), a JPEG photo, or a folder "
@@ -659,7 +656,7 @@ def infer_cmd(
         WeightsIntegrityError,
     )
     from engine.registry import DEFAULT_MODEL, load_model
-    from geodata.errors import CRSError as GeoCRSError
+    from geodata.photos import PHOTO_SUFFIXES
 
     if not path.exists():
         _fail(FileNotFoundError(f"{path} does not exist; give an orthomosaic, a JPEG or a "
@@ -679,7 +676,7 @@ def infer_cmd(
             _infer_raster(path, net, out, tile_size=tile_size, overlap=overlap,
                           batch_size=batch_size, device=device, threshold=threshold,
                           min_area_px=min_area_px, crs=crs, dtype=dtype, tta=tta)
-    except (RasterReadError, BandLayoutError, CRSError, GeoCRSError, ValueError) as exc:
+    except (RasterReadError, BandLayoutError, CRSError, ValueError) as exc:
         _fail(exc)
 
 

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from engine.allocator import release_free_memory
 from geodata.alerts_store import alert_anchor
+from geodata.photos import PHOTO_SUFFIXES
 from geodata.store import models as m
 from geodata.store.api import RunInfo, ingest_survey, record_failed_run, store_run
 from geodata.store.engine import session_scope
@@ -78,7 +79,6 @@ __all__ = [
 ]
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
-PHOTO_SUFFIXES = {".jpg", ".jpeg"}
 STEPS = ("infer", "vectorise", "store_track", "alerts", "notify")
 
 

@@ -425,7 +425,15 @@ def test_utm_crs_for():
     assert utm_crs_for(115.48, -8.3).to_epsg() == 32750
     assert utm_crs_for(-81.7, 41.2).to_epsg() == 32617
     assert utm_crs_for(12.0, 50.0).to_epsg() == 32633  # boundary: eastern zone
-    assert utm_crs_for(180.0, 0.0).to_epsg() == 32660
+    assert utm_crs_for(0.0, 0.0).to_epsg() == 32631  # eastern zone, equator is north
+    assert utm_crs_for(180.0, 0.0).to_epsg() == 32601  # the 180th meridian starts zone 1
+    assert utm_crs_for(179.9, -10.0).to_epsg() == 32760
+    # The UTM grid's exceptions: zone 32V widened west over Norway (Bergen), Svalbard's X zones.
+    assert utm_crs_for(5.32, 60.39).to_epsg() == 32632
+    assert utm_crs_for(5.32, 55.9).to_epsg() == 32631  # south of 56 N: the standard zone
+    assert utm_crs_for(15.63, 78.22).to_epsg() == 32633  # Longyearbyen
+    assert utm_crs_for(8.0, 78.9).to_epsg() == 32631  # zone 31X spans 0-9 E
+    assert utm_crs_for(25.0, 79.0).to_epsg() == 32635
     with pytest.raises(CRSError, match="80 S to 84 N"):
         utm_crs_for(10.0, 85.0)
     with pytest.raises(ValueError, match="out of range"):
