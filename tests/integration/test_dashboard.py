@@ -28,6 +28,7 @@ from rasterio.transform import from_origin
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.cards import list_cards
 from geodata import alerts_store, queries, store
 from geodata.errors import RecordNotFoundError, StoreError
 
@@ -439,12 +440,20 @@ def test_models_page_reads_cards(app_env, tmp_path, monkeypatch):
     assert "CC BY-NC 4.0" in set(frames(at)[1]["license"])
     assert "crackwatch train --config unet.json" in [c.value for c in at.code]
     assert "Card file: crackwatch-unet-mnv2.json" in body
+    # The shipped cards follow the user folder's, as in `crackwatch models list`.
+    assert labels[:2] == ["crackwatch-unet-mnv2 (version 1), default for structure sites",
+                          "slope-model (version 1), default for slope sites"]
+    assert [label.split(" ")[0] for label in labels[2:]] == [
+        card["name"] for card in list_cards() if card["name"] != "crackwatch-unet-mnv2"]
 
 
 def test_models_page_empty_folder(app_env, tmp_path, monkeypatch):
+    import engine.cards
+
+    monkeypatch.setattr(engine.cards, "WEIGHTS_DIR", tmp_path / "no-shipped")
     monkeypatch.setenv("CRACKWATCH_WEIGHTS_DIR", str(tmp_path / "none"))
     at = run_page("pages/5_Models.py")
-    assert "No model cards in" in texts(at)
+    assert f"No model cards in {tmp_path / 'none'}, {tmp_path / 'no-shipped'}." in texts(at)
 
 
 @pytest.mark.parametrize("page", [None, "pages/1_Site.py", "pages/2_Defect_history.py",
