@@ -21,6 +21,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from engine.architectures import list_models
+
 app = typer.Typer(help="CrackWatch: crack segmentation, mapping and monitoring.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 train_app = typer.Typer(help="Train models.", no_args_is_help=True)
@@ -116,7 +118,7 @@ def train_pack_data(
 @train_app.command("segment")
 def train_segment(
     name: str = typer.Option("crackwatch-unet-mnv2", help="Model name (stem of weights/card)."),
-    architecture: str = typer.Option("unet", help="unet | deeplabv3plus"),
+    architecture: str = typer.Option("unet", help=" | ".join(list_models())),
     encoder: str | None = typer.Option(None, help="smp encoder instead of the default "
                                        "mobilenet_v2, e.g. resnet18 (experiments; shipped "
                                        "checkpoints stay near 10 MB fp16)."),
