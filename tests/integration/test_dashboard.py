@@ -794,3 +794,22 @@ def test_parked_survey_shows_its_state_reason_and_how_to_retry(tmp_path, monkeyp
     assert "bad.tif is truncated" in body and f"crackwatch survey retry {survey_id}" in body
     [held] = frames(at)
     assert held["state"].tolist() == ["parked"]
+
+
+def test_the_dashboard_finds_the_store_where_the_jobs_put_it(tmp_path, monkeypatch):
+    """One setting for both (geodata.settings): CRACKWATCH_DATA_DIR's SQLite file by default,
+    CRACKWATCH_DATABASE_URL when set."""
+    from dashboard import common
+    from jobs.settings import Settings, get_settings
+
+    monkeypatch.delenv("CRACKWATCH_DATABASE_URL", raising=False)
+    monkeypatch.setenv("CRACKWATCH_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert common.database_url() == Settings().resolved_database_url() == \
+            get_settings().resolved_database_url() == f"sqlite:///{tmp_path.resolve()}/crackwatch.db"
+    finally:
+        get_settings.cache_clear()
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    assert common.database_url() == Settings().resolved_database_url() == \
+        "postgresql+psycopg://u@h/db"
