@@ -768,6 +768,12 @@ def retry_notifications(bind: Engine, notifiers: Sequence[Notifier],
 # ------------------------------------------------------------------------------- pipeline
 
 
+def _before_step(step: str) -> None:
+    """Test seam: :func:`process_survey` calls it with each step's name (:data:`STEPS`) before
+    the step runs. It does nothing; fault-injection tests replace it (``monkeypatch.setattr(
+    jobs.pipeline, "_before_step", ...)``) with one that raises or kills the process."""
+
+
 def process_survey(
     bind: Engine,
     survey_id: int,
@@ -775,7 +781,6 @@ def process_survey(
     *,
     model: Any = None,
     notifiers: Sequence[Notifier] | None = None,
-    fault: Callable[[str], None] | None = None,
 ) -> SurveyResult:
     """Run infer -> vectorise -> store + track -> alerts -> notify for one survey.
 
@@ -786,8 +791,6 @@ def process_survey(
         model: a loaded model (default: the site's model, :func:`site_model_name`, via
             :func:`engine.registry.load_model`).
         notifiers: where raised/escalated alerts go (default: the log only).
-        fault: test hook called with each step's name before it runs (raise to inject an
-            error).
 
     Returns:
         :class:`SurveyResult`; ``status`` ``"succeeded"`` or ``"failed"`` (with ``error``).
@@ -812,8 +815,7 @@ def process_survey(
     try:
         if model is None:
             run_info["model_name"] = site_model_name(site, options)[0]
-        if fault:
-            fault(step)
+        _before_step(step)
         if model is None:
             model = _load_model(options, site)
         card = getattr(model, "card", {})
@@ -836,16 +838,14 @@ def process_survey(
         _set_step(bind, job_id, "infer", "succeeded",
                   **{**out["infer"], "seconds": round(time.perf_counter() - t0, 2)})
         step = "vectorise"
-        if fault:
-            fault(step)
+        _before_step(step)
         _set_step(bind, job_id, "vectorise", "succeeded", cracks=len(out["cracks"]))
         run_info["megapixels_per_s"] = out["megapixels_per_s"]
         run_info["finished_at"] = datetime.now(UTC)
 
         step = "store_track"
         with session_scope(bind, write=True) as s:  # ONE transaction: store..alerts
-            if fault:
-                fault(step)
+            _before_step(step)
             run = store_run(s, survey.id, out["cracks"], out["skeletons"], run_info,
                             coordinate_space=out["coordinate_space"],
                             footprint=out["footprint"], track=True,
@@ -853,8 +853,7 @@ def process_survey(
             summary = s.get(m.SurveySummary, survey.id)
             new_tracks = summary.new_count if summary else 0
             step = "alerts"
-            if fault:
-                fault(step)
+            _before_step(step)
             sv = s.get(m.Survey, survey.id)
             if sv.pixel_size_m is None and out.get("pixel_size_m"):
                 sv.pixel_size_m = out["pixel_size_m"]  # from the raster transform (CRS metres)
@@ -877,8 +876,7 @@ def process_survey(
                   **({"reason": skipped} if skipped else {}))
 
         step = "notify"
-        if fault:
-            fault(step)
+        _before_step(step)
         sent = deliver_pending(bind, notifiers, respect_backoff=False,
                                alert_ids=[a["alert_id"] for a in raised + escalated]
                                ) if raised or escalated else None

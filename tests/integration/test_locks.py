@@ -185,8 +185,7 @@ def kill(step):
     if step == "vectorise":
         os.kill(os.getpid(), signal.SIGKILL)
 
-orig = p.process_survey
-p.process_survey = lambda *a, **k: orig(*a, **{**k, "fault": kill})
+p._before_step = kill
 p.run_site(connect(sys.argv[1]), "wall", p.PipelineOptions(work_dir=Path(sys.argv[2]),
            tile_size=256, overlap=32, inbox_settle_s=0), model=DarkModel())
 """
