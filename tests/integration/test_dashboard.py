@@ -10,9 +10,7 @@ this machine), imagery overviews, and the geodata functions the dashboard added
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -186,39 +184,10 @@ def write_card(folder: Path) -> Path:
     return path
 
 
-PG_ADMIN_URL = os.environ.get("CRACKWATCH_TEST_POSTGRES_URL",
-                              "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture
-def postgis_url():
-    """A fresh, empty PostGIS database (dropped afterwards). Skips without a server, except
-    in CI (env ``CI`` set), where it fails, as tests/integration/test_store.py does."""
-    import psycopg
-
-    name = f"crackwatch_dash_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        msg = f"PostGIS dashboard tests need PostgreSQL at {PG_ADMIN_URL}: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        base = PG_ADMIN_URL.rsplit("/", 1)[0]
-        try:
-            with psycopg.connect(f"{base}/{name}", autocommit=True) as conn:
-                conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-            yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgis", marks=pytest.mark.postgis)])
 def any_seeded(request, tmp_path) -> dict:
     """A seeded store on SQLite and on PostGIS (fresh for each test)."""
-    url = request.getfixturevalue("postgis_url") if request.param == "postgis" else None
+    url = request.getfixturevalue("empty_postgis_url") if request.param == "postgis" else None
     return seed_store(tmp_path, url=url)
 
 
@@ -696,7 +665,8 @@ def test_cli_dashboard_starts_streamlit(monkeypatch):
 
 
 @pytest.mark.postgis
-def test_pages_on_postgis(postgis_url, tmp_path, monkeypatch):
+def test_pages_on_postgis(empty_postgis_url, tmp_path, monkeypatch):
+    postgis_url = empty_postgis_url
     seeded = seed_store(tmp_path, url=postgis_url)
     monkeypatch.setenv("CRACKWATCH_DATABASE_URL", postgis_url)
     assert "Sites at red=1" in texts(run_page())

@@ -4,8 +4,8 @@ The PostGIS half creates a fresh database ``crackwatch_test_<random>`` per test 
 ``CRACKWATCH_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``)
 and drops it at the end. When the server or PostGIS is missing these tests skip with the
 reason, except in CI (env ``CI`` set, as ``.ci/run`` does), where they fail. The fixtures
-(``postgis_url``, ``engine``) live in ``tests/integration/conftest.py``, shared with the
-fault-injection tests.
+live in ``tests/conftest.py`` (``postgis_url``, every PostGIS test's) and
+``tests/integration/conftest.py`` (``engine``, shared with the fault-injection tests).
 """
 
 from __future__ import annotations
