@@ -14,12 +14,12 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import builders
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyproj
 import pytest
-import rasterio
 import shapely
 from rasterio.features import rasterize
 from rasterio.transform import from_origin
@@ -61,19 +61,8 @@ def strip(x0: float, x1: float, y: float, width_m: float) -> shapely.MultiPolygo
 
 
 def crack_frame(geoms: list[shapely.Geometry]) -> gpd.GeoDataFrame:
-    """A crack frame as geodata.vectorise returns (metrics from the strips' extents)."""
-    n = len(geoms)
-    data = {
-        "crack_id": np.arange(1, n + 1),
-        "length_m": [g.bounds[2] - g.bounds[0] for g in geoms],
-        "mean_width_mm": [(g.bounds[3] - g.bounds[1]) * 800 for g in geoms],
-        "max_width_mm": [(g.bounds[3] - g.bounds[1]) * 1000 for g in geoms],
-        "area_m2": [g.area for g in geoms],
-        "mean_probability": [0.8] * n,
-        "max_probability": [0.97] * n,
-        "pixel_size_m": [PIXEL_M] * n,
-    }
-    return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=EPSG), crs=EPSG)
+    """A crack frame at the site (see builders.crack_frame)."""
+    return builders.crack_frame(geoms, crs=EPSG, pixel_size_m=PIXEL_M)
 
 
 def write_orthomosaic(path: Path, cracks: list[shapely.Geometry]) -> Path:
@@ -91,11 +80,9 @@ def write_orthomosaic(path: Path, cracks: list[shapely.Geometry]) -> Path:
     rgb[:, burnt == 1] = 25
     alpha = np.full((rows, cols), 255, np.uint8)
     alpha[:40, :40] = 0
-    with rasterio.open(path, "w", driver="GTiff", width=cols, height=rows, count=4,
-                       dtype="uint8", crs=f"EPSG:{EPSG}", transform=transform,
-                       photometric="RGB", alpha="YES") as dst:
-        dst.write(np.concatenate([rgb, alpha[None]]))
-    return path
+    return builders.write_geotiff(path, np.concatenate([rgb, alpha[None]]),
+                                  crs=f"EPSG:{EPSG}", transform=transform, photometric="RGB",
+                                  alpha="YES")
 
 
 #: Survey 1: A (1.0 m, 4 mm), B (0.8 m, 2 mm). Survey 2: A grew (1.4 m, 6 mm), B, new C.

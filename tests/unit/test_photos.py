@@ -239,8 +239,22 @@ def test_missing_file_raises(tmp_path):
         read_photo_metadata(tmp_path / "nope.jpg")
 
 
-def test_photo_metadata_error_is_a_value_error():
-    assert issubclass(PhotoMetadataError, ValueError) and issubclass(GSDError, ValueError)
+def test_photo_errors_reach_a_valueerror_handler_saying_what_to_fix(tmp_path):
+    """`crackwatch infer` on photos catches ValueError around reading and the GSD: an unreadable
+    photo and a missing GSD input both get there, naming the file or the input to give, and
+    are GeodataErrors."""
+    from geodata.errors import GeodataError
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 12)  # a JPEG start, then nothing
+    with pytest.raises(ValueError, match="broken.jpg") as unreadable:
+        read_photo_metadata(broken)
+    assert isinstance(unreadable.value, PhotoMetadataError)
+    assert isinstance(unreadable.value, GeodataError)
+    with pytest.raises(ValueError, match="no focal length.*--gsd") as no_gsd:
+        ground_sample_distance_m(_meta(focal_length_mm=None), altitude_m=100.0,
+                                 sensor_width_mm=13.2)
+    assert isinstance(no_gsd.value, GSDError) and isinstance(no_gsd.value, GeodataError)
 
 
 # --------------------------------------------------------------------------- DJI XMP
