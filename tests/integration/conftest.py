@@ -11,19 +11,19 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from geodata import store
+from geodata import store as store_api  # `store` is the fixture below
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgis", marks=pytest.mark.postgis)])
 def engine(request, tmp_path: Path):
     """An engine on an empty, migrated store: a SQLite file or the session's PostGIS db."""
     if request.param == "sqlite":
-        url = store.sqlite_url(tmp_path / "store.db")
-        assert store.upgrade(url) == store.head_revision()
-        eng = store.connect(url)
+        url = store_api.sqlite_url(tmp_path / "store.db")
+        assert store_api.upgrade(url) == store_api.head_revision()
+        eng = store_api.connect(url)
     else:
-        eng = store.connect(request.getfixturevalue("postgis_url"))
-        tables = ", ".join(t.name for t in store.Base.metadata.sorted_tables)
+        eng = store_api.connect(request.getfixturevalue("postgis_url"))
+        tables = ", ".join(t.name for t in store_api.Base.metadata.sorted_tables)
         with eng.begin() as conn:
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     yield eng
@@ -33,8 +33,18 @@ def engine(request, tmp_path: Path):
 @pytest.fixture
 def sqlite_engine(tmp_path: Path):
     """A migrated SQLite store whose writers give up on a lock after 0.2 s."""
-    url = store.sqlite_url(tmp_path / "store.db")
-    store.upgrade(url)
-    eng = store.connect(url, busy_timeout_ms=200)
+    url = store_api.sqlite_url(tmp_path / "store.db")
+    store_api.upgrade(url)
+    eng = store_api.connect(url, busy_timeout_ms=200)
     yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    """A migrated SQLite store ``cw.db`` in ``tmp_path``: ``(url, engine)``."""
+    url = f"sqlite:///{tmp_path / 'cw.db'}"
+    store_api.upgrade(url)
+    eng = store_api.connect(url)
+    yield url, eng
     eng.dispose()

@@ -11,21 +11,12 @@ import pytest
 from sqlalchemy import func, select
 from synthetic import write_ortho
 
-from geodata.store import add_site, connect, upgrade
+from geodata.store import add_site, connect
 from geodata.store import models as m
 from geodata.store.engine import session_scope
 from jobs.pipeline import PipelineOptions, ingest, process_survey, retry_notifications
 
 EPSG = 32633
-
-
-@pytest.fixture
-def store(tmp_path):
-    url = f"sqlite:///{tmp_path / 'cw.db'}"
-    upgrade(url)
-    engine = connect(url)
-    yield url, engine
-    engine.dispose()
 
 
 def _counts(engine) -> dict[str, int]:
