@@ -3,7 +3,7 @@
 :func:`require_sign_in` runs first on every page (from :func:`dashboard.common.page_setup`):
 until someone signs in, the page shows only the sign-in form and stops. Sign-in is
 streamlit-authenticator 0.4 (``Authenticate.login``) against the users file of
-:mod:`jobs.users` (bcrypt hashes, one role per user; ``CRACKWATCH_USERS_FILE``, default
+:mod:`geodata.users` (bcrypt hashes, one role per user; ``CRACKWATCH_USERS_FILE``, default
 ``<data dir>/users.yaml``), which ``crackwatch user add|list|remove`` manages. The file is
 read again on every run, so a removed user is signed out at their next click and a changed
 role applies at once. A signed-in browser keeps a cookie (a JWT signed with the file's
@@ -31,7 +31,7 @@ from typing import Any
 import streamlit as st
 
 from dashboard.text import code, md
-from jobs.users import ROLES, UsersFileError, load_config, role_at_least
+from geodata.users import ROLES, UsersFileError, load_config, role_at_least
 
 __all__ = ["SESSION_KEY", "SignedIn", "current_user", "require_sign_in", "users_file"]
 
@@ -44,7 +44,7 @@ LOGIN_FIELDS = {"Form name": "Sign in to CrackWatch", "Username": "Username",
 
 @dataclass(frozen=True)
 class SignedIn:
-    """The user of this session: ``username`` and ``role`` (one of ``jobs.users.ROLES``)."""
+    """The user of this session: ``username`` and ``role`` (one of ``geodata.users.ROLES``)."""
 
     username: str
     role: str
@@ -57,9 +57,9 @@ class SignedIn:
 
 def users_file() -> Path:
     """The users file (``CRACKWATCH_USERS_FILE``, else ``<data dir>/users.yaml``)."""
-    from jobs.settings import Settings
+    from geodata.settings import StoreSettings
 
-    return Settings().resolved_users_file()
+    return StoreSettings().resolved_users_file()
 
 
 def current_user() -> SignedIn | None:

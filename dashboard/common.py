@@ -41,6 +41,7 @@ from dashboard.maps import LEVEL_COLOURS, MapAssets
 from dashboard.text import code, md
 from geodata import alerts_store, queries, store
 from geodata.errors import RecordNotFoundError, StoreError
+from geodata.settings import StoreSettings
 from geodata.store.engine import normalise_url
 
 __all__ = [
@@ -102,9 +103,7 @@ def database_url() -> str:
     url = os.environ.get(ENV_URL, "").strip()
     if url:
         return url
-    from jobs.settings import Settings  # settings only; the dashboard reads the store alone
-
-    return Settings().resolved_database_url()
+    return StoreSettings().resolved_database_url()
 
 
 def safe_url(url: str) -> str:
@@ -363,9 +362,7 @@ def resolve(url: str, alert_id: int, by: str, note: str) -> str | None:
 def _search_dirs() -> list[Path]:
     dirs = []
     try:
-        from jobs.settings import Settings
-
-        dirs.append(Settings().data_dir.expanduser())
+        dirs.append(StoreSettings().data_dir.expanduser())
     except Exception:  # noqa: BLE001 - settings are optional for finding imagery
         pass
     return dirs

@@ -37,8 +37,6 @@ __all__ = [
     "resolve_source",
 ]
 
-_PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
-
 
 @dataclass(frozen=True)
 class Overview:
@@ -284,8 +282,3 @@ def photo_chip(
     buf = io.BytesIO()
     crop.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def is_photo_file(path: Path) -> bool:
-    """True for a file with a photo suffix (.jpg, .jpeg, .png, .tif, .tiff)."""
-    return path.suffix.lower() in _PHOTO_SUFFIXES

@@ -37,6 +37,8 @@ import pandas as pd
 from branca.element import Element, MacroElement
 from jinja2 import Template
 
+from geodata.store.models import LEVEL_COLOURS  # marker colour per alert level
+
 __all__ = [
     "LEAFLET_VERSION",
     "LEVEL_COLOURS",
@@ -53,9 +55,6 @@ __all__ = [
 LEAFLET_VERSION = "1.9.4"
 VENDOR_DIR = Path(__file__).resolve().parent / "static" / "vendor"
 
-#: Marker colours of the alert levels (green < yellow < orange < red).
-LEVEL_COLOURS = {"green": "#2e7d32", "yellow": "#f9a825", "orange": "#ef6c00",
-                 "red": "#c62828"}
 #: Ring colour of a site with watch alerts (unconfirmed slope exceedances).
 WATCH_COLOUR = "#6a1b9a"
 #: Crack outline colours by BRE Digest 251 severity (see geodata.store.SEVERITY_CLASSES).
@@ -340,8 +339,3 @@ def external_resources(html: str) -> list[str]:
             if not _LOCAL.match(url.strip()):
                 found.append(url)
     return sorted(set(found))
-
-
-def geojson_dumps(fc: Mapping[str, Any]) -> str:
-    """Compact JSON of a FeatureCollection (for download buttons)."""
-    return json.dumps(fc, separators=(",", ":"), allow_nan=False)

@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from engine import negatives
 from engine.errors import DataNotFoundError, ImageReadError, MaskShapeError, PairingError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
@@ -245,13 +246,60 @@ def load_dataset(name_or_path: str | Path, data_root: Path | None = None,
     """
     spec = DATASETS.get(str(name_or_path))
     if spec is not None and spec.negatives:
-        from engine.negatives import negative_samples
-
         return negative_samples(spec.folder, data_root, limit), spec
     paths, spec = dataset_samples(name_or_path, data_root)
     if limit:
         paths = paths[:limit]
     return [load_sample(p, spec.domain) for p in paths], spec
+
+
+def negative_samples(split: str, data_root: Path | None = None,
+                     limit: int | None = None) -> list[Sample]:
+    """The reviewed crack-free cells (:mod:`engine.negatives`) of one split as
+    all-background samples.
+
+    Args:
+        split: ``"train"``, ``"val"`` or ``"test"`` (:data:`engine.negatives.NEGATIVE_SPLITS`).
+        data_root: folder holding ``geo/brighton_beach`` (default ``../shared/data``).
+        limit: keep only the first N cells (smoke runs).
+
+    Returns:
+        Samples named ``DJI_0018_c0r0`` ..., ``image`` (562, 500, 3) uint8, ``mask`` all False,
+        ``meta`` ``{"photo", "column", "row", "terrain"}``.
+
+    Raises:
+        ValueError: an unknown split.
+        DataNotFoundError: a photo of the split is missing.
+        ImageReadError: a photo cannot be decoded.
+    """
+    if split not in negatives.NEGATIVE_SPLITS:
+        raise ValueError(f"Unknown negatives split {split!r}; choose from "
+                         f"{', '.join(negatives.NEGATIVE_SPLITS)}.")
+    root = (Path(data_root) if data_root else default_data_root()) / negatives.FOLDER
+    cols, rows = negatives.PHOTO_SIZE
+    cell_rows, cell_cols = negatives.CELL_ROWS, negatives.CELL_COLS
+    out: list[Sample] = []
+    for photo in negatives.NEGATIVE_SPLITS[split]:
+        path = root / f"{photo}.JPG"
+        if not path.is_file():
+            raise DataNotFoundError(
+                f"Negative-terrain photo {path} is missing. It comes from "
+                f"../shared/data/geo/brighton_beach (see ../shared/data/README.md); pass "
+                f"--data-root pointing at the folder that holds geo/ and segmentation/.")
+        rgb = read_rgb(path)
+        if (rgb.shape[1], rgb.shape[0]) != (cols, rows):
+            raise DataNotFoundError(
+                f"{path} is {rgb.shape[1]}x{rgb.shape[0]} px, not the {cols}x{rows} photo the "
+                f"reviewed cells were drawn on; restore the original.")
+        for c, r, kind in negatives.NEGATIVE_CELLS[photo]:
+            crop = np.ascontiguousarray(
+                rgb[r * cell_rows:(r + 1) * cell_rows, c * cell_cols:(c + 1) * cell_cols])
+            out.append(Sample(f"{photo}_c{c}r{r}", crop, np.zeros(crop.shape[:2], bool),
+                              domain=negatives.DOMAIN,
+                              meta={"photo": photo, "column": c, "row": r, "terrain": kind}))
+            if limit and len(out) >= limit:
+                return out
+    return out
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -1,50 +1,72 @@
 """Exceptions of the engine package.
 
-Each subclasses a builtin so callers can catch broadly (``OSError``, ``ValueError``), and each
-message says what was expected, what was found, and what to do.
+One root, :class:`EngineError`, as ``rasterio.errors.RasterioError`` is rasterio's: ``except
+EngineError`` catches every error the engine raises on purpose. Each error also subclasses a
+builtin so callers can catch broadly (``OSError``, ``ValueError``), and each message says what
+was expected, what was found, and what to do.
+
+:class:`CRSError` is the one CRS error of CrackWatch, :class:`geodata.errors.CRSError` (a
+:class:`geodata.errors.GeodataError`), re-exported here because the engine raises it too.
 """
 
+from geodata.errors import CRSError
 
-class DataNotFoundError(FileNotFoundError):
+__all__ = [
+    "BandLayoutError",
+    "CRSError",
+    "DataNotFoundError",
+    "EngineError",
+    "ImageReadError",
+    "MaskShapeError",
+    "ModelCardError",
+    "ModelNotFoundError",
+    "PairingError",
+    "PretrainedWeightsError",
+    "RasterReadError",
+    "WeightsIntegrityError",
+]
+
+
+class EngineError(Exception):
+    """Root of the engine's errors."""
+
+
+class DataNotFoundError(EngineError, FileNotFoundError):
     """A data folder or file the caller named does not exist."""
 
 
-class PairingError(ValueError):
+class PairingError(EngineError, ValueError):
     """An image has no mask (or a mask has no image) with the same file stem."""
 
 
-class ImageReadError(OSError):
+class ImageReadError(EngineError, OSError):
     """An image or mask file could not be decoded (corrupt, truncated, not an image)."""
 
 
-class MaskShapeError(ValueError):
+class MaskShapeError(EngineError, ValueError):
     """A mask's size differs from its image's size."""
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(EngineError, FileNotFoundError):
     """No shipped or user model of that name exists."""
 
 
-class WeightsIntegrityError(ValueError):
+class WeightsIntegrityError(EngineError, ValueError):
     """A weights file's SHA-256 does not match the one recorded in its model card."""
 
 
-class ModelCardError(ValueError):
+class ModelCardError(EngineError, ValueError):
     """A model card is missing a field or describes an unknown architecture."""
 
 
-class RasterReadError(OSError):
+class RasterReadError(EngineError, OSError):
     """A raster cannot be read: missing, not a raster, truncated or zero-size."""
 
 
-class BandLayoutError(ValueError):
+class BandLayoutError(EngineError, ValueError):
     """A raster's bands or data type cannot be turned into RGB for the model."""
 
 
-class CRSError(ValueError):
-    """A raster has no CRS (and none was given) or a CRS unsuitable for measuring."""
-
-
-class PretrainedWeightsError(ImportError):
+class PretrainedWeightsError(EngineError, ImportError):
     """ImageNet-pretrained encoder weights are unavailable (package missing, file changed) or
     were asked for an encoder that has none."""

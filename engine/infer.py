@@ -39,6 +39,7 @@ from engine.allocator import release_free_memory
 from engine.data import normalise
 from engine.errors import BandLayoutError, CRSError, RasterReadError
 from engine.models import SIZE_MULTIPLE, forward_proba, inference_module
+from geodata.crs import utm_crs_for
 
 log = logging.getLogger(__name__)
 
@@ -186,18 +187,6 @@ def to_uint8(data: np.ndarray, limits: np.ndarray | None) -> np.ndarray:
     hi = limits[:, 1, None, None].astype(np.float32)
     x = (x - lo) * (255.0 / (hi - lo))
     return np.nan_to_num(np.clip(x, 0, 255), nan=0).astype(np.uint8)
-
-
-def utm_crs_for(lon: float, lat: float):
-    """The WGS 84 / UTM zone CRS (rasterio ``CRS``) containing (lon, lat) in degrees."""
-    from pyproj.aoi import AreaOfInterest
-    from pyproj.database import query_utm_crs_info
-    from rasterio.crs import CRS
-
-    info = query_utm_crs_info("WGS 84", area_of_interest=AreaOfInterest(lon, lat, lon, lat))
-    if not info:
-        raise CRSError(f"No UTM zone found for lon {lon}, lat {lat}; pass a projected CRS.")
-    return CRS.from_epsg(int(info[0].code))
 
 
 def open_raster(path: str | Path):
@@ -487,7 +476,7 @@ def predict_raster(
                 else:
                     from rasterio.warp import transform_bounds
                     w, s, e, n = transform_bounds(src_crs, "EPSG:4326", *src.bounds)
-                    dst_crs = utm_crs_for((w + e) / 2, (s + n) / 2)
+                    dst_crs = CRS.from_epsg(utm_crs_for((w + e) / 2, (s + n) / 2).to_epsg())
                 if dst_crs.is_geographic:
                     raise CRSError(f"target CRS {dst_crs} is geographic; give a projected CRS "
                                    f"in metres.")
@@ -746,5 +735,5 @@ __all__ = [
     "DEFAULT_BATCH_SIZE", "PredictionResult", "RowBandBlender", "StripedRasterWarning",
     "aligned_stride", "blend_weights", "default_batch_size",
     "open_raster", "predict_image", "predict_raster", "select_rgb_bands", "stretch_limits",
-    "to_uint8", "utm_crs_for", "window_starts",
+    "to_uint8", "window_starts",
 ]

@@ -1,16 +1,15 @@
-"""Crack segmentation networks: U-Net and DeepLabV3+ from segmentation-models-pytorch.
+"""Crack segmentation networks from segmentation-models-pytorch, by architecture name.
 
-Both are plain ``nn.Module``s mapping ``(B, 3, H, W)`` ImageNet-normalised float images to
-``(B, 1, H, W)`` crack logits (apply ``sigmoid`` for probabilities). ``H`` and ``W`` must be
-multiples of :data:`SIZE_MULTIPLE`; :func:`pad_to_multiple` does that.
+The architectures (U-Net and DeepLabV3+ today) are registered by name in
+:mod:`engine.architectures` (with their dropout, after Sulaiman et al.); :func:`get_model`
+builds one by name, :func:`list_models` lists them, :func:`build_model` builds one from a model
+card's ``architecture`` block. Every model is a plain ``nn.Module`` mapping ``(B, 3, H, W)``
+ImageNet-normalised float images to ``(B, 1, H, W)`` crack logits (apply ``sigmoid`` for
+probabilities). ``H`` and ``W`` must be multiples of :data:`SIZE_MULTIPLE`;
+:func:`pad_to_multiple` does that.
 
 Encoders are built with ``encoder_weights=None``: nothing is downloaded, every weight comes
 from our own training on ``../shared/data``.
-
-Dropout follows Sulaiman et al. (U-Net vs DeepLabV3+ for concrete cracks, Sect. 2.7): in the
-U-Net 0.1 in the first blocks, 0.2 in the middle blocks and 0.3 at the bottleneck, with the same
-rates mirrored in the decoder; in DeepLabV3+ 0.3 after the last encoder block and 0.2 in the
-decoder. We use channel-wise (``Dropout2d``) dropout, the usual choice for conv feature maps.
 """
 
 from __future__ import annotations
@@ -19,46 +18,33 @@ import logging
 import weakref
 from typing import Any
 
-import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.architectures import (  # noqa: F401 - the dropout rates are re-exported
+    ARCHITECTURES,
+    DEEPLAB_DECODER_DROPOUT,
+    DEEPLAB_ENCODER_DROPOUT,
+    UNET_DECODER_DROPOUT,
+    UNET_ENCODER_DROPOUT,
+    build_parts,
+    list_models,
+    register_model,
+)
 from engine.errors import ModelCardError
 
 log = logging.getLogger(__name__)
 
 SIZE_MULTIPLE = 32
 
-# Dropout per encoder feature (stride 1, 2, 4, 8, 16, 32) and per U-Net decoder block (deep to
-# shallow), after Sulaiman et al. Sect. 2.7.
-UNET_ENCODER_DROPOUT = (0.0, 0.0, 0.1, 0.1, 0.2, 0.3)
-UNET_DECODER_DROPOUT = (0.2, 0.2, 0.1, 0.1, 0.0)
-DEEPLAB_ENCODER_DROPOUT = 0.3
-DEEPLAB_DECODER_DROPOUT = 0.2
-
-
-def _smp_model(cls: type, encoder: str, **kwargs: Any) -> nn.Module:
-    """``cls(encoder, ...)`` with random weights, 3 input channels, 1 class; an unknown encoder
-    name is a :class:`ModelCardError`."""
-    from engine.pretrained import ENCODER_ALIASES
-
-    try:
-        return cls(ENCODER_ALIASES.get(encoder, encoder), encoder_weights=None, in_channels=3,
-                   classes=1, **kwargs)
-    except (KeyError, RuntimeError) as exc:
-        raise ModelCardError(
-            f"Unknown encoder {encoder!r} ({str(exc)[:120]}...); use a "
-            "segmentation-models-pytorch encoder name, e.g. mobilenet_v2 or resnet18 "
-            "(segmentation_models_pytorch.encoders.get_encoder_names())."
-        ) from exc
-
 
 class CrackSegmenter(nn.Module):
     """An smp encoder-decoder with dropout on encoder features and in the decoder.
 
     Args:
-        architecture: ``"unet"`` or ``"deeplabv3plus"``.
+        architecture: a registered architecture name (:func:`list_models`: ``"unet"``,
+            ``"deeplabv3plus"``).
         encoder: an smp encoder name, e.g. ``"mobilenet_v2"``, ``"resnet18"``, or a name of
             :data:`engine.pretrained.ENCODER_ALIASES` (``"efficientnet-lite0"``).
         decoder_channels: U-Net: one int per decoder block; DeepLabV3+: a single int.
@@ -85,53 +71,14 @@ class CrackSegmenter(nn.Module):
         #: set from the model card by :func:`engine.registry.load_model`). Identity: 1, 0.
         self.logit_scale = 1.0
         self.logit_bias = 0.0
-        if architecture == "unet":
-            if not 3 <= encoder_depth <= 5:
-                raise ModelCardError(f"encoder_depth must be 3, 4 or 5; got {encoder_depth}.")
-            dc = tuple(decoder_channels) if not isinstance(decoder_channels, int) else (
-                decoder_channels,) * encoder_depth
-            if len(dc) != encoder_depth:
-                raise ModelCardError(
-                    f"decoder_channels {list(dc)} has {len(dc)} entries; a U-Net with "
-                    f"encoder_depth {encoder_depth} needs {encoder_depth}.")
-            self.net = _smp_model(smp.Unet, encoder, decoder_channels=dc,
-                                  encoder_depth=encoder_depth)
-            # smp builds every stage and skips the unused ones in forward: drop their weights.
-            for stage in range(encoder_depth, 5):
-                if hasattr(self.net.encoder, f"layer{stage}"):
-                    delattr(self.net.encoder, f"layer{stage}")
-            # Per-stride rates, with the bottleneck's 0.3 on the deepest stage used.
-            rates = UNET_ENCODER_DROPOUT[:encoder_depth] + UNET_ENCODER_DROPOUT[-1:]
-            self.encoder_dropout = nn.ModuleList(
-                nn.Dropout2d(p) if p > 0 else nn.Identity() for p in rates
-            )
-            # attention2 is an Identity when attention_type=None: a parameter-free slot right
-            # after each decoder block's second conv.
-            for block, p in zip(self.net.decoder.blocks, UNET_DECODER_DROPOUT, strict=False):
-                if p > 0:
-                    block.attention2 = nn.Dropout2d(p)
-        elif architecture == "deeplabv3plus":
-            if encoder_depth != 5:
-                raise ModelCardError("encoder_depth applies to the U-Net only; DeepLabV3+ uses "
-                                     f"the whole encoder (got {encoder_depth}).")
-            dc = decoder_channels if isinstance(decoder_channels, int) else decoder_channels[0]
-            self.net = _smp_model(smp.DeepLabV3Plus, encoder, decoder_channels=dc)
-            n = len(self.net.encoder.out_channels)
-            self.encoder_dropout = nn.ModuleList(
-                [nn.Identity()] * (n - 1) + [nn.Dropout2d(DEEPLAB_ENCODER_DROPOUT)]
-            )
-            self.decoder_dropout = nn.Dropout2d(DEEPLAB_DECODER_DROPOUT)
-        else:
-            raise ModelCardError(
-                f"Unknown architecture {architecture!r}; expected 'unet' or 'deeplabv3plus'."
-            )
+        self.net, self.encoder_dropout, self.decoder_dropout = build_parts(
+            architecture, encoder=encoder, decoder_channels=decoder_channels,
+            encoder_depth=encoder_depth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.net.encoder(x)
         features = [d(f) for d, f in zip(self.encoder_dropout, features, strict=True)]
-        out = self.net.decoder(features)
-        if self.architecture == "deeplabv3plus":
-            out = self.decoder_dropout(out)
+        out = self.decoder_dropout(self.net.decoder(features))
         logits = self.net.segmentation_head(out)
         if self.logit_scale != 1.0 or self.logit_bias != 0.0:
             logits = logits * self.logit_scale + self.logit_bias
@@ -155,13 +102,22 @@ def build_model(architecture: dict[str, Any]) -> CrackSegmenter:
                           encoder_depth=architecture.get("encoder_depth", 5))
 
 
-# The two shipped configurations (small enough for fp16 checkpoints of a few MB).
-ARCHITECTURES: dict[str, dict[str, Any]] = {
-    "unet": {"family": "unet", "encoder": "mobilenet_v2",
-             "decoder_channels": [128, 64, 32, 16, 16]},
-    "deeplabv3plus": {"family": "deeplabv3plus", "encoder": "mobilenet_v2",
-                      "decoder_channels": 128},
-}
+def get_model(name: str, **kwargs: Any) -> CrackSegmenter:
+    """An untrained model of architecture ``name`` (:func:`list_models`) in its shipped
+    configuration (:data:`ARCHITECTURES`, small enough for fp16 checkpoints of a few MB),
+    with ``kwargs`` (``encoder``, ``decoder_channels``, ``encoder_depth``) replacing entries.
+
+    Raises:
+        ModelCardError: unknown architecture, encoder or option.
+    """
+    if name not in ARCHITECTURES:
+        raise ModelCardError(f"Unknown architecture {name!r}; expected one of "
+                             f"{', '.join(list_models())}.")
+    unknown = set(kwargs) - {"encoder", "decoder_channels", "encoder_depth"}
+    if unknown:
+        raise ModelCardError(f"get_model({name!r}) takes encoder, decoder_channels and "
+                             f"encoder_depth, not {', '.join(sorted(unknown))}.")
+    return build_model({**ARCHITECTURES[name], **kwargs})
 
 
 def pad_to_multiple(

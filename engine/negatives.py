@@ -7,7 +7,9 @@ was laid out on a grid of 8 x 4 cells (500 x 562 px each; column 0-7 left to rig
 top to bottom) and only cells reviewed by eye on a contact sheet as road-, car- and
 building-free were listed in :data:`NEGATIVE_CELLS`; a second look at every listed cell
 (a contact sheet of all of them) removed six more with a car or a path edge. Each listed cell
-becomes one all-background sample (mask all ``False``).
+becomes one all-background sample (mask all ``False``; :func:`engine.data.negative_samples`
+cuts them, ``engine.data.load_dataset("terrain-negatives-<split>")`` loads them). This module
+is the table only: it imports nothing, so the data loaders can read it.
 
 Split by photo (:data:`NEGATIVE_SPLITS`). The photos overlap their neighbours in the flight
 line, so the held-out photos' immediate neighbours are not in ``train`` (they are ``val``):
@@ -19,13 +21,6 @@ Arrays: ``image`` (562, 500, 3) uint8 RGB; ``mask`` (562, 500) bool, all False.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-
-import numpy as np
-
-from engine.data import Sample, default_data_root, read_rgb
-from engine.errors import DataNotFoundError
 
 FOLDER = "geo/brighton_beach"
 LICENSE = "BSD-2-Clause"
@@ -83,49 +78,3 @@ NEGATIVE_CELLS: dict[str, list[tuple[int, int, str]]] = {
     "DJI_0035": [(3, 1, "tree canopy"), (4, 2, "tree canopy")]
     + _cells((7,), (1, 2), "shingle"),
 }
-
-
-def negative_samples(split: str, data_root: Path | None = None,
-                     limit: int | None = None) -> list[Sample]:
-    """The reviewed crack-free cells of one split as all-background samples.
-
-    Args:
-        split: ``"train"``, ``"val"`` or ``"test"`` (:data:`NEGATIVE_SPLITS`).
-        data_root: folder holding ``geo/brighton_beach`` (default ``../shared/data``).
-        limit: keep only the first N cells (smoke runs).
-
-    Returns:
-        Samples named ``DJI_0018_c0r0`` ..., ``image`` (562, 500, 3) uint8, ``mask`` all False,
-        ``meta`` ``{"photo", "column", "row", "terrain"}``.
-
-    Raises:
-        ValueError: an unknown split.
-        DataNotFoundError: a photo of the split is missing.
-        ImageReadError: a photo cannot be decoded.
-    """
-    if split not in NEGATIVE_SPLITS:
-        raise ValueError(f"Unknown negatives split {split!r}; choose from "
-                         f"{', '.join(NEGATIVE_SPLITS)}.")
-    root = (Path(data_root) if data_root else default_data_root()) / FOLDER
-    out: list[Sample] = []
-    for photo in NEGATIVE_SPLITS[split]:
-        path = root / f"{photo}.JPG"
-        if not path.is_file():
-            raise DataNotFoundError(
-                f"Negative-terrain photo {path} is missing. It comes from "
-                f"../shared/data/geo/brighton_beach (see ../shared/data/README.md); pass "
-                f"--data-root pointing at the folder that holds geo/ and segmentation/.")
-        rgb = read_rgb(path)
-        if (rgb.shape[1], rgb.shape[0]) != PHOTO_SIZE:
-            raise DataNotFoundError(
-                f"{path} is {rgb.shape[1]}x{rgb.shape[0]} px, not the {PHOTO_SIZE[0]}x"
-                f"{PHOTO_SIZE[1]} photo the reviewed cells were drawn on; restore the original.")
-        for c, r, kind in NEGATIVE_CELLS[photo]:
-            crop = np.ascontiguousarray(
-                rgb[r * CELL_ROWS:(r + 1) * CELL_ROWS, c * CELL_COLS:(c + 1) * CELL_COLS])
-            out.append(Sample(f"{photo}_c{c}r{r}", crop, np.zeros(crop.shape[:2], bool),
-                              domain=DOMAIN,
-                              meta={"photo": photo, "column": c, "row": r, "terrain": kind}))
-            if limit and len(out) >= limit:
-                return out
-    return out

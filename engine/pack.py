@@ -20,12 +20,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from engine.data import DATASETS, dataset_samples, default_data_root, read_rgb
+from engine.errors import EngineError
 
 #: What ``crackwatch train segment`` reads by default: the training sets and UAV75's val split.
 TRAINING_SETS = ("deepcrack-train", "uav75-train", "uav75-val", "masonry")
 
 
-class PackError(RuntimeError):
+class PackError(EngineError, RuntimeError):
     """A packed image does not decode to its source's pixels."""
 
 

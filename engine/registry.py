@@ -2,29 +2,30 @@
 
 Shipped models live in ``engine/weights/`` (``NAME.safetensors`` + ``NAME.json``); a user folder
 can be given with ``weights_dir`` and is searched first. Nothing is downloaded and nothing is
-unpickled: weights are safetensors, cards are JSON.
+unpickled: weights are safetensors, cards are JSON. Finding and reading cards is torch-free
+(:mod:`engine.cards`; :func:`list_cards`, :func:`find_card` and :data:`WEIGHTS_DIR` are
+re-exported here).
 
 Site profiles. A site is a ``structure`` or a ``slope`` (``geodata.store.models.PROFILES``);
 each profile has one shipped model, :data:`PROFILE_MODELS`, read from
 ``engine/profile_models.json`` (:mod:`engine.profiles`; a data file, so that the dashboard,
-which does not import the engine, shows the same choice). A card may say which profile its
+which does not import the model stack, shows the same choice). A card may say which profile its
 model serves with ``"site_profile": "structure"`` or ``"slope"``.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from engine.cards import WEIGHTS_DIR, find_card, list_cards  # noqa: F401 - re-exported
 from engine.checkpoint import load_state, sha256_file, write_card
 from engine.errors import ModelCardError, ModelNotFoundError, WeightsIntegrityError
 from engine.models import build_model
-from engine.profiles import SITE_PROFILES, read_profile_models
+from engine.profiles import SITE_PROFILES, read_profile_models  # noqa: F401 - re-exported
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: Site profile -> the shipped model that serves it (the pipeline's choice for a site that
 #: names no model of its own). Read from ``engine/profile_models.json``
 #: (:data:`engine.profiles.PROFILE_MODELS_FILE`): edit that file to change it.
@@ -44,62 +45,6 @@ def model_for_profile(profile: str) -> str:
     except (KeyError, TypeError):
         raise ValueError(f"no site profile {profile!r}; the profiles are "
                          f"{', '.join(sorted(PROFILE_MODELS))}") from None
-
-
-def _search_dirs(weights_dir: Path | None) -> list[Path]:
-    return ([Path(weights_dir)] if weights_dir else []) + [WEIGHTS_DIR]
-
-
-def _read_card(path: Path) -> dict:
-    try:
-        card = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelCardError(f"Model card {path} is not valid JSON ({exc}); restore it from git "
-                             f"or retrain the model.") from exc
-    for key in ("name", "architecture", "weights"):
-        if key not in card:
-            raise ModelCardError(f"Model card {path} lacks {key!r}; restore it or retrain.")
-    served = card.get("site_profile")
-    if served is not None and served not in SITE_PROFILES:
-        raise ModelCardError(f"Model card {path} says site_profile {served!r}, which is no site "
-                             f"profile; set it to one of {', '.join(SITE_PROFILES)} or remove "
-                             f"the key.")
-    card["_card_path"] = str(path)
-    return card
-
-
-def list_cards(weights_dir: Path | None = None) -> list[dict]:
-    """Every model card found (user folder first, then shipped), one per name."""
-    seen, cards = set(), []
-    for d in _search_dirs(weights_dir):
-        if not d.is_dir():
-            continue
-        for p in sorted(d.glob("*.json")):
-            try:
-                card = _read_card(p)
-            except ModelCardError:
-                continue
-            if card["name"] not in seen:
-                seen.add(card["name"])
-                cards.append(card)
-    return cards
-
-
-def find_card(name: str, weights_dir: Path | None = None) -> dict:
-    """The card of model ``name``.
-
-    Raises:
-        ModelNotFoundError: no card of that name in the user folder or the shipped weights.
-    """
-    for d in _search_dirs(weights_dir):
-        p = d / f"{name}.json"
-        if p.is_file():
-            return _read_card(p)
-    available = ", ".join(c["name"] for c in list_cards(weights_dir)) or "none"
-    raise ModelNotFoundError(
-        f"No model named {name!r} in {', '.join(map(str, _search_dirs(weights_dir)))}. "
-        f"Available: {available}. See `crackwatch models list`."
-    )
 
 
 def load_model(name: str = DEFAULT_MODEL, *, weights_dir: Path | None = None,

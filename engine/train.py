@@ -16,7 +16,6 @@ Writes ``<out_dir>/<name>.safetensors`` (fp16) and ``<name>.json`` (model card).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import platform
@@ -525,7 +524,3 @@ def train_segmentation(
     }
     save_checkpoint(best_state, card, Path(out_dir))
     return card
-
-
-def format_card(card: dict) -> str:
-    return json.dumps(card, indent=2)

@@ -1,36 +1,48 @@
-"""Errors raised by ``geodata``. Each subclasses a builtin so callers can catch broadly.
+"""Errors raised by ``geodata``.
 
-Messages say what was expected, what was found, and what to do.
+One root, :class:`GeodataError`, as ``rasterio.errors.RasterioError`` is rasterio's: ``except
+GeodataError`` catches every error geodata raises on purpose. Each error also subclasses a
+builtin so callers can catch broadly (``ValueError``, ``LookupError``...). Messages say what
+was expected, what was found, and what to do.
+
+:class:`CRSError` is CrackWatch's only CRS error; :mod:`engine.errors` re-exports it.
 """
 
 from __future__ import annotations
 
-
-class RasterReadError(OSError):
-    """A file is not a readable raster (not a raster, truncated, zero-size)."""
-
-
-class BandLayoutError(ValueError):
-    """A raster's bands cannot be turned into RGB (unsupported count or dtype)."""
-
-
-class CRSError(ValueError):
-    """A CRS is missing, unsuitable for measuring (geographic), or does not match."""
+__all__ = [
+    "CRSError",
+    "GSDError",
+    "GeodataError",
+    "PhotoMetadataError",
+    "RecordNotFoundError",
+    "SiteBusyError",
+    "StoreError",
+]
 
 
-class PhotoMetadataError(ValueError):
+class GeodataError(Exception):
+    """Root of geodata's errors."""
+
+
+class CRSError(GeodataError, ValueError):
+    """A CRS is missing (a raster without one and none given), unsuitable for measuring
+    (geographic, not projected), unknown, or does not match the site's."""
+
+
+class PhotoMetadataError(GeodataError, ValueError):
     """A photo's EXIF/XMP is missing or corrupt where it is needed."""
 
 
-class GSDError(ValueError):
+class GSDError(GeodataError, ValueError):
     """A ground sample distance cannot be derived and none was given."""
 
 
-class StoreError(RuntimeError):
+class StoreError(GeodataError, RuntimeError):
     """The crack store cannot do what was asked (no schema yet, unreachable, bad record)."""
 
 
-class RecordNotFoundError(LookupError):
+class RecordNotFoundError(GeodataError, LookupError):
     """A site, survey, run or track that was asked for is not in the store."""
 
 

@@ -42,6 +42,7 @@ from PIL import Image
 from pyproj.exceptions import CRSError as PyprojCRSError
 from shapely.geometry import Polygon
 
+from geodata.crs import lon_lat_pair, utm_crs_for
 from geodata.errors import CRSError, GSDError, PhotoMetadataError
 
 __all__ = [
@@ -251,7 +252,7 @@ def read_photo_set(
         FileNotFoundError: ``folder_or_paths`` is a path that does not exist.
         ValueError: ``site_location`` is not a ``(lon, lat)`` pair in range.
     """
-    site = None if site_location is None else _check_lon_lat_pair(site_location)
+    site = None if site_location is None else lon_lat_pair(site_location)
     photos: list[PhotoMetadata] = []
     failures: list[tuple[Path, str]] = []
     for p in _photo_paths(folder_or_paths):
@@ -383,27 +384,6 @@ def ground_sample_distance_m(
 # --------------------------------------------------------------------------- geometry
 
 
-def utm_crs_for(lon: float, lat: float) -> pyproj.CRS:
-    """The WGS 84 / UTM zone CRS (EPSG:326zz north, 327zz south) containing ``(lon, lat)``.
-
-    Zone = floor((lon + 180) / 6) + 1 (the standard 6-degree zones; the Norway/Svalbard
-    exceptions are not applied); a point on a zone boundary goes to the eastern zone.
-
-    Args:
-        lon, lat: WGS 84 degrees.
-
-    Raises:
-        ValueError: lon/lat out of range or not finite.
-        CRSError: latitude beyond UTM's 80 S .. 84 N; use a polar stereographic CRS instead.
-    """
-    lon, lat = _check_lon_lat_pair((lon, lat))
-    if not -80.0 <= lat <= 84.0:
-        raise CRSError(f"UTM is defined from 80 S to 84 N, got lat {lat}; pass a polar CRS "
-                       f"(e.g. EPSG:32661 UPS North or EPSG:32761 UPS South) instead")
-    zone = min(int((lon + 180.0) // 6.0) + 1, 60)
-    return pyproj.CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
-
-
 def nadir_footprint(meta: PhotoMetadata, gsd_m: float, crs: Any) -> Polygon:
     """The ground rectangle a nadir photo covers, as a polygon in a projected ``crs``.
 
@@ -479,18 +459,6 @@ def _positive(name: str, value: Any) -> float:
     if not (math.isfinite(value) and value > 0):
         raise GSDError(f"{name} must be a positive finite number, got {value}")
     return value
-
-
-def _check_lon_lat_pair(pair: Any) -> tuple[float, float]:
-    try:
-        lon, lat = (float(v) for v in pair)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"expected a (lon, lat) pair of numbers, got {pair!r}") from exc
-    if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180
-            and -90 <= lat <= 90):
-        raise ValueError(f"(lon, lat) = ({lon}, {lat}) is out of range: lon must be in "
-                         f"[-180, 180] and lat in [-90, 90] (WGS 84 degrees, longitude first)")
-    return lon, lat
 
 
 def _projected_crs(crs: Any) -> pyproj.CRS:

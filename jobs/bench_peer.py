@@ -27,11 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from jobs.errors import JobsError
+
 PEER_SCRIPT_DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "tools" / \
     "peer_torchgeo.py"
 
 
-class PeerUnavailableError(RuntimeError):
+class PeerUnavailableError(JobsError, RuntimeError):
     """torchgeo or the peer script is missing."""
 
 

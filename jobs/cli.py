@@ -22,6 +22,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from engine.architectures import list_models
+
 app = typer.Typer(help="CrackWatch: crack segmentation, mapping and monitoring.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 train_app = typer.Typer(help="Train models.", no_args_is_help=True)
@@ -117,7 +119,7 @@ def train_pack_data(
 @train_app.command("segment")
 def train_segment(
     name: str = typer.Option("crackwatch-unet-mnv2", help="Model name (stem of weights/card)."),
-    architecture: str = typer.Option("unet", help="unet | deeplabv3plus"),
+    architecture: str = typer.Option("unet", help=" | ".join(list_models())),
     encoder: str | None = typer.Option(None, help="smp encoder instead of the default "
                                        "mobilenet_v2, e.g. resnet18 (experiments; shipped "
                                        "checkpoints stay near 10 MB fp16)."),
@@ -626,10 +628,6 @@ def _bench_peer(sizes: list[int], workdir: Path, repeats: int, peer: str,
     console.print_json(json.dumps(rows))
 
 
-RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
-PHOTO_SUFFIXES = {".jpg", ".jpeg"}
-
-
 @app.command("infer")
 def infer_cmd(
     path: Path = typer.Argument(..., help="Orthomosaic (GeoTIFF), a JPEG photo, or a folder "
@@ -661,7 +659,7 @@ def infer_cmd(
         WeightsIntegrityError,
     )
     from engine.registry import DEFAULT_MODEL, load_model
-    from geodata.errors import CRSError as GeoCRSError
+    from geodata.photos import PHOTO_SUFFIXES
 
     if not path.exists():
         _fail(FileNotFoundError(f"{path} does not exist; give an orthomosaic, a JPEG or a "
@@ -681,7 +679,7 @@ def infer_cmd(
             _infer_raster(path, net, out, tile_size=tile_size, overlap=overlap,
                           batch_size=batch_size, device=device, threshold=threshold,
                           min_area_px=min_area_px, crs=crs, dtype=dtype, tta=tta)
-    except (RasterReadError, BandLayoutError, CRSError, GeoCRSError, ValueError) as exc:
+    except (RasterReadError, BandLayoutError, CRSError, ValueError) as exc:
         _fail(exc)
 
 

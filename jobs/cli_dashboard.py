@@ -8,7 +8,7 @@ with no internet). It listens on 127.0.0.1 (this machine only) unless ``--addres
 otherwise: other machines reach it through a TLS reverse proxy (``deploy/README.md``). The
 store URL reaches the app through ``CRACKWATCH_DATABASE_URL``; without ``--url`` the app
 uses that variable or the default SQLite file (see :mod:`jobs.settings`). Every page asks
-for a sign-in (users: ``crackwatch user add``, :mod:`jobs.users`). URLs are printed with
+for a sign-in (users: ``crackwatch user add``, :mod:`geodata.users`). URLs are printed with
 their password masked.
 """
 

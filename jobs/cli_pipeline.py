@@ -495,8 +495,8 @@ def _print_dashboard_steps(url: str, settings) -> None:
     (with ``--url`` when the store is not the default; its password masked)."""
     from sqlalchemy.engine import make_url
 
+    from geodata.users import UsersFileError, list_users
     from jobs.settings import hide_password
-    from jobs.users import UsersFileError, list_users
 
     try:
         users = list_users(settings.resolved_users_file())

@@ -5,7 +5,7 @@
     crackwatch user remove NAME
 
 The users file is ``CRACKWATCH_USERS_FILE``, default ``<data dir>/users.yaml``
-(``--users-file`` overrides both); see :mod:`jobs.users` for its layout and the roles. The
+(``--users-file`` overrides both); see :mod:`geodata.users` for its layout and the roles. The
 password is asked twice without echo, or read from the first line of standard input with
 ``--password-stdin`` (scripts); it is never an argument (shell history, ``ps``) and never
 printed: only its bcrypt hash is stored, and ``user list`` shows no hashes.
@@ -65,7 +65,7 @@ def user_add(
     users_file: Path | None = typer.Option(None, help=FILE_HELP),
 ) -> None:
     """Add a sign-in user with a role (the password is asked twice, hidden)."""
-    from jobs.users import add_user, check_role, normalise_username
+    from geodata.users import add_user, check_role, normalise_username
 
     path = _path(users_file)
     try:  # say what is wrong before asking for a password
@@ -85,7 +85,7 @@ def user_add(
 @user_app.command("list")
 def user_list(users_file: Path | None = typer.Option(None, help=FILE_HELP)) -> None:
     """The users and their roles (no password hashes)."""
-    from jobs.users import list_users
+    from geodata.users import list_users
 
     path = _path(users_file)
     try:
@@ -110,7 +110,7 @@ def user_remove(
     users_file: Path | None = typer.Option(None, help=FILE_HELP),
 ) -> None:
     """Remove a user (their dashboard session ends at their next click)."""
-    from jobs.users import remove_user
+    from geodata.users import remove_user
 
     path = _path(users_file)
     try:

@@ -38,6 +38,9 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, Protocol, runtime_checkable
 
+from geodata.store.models import LEVEL_COLOURS  # Slack attachment colour per level
+from jobs.errors import JobsError
+
 __all__ = [
     "LEVEL_COLOURS",
     "AlertMessage",
@@ -61,12 +64,10 @@ DEFAULT_SMTP_PASSWORD_ENV = "CRACKWATCH_SMTP_PASSWORD"
 SMTP_SECURITY = {"starttls": 587, "ssl": 465, "none": 25}
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
-#: Slack attachment colour per level.
-LEVEL_COLOURS = {"green": "#2e7d32", "yellow": "#f9a825", "orange": "#ef6c00", "red": "#c62828"}
 _LEVELS = tuple(LEVEL_COLOURS)
 
 
-class NotificationError(OSError):
+class NotificationError(JobsError, OSError):
     """Sending a notification failed; ``attempts`` says how many tries were made."""
 
     def __init__(self, message: str, *, attempts: int = 1) -> None:
@@ -74,7 +75,7 @@ class NotificationError(OSError):
         self.attempts = attempts
 
 
-class NotifierConfigError(ValueError):
+class NotifierConfigError(JobsError, ValueError):
     """A notifier is misconfigured (missing URL or password variable, bad option)."""
 
 

@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 from engine.allocator import release_free_memory
 from geodata import audit
 from geodata.alerts_store import alert_anchor
+from geodata.photos import PHOTO_SUFFIXES
 from geodata.store import models as m
 from geodata.store.api import RunInfo, ingest_survey, record_failed_run, store_run
 from geodata.store.engine import session_scope
@@ -79,7 +80,6 @@ __all__ = [
 ]
 
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
-PHOTO_SUFFIXES = {".jpg", ".jpeg"}
 STEPS = ("infer", "vectorise", "store_track", "alerts", "notify")
 
 
@@ -526,7 +526,6 @@ def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions) -> di
     finally:
         for leftover in (run_out, run_out.with_name(run_out.stem + ".partial.tif")):
             leftover.unlink(missing_ok=True)
-    t0 = time.perf_counter()
     with rasterio.open(out) as src:
         prob = src.read(1)
         nodata = src.read_masks(1) == 0
@@ -540,8 +539,7 @@ def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions) -> di
             "infer": {"seconds": round(res.seconds, 2), "probability_cog": str(out),
                       "megapixels_per_s": round(res.megapixels_per_s, 3),
                       "windows": res.windows_total, "windows_skipped": res.windows_skipped,
-                      "warnings": list(res.warnings)},
-            "vectorise_seconds": time.perf_counter() - t0}
+                      "warnings": list(res.warnings)}}
 
 
 def _infer_photos(survey: m.Survey, site: m.Site, model: Any,
@@ -883,6 +881,12 @@ def retry_notifications(bind: Engine, notifiers: Sequence[Notifier],
 # ------------------------------------------------------------------------------- pipeline
 
 
+def _before_step(step: str) -> None:
+    """Test seam: :func:`process_survey` calls it with each step's name (:data:`STEPS`) before
+    the step runs. It does nothing; fault-injection tests replace it (``monkeypatch.setattr(
+    jobs.pipeline, "_before_step", ...)``) with one that raises or kills the process."""
+
+
 def process_survey(
     bind: Engine,
     survey_id: int,
@@ -890,7 +894,6 @@ def process_survey(
     *,
     model: Any = None,
     notifiers: Sequence[Notifier] | None = None,
-    fault: Callable[[str], None] | None = None,
 ) -> SurveyResult:
     """Run infer -> vectorise -> store + track -> alerts -> notify for one survey.
 
@@ -901,8 +904,6 @@ def process_survey(
         model: a loaded model (default: the site's model, :func:`site_model_name`, via
             :func:`engine.registry.load_model`).
         notifiers: where raised/escalated alerts go (default: the log only).
-        fault: test hook called with each step's name before it runs (raise to inject an
-            error).
 
     Returns:
         :class:`SurveyResult`; ``status`` ``"succeeded"`` or ``"failed"`` (with ``error``).
@@ -927,8 +928,7 @@ def process_survey(
     try:
         if model is None:
             run_info["model_name"] = site_model_name(site, options)[0]
-        if fault:
-            fault(step)
+        _before_step(step)
         if model is None:
             model = _load_model(options, site)
         card = getattr(model, "card", {})
@@ -951,16 +951,14 @@ def process_survey(
         _set_step(bind, job_id, "infer", "succeeded",
                   **{**out["infer"], "seconds": round(time.perf_counter() - t0, 2)})
         step = "vectorise"
-        if fault:
-            fault(step)
+        _before_step(step)
         _set_step(bind, job_id, "vectorise", "succeeded", cracks=len(out["cracks"]))
         run_info["megapixels_per_s"] = out["megapixels_per_s"]
         run_info["finished_at"] = datetime.now(UTC)
 
         step = "store_track"
         with session_scope(bind, write=True) as s:  # ONE transaction: store..alerts
-            if fault:
-                fault(step)
+            _before_step(step)
             run = store_run(s, survey.id, out["cracks"], out["skeletons"], run_info,
                             coordinate_space=out["coordinate_space"],
                             footprint=out["footprint"], track=True,
@@ -968,8 +966,7 @@ def process_survey(
             summary = s.get(m.SurveySummary, survey.id)
             new_tracks = summary.new_count if summary else 0
             step = "alerts"
-            if fault:
-                fault(step)
+            _before_step(step)
             sv = s.get(m.Survey, survey.id)
             if sv.pixel_size_m is None and out.get("pixel_size_m"):
                 sv.pixel_size_m = out["pixel_size_m"]  # from the raster transform (CRS metres)
@@ -996,8 +993,7 @@ def process_survey(
                   **({"reason": skipped} if skipped else {}))
 
         step = "notify"
-        if fault:
-            fault(step)
+        _before_step(step)
         sent = deliver_pending(bind, notifiers, respect_backoff=False,
                                alert_ids=[a["alert_id"] for a in raised + escalated]
                                ) if raised or escalated else None

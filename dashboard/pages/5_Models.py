@@ -1,14 +1,14 @@
 """Models: the model cards (JSON beside the weights), their metrics, and the site profile
 each serves and is the default model of.
 
-Cards are read as JSON files straight from ``engine/weights/`` (or ``CRACKWATCH_WEIGHTS_DIR``),
-the profile table from ``engine/profile_models.json``; the dashboard does not import the
-engine.
+The cards are the ones ``crackwatch models list`` shows: :func:`engine.cards.list_cards` (a
+torch-free module; the dashboard does not import the model stack) over ``CRACKWATCH_WEIGHTS_DIR``
+first, then the shipped ``engine/weights/``, one card per model name. The profile table is read
+from ``engine/profile_models.json``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,31 +17,21 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import common as c
+from engine.cards import list_cards, search_dirs
 
-SHIPPED = Path(__file__).resolve().parents[2] / "engine" / "weights"
 
-
-def weights_dir() -> Path:
-    """``CRACKWATCH_WEIGHTS_DIR`` if set, else the shipped ``engine/weights``."""
+def weights_dir() -> Path | None:
+    """``CRACKWATCH_WEIGHTS_DIR`` if set (searched before the shipped cards), else None."""
     env = os.environ.get(c.ENV_WEIGHTS, "").strip()
-    return Path(env).expanduser() if env else SHIPPED
+    return Path(env).expanduser() if env else None
 
 
 @st.cache_data(ttl=c.CACHE_TTL_S, show_spinner=False)
-def load_cards(folder: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every ``*.json`` card in ``folder`` (sorted by name) and the problems reading others."""
-    cards, problems = [], []
-    for p in sorted(Path(folder).glob("*.json")):
-        try:
-            card = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            problems.append(f"{p.name}: not readable JSON ({exc})")
-            continue
-        if not isinstance(card, dict) or "name" not in card:
-            problems.append(f"{p.name}: not a model card (no 'name')")
-            continue
-        card["_file"] = p.name
-        cards.append(card)
+def load_cards(folder: str | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The cards :func:`engine.cards.list_cards` finds (``folder`` first, then the shipped
+    ones) and, for each file skipped, why."""
+    problems: list[str] = []
+    cards = list_cards(Path(folder) if folder else None, problems=problems)
     return cards, problems
 
 
@@ -59,17 +49,18 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, float]:
 c.page_setup("Models")
 st.title("Models")
 folder = weights_dir()
-cards, problems = load_cards(str(folder))
+folders = ", ".join(str(d) for d in search_dirs(folder))
+cards, problems = load_cards(str(folder) if folder else None)
 for problem in problems:
     st.warning(c.md(problem))
 if not cards:
-    c.empty_state(f"No model cards in {c.md(folder)}.",
+    c.empty_state(f"No model cards in {c.md(folders)}.",
                   "Trained models live there as `NAME.safetensors` with a `NAME.json` card "
                   "beside them. Train one with `crackwatch train` (see the README), or point "
                   f"`{c.ENV_WEIGHTS}` at a folder of cards.")
     st.stop()
 
-st.caption(f"{len(cards)} model card(s) in {c.code(folder)}")
+st.caption(f"{len(cards)} model card(s) in {c.code(folders)}")
 defaults = c.profile_models()
 if defaults:
     st.markdown("**Model of each site profile:** " + ", ".join(
@@ -118,4 +109,4 @@ for card in cards:
                     else c.json_text(card["command"]), language=None)
         if card.get("limitations"):
             st.info(f"**Limitations:** {c.md(card['limitations'])}")
-        st.caption(f"Card file: {c.md(card['_file'])}")
+        st.caption(f"Card file: {c.md(Path(card['_card_path']).name)}")

@@ -35,6 +35,7 @@ from geodata.store.engine import connect, session_scope, sqlite_url
 from geodata.store.migrate import current_revision, head_revision, upgrade
 from geodata.store.models import (
     ALERT_LEVELS,
+    LEVEL_COLOURS,
     Alert,
     Base,
     Crack,
@@ -49,6 +50,7 @@ from geodata.store.models import (
 
 __all__ = [
     "ALERT_LEVELS",
+    "LEVEL_COLOURS",
     "SEVERITY_CLASSES",
     "Alert",
     "Base",

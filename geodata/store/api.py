@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from geodata.errors import CRSError, RecordNotFoundError, StoreError
+from geodata.photos import PHOTO_SUFFIXES
 from geodata.severity import BRE251_CATEGORIES, bre251_name
 from geodata.store.engine import session_scope
 from geodata.store.models import (
@@ -160,7 +161,7 @@ def _projected_epsg(crs: Any) -> int:
         raise CRSError(
             f"a site's CRS must be projected (metres) so lengths and widths can be measured; "
             f"{name} is {'geographic (degrees)' if pcrs.is_geographic else 'not projected'}. "
-            f"Use the site's UTM zone (geodata.photos.utm_crs_for(lon, lat)) or national grid"
+            f"Use the site's UTM zone (geodata.crs.utm_crs_for(lon, lat)) or national grid"
         )
     units = {ax.unit_name for ax in pcrs.axis_info[:2]}
     if any(ax.unit_conversion_factor != 1.0 for ax in pcrs.axis_info[:2]):
@@ -454,7 +455,7 @@ def ingest_survey(
     path = Path(source_path)
     if source_type is None:
         source_type = ("photos" if path.is_dir()
-                       else "photo" if path.suffix.lower() in (".jpg", ".jpeg")
+                       else "photo" if path.suffix.lower() in PHOTO_SUFFIXES
                        else "orthomosaic")
     if source_type not in SOURCE_TYPES:
         raise ValueError(f"source_type must be one of {SOURCE_TYPES}, got {source_type!r}")

@@ -61,6 +61,7 @@ from geodata.store.types import GeometryType, UTCDateTime, spatial_index
 __all__ = [
     "ALERT_LEVELS",
     "COORDINATE_SPACES",
+    "LEVEL_COLOURS",
     "PROFILES",
     "RUN_STATUSES",
     "SOURCE_TYPES",
@@ -96,6 +97,9 @@ TRACK_STATUSES = ("active", "vanished", "merged")
 TRACK_EVENTS = ("new", "continued", "split", "merged", "vanished")
 #: Alert levels in increasing order of severity.
 ALERT_LEVELS = ("green", "yellow", "orange", "red")
+#: Display colour of each alert level (dashboard map markers, notification attachments):
+#: the Material Design 800 shades of green, yellow, orange and red.
+LEVEL_COLOURS = {"green": "#2e7d32", "yellow": "#f9a825", "orange": "#ef6c00", "red": "#c62828"}
 #: Job run statuses.
 #: ``abandoned``: the process running it is gone (killed, crashed); set by the next run.
 JOB_STATUSES = ("running", "succeeded", "failed", "skipped", "abandoned")

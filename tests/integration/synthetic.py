@@ -6,8 +6,8 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import rasterio
 import torch
+from builders import write_geotiff
 from rasterio.transform import from_origin
 
 EPSG = 32633
@@ -20,13 +20,10 @@ def write_ortho(path: Path, *, when: datetime, crack_cols: int = 150, seed: int 
     rng = np.random.default_rng(seed)
     img = np.clip(rng.normal(150, 12, (3, 256, 256)), 0, 255).astype(np.uint8)
     img[:, 120:120 + crack_rows, 40:40 + crack_cols] = 40
-    with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=3,
-                       dtype="uint8", crs=f"EPSG:{EPSG}", tiled=True, blockxsize=256,
-                       blockysize=256,
-                       transform=from_origin(500000, 6000000, 0.002, 0.002)) as dst:
-        dst.write(img)
-        dst.update_tags(TIFFTAG_DATETIME=f"{when:%Y:%m:%d %H:%M:%S}")
-    return path
+    return write_geotiff(path, img, crs=f"EPSG:{EPSG}",
+                         transform=from_origin(500000, 6000000, 0.002, 0.002),
+                         tags={"TIFFTAG_DATETIME": f"{when:%Y:%m:%d %H:%M:%S}"},
+                         tiled=True, blockxsize=256, blockysize=256)
 
 
 class DarkModel(torch.nn.Module):

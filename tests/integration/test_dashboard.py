@@ -14,24 +14,23 @@ this machine), imagery overviews, and the geodata functions the dashboard added
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import builders
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyproj
 import pytest
-import rasterio
 import shapely
 from rasterio.features import rasterize
 from rasterio.transform import from_origin
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.cards import list_cards
 from geodata import alerts_store, queries, store
 from geodata.errors import RecordNotFoundError, StoreError
 
@@ -71,19 +70,8 @@ def strip(x0: float, x1: float, y: float, width_m: float) -> shapely.MultiPolygo
 
 
 def crack_frame(geoms: list[shapely.Geometry]) -> gpd.GeoDataFrame:
-    """A crack frame as geodata.vectorise returns (metrics from the strips' extents)."""
-    n = len(geoms)
-    data = {
-        "crack_id": np.arange(1, n + 1),
-        "length_m": [g.bounds[2] - g.bounds[0] for g in geoms],
-        "mean_width_mm": [(g.bounds[3] - g.bounds[1]) * 800 for g in geoms],
-        "max_width_mm": [(g.bounds[3] - g.bounds[1]) * 1000 for g in geoms],
-        "area_m2": [g.area for g in geoms],
-        "mean_probability": [0.8] * n,
-        "max_probability": [0.97] * n,
-        "pixel_size_m": [PIXEL_M] * n,
-    }
-    return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=EPSG), crs=EPSG)
+    """A crack frame at the site (see builders.crack_frame)."""
+    return builders.crack_frame(geoms, crs=EPSG, pixel_size_m=PIXEL_M)
 
 
 def write_orthomosaic(path: Path, cracks: list[shapely.Geometry]) -> Path:
@@ -101,11 +89,9 @@ def write_orthomosaic(path: Path, cracks: list[shapely.Geometry]) -> Path:
     rgb[:, burnt == 1] = 25
     alpha = np.full((rows, cols), 255, np.uint8)
     alpha[:40, :40] = 0
-    with rasterio.open(path, "w", driver="GTiff", width=cols, height=rows, count=4,
-                       dtype="uint8", crs=f"EPSG:{EPSG}", transform=transform,
-                       photometric="RGB", alpha="YES") as dst:
-        dst.write(np.concatenate([rgb, alpha[None]]))
-    return path
+    return builders.write_geotiff(path, np.concatenate([rgb, alpha[None]]),
+                                  crs=f"EPSG:{EPSG}", transform=transform, photometric="RGB",
+                                  alpha="YES")
 
 
 #: Survey 1: A (1.0 m, 4 mm), B (0.8 m, 2 mm). Survey 2: A grew (1.4 m, 6 mm), B, new C.
@@ -178,7 +164,7 @@ def seed_store(folder: Path, *, with_imagery: bool = True, url: str | None = Non
 
 def write_users(path: Path) -> Path:
     """The users file of :data:`USERS` (as ``crackwatch user add`` writes it)."""
-    from jobs.users import add_user
+    from geodata.users import add_user
 
     for name, (password, role) in USERS.items():
         add_user(path, name, password, role)
@@ -213,39 +199,10 @@ def write_card(folder: Path) -> Path:
     return path
 
 
-PG_ADMIN_URL = os.environ.get("CRACKWATCH_TEST_POSTGRES_URL",
-                              "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture
-def postgis_url():
-    """A fresh, empty PostGIS database (dropped afterwards). Skips without a server, except
-    in CI (env ``CI`` set), where it fails, as tests/integration/test_store.py does."""
-    import psycopg
-
-    name = f"crackwatch_dash_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        msg = f"PostGIS dashboard tests need PostgreSQL at {PG_ADMIN_URL}: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        base = PG_ADMIN_URL.rsplit("/", 1)[0]
-        try:
-            with psycopg.connect(f"{base}/{name}", autocommit=True) as conn:
-                conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-            yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgis", marks=pytest.mark.postgis)])
 def any_seeded(request, tmp_path) -> dict:
     """A seeded store on SQLite and on PostGIS (fresh for each test)."""
-    url = request.getfixturevalue("postgis_url") if request.param == "postgis" else None
+    url = request.getfixturevalue("empty_postgis_url") if request.param == "postgis" else None
     return seed_store(tmp_path, url=url)
 
 
@@ -488,12 +445,20 @@ def test_models_page_reads_cards(app_env, tmp_path, monkeypatch):
     assert "CC BY-NC 4.0" in set(frames(at)[1]["license"])
     assert "crackwatch train --config unet.json" in [c.value for c in at.code]
     assert "Card file: crackwatch-unet-mnv2.json" in body
+    # The shipped cards follow the user folder's, as in `crackwatch models list`.
+    assert labels[:2] == ["crackwatch-unet-mnv2 (version 1), default for structure sites",
+                          "slope-model (version 1), default for slope sites"]
+    assert [label.split(" ")[0] for label in labels[2:]] == [
+        card["name"] for card in list_cards() if card["name"] != "crackwatch-unet-mnv2"]
 
 
 def test_models_page_empty_folder(app_env, tmp_path, monkeypatch):
+    import engine.cards
+
+    monkeypatch.setattr(engine.cards, "WEIGHTS_DIR", tmp_path / "no-shipped")
     monkeypatch.setenv("CRACKWATCH_WEIGHTS_DIR", str(tmp_path / "none"))
     at = run_page("pages/5_Models.py")
-    assert "No model cards in" in texts(at)
+    assert f"No model cards in {tmp_path / 'none'}, {tmp_path / 'no-shipped'}." in texts(at)
 
 
 @pytest.mark.parametrize("page", [None, "pages/1_Site.py", "pages/2_Defect_history.py",
@@ -736,7 +701,8 @@ def test_cli_dashboard_starts_streamlit(monkeypatch):
 
 
 @pytest.mark.postgis
-def test_pages_on_postgis(postgis_url, tmp_path, monkeypatch):
+def test_pages_on_postgis(empty_postgis_url, tmp_path, monkeypatch):
+    postgis_url = empty_postgis_url
     seeded = seed_store(tmp_path, url=postgis_url)
     monkeypatch.setenv("CRACKWATCH_DATABASE_URL", postgis_url)
     assert "Sites at red=1" in texts(run_page())
@@ -932,7 +898,7 @@ def test_admin_acknowledges_as_self(app_env, tmp_path, monkeypatch):
 
 
 def test_a_removed_user_is_signed_out_at_the_next_click(app_env, tmp_path, monkeypatch):
-    from jobs.users import add_user, remove_user
+    from geodata.users import add_user, remove_user
 
     path = tmp_path / "users.yaml"
     add_user(path, "temp", "temp-password", "operator")
@@ -1015,3 +981,22 @@ def test_with_an_identity_provider_pages_offer_its_sign_in_and_roles_come_by_ema
     assert role_for_email(users, "ana@example.org ") == ("ana", "operator")
     assert role_for_email(users, "bob@example.org") is None
     assert role_for_email(users, None) is None
+
+
+def test_the_dashboard_finds_the_store_where_the_jobs_put_it(tmp_path, monkeypatch):
+    """One setting for both (geodata.settings): CRACKWATCH_DATA_DIR's SQLite file by default,
+    CRACKWATCH_DATABASE_URL when set."""
+    from dashboard import common
+    from jobs.settings import Settings, get_settings
+
+    monkeypatch.delenv("CRACKWATCH_DATABASE_URL", raising=False)
+    monkeypatch.setenv("CRACKWATCH_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        assert common.database_url() == Settings().resolved_database_url() == \
+            get_settings().resolved_database_url() == f"sqlite:///{tmp_path.resolve()}/crackwatch.db"
+    finally:
+        get_settings.cache_clear()
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    assert common.database_url() == Settings().resolved_database_url() == \
+        "postgresql+psycopg://u@h/db"

@@ -9,6 +9,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+from builders import write_geotiff
 from typer.testing import CliRunner
 
 from engine.infer import StripedRasterWarning, predict_raster
@@ -100,10 +101,8 @@ def test_real_photo_same_probabilities_before_and_after_the_cpu_rewrite(tmp_path
     photo = Path(__file__).resolve().parents[2] / "jobs/demo_data/uav75/photos/DSC00550.jpg"
     rgb = np.asarray(Image.open(photo).convert("RGB")).transpose(2, 0, 1)
     tif = tmp_path / "uav75_DSC00550_assigned_geotransform.tif"
-    with rasterio.open(tif, "w", driver="GTiff", width=rgb.shape[2], height=rgb.shape[1],
-                       count=3, dtype="uint8", crs="EPSG:32633",
-                       transform=from_origin(500000, 5000000, 0.00025, 0.00025)) as dst:
-        dst.write(rgb)
+    write_geotiff(tif, rgb, crs="EPSG:32633",
+                  transform=from_origin(500000, 5000000, 0.00025, 0.00025))
     model = load_model()
     after = predict_raster(tif, model, out_path=tmp_path / "after.tif", tile_size=256,
                            overlap=64, progress=False, dtype="float32")

@@ -109,8 +109,12 @@ from geodata.errors import SiteBusyError
 from geodata.store import connect
 from jobs.pipeline import PipelineOptions, run_site
 
+GATE = Path(sys.argv[5]) if len(sys.argv) > 5 else None
+
 class SlowDarkModel(torch.nn.Module):  # 'crack' = dark pixels, slowly
     def forward(self, x):
+        while GATE is not None and not GATE.exists():  # hold the lock until the test says so
+            time.sleep(0.05)
         time.sleep(float(sys.argv[4]))
         return -8.0 * (x.mean(1, keepdim=True) + 1.0)
 
@@ -126,9 +130,12 @@ print("DONE", [r.status for r in results])
 """
 
 
-def _run_site_proc(url: str, work: Path, wait_s: float, sleep_s: float) -> subprocess.Popen:
+def _run_site_proc(url: str, work: Path, wait_s: float, sleep_s: float,
+                   gate: Path | None = None) -> subprocess.Popen:
+    """``run_site`` in a new process; with ``gate``, its model waits for that file to exist."""
     return subprocess.Popen([sys.executable, "-c", RUN_SITE, url, str(work), str(wait_s),
-                             str(sleep_s)], cwd=ROOT, stdout=subprocess.PIPE,
+                             str(sleep_s), *([str(gate)] if gate else [])], cwd=ROOT,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -148,7 +155,8 @@ def test_two_runs_of_one_site_at_once_process_each_survey_once(engine, tmp_path)
     for k in range(2):
         write_ortho(inbox / f"n{k}.tif", when=datetime(2026, 6, 1 + k))
     work = tmp_path / "work"  # one work dir shared by both processes
-    first = _run_site_proc(url, work, 0, 1.5)
+    gate = tmp_path / "go"  # the first run holds the lock until the refusal is seen
+    first = _run_site_proc(url, work, 0, 0.5, gate=gate)
     deadline = time.monotonic() + 60
     while _lock_row(engine, site_id) is None and first.poll() is None:
         assert time.monotonic() < deadline
@@ -157,6 +165,8 @@ def test_two_runs_of_one_site_at_once_process_each_survey_once(engine, tmp_path)
     out, _ = refused.communicate(timeout=120)
     assert refused.returncode == 3 and "being processed by" in out, out
     waiting = _run_site_proc(url, work, 120, 0)  # waits, then finds nothing left to do
+    time.sleep(3.0)  # time to start and queue for the lock (not asserted: racy)
+    gate.touch()
     out1, err1 = first.communicate(timeout=300)
     out2, err2 = waiting.communicate(timeout=300)
     assert first.returncode == 0 and "DONE ['succeeded', 'succeeded']" in out1, err1[-2000:]
@@ -185,8 +195,7 @@ def kill(step):
     if step == "vectorise":
         os.kill(os.getpid(), signal.SIGKILL)
 
-orig = p.process_survey
-p.process_survey = lambda *a, **k: orig(*a, **{**k, "fault": kill})
+p._before_step = kill
 p.run_site(connect(sys.argv[1]), "wall", p.PipelineOptions(work_dir=Path(sys.argv[2]),
            tile_size=256, overlap=32, inbox_settle_s=0), model=DarkModel())
 """

@@ -11,21 +11,12 @@ import pytest
 from sqlalchemy import func, select
 from synthetic import write_ortho
 
-from geodata.store import add_site, connect, upgrade
+from geodata.store import add_site, connect
 from geodata.store import models as m
 from geodata.store.engine import session_scope
 from jobs.pipeline import PipelineOptions, ingest, process_survey, retry_notifications
 
 EPSG = 32633
-
-
-@pytest.fixture
-def store(tmp_path):
-    url = f"sqlite:///{tmp_path / 'cw.db'}"
-    upgrade(url)
-    engine = connect(url)
-    yield url, engine
-    engine.dispose()
 
 
 def _counts(engine) -> dict[str, int]:
@@ -34,7 +25,10 @@ def _counts(engine) -> dict[str, int]:
                 for t in (m.Crack, m.CrackTrack, m.TrackObservation, m.SurveySummary, m.Alert)}
 
 
-def test_injected_error_mid_run_leaves_the_store_unchanged_and_can_be_rerun(store, tmp_path):
+def test_injected_error_mid_run_leaves_the_store_unchanged_and_can_be_rerun(store, tmp_path,
+                                                                            monkeypatch):
+    import jobs.pipeline
+
     url, engine = store
     add_site(engine, "wall", profile="structure", crs_epsg=EPSG)
     t0 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -50,7 +44,8 @@ def test_injected_error_mid_run_leaves_the_store_unchanged_and_can_be_rerun(stor
             if name == step:
                 raise RuntimeError(f"injected model error at {step}")
 
-        r = process_survey(engine, s2.id, opt, fault=fault)
+        monkeypatch.setattr(jobs.pipeline, "_before_step", fault)
+        r = process_survey(engine, s2.id, opt)
         assert r.status == "failed" and "injected" in r.error
         assert _counts(engine) == before
         with session_scope(engine) as s:
@@ -60,6 +55,7 @@ def test_injected_error_mid_run_leaves_the_store_unchanged_and_can_be_rerun(stor
             assert s.scalar(select(func.count()).select_from(m.InferenceRun).where(
                 m.InferenceRun.survey_id == s2.id, m.InferenceRun.status == "failed")) >= 1
 
+    monkeypatch.undo()
     r = process_survey(engine, s2.id, opt)
     assert r.status == "succeeded"
     with session_scope(engine) as s:
@@ -314,6 +310,7 @@ from datetime import datetime, UTC
 from pathlib import Path
 import torch
 from geodata.store import connect
+import jobs.pipeline
 from jobs.notify import LogNotifier
 from jobs.pipeline import PipelineOptions, process_survey
 
@@ -325,10 +322,11 @@ def kill(step):
     if step == sys.argv[3]:
         os.kill(os.getpid(), signal.SIGKILL)
 
+jobs.pipeline._before_step = kill
 engine = connect(sys.argv[1])
 process_survey(engine, int(sys.argv[2]), PipelineOptions(work_dir=Path(sys.argv[4]),
                tile_size=256, overlap=32, inbox_settle_s=0), model=DarkModel(),
-               notifiers=[LogNotifier(), LogNotifier(name="webhook")], fault=kill)
+               notifiers=[LogNotifier(), LogNotifier(name="webhook")])
 """
 
 
@@ -381,9 +379,7 @@ def test_a_failing_survey_backs_off_is_parked_and_comes_back_with_retry(store, t
         if step == "infer":
             raise RuntimeError("injected: the raster cannot be read")
 
-    orig = pipeline.process_survey
-    monkeypatch.setattr(pipeline, "process_survey",
-                        lambda *a, **k: orig(*a, **{**k, "fault": broken}))
+    monkeypatch.setattr(pipeline, "_before_step", broken)
     opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32, inbox_settle_s=0)
     r = pipeline.run_site(engine, "wall", opt)
     assert [x.status for x in r] == ["failed"]
@@ -401,7 +397,7 @@ def test_a_failing_survey_backs_off_is_parked_and_comes_back_with_retry(store, t
     assert (st.state, st.failures) == ("parked", 3)
     assert pipeline.run_site(engine, "wall", fast) == []  # parked: not run again
 
-    monkeypatch.setattr(pipeline, "process_survey", orig)
+    monkeypatch.undo()  # the raster is repaired
     runner = CliRunner()
     res = runner.invoke(app, ["run", "--site", "wall", "--url", url])
     assert res.exit_code == 0, res.output  # a parked survey is no reason to fail every night

@@ -18,22 +18,13 @@ from synthetic import write_ortho
 from engine import registry
 from engine.checkpoint import fp16_state_dict, save_checkpoint
 from engine.models import ARCHITECTURES, build_model
-from geodata.store import add_site, connect, set_site_model, upgrade
+from geodata.store import add_site, set_site_model
 from geodata.store import models as m
 from geodata.store.engine import session_scope
 from jobs.pipeline import PipelineOptions, ingest, run_site
 
 EPSG = 32633
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(tmp_path):
-    url = f"sqlite:///{tmp_path / 'cw.db'}"
-    upgrade(url)
-    engine = connect(url)
-    yield url, engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
+from builders import write_geotiff
 from rasterio.transform import from_origin
 from sqlalchemy import event, select
 from synthetic import DarkModel, write_ortho
@@ -42,12 +42,9 @@ def _many_cracks(path: Path) -> Path:
     for r in range(8, 248, 8):
         for c0 in range(8, 240, 40):
             img[:, r:r + 3, c0:c0 + 30] = 40
-    with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=3,
-                       dtype="uint8", crs="EPSG:32633",
-                       transform=from_origin(500000, 6000000, 0.002, 0.002)) as dst:
-        dst.write(img)
-        dst.update_tags(TIFFTAG_DATETIME="2026:06:01 00:00:00")
-    return path
+    return write_geotiff(path, img, crs="EPSG:32633",
+                         transform=from_origin(500000, 6000000, 0.002, 0.002),
+                         tags={"TIFFTAG_DATETIME": "2026:06:01 00:00:00"})
 
 
 def _errors(output: str) -> list[str]:

@@ -4,8 +4,8 @@ The PostGIS half creates a fresh database ``crackwatch_test_<random>`` per test 
 ``CRACKWATCH_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``)
 and drops it at the end. When the server or PostGIS is missing these tests skip with the
 reason, except in CI (env ``CI`` set, as ``.ci/run`` does), where they fail. The fixtures
-(``postgis_url``, ``engine``) live in ``tests/integration/conftest.py``, shared with the
-fault-injection tests.
+live in ``tests/conftest.py`` (``postgis_url``, every PostGIS test's) and
+``tests/integration/conftest.py`` (``engine``, shared with the fault-injection tests).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pytest
 import shapely
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from builders import crack_frame
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -45,20 +46,8 @@ def strip(x0: float, x1: float, y: float = 0.0, width_m: float = 0.004) -> shape
 
 
 def frame(geoms: list, crs=EPSG, **extra) -> gpd.GeoDataFrame:
-    """A crack frame like geodata.vectorise returns (metrics from the strips' extents)."""
-    n = len(geoms)
-    data = {
-        "crack_id": np.arange(1, n + 1),
-        "length_m": [g.bounds[2] - g.bounds[0] for g in geoms],
-        "mean_width_mm": [(g.bounds[3] - g.bounds[1]) * 800 for g in geoms],
-        "max_width_mm": [(g.bounds[3] - g.bounds[1]) * 1000 for g in geoms],
-        "area_m2": [g.area for g in geoms],
-        "mean_probability": [0.8] * n,
-        "max_probability": [0.97] * n,
-        "pixel_size_m": [0.002] * n,
-        **extra,
-    }
-    return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=crs), crs=crs)
+    """A crack frame like geodata.vectorise returns (see builders.crack_frame)."""
+    return crack_frame(geoms, crs=crs, **extra)
 
 
 def new_site(eng, name="north-slope", profile="slope"):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from builders import write_geotiff
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 from rasterio.vrt import WarpedVRT
@@ -44,13 +45,9 @@ class DarkModel(nn.Module):
 
 
 def write_raster(path: Path, data: np.ndarray, crs, transform, **extra) -> Path:
-    count = data.shape[0]
-    profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1],
-               "count": count, "dtype": str(data.dtype), "crs": crs, "transform": transform,
-               "tiled": True, "blockxsize": 64, "blockysize": 64, **extra}
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-    return path
+    """A GeoTIFF tiled in 64 px blocks (see builders.write_geotiff)."""
+    return write_geotiff(path, data, crs=crs, transform=transform,
+                         **{"tiled": True, "blockxsize": 64, "blockysize": 64, **extra})
 
 
 def grey_rgb(rows: int, cols: int, value: int = 180) -> np.ndarray:
@@ -207,6 +204,24 @@ def test_bad_files_are_clear_errors(tmp_path):
     with pytest.raises(BandLayoutError, match="complex"):
         predict_raster(cplx, ConstantModel(0.5), out_path=tmp_path / "p.tif", progress=False)
     assert not (tmp_path / "p.partial.tif").exists()
+
+
+def test_each_package_error_has_one_root_and_there_is_one_crs_error(tmp_path):
+    """`except EngineError` catches what the engine raises on purpose (still an OSError or
+    ValueError too); a CRS problem is the one CRSError, a GeodataError, by either name."""
+    from engine.errors import EngineError
+    from geodata.errors import CRSError as GeodataCRSError
+    from geodata.errors import GeodataError
+
+    with pytest.raises(EngineError) as missing:
+        predict_raster(tmp_path / "nope.tif", ConstantModel(0.5), out_path=tmp_path / "p.tif")
+    assert isinstance(missing.value, RasterReadError) and isinstance(missing.value, OSError)
+    src = write_raster(tmp_path / "n.tif", grey_rgb(64, 64), None, from_origin(0, 0, 0.1, 0.1))
+    with pytest.raises(GeodataCRSError, match="no CRS") as no_crs:
+        predict_raster(src, ConstantModel(0.5), out_path=tmp_path / "p.tif", tile_size=64,
+                       overlap=0, progress=False)
+    assert CRSError is GeodataCRSError
+    assert isinstance(no_crs.value, GeodataError) and isinstance(no_crs.value, ValueError)
 
 
 def test_bad_tiling_parameters(tmp_path):

@@ -2,7 +2,14 @@ import pytest
 import torch
 
 from engine.errors import ModelCardError
-from engine.models import ARCHITECTURES, build_model, pad_to_multiple, predict_proba
+from engine.models import (
+    ARCHITECTURES,
+    build_model,
+    get_model,
+    list_models,
+    pad_to_multiple,
+    predict_proba,
+)
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
@@ -55,6 +62,67 @@ def test_resnet18_unet_with_four_stages_drops_the_unused_stage():
 def test_bad_encoder_depth_is_a_card_error(arch, match):
     with pytest.raises(ModelCardError, match=match):
         build_model(arch)
+
+
+def test_architectures_are_built_and_listed_by_name():
+    assert list_models() == sorted(ARCHITECTURES) == ["deeplabv3plus", "unet"]
+    torch.manual_seed(0)
+    by_name = get_model("unet")
+    torch.manual_seed(0)
+    from_card = build_model(ARCHITECTURES["unet"])
+    assert all(torch.equal(a, b) for a, b in zip(by_name.state_dict().values(),
+                                                 from_card.state_dict().values(), strict=True))
+    small = get_model("unet", encoder="resnet18", encoder_depth=4,
+                      decoder_channels=[64, 32, 16, 16])
+    assert not hasattr(small.net.encoder, "layer4")
+    with pytest.raises(ModelCardError, match="expected one of deeplabv3plus, unet"):
+        get_model("segformer")
+    with pytest.raises(ModelCardError, match="expected one of deeplabv3plus, unet"):
+        build_model({"family": "segformer", "encoder": "mobilenet_v2", "decoder_channels": 8})
+    with pytest.raises(ModelCardError, match="not dropout"):
+        get_model("unet", dropout=0.5)
+
+
+def test_a_new_architecture_is_one_registered_builder():
+    """Registering a builder makes it buildable by name and from a card, and listed; nothing
+    else is edited."""
+    import segmentation_models_pytorch as smp
+
+    from engine import architectures
+    from engine.architectures import Parts, register_model
+
+    @register_model("fpn-test", encoder="resnet18", decoder_channels=32)
+    def _fpn(encoder, decoder_channels, encoder_depth):
+        net = smp.FPN(encoder, encoder_weights=None, classes=1, decoder_segmentation_channels=
+                      decoder_channels, decoder_pyramid_channels=decoder_channels)
+        n = len(net.encoder.out_channels)
+        return Parts(net, torch.nn.ModuleList([torch.nn.Identity()] * n), torch.nn.Identity())
+
+    try:
+        assert "fpn-test" in list_models()
+        model = get_model("fpn-test").eval()
+        with torch.inference_mode():
+            assert predict_proba(model, torch.randn(1, 3, 40, 50)).shape == (1, 40, 50)
+        card_block = ARCHITECTURES["fpn-test"]
+        assert card_block == {"family": "fpn-test", "encoder": "resnet18", "decoder_channels": 32}
+        assert build_model(card_block).state_dict().keys() == model.state_dict().keys()
+        with pytest.raises(ValueError, match="registered already"):
+            register_model("fpn-test", encoder="resnet18", decoder_channels=32)(_fpn)
+    finally:
+        architectures._BUILDERS.pop("fpn-test", None)
+        ARCHITECTURES.pop("fpn-test", None)
+
+
+def test_cli_offers_the_registered_architectures():
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    out = CliRunner().invoke(app, ["train", "segment", "--help"], env={"COLUMNS": "200"}).output
+    assert " | ".join(list_models()) in out
+    r = CliRunner().invoke(app, ["train", "segment", "--architecture", "segformer",
+                                 "--epochs", "1"])
+    assert r.exit_code == 2 and "Unknown architecture 'segformer'" in r.output
 
 
 def test_pad_to_multiple():

@@ -313,6 +313,22 @@ def test_candidate_from_alerts_is_delivered():
     assert r.ok and "Quarry" in inbox.messages[0][2]["Subject"]
 
 
-def test_notification_error_is_an_oserror():
-    assert issubclass(NotificationError, OSError)
-    assert issubclass(NotifierConfigError, ValueError)
+def test_a_caller_catching_oserror_or_valueerror_handles_a_direct_send(monkeypatch):
+    """Outside deliver(), callers catch the builtin bases (or JobsError): a webhook nobody
+    answers raises an OSError saying how many tries were made, a webhook without a URL a
+    ValueError before anything is sent."""
+    from jobs.errors import JobsError
+
+    hook = WebhookNotifier(url=f"http://127.0.0.1:{free_port()}{SECRET_PATH}", attempts=2,
+                           base_delay_s=0, timeout_s=2, sleep=lambda s: None)
+    with pytest.raises(OSError, match="failed after 2 attempt") as failed:
+        hook.send(ALERT)
+    assert isinstance(failed.value, NotificationError) and isinstance(failed.value, JobsError)
+    assert failed.value.attempts == hook.last_attempts == 2
+    assert SECRET_PATH not in str(failed.value)  # the URL's secret is not in the message
+    monkeypatch.delenv("CRACKWATCH_WEBHOOK_URL", raising=False)
+    unset = WebhookNotifier()
+    with pytest.raises(ValueError, match="CRACKWATCH_WEBHOOK_URL") as bad:
+        unset.send(ALERT)
+    assert isinstance(bad.value, NotifierConfigError) and isinstance(bad.value, JobsError)
+    assert unset.last_attempts == 0

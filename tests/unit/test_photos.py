@@ -239,8 +239,22 @@ def test_missing_file_raises(tmp_path):
         read_photo_metadata(tmp_path / "nope.jpg")
 
 
-def test_photo_metadata_error_is_a_value_error():
-    assert issubclass(PhotoMetadataError, ValueError) and issubclass(GSDError, ValueError)
+def test_photo_errors_reach_a_valueerror_handler_saying_what_to_fix(tmp_path):
+    """`crackwatch infer` on photos catches ValueError around reading and the GSD: an unreadable
+    photo and a missing GSD input both get there, naming the file or the input to give, and
+    are GeodataErrors."""
+    from geodata.errors import GeodataError
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 12)  # a JPEG start, then nothing
+    with pytest.raises(ValueError, match="broken.jpg") as unreadable:
+        read_photo_metadata(broken)
+    assert isinstance(unreadable.value, PhotoMetadataError)
+    assert isinstance(unreadable.value, GeodataError)
+    with pytest.raises(ValueError, match="no focal length.*--gsd") as no_gsd:
+        ground_sample_distance_m(_meta(focal_length_mm=None), altitude_m=100.0,
+                                 sensor_width_mm=13.2)
+    assert isinstance(no_gsd.value, GSDError) and isinstance(no_gsd.value, GeodataError)
 
 
 # --------------------------------------------------------------------------- DJI XMP
@@ -425,7 +439,15 @@ def test_utm_crs_for():
     assert utm_crs_for(115.48, -8.3).to_epsg() == 32750
     assert utm_crs_for(-81.7, 41.2).to_epsg() == 32617
     assert utm_crs_for(12.0, 50.0).to_epsg() == 32633  # boundary: eastern zone
-    assert utm_crs_for(180.0, 0.0).to_epsg() == 32660
+    assert utm_crs_for(0.0, 0.0).to_epsg() == 32631  # eastern zone, equator is north
+    assert utm_crs_for(180.0, 0.0).to_epsg() == 32601  # the 180th meridian starts zone 1
+    assert utm_crs_for(179.9, -10.0).to_epsg() == 32760
+    # The UTM grid's exceptions: zone 32V widened west over Norway (Bergen), Svalbard's X zones.
+    assert utm_crs_for(5.32, 60.39).to_epsg() == 32632
+    assert utm_crs_for(5.32, 55.9).to_epsg() == 32631  # south of 56 N: the standard zone
+    assert utm_crs_for(15.63, 78.22).to_epsg() == 32633  # Longyearbyen
+    assert utm_crs_for(8.0, 78.9).to_epsg() == 32631  # zone 31X spans 0-9 E
+    assert utm_crs_for(25.0, 79.0).to_epsg() == 32635
     with pytest.raises(CRSError, match="80 S to 84 N"):
         utm_crs_for(10.0, 85.0)
     with pytest.raises(ValueError, match="out of range"):

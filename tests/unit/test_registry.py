@@ -112,3 +112,26 @@ def test_card_site_profile(tmp_path: Path):
     path.write_text(json.dumps({**card, "site_profile": "rock"}))
     with pytest.raises(ModelCardError, match="site_profile 'rock'.*slope, structure"):
         find_card("tiny-unet", tmp_path)
+
+
+def test_list_cards_skips_what_is_no_card_and_says_why_without_torch(tmp_path: Path):
+    import subprocess
+    import sys
+
+    _save(tmp_path)
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "nameless.json").write_text(json.dumps({"architecture": {}, "weights": {}}))
+    problems: list[str] = []
+    names = [c["name"] for c in list_cards(tmp_path, problems=problems)]
+    assert names[0] == "tiny-unet" and names.count("tiny-unet") == 1
+    assert len(problems) == 3
+    assert "broken.json is not valid JSON" in problems[0]
+    assert "list.json is not a JSON object" in problems[1]
+    assert "nameless.json lacks 'name'" in problems[2]
+    # Listing cards (the dashboard's Models page, `crackwatch models list`) never loads torch.
+    code = ("import sys; from engine.cards import list_cards; "
+            f"print(len(list_cards({str(tmp_path)!r})), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [str(len(names)), "False"]

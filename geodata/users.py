@@ -16,7 +16,7 @@ the dashboard, :mod:`dashboard.auth`)::
           email: ana@example.org # optional; matches an identity provider's e-mail (st.login)
 
 Where: ``CRACKWATCH_USERS_FILE``, default ``<data dir>/users.yaml``
-(:meth:`jobs.settings.Settings.resolved_users_file`). Written with mode 0600 (it holds the
+(:meth:`geodata.settings.StoreSettings.resolved_users_file`). Written with mode 0600 (it holds the
 cookie key) by replacing the file atomically, so a reader never sees half a file. Managed
 with ``crackwatch user add|list|remove`` (:mod:`jobs.cli_users`); the dashboard only reads it.
 

@@ -1,0 +1,94 @@
+"""Model cards: find and read the JSON cards beside the weights, without loading torch.
+
+A card is ``NAME.json`` beside ``NAME.safetensors``: shipped ones in ``engine/weights/``
+(:data:`WEIGHTS_DIR`), a user folder (``weights_dir``) searched first. :mod:`engine.registry`
+builds and verifies models from these cards; listing them needs only this module (json and
+pathlib), so ``crackwatch models list`` and the dashboard's Models page do not import torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from engine.errors import ModelCardError, ModelNotFoundError
+from engine.profiles import SITE_PROFILES
+
+__all__ = ["WEIGHTS_DIR", "find_card", "list_cards", "read_card", "search_dirs"]
+
+#: The shipped weights and cards.
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def search_dirs(weights_dir: Path | None) -> list[Path]:
+    """The folders searched for cards, in order: ``weights_dir`` (if given), then
+    :data:`WEIGHTS_DIR`."""
+    return ([Path(weights_dir)] if weights_dir else []) + [WEIGHTS_DIR]
+
+
+def read_card(path: Path) -> dict:
+    """The card at ``path`` as a dict, with its path under ``"_card_path"``.
+
+    Raises:
+        ModelCardError: not readable JSON, not an object, lacks ``name``, ``architecture``
+            or ``weights``, or names an unknown ``site_profile``.
+    """
+    try:
+        card = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelCardError(f"Model card {path} is not valid JSON ({exc}); restore it from git "
+                             f"or retrain the model.") from exc
+    if not isinstance(card, dict):
+        raise ModelCardError(f"Model card {path} is not a JSON object; restore it or retrain.")
+    for key in ("name", "architecture", "weights"):
+        if key not in card:
+            raise ModelCardError(f"Model card {path} lacks {key!r}; restore it or retrain.")
+    served = card.get("site_profile")
+    if served is not None and served not in SITE_PROFILES:
+        raise ModelCardError(f"Model card {path} says site_profile {served!r}, which is no site "
+                             f"profile; set it to one of {', '.join(SITE_PROFILES)} or remove "
+                             f"the key.")
+    card["_card_path"] = str(path)
+    return card
+
+
+def list_cards(weights_dir: Path | None = None, *,
+               problems: list[str] | None = None) -> list[dict]:
+    """Every model card found (``weights_dir`` first, then shipped), one per name.
+
+    A file that is not a valid card is skipped; with ``problems`` given, the reason (a
+    :class:`ModelCardError` message naming the file) is appended to it.
+    """
+    seen, cards = set(), []
+    for d in search_dirs(weights_dir):
+        if not d.is_dir():
+            continue
+        for p in sorted(d.glob("*.json")):
+            try:
+                card = read_card(p)
+            except ModelCardError as exc:
+                if problems is not None:
+                    problems.append(str(exc))
+                continue
+            if card["name"] not in seen:
+                seen.add(card["name"])
+                cards.append(card)
+    return cards
+
+
+def find_card(name: str, weights_dir: Path | None = None) -> dict:
+    """The card of model ``name``.
+
+    Raises:
+        ModelNotFoundError: no card of that name in the user folder or the shipped weights.
+        ModelCardError: the card is malformed (see :func:`read_card`).
+    """
+    for d in search_dirs(weights_dir):
+        p = d / f"{name}.json"
+        if p.is_file():
+            return read_card(p)
+    available = ", ".join(c["name"] for c in list_cards(weights_dir)) or "none"
+    raise ModelNotFoundError(
+        f"No model named {name!r} in {', '.join(map(str, search_dirs(weights_dir)))}. "
+        f"Available: {available}. See `crackwatch models list`."
+    )
