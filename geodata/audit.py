@@ -153,7 +153,7 @@ def audit_events(
     Raises:
         RecordNotFoundError: ``site`` given and unknown.
     """
-    from geodata.store.api import _site
+    from geodata.store.lookup import _site
 
     with session_scope(bind) as s:
         stmt = select(AuditEvent)

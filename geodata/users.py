@@ -18,7 +18,7 @@ the dashboard, :mod:`dashboard.auth`)::
 Where: ``CRACKWATCH_USERS_FILE``, default ``<data dir>/users.yaml``
 (:meth:`geodata.settings.StoreSettings.resolved_users_file`). Written with mode 0600 (it holds the
 cookie key) by replacing the file atomically, so a reader never sees half a file. Managed
-with ``crackwatch user add|list|remove`` (:mod:`jobs.cli_users`); the dashboard only reads it.
+with ``crackwatch user add|list|remove`` (:mod:`jobs.cli.users`); the dashboard only reads it.
 
 Roles (:data:`ROLES`), each including the ones before it:
 

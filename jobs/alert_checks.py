@@ -74,7 +74,7 @@ def scheduled_checks(database_url: str) -> int:
     ``scheduler``. Returns the number of alerts raised plus notices queued; a failure is
     logged and recorded as a failed ``alert_checks`` job run, and the next cycle retries."""
     from geodata.store import connect
-    from jobs.cli_pipeline import _notifiers
+    from jobs.notify import notifiers_from_env as _notifiers
 
     engine = connect(database_url)
     try:

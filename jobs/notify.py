@@ -42,6 +42,7 @@ from geodata.store.models import LEVEL_COLOURS  # Slack attachment colour per le
 from jobs.errors import JobsError
 
 __all__ = [
+    "notifiers_from_env",
     "LEVEL_COLOURS",
     "AlertMessage",
     "DeliveryResult",
@@ -672,3 +673,28 @@ class EmailNotifier:
 
 def _smtp_text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def notifiers_from_env() -> list[Notifier]:
+    """The notifiers the settings ask for: the log always; the webhook when
+    ``CRACKWATCH_WEBHOOK_URL`` is set; e-mail when ``CRACKWATCH_SMTP_HOST`` and
+    ``CRACKWATCH_ALERT_EMAIL_TO`` are (``CRACKWATCH_SMTP_SECURITY``, ``_PORT``, ``_USER``,
+    ``CRACKWATCH_ALERT_EMAIL_FROM``; see ``deploy/crackwatch.env.example``). Used by the CLI,
+    the scheduler and the alert checks alike."""
+    import os
+
+    from jobs.settings import Settings
+
+    out = [LogNotifier()]
+    if os.environ.get("CRACKWATCH_WEBHOOK_URL"):
+        out.append(WebhookNotifier())
+    if os.environ.get("CRACKWATCH_SMTP_HOST") and os.environ.get("CRACKWATCH_ALERT_EMAIL_TO"):
+        security = Settings().smtp_security.strip().lower()  # checked by EmailNotifier
+        port = os.environ.get("CRACKWATCH_SMTP_PORT") or SMTP_SECURITY.get(security, 587)
+        out.append(EmailNotifier(host=os.environ["CRACKWATCH_SMTP_HOST"], port=int(port),
+                                 security=security,
+                                 user=os.environ.get("CRACKWATCH_SMTP_USER"),
+                                 sender=os.environ.get("CRACKWATCH_ALERT_EMAIL_FROM",
+                                                       "crackwatch@localhost"),
+                                 recipients=os.environ["CRACKWATCH_ALERT_EMAIL_TO"].split(",")))
+    return out

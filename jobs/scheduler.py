@@ -77,7 +77,7 @@ def run_site_job(database_url: str, site_id: int, options: dict[str, Any]) -> in
 
     from geodata.errors import SiteBusyError
     from geodata.store import connect
-    from jobs.cli_pipeline import _notifiers
+    from jobs.notify import notifiers_from_env as _notifiers
     from jobs.pipeline import PipelineOptions, run_site
 
     engine = connect(database_url)
@@ -111,7 +111,7 @@ def deliver_outbox_job(database_url: str) -> int:
     run, and the next cycle tries again.
     """
     from geodata.store import connect
-    from jobs.cli_pipeline import _notifiers
+    from jobs.notify import notifiers_from_env as _notifiers
     from jobs.outbox import deliver_pending
 
     engine = connect(database_url)

@@ -32,10 +32,11 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from geodata.errors import CRSError, RecordNotFoundError, StoreError
+from geodata.errors import CRSError, StoreError
 from geodata.photos import PHOTO_SUFFIXES
 from geodata.severity import BRE251_CATEGORIES, bre251_name
 from geodata.store.engine import session_scope
+from geodata.store.lookup import _site, _survey
 from geodata.store.models import (
     COORDINATE_SPACES,
     PROFILES,
@@ -369,24 +370,6 @@ def get_site(bind: Engine | Session, site: int | str | Site) -> Site:
         return _site(s, site)
 
 
-def _site(s: Session, site: int | str | Site) -> Site:
-    if isinstance(site, Site):
-        site = site.id
-    if isinstance(site, int):
-        found = s.get(Site, site)
-    else:  # a name first, so a site named "1" is that site; digits alone: an id as before
-        found = s.scalar(select(Site).where(Site.name == site))
-        if found is None and isinstance(site, str) and site.isdigit():
-            found = s.get(Site, int(site))
-    if found is None:
-        names = s.scalars(select(Site.name).order_by(Site.name).limit(20)).all()
-        raise RecordNotFoundError(
-            f"no site {site!r} in the store; known sites: {list(names) or 'none'} "
-            f"(create one with geodata.store.add_site)"
-        )
-    return found
-
-
 def delete_site(bind: Engine | Session, site: int | str | Site) -> None:
     """Delete a site and everything recorded for it (surveys, runs, cracks, tracks, alerts)."""
     with session_scope(bind, write=True) as s:
@@ -401,17 +384,6 @@ def get_survey(bind: Engine | Session, survey_id: int) -> Survey:
     """The survey with this id. Raises RecordNotFoundError."""
     with session_scope(bind) as s:
         return _survey(s, survey_id)
-
-
-def _survey(s: Session, survey_id: int, *, lock: bool = False) -> Survey:
-    stmt = select(Survey).where(Survey.id == survey_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    found = s.scalar(stmt)
-    if found is None:
-        raise RecordNotFoundError(f"no survey with id {survey_id} in the store; ingest it "
-                                  f"first (geodata.store.ingest_survey)")
-    return found
 
 
 def ingest_survey(

@@ -680,8 +680,8 @@ def test_single_survey_and_photo_survey(tmp_path, monkeypatch):
 def test_cli_dashboard_starts_streamlit(monkeypatch):
     from typer.testing import CliRunner
 
-    from jobs import cli_dashboard
     from jobs.cli import app
+    from jobs.cli import dashboard as cli_dashboard
 
     calls = []
     monkeypatch.setattr(cli_dashboard.subprocess, "call",
@@ -940,8 +940,8 @@ def test_markdown_in_user_text_is_escaped(app_env, tmp_path, monkeypatch):
 def test_cli_dashboard_listens_on_localhost_and_masks_the_password(monkeypatch, tmp_path):
     from typer.testing import CliRunner
 
-    from jobs import cli_dashboard
     from jobs.cli import app
+    from jobs.cli import dashboard as cli_dashboard
 
     calls = []
     monkeypatch.setattr(cli_dashboard.subprocess, "call",

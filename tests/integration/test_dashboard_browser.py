@@ -33,7 +33,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from geodata import store
-from jobs.cli_dashboard import streamlit_command
+from jobs.cli.dashboard import streamlit_command
 from tests.integration.test_dashboard import EVIL_NAME, USERS, seed_store, write_users
 
 pytestmark = pytest.mark.browser

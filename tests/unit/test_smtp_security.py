@@ -160,7 +160,7 @@ def test_security_setting_is_checked():
 
 
 def test_notifiers_read_the_security_setting_and_its_default_port(monkeypatch):
-    from jobs.cli_pipeline import _notifiers
+    from jobs.notify import notifiers_from_env as _notifiers
 
     monkeypatch.setenv("CRACKWATCH_SMTP_HOST", "smtp.example.org")
     monkeypatch.setenv("CRACKWATCH_ALERT_EMAIL_TO", "geo@example.org")

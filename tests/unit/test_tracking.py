@@ -11,7 +11,7 @@ import pytest
 import shapely
 
 from geodata.errors import CRSError
-from geodata.tracking import match_cracks, survey_summary, tracking_tolerance_m
+from geodata.matching import match_cracks, survey_summary, tracking_tolerance_m
 
 EPSG = 32633
 X0, Y0 = 500_000.0, 5_100_000.0

@@ -1,4 +1,4 @@
-"""``crackwatch user``: the dashboard's sign-in users (registered in ``jobs/cli.py``).
+"""``crackwatch user``: the dashboard's sign-in users (registered in :mod:`jobs.cli.main`).
 
     crackwatch user add NAME --role viewer|operator|admin [--email E] [--password-stdin]
     crackwatch user list
@@ -21,6 +21,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from jobs.cli.common import _fail
+
 __all__ = ["register", "user_app"]
 
 console = Console()
@@ -28,12 +30,6 @@ user_app = typer.Typer(help="Dashboard sign-in users and their roles (viewer, op
                        no_args_is_help=True)
 
 FILE_HELP = "Users file (default: CRACKWATCH_USERS_FILE, else <data dir>/users.yaml)."
-
-
-def _fail(exc: Exception) -> None:
-    from jobs.cli import _fail as fail  # the CLI's one error printer (exit code 2)
-
-    fail(exc)
 
 
 def _path(users_file: Path | None) -> Path:

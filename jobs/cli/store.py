@@ -1,4 +1,4 @@
-"""``crackwatch`` commands of the spatial store (registered in ``jobs/cli.py``).
+"""``crackwatch`` commands of the spatial store (registered in :mod:`jobs.cli.main`).
 
 Commands:
     crackwatch db upgrade [--url URL]          create / migrate the store's schema (Alembic)
@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from jobs.cli.common import _fail
 
 __all__ = ["db_app", "register"]
 
@@ -29,13 +30,6 @@ console = Console()
 
 URL_HELP = ("Database URL (default: CRACKWATCH_DATABASE_URL, else "
             "sqlite:///<CRACKWATCH_DATA_DIR>/crackwatch.db).")
-
-
-def _fail(exc: Exception) -> NoReturn:
-    from jobs.cli import _fail as fail  # the CLI's one error printer (exit code 2)
-
-    fail(exc)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _url(url: str | None) -> str:

@@ -1,4 +1,4 @@
-"""``crackwatch dashboard``: start the Streamlit dashboard (registered in ``jobs/cli.py``).
+"""``crackwatch dashboard``: start the Streamlit dashboard (registered in :mod:`jobs.cli.main`).
 
     crackwatch dashboard [--port 8501] [--address 127.0.0.1] [--url DB_URL]
 
@@ -54,7 +54,7 @@ def dashboard_cmd(
                    "sqlite:///<CRACKWATCH_DATA_DIR>/crackwatch.db)."),
 ) -> None:
     """Start the dashboard: sites map, crack growth, defect history, alerts (Ctrl-C stops)."""
-    from jobs.cli import _fail
+    from jobs.cli.common import _fail
 
     try:
         import streamlit  # noqa: F401

@@ -7,7 +7,7 @@ Commands:
     crackwatch infer PATH ...         orthomosaic or photos -> probability COG + cracks GeoPackage
     crackwatch bench model            megapixels/s of a model's forward pass on tiles
     crackwatch bench infer            end-to-end tiled inference figures (MP/s, peak RSS)
-    crackwatch user add|list|remove   dashboard sign-in users and roles (jobs/cli_users.py)
+    crackwatch user add|list|remove   dashboard sign-in users and roles (jobs/cli/users.py)
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from engine.architectures import list_models
+from jobs.cli.common import _fail, console, err_console
 
 app = typer.Typer(help="CrackWatch: crack segmentation, mapping and monitoring.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -33,13 +33,6 @@ app.add_typer(train_app, name="train")
 app.add_typer(models_app, name="models")
 app.add_typer(bench_app, name="bench")
 
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(exc: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, markup=True)
-    raise typer.Exit(code=2)
 
 
 def _command_line() -> str:
@@ -827,25 +820,25 @@ def _infer_photos(path: Path, net, out: Path, *, tile_size, overlap, batch_size,
         raise typer.Exit(code=1)
 
 
-# Store commands (db upgrade/current, export, bench store) live in jobs/cli_store.py.
-from jobs.cli_store import register as _register_store_commands  # noqa: E402
+# Store commands (db upgrade/current, export, bench store) live in jobs/cli/store.py.
+from jobs.cli.store import register as _register_store_commands  # noqa: E402
 
 _register_store_commands(app, bench_app)
 
-from jobs.cli_dashboard import register as _register_dashboard_command  # noqa: E402
+from jobs.cli.dashboard import register as _register_dashboard_command  # noqa: E402
 
 _register_dashboard_command(app)
 
-from jobs.cli_users import register as _register_user_commands  # noqa: E402
+from jobs.cli.users import register as _register_user_commands  # noqa: E402
 
 _register_user_commands(app)
 
-from jobs.cli_pipeline import register as _register_pipeline_commands  # noqa: E402
+from jobs.cli.pipeline import register as _register_pipeline_commands  # noqa: E402
 
 _register_pipeline_commands(app)
 
 # Alert settings (site thresholds/schedule/overdue/escalation) and `alerts check`.
-from jobs.cli_alerting import register as _register_alerting_commands  # noqa: E402
+from jobs.cli.alerting import register as _register_alerting_commands  # noqa: E402
 
 _register_alerting_commands(app)
 
@@ -854,6 +847,3 @@ from jobs.storage_errors import install as _install_storage_errors  # noqa: E402
 
 _install_storage_errors(app, lambda line: _fail(OSError(line)))
 
-
-if __name__ == "__main__":
-    app()

@@ -18,101 +18,23 @@ from datetime import datetime
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+from jobs.cli.common import (
+    SITE_HELP,
+    SITE_ID_HELP,
+    URL_HELP,
+    _fail,
+    cli_actor,
+    console,
+)
+from jobs.cli.common import notifiers as _notifiers
+from jobs.cli.common import open_store as _engine
+from jobs.cli.common import site_ref as _site_ref
 
 site_app = typer.Typer(help="Monitored sites.", no_args_is_help=True)
 survey_app = typer.Typer(help="Surveys (orthomosaics, photo sets).", no_args_is_help=True)
-
-URL_HELP = "Store URL (default: CRACKWATCH_DATABASE_URL or the SQLite file in the data dir)."
-
-
-def _fail(exc: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-    raise typer.Exit(code=2)
-
-
-def _engine(url: str | None, *, read_only: bool = False):
-    """The store at ``url`` (default: settings), schema upgraded; a bad, unreachable or
-    unwritable store is one error line and exit 2, not a traceback.
-
-    ``read_only`` (listing commands): never creates or migrates the store, so a read-only
-    data folder still lists; a missing store or a schema behind this CrackWatch's is one
-    error line saying which command fixes it.
-    """
-    from geodata.errors import StoreError
-    from geodata.store import connect, upgrade
-    from jobs.settings import get_settings
-
-    url = url or get_settings().resolved_database_url()
-    if read_only:
-        return _engine_read_only(url)
-    try:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        upgrade(url)
-        return connect(url)
-    except StoreError as exc:
-        from jobs.storage_errors import storage_problem
-
-        _fail(StoreError(storage_problem(exc, url=url) or
-                         f"{str(exc).strip().splitlines()[0]} (check --url or "
-                         f"CRACKWATCH_DATABASE_URL)"))
-    except OSError as exc:
-        _fail(OSError(f"cannot create the store's folder for {url}: {exc}; choose a writable "
-                      f"place with --url or CRACKWATCH_DATA_DIR"))
-
-
-def _engine_read_only(url: str):
-    """:func:`_engine` for listing commands: connect and check the schema, migrate nothing."""
-    from geodata.errors import StoreError
-    from geodata.store import connect
-    from geodata.store.migrate import current_revision, head_revision
-
-    where = url
-    try:
-        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-            rev, engine = None, None
-        else:
-            engine = connect(url, read_only=True)
-            where = url if engine.url.get_backend_name() == "sqlite" else \
-                engine.url.render_as_string(hide_password=True)
-            try:
-                rev = current_revision(engine)
-            except Exception as exc:  # noqa: BLE001 - driver errors: one line, not a traceback
-                raise StoreError(f"cannot read the database {where}: "
-                                 f"{str(exc).strip().splitlines()[0]}") from exc
-    except StoreError as exc:
-        _fail(StoreError(f"{str(exc).strip().splitlines()[0]} (check --url or "
-                         f"CRACKWATCH_DATABASE_URL)"))
-    head = head_revision()
-    if rev == head:
-        return engine
-    if engine is not None:
-        engine.dispose()
-    if rev is None:
-        _fail(StoreError(f"there is no CrackWatch store at {where} yet: `crackwatch site add` "
-                         f"or `crackwatch demo` creates one (check --url or "
-                         f"CRACKWATCH_DATABASE_URL)"))
-    _fail(StoreError(f"the store at {where} has schema {rev}, this CrackWatch needs {head}: "
-                     f"run `crackwatch db upgrade` (with --url if you gave one) where the store "
-                     f"is writable; listing commands never migrate it"))
-
-
-SITE_HELP = "Site name (see `crackwatch site list`)."
-SITE_ID_HELP = "Site id instead of --site (see `crackwatch site list`)."
-
-
-def _site_ref(site: str | None, site_id: int | None) -> int | str:
-    """The site a command names: ``--site-id`` (an id) or ``--site`` (a name); exactly one."""
-    if (site is None) == (site_id is None):
-        _fail(ValueError("give the site as --site NAME or --site-id ID (one of them)"))
-    return site_id if site_id is not None else site
-
 
 RUN_MODEL_HELP = ("Model for every survey of this run (default: each site's model, `crackwatch "
                   "site set-model`, else the shipped model of its profile).")
@@ -125,28 +47,6 @@ def _options(work_dir: Path | None, device: str, model: str | None, tta: bool = 
 
     return PipelineOptions(work_dir=work_dir or get_settings().data_dir / "work",
                            device=device, model_name=model, tta=tta)
-
-
-def _notifiers():
-    """Log always; webhook / email when their environment variables are set."""
-    import os
-
-    from jobs.notify import SMTP_SECURITY, EmailNotifier, LogNotifier, WebhookNotifier
-    from jobs.settings import Settings
-
-    out = [LogNotifier()]
-    if os.environ.get("CRACKWATCH_WEBHOOK_URL"):
-        out.append(WebhookNotifier())
-    if os.environ.get("CRACKWATCH_SMTP_HOST") and os.environ.get("CRACKWATCH_ALERT_EMAIL_TO"):
-        security = Settings().smtp_security.strip().lower()  # checked by EmailNotifier
-        port = os.environ.get("CRACKWATCH_SMTP_PORT") or SMTP_SECURITY.get(security, 587)
-        out.append(EmailNotifier(host=os.environ["CRACKWATCH_SMTP_HOST"], port=int(port),
-                                 security=security,
-                                 user=os.environ.get("CRACKWATCH_SMTP_USER"),
-                                 sender=os.environ.get("CRACKWATCH_ALERT_EMAIL_FROM",
-                                                       "crackwatch@localhost"),
-                                 recipients=os.environ["CRACKWATCH_ALERT_EMAIL_TO"].split(",")))
-    return out
 
 
 MODEL_HELP = ("Model for this site's surveys (see `crackwatch models list`); default: the "
@@ -173,7 +73,6 @@ def site_add(
     from geodata import audit
     from geodata.errors import CRSError, StoreError
     from geodata.store import add_site, session_scope
-    from jobs.cli_alerting import cli_actor
 
     engine = _engine(url)
     try:
@@ -232,7 +131,6 @@ def site_set_model(
     from geodata import audit
     from geodata.errors import RecordNotFoundError
     from geodata.store import get_site, session_scope, set_site_model
-    from jobs.cli_alerting import cli_actor
 
     if (model is None) == (not profile_default):
         _fail(ValueError("give --model NAME (see `crackwatch models list`) or "

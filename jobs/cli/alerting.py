@@ -16,7 +16,6 @@ change and an audit entry (``site.*_set``, :mod:`geodata.audit`) in one transact
 
 from __future__ import annotations
 
-import getpass
 import json
 import re
 from pathlib import Path
@@ -25,31 +24,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from jobs.cli_pipeline import (
-    SITE_HELP,
-    URL_HELP,
-    _engine,
-    _fail,
-    _notifiers,
-    console,
-    site_app,
-)
+from jobs.cli.common import BY_HELP, SITE_HELP, URL_HELP, _fail, cli_actor, console
+from jobs.cli.common import notifiers as _notifiers
+from jobs.cli.common import open_store as _engine
+from jobs.cli.pipeline import site_app
 
 alerts_app = typer.Typer(help="Alert checks (overdue surveys, escalation).",
                          no_args_is_help=True)
 
-BY_HELP = "Who makes the change, for the audit trail (default: your login name)."
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def cli_actor(by: str | None) -> str:
-    """The actor of a command: ``--by``, else the login name, else ``cli``."""
-    if by and by.strip():
-        return by.strip()
-    try:
-        return getpass.getuser() or "cli"
-    except (OSError, KeyError):  # no login name (a container without a passwd entry)
-        return "cli"
 
 
 def parse_duration_s(text: str) -> float:

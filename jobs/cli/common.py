@@ -1,0 +1,139 @@
+"""What every ``crackwatch`` command shares: the consoles, the one error printer (exit code 2),
+the common option help texts, the store a command opens (``--url``, else the settings), and
+the site a command names.
+
+Below every other module of :mod:`jobs.cli` (issue 17: the command modules import this one,
+never :mod:`jobs.cli.main` or each other's helpers, so there is no import circle).
+"""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+__all__ = ["BY_HELP", "SITE_HELP", "SITE_ID_HELP", "URL_HELP", "cli_actor", "console",
+           "err_console", "fail", "notifiers", "open_store", "site_ref"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(exc: Exception) -> NoReturn:
+    """Print ``error: <exc>`` on stderr (Rich markup escaped) and exit with code 2."""
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, markup=True)
+    raise typer.Exit(code=2)
+
+
+_fail = fail  # the name the command modules use
+
+
+URL_HELP = "Store URL (default: CRACKWATCH_DATABASE_URL or the SQLite file in the data dir)."
+
+
+def _fail(exc: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def open_store(url: str | None, *, read_only: bool = False):
+    """The store at ``url`` (default: settings), schema upgraded; a bad, unreachable or
+    unwritable store is one error line and exit 2, not a traceback.
+
+    ``read_only`` (listing commands): never creates or migrates the store, so a read-only
+    data folder still lists; a missing store or a schema behind this CrackWatch's is one
+    error line saying which command fixes it.
+    """
+    from geodata.errors import StoreError
+    from geodata.store import connect, upgrade
+    from jobs.settings import get_settings
+
+    url = url or get_settings().resolved_database_url()
+    if read_only:
+        return _open_store_read_only(url)
+    try:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        upgrade(url)
+        return connect(url)
+    except StoreError as exc:
+        from jobs.storage_errors import storage_problem
+
+        _fail(StoreError(storage_problem(exc, url=url) or
+                         f"{str(exc).strip().splitlines()[0]} (check --url or "
+                         f"CRACKWATCH_DATABASE_URL)"))
+    except OSError as exc:
+        _fail(OSError(f"cannot create the store's folder for {url}: {exc}; choose a writable "
+                      f"place with --url or CRACKWATCH_DATA_DIR"))
+
+
+def _open_store_read_only(url: str):
+    """:func:`open_store` for listing commands: connect and check the schema, migrate nothing."""
+    from geodata.errors import StoreError
+    from geodata.store import connect
+    from geodata.store.migrate import current_revision, head_revision
+
+    where = url
+    try:
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+            rev, engine = None, None
+        else:
+            engine = connect(url, read_only=True)
+            where = url if engine.url.get_backend_name() == "sqlite" else \
+                engine.url.render_as_string(hide_password=True)
+            try:
+                rev = current_revision(engine)
+            except Exception as exc:  # noqa: BLE001 - driver errors: one line, not a traceback
+                raise StoreError(f"cannot read the database {where}: "
+                                 f"{str(exc).strip().splitlines()[0]}") from exc
+    except StoreError as exc:
+        _fail(StoreError(f"{str(exc).strip().splitlines()[0]} (check --url or "
+                         f"CRACKWATCH_DATABASE_URL)"))
+    head = head_revision()
+    if rev == head:
+        return engine
+    if engine is not None:
+        engine.dispose()
+    if rev is None:
+        _fail(StoreError(f"there is no CrackWatch store at {where} yet: `crackwatch site add` "
+                         f"or `crackwatch demo` creates one (check --url or "
+                         f"CRACKWATCH_DATABASE_URL)"))
+    _fail(StoreError(f"the store at {where} has schema {rev}, this CrackWatch needs {head}: "
+                     f"run `crackwatch db upgrade` (with --url if you gave one) where the store "
+                     f"is writable; listing commands never migrate it"))
+
+
+SITE_HELP = "Site name (see `crackwatch site list`)."
+SITE_ID_HELP = "Site id instead of --site (see `crackwatch site list`)."
+
+
+def site_ref(site: str | None, site_id: int | None) -> int | str:
+    """The site a command names: ``--site-id`` (an id) or ``--site`` (a name); exactly one."""
+    if (site is None) == (site_id is None):
+        _fail(ValueError("give the site as --site NAME or --site-id ID (one of them)"))
+    return site_id if site_id is not None else site
+
+
+BY_HELP = "Who makes the change, for the audit trail (default: your login name)."
+
+
+def cli_actor(by: str | None) -> str:
+    """The actor of a command: ``--by``, else the login name, else ``cli``."""
+    if by and by.strip():
+        return by.strip()
+    try:
+        return getpass.getuser() or "cli"
+    except (OSError, KeyError):  # no login name (a container without a passwd entry)
+        return "cli"
+
+
+def notifiers() -> list:
+    """:func:`jobs.notify.notifiers_from_env`, imported when a command needs it (the store
+    stack it pulls in would slow every ``crackwatch`` start)."""
+    from jobs.notify import notifiers_from_env
+
+    return notifiers_from_env()
