@@ -1,0 +1,206 @@
+"""The per-track rules of each profile and the rule table (:data:`RULES`). Part of
+:mod:`jobs.alerts` (see its docstring for the rules, levels and lifecycle).
+"""
+
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+from geodata.severity import BRE251_CATEGORIES, bre251_category
+from jobs.alerts.candidates import AlertCandidate, ForecastStatus
+from jobs.alerts.core import Level, Observation, _days, _sorted_observations
+from jobs.alerts.forecast import accelerations, growth_rates, inverse_velocity_forecast
+from jobs.alerts.resolution import (
+    min_detectable_length_rate_m_per_day,
+    min_detectable_opening_rate_mm_per_day,
+    slope_resolution_warnings,
+    structure_resolution_warnings,
+)
+from jobs.alerts.thresholds import SlopeThresholds, StructureThresholds, _reaches
+
+
+def _pair_pixel(a: Observation, b: Observation, default: float | None) -> float | None:
+    sizes = [p for p in (a.pixel_size_m, b.pixel_size_m) if p is not None]
+    return max(sizes) if sizes else default
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def evaluate_slope_track(site: Hashable | None, track: Hashable,
+                         observations: Sequence[Observation | Mapping[str, Any]],
+                         thresholds: SlopeThresholds, pixel_size_m: float | None = None, *,
+                         include_green: bool = False) -> list[AlertCandidate]:
+    """The ``slope`` rules for one track (see :class:`SlopeThresholds` for the sources).
+
+    Needs two observations for rates, ``acceleration_intervals + 2`` for acceleration. The
+    resolution of the latest interval uses the coarser pixel size of its two observations
+    (``Observation.pixel_size_m``), else ``pixel_size_m``.
+
+    Returns:
+        Candidates above green (all of them with ``include_green``).
+
+    Raises:
+        ValueError: invalid observations or two at the same time.
+    """
+    obs = _sorted_observations(track, observations)
+    if len(obs) < 2:
+        return []
+    prev, last = obs[-2], obs[-1]
+    dt = _days(prev.surveyed_at, last.surveyed_at)
+    px = _pair_pixel(prev, last, pixel_size_m)
+    warn_all = slope_resolution_warnings(thresholds, px, dt)
+    out: list[AlertCandidate] = []
+
+    def add(c: AlertCandidate) -> None:
+        if include_green or c.is_alert:
+            out.append(c)
+
+    specs = (
+        ("slope.opening_rate", "max_width_mm", "opening rate", "mm/day", "mm",
+         thresholds.opening_rate_mm_per_day,
+         None if px is None else min_detectable_opening_rate_mm_per_day(px, dt)),
+        ("slope.length_rate", "length_m", "length growth rate", "m/day", "m",
+         thresholds.length_rate_m_per_day,
+         None if px is None else min_detectable_length_rate_m_per_day(px, dt)),
+    )
+    for rule, quantity, what, unit, qunit, levels, floor in specs:
+        change = getattr(last, quantity) - getattr(prev, quantity)
+        rate = change / dt
+        level = levels.level_for(rate)
+        warns = [w for w in warn_all if w.startswith(what) or w.startswith("pixel size")]
+        if floor is not None and level > Level.GREEN and rate < floor:
+            warns.append(
+                f"the measured {what} {_fmt(rate)} {unit} ({_fmt(change)} {qunit} in "
+                f"{dt:.3g} days) is a change smaller than one pixel: within measurement noise"
+            )
+        add(AlertCandidate(
+            site=site, track=track, level=level, rule=rule, measured_value=rate, unit=unit,
+            threshold=levels.threshold_of(level),
+            message=(f"crack {track!r} {what} {_fmt(rate)} {unit} over {dt:.3g} days "
+                     f"({quantity} {_fmt(getattr(prev, quantity))} -> "
+                     f"{_fmt(getattr(last, quantity))} {qunit}): {level}"),
+            resolution_warnings=tuple(warns), observed_at=last.surveyed_at,
+        ))
+
+    rate_t, rates = growth_rates(obs, "max_width_mm")
+    forecast = inverse_velocity_forecast(
+        rate_t, rates, window=thresholds.smoothing_window,
+        min_points=thresholds.min_accelerating_points,
+    )
+    n = thresholds.acceleration_intervals
+    _acc_t, acc = accelerations(rate_t, rates)
+    opening_warns = tuple(w for w in warn_all
+                          if w.startswith("opening rate") or w.startswith("pixel size"))
+    if len(acc) >= n:
+        accelerating = all(a > 0 for a in acc[-n:]) and all(r > 0 for r in rates[-n - 1:])
+        level = thresholds.acceleration_level if accelerating else Level.GREEN
+        add(AlertCandidate(
+            site=site, track=track, level=level, rule="slope.acceleration",
+            measured_value=acc[-1], unit="mm/day^2", threshold=0.0,
+            message=(f"crack {track!r} opening rate "
+                     f"{'rose' if accelerating else 'did not rise'} over each of the last {n} "
+                     f"intervals (latest acceleration {_fmt(acc[-1])} mm/day^2, opening rates "
+                     f"{', '.join(_fmt(r) for r in rates[-n - 1:])} mm/day); "
+                     f"forecast: {forecast.status}"),
+            forecast=forecast, resolution_warnings=opening_warns if level else (),
+            observed_at=last.surveyed_at,
+        ))
+    if forecast.status is ForecastStatus.FORECAST:
+        # lead time from the latest *survey* (velocities are dated mid-interval)
+        assert forecast.failure_time is not None
+        to_failure = _days(last.surveyed_at, forecast.failure_time)
+        r2 = forecast.r_squared or 0.0
+        if r2 < thresholds.forecast_min_r_squared:
+            level, threshold = Level.YELLOW, None  # the R^2 floor is not in days
+            why = (f"fit R^2 {r2:.2f} < {thresholds.forecast_min_r_squared:g}: low confidence, "
+                   "yellow only")
+        elif to_failure <= thresholds.forecast_red_days:
+            level, threshold = Level.RED, thresholds.forecast_red_days
+            why = f"within {threshold:g} days"
+        elif to_failure <= thresholds.forecast_orange_days:
+            level, threshold = Level.ORANGE, thresholds.forecast_orange_days
+            why = f"within {threshold:g} days"
+        else:
+            level, threshold = Level.YELLOW, thresholds.forecast_orange_days
+            why = f"more than {threshold:g} days ahead"
+        add(AlertCandidate(
+            site=site, track=track, level=level, rule="slope.inverse_velocity",
+            measured_value=to_failure, unit="days", threshold=threshold,
+            message=(f"crack {track!r}: {forecast.message}; {to_failure:.1f} days after the "
+                     f"latest survey, {why}"),
+            forecast=forecast, resolution_warnings=opening_warns, observed_at=last.surveyed_at,
+        ))
+    return out
+
+
+def evaluate_structure_track(site: Hashable | None, track: Hashable,
+                             observations: Sequence[Observation | Mapping[str, Any]],
+                             thresholds: StructureThresholds, pixel_size_m: float | None = None,
+                             *, include_green: bool = False) -> list[AlertCandidate]:
+    """The ``structure`` rules for one track: BRE Digest 251 category of the latest width,
+    and width growth between the last two surveys (see :class:`StructureThresholds`).
+
+    Returns:
+        Candidates above green (all of them with ``include_green``).
+
+    Raises:
+        ValueError: invalid observations or two at the same time.
+    """
+    obs = _sorted_observations(track, observations)
+    if not obs:
+        return []
+    last = obs[-1]
+    px = last.pixel_size_m if last.pixel_size_m is not None else pixel_size_m
+    warns = tuple(structure_resolution_warnings(thresholds, px))
+    category = bre251_category(last.max_width_mm)
+    name = BRE251_CATEGORIES[category][1]
+    lower = 0.0 if category == 0 else BRE251_CATEGORIES[category - 1][2]
+    bre_level = thresholds.category_levels[category]
+    message = (f"crack {track!r} max width {_fmt(last.max_width_mm)} mm: BRE Digest 251 "
+               f"category {category} ({name}): {bre_level}")
+    bre_warns = tuple(w for w in warns if w.startswith("BRE") or w.startswith("pixel size"))
+    if px is not None and last.max_width_mm <= px * 1000.0 * (1 + 1e-6):
+        # A crack measured one pixel wide (or less) has an unresolved width: the imagery
+        # only says it is narrower than about a pixel, so its category is an upper bound
+        # and cannot raise an alert (at 0.5 m pixels every crack would read "very severe").
+        unresolved = (f"crack {track!r} is at most one pixel wide ({_fmt(px * 1000.0)} mm "
+                      f"pixels): its width, and so its BRE Digest 251 category (at most "
+                      f"{category}), is not resolved by this imagery")
+        bre_level = Level.GREEN
+        message = unresolved + ": green (not an assessment)"
+        bre_warns = (*bre_warns, unresolved)
+    out: list[AlertCandidate] = []
+    bre = AlertCandidate(
+        site=site, track=track, level=bre_level, rule="structure.bre251",
+        measured_value=last.max_width_mm, unit="mm",
+        threshold=lower if category else BRE251_CATEGORIES[0][2],
+        message=message,
+        resolution_warnings=bre_warns if bre_level else (),
+        observed_at=last.surveyed_at,
+    )
+    if include_green or bre.is_alert:
+        out.append(bre)
+    if len(obs) >= 2:
+        prev = obs[-2]
+        growth = last.max_width_mm - prev.max_width_mm
+        grew = _reaches(growth, thresholds.width_growth_mm)
+        level = Level(min(int(Level.RED), max(int(Level.YELLOW), bre_level + 1))) if grew \
+            else Level.GREEN
+        c = AlertCandidate(
+            site=site, track=track, level=level, rule="structure.width_growth",
+            measured_value=growth, unit="mm", threshold=thresholds.width_growth_mm,
+            message=(f"crack {track!r} widened by {_fmt(growth)} mm since "
+                     f"{prev.surveyed_at:%Y-%m-%d} ({_fmt(prev.max_width_mm)} -> "
+                     f"{_fmt(last.max_width_mm)} mm; threshold "
+                     f"{thresholds.width_growth_mm:g} mm): {level}"),
+            resolution_warnings=tuple(w for w in warns if w.startswith("width growth") or
+                                      w.startswith("pixel size")) if level else (),
+            observed_at=last.surveyed_at,
+        )
+        if include_green or c.is_alert:
+            out.append(c)
+    return out
