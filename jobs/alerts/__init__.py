@@ -70,11 +70,13 @@ from jobs.alerts.resolution import (
     slope_resolution_warnings,
     structure_resolution_warnings,
 )
-from jobs.alerts.rules import evaluate_slope_track, evaluate_structure_track
+from jobs.alerts.rules import RULES, Rule, evaluate_slope_track, evaluate_structure_track
 from jobs.alerts.site import evaluate_site
 from jobs.alerts.thresholds import LevelThresholds, SlopeThresholds, StructureThresholds
 
 __all__ = [
+    "RULES",
+    "Rule",
     "BRE251_CATEGORIES",
     "CONFIRMED_RULES",
     "AlertCandidate",

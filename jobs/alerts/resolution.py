@@ -47,6 +47,35 @@ def _below(thresholds: LevelThresholds, floor: float, what: str, unit: str,
     ]
 
 
+#: Key of the warnings that concern every rule of a profile (the pixel size is unknown).
+ALL_RULES = "*"
+
+
+def slope_resolution_warnings_by_rule(thresholds: SlopeThresholds, pixel_size_m: float | None,
+                                      interval_days: float) -> dict[str, list[str]]:
+    """:func:`slope_resolution_warnings` keyed by the rule id they concern
+    (``slope.opening_rate``, ``slope.length_rate``; :data:`ALL_RULES` for every rule), so a
+    rule takes its own warnings by id (:data:`jobs.alerts.rules.RULES`), not by matching text.
+
+    Raises:
+        ValueError: a non-positive or non-finite pixel size or interval.
+    """
+    if pixel_size_m is None:
+        return {ALL_RULES: ["pixel size unknown: the rate thresholds could not be checked "
+                            "against the imagery resolution; record the survey's pixel size"]}
+    detail = f"{pixel_size_m:g} m pixels over {interval_days:.3g} days"
+    return {
+        "slope.opening_rate": _below(
+            thresholds.opening_rate_mm_per_day,
+            min_detectable_opening_rate_mm_per_day(pixel_size_m, interval_days),
+            "opening rate", "mm/day", detail),
+        "slope.length_rate": _below(
+            thresholds.length_rate_m_per_day,
+            min_detectable_length_rate_m_per_day(pixel_size_m, interval_days),
+            "length growth rate", "m/day", detail),
+    }
+
+
 def slope_resolution_warnings(thresholds: SlopeThresholds, pixel_size_m: float | None,
                               interval_days: float) -> list[str]:
     """Warnings for every slope rate threshold finer than one pixel per ``interval_days``.
@@ -58,16 +87,38 @@ def slope_resolution_warnings(thresholds: SlopeThresholds, pixel_size_m: float |
     Raises:
         ValueError: a non-positive or non-finite pixel size or interval.
     """
+    by_rule = slope_resolution_warnings_by_rule(thresholds, pixel_size_m, interval_days)
+    return [w for warns in by_rule.values() for w in warns]
+
+
+def structure_resolution_warnings_by_rule(thresholds: StructureThresholds,
+                                          pixel_size_m: float | None) -> dict[str, list[str]]:
+    """:func:`structure_resolution_warnings` keyed by rule id (``structure.bre251``,
+    ``structure.width_growth``; :data:`ALL_RULES` for every rule).
+
+    Raises:
+        ValueError: a non-positive or non-finite pixel size.
+    """
     if pixel_size_m is None:
-        return ["pixel size unknown: the rate thresholds could not be checked against the "
-                "imagery resolution; record the survey's pixel size"]
-    detail = f"{pixel_size_m:g} m pixels over {interval_days:.3g} days"
-    out = _below(thresholds.opening_rate_mm_per_day,
-                 min_detectable_opening_rate_mm_per_day(pixel_size_m, interval_days),
-                 "opening rate", "mm/day", detail)
-    out += _below(thresholds.length_rate_m_per_day,
-                  min_detectable_length_rate_m_per_day(pixel_size_m, interval_days),
-                  "length growth rate", "m/day", detail)
+        return {ALL_RULES: ["pixel size unknown: the width thresholds could not be checked "
+                            "against the imagery resolution; record the survey's pixel size"]}
+    px_mm = _finite("pixel_size_m", pixel_size_m, positive=True) * 1000.0
+    out: dict[str, list[str]] = {"structure.bre251": [], "structure.width_growth": []}
+    bounds = [upper for _c, _n, upper in BRE251_CATEGORIES[:-2] if upper < px_mm]
+    if bounds:
+        last = max(c for c, _n, upper in BRE251_CATEGORIES if upper in bounds) + 1
+        out["structure.bre251"].append(
+            f"BRE 251 width bound(s) {', '.join(f'{b:g}' for b in bounds)} mm are below one "
+            f"pixel ({px_mm:.3g} mm): categories 0..{last} cannot be told apart in this imagery "
+            "(widths are whole pixels); use closer photos for a category below "
+            f"{last + 1}"
+        )
+    if thresholds.width_growth_mm < px_mm:
+        out["structure.width_growth"].append(
+            f"width growth threshold {thresholds.width_growth_mm:g} mm is below one pixel "
+            f"({px_mm:.3g} mm): growth alerts from it are not backed by the imagery; raise it "
+            "to at least one pixel or use closer photos"
+        )
     return out
 
 
@@ -78,24 +129,5 @@ def structure_resolution_warnings(thresholds: StructureThresholds,
     Raises:
         ValueError: a non-positive or non-finite pixel size.
     """
-    if pixel_size_m is None:
-        return ["pixel size unknown: the width thresholds could not be checked against the "
-                "imagery resolution; record the survey's pixel size"]
-    px_mm = _finite("pixel_size_m", pixel_size_m, positive=True) * 1000.0
-    out = []
-    bounds = [upper for _c, _n, upper in BRE251_CATEGORIES[:-2] if upper < px_mm]
-    if bounds:
-        last = max(c for c, _n, upper in BRE251_CATEGORIES if upper in bounds) + 1
-        out.append(
-            f"BRE 251 width bound(s) {', '.join(f'{b:g}' for b in bounds)} mm are below one "
-            f"pixel ({px_mm:.3g} mm): categories 0..{last} cannot be told apart in this imagery "
-            "(widths are whole pixels); use closer photos for a category below "
-            f"{last + 1}"
-        )
-    if thresholds.width_growth_mm < px_mm:
-        out.append(
-            f"width growth threshold {thresholds.width_growth_mm:g} mm is below one pixel "
-            f"({px_mm:.3g} mm): growth alerts from it are not backed by the imagery; raise it "
-            "to at least one pixel or use closer photos"
-        )
-    return out
+    by_rule = structure_resolution_warnings_by_rule(thresholds, pixel_size_m)
+    return [w for warns in by_rule.values() for w in warns]

@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from geodata.severity import BRE251_CATEGORIES, bre251_category
@@ -13,12 +14,61 @@ from jobs.alerts.candidates import AlertCandidate, ForecastStatus
 from jobs.alerts.core import Level, Observation, _days, _sorted_observations
 from jobs.alerts.forecast import accelerations, growth_rates, inverse_velocity_forecast
 from jobs.alerts.resolution import (
+    ALL_RULES,
     min_detectable_length_rate_m_per_day,
     min_detectable_opening_rate_mm_per_day,
-    slope_resolution_warnings,
-    structure_resolution_warnings,
+    slope_resolution_warnings_by_rule,
+    structure_resolution_warnings_by_rule,
 )
 from jobs.alerts.thresholds import SlopeThresholds, StructureThresholds, _reaches
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One alert rule: its id (``AlertCandidate.rule``), the profile it belongs to, the
+    threshold field of that profile's thresholds (:class:`SlopeThresholds` /
+    :class:`StructureThresholds`; None for a fixed rule), the function that evaluates it, the
+    observation quantity it reads, and the resolution floor: the smallest value the imagery
+    resolves, ``floor(pixel_size_m, interval_days)`` in the rule's unit (None: no floor).
+    Adding a rule is one entry in :data:`RULES` plus its evaluation."""
+
+    id: str
+    profile: str
+    threshold_field: str | None
+    evaluator: str
+    quantity: str | None
+    what: str
+    unit: str
+    resolution_floor: Callable[[float, float], float] | None = None
+    warnings_of: str | None = None  #: the rule whose resolution warnings it carries
+
+
+#: Every rule, by id (see the module docstring of :mod:`jobs.alerts` for the sources).
+RULES: dict[str, Rule] = {r.id: r for r in (
+    Rule("slope.opening_rate", "slope", "opening_rate_mm_per_day", "evaluate_slope_track",
+         "max_width_mm", "opening rate", "mm/day", min_detectable_opening_rate_mm_per_day),
+    Rule("slope.length_rate", "slope", "length_rate_m_per_day", "evaluate_slope_track",
+         "length_m", "length growth rate", "m/day", min_detectable_length_rate_m_per_day),
+    Rule("slope.acceleration", "slope", "acceleration_level", "evaluate_slope_track",
+         "max_width_mm", "opening-rate acceleration", "mm/day^2",
+         warnings_of="slope.opening_rate"),
+    Rule("slope.inverse_velocity", "slope", "forecast_red_days", "evaluate_slope_track",
+         "max_width_mm", "inverse-velocity forecast", "days"),
+    Rule("slope.new_cracks", "slope", "new_cracks_max", "evaluate_site", None,
+         "new cracks", "cracks"),
+    Rule("structure.bre251", "structure", "category_levels", "evaluate_structure_track",
+         "max_width_mm", "BRE Digest 251 category", "mm"),
+    Rule("structure.width_growth", "structure", "width_growth_mm", "evaluate_structure_track",
+         "max_width_mm", "width growth", "mm"),
+    Rule("structure.new_cracks", "structure", "new_cracks_max", "evaluate_site", None,
+         "new cracks", "cracks"),
+)}
+
+
+def _rule_warnings(by_rule: dict[str, list[str]], rule_id: str) -> tuple[str, ...]:
+    """The resolution warnings of one rule (its own and those about every rule)."""
+    rule = RULES[rule_id]
+    return (*by_rule.get(rule.warnings_of or rule.id, ()), *by_rule.get(ALL_RULES, ()))
 
 
 def _pair_pixel(a: Observation, b: Observation, default: float | None) -> float | None:
@@ -52,26 +102,23 @@ def evaluate_slope_track(site: Hashable | None, track: Hashable,
     prev, last = obs[-2], obs[-1]
     dt = _days(prev.surveyed_at, last.surveyed_at)
     px = _pair_pixel(prev, last, pixel_size_m)
-    warn_all = slope_resolution_warnings(thresholds, px, dt)
+    by_rule = slope_resolution_warnings_by_rule(thresholds, px, dt)
     out: list[AlertCandidate] = []
 
     def add(c: AlertCandidate) -> None:
         if include_green or c.is_alert:
             out.append(c)
 
-    specs = (
-        ("slope.opening_rate", "max_width_mm", "opening rate", "mm/day", "mm",
-         thresholds.opening_rate_mm_per_day,
-         None if px is None else min_detectable_opening_rate_mm_per_day(px, dt)),
-        ("slope.length_rate", "length_m", "length growth rate", "m/day", "m",
-         thresholds.length_rate_m_per_day,
-         None if px is None else min_detectable_length_rate_m_per_day(px, dt)),
-    )
-    for rule, quantity, what, unit, qunit, levels, floor in specs:
+    for rule, qunit in (("slope.opening_rate", "mm"), ("slope.length_rate", "m")):
+        spec = RULES[rule]
+        quantity, what, unit = spec.quantity, spec.what, spec.unit
+        levels = getattr(thresholds, spec.threshold_field)
+        floor = None if px is None or spec.resolution_floor is None else \
+            spec.resolution_floor(px, dt)
         change = getattr(last, quantity) - getattr(prev, quantity)
         rate = change / dt
         level = levels.level_for(rate)
-        warns = [w for w in warn_all if w.startswith(what) or w.startswith("pixel size")]
+        warns = list(_rule_warnings(by_rule, rule))
         if floor is not None and level > Level.GREEN and rate < floor:
             warns.append(
                 f"the measured {what} {_fmt(rate)} {unit} ({_fmt(change)} {qunit} in "
@@ -93,8 +140,7 @@ def evaluate_slope_track(site: Hashable | None, track: Hashable,
     )
     n = thresholds.acceleration_intervals
     _acc_t, acc = accelerations(rate_t, rates)
-    opening_warns = tuple(w for w in warn_all
-                          if w.startswith("opening rate") or w.startswith("pixel size"))
+    opening_warns = _rule_warnings(by_rule, "slope.acceleration")
     if len(acc) >= n:
         accelerating = all(a > 0 for a in acc[-n:]) and all(r > 0 for r in rates[-n - 1:])
         level = thresholds.acceleration_level if accelerating else Level.GREEN
@@ -155,14 +201,14 @@ def evaluate_structure_track(site: Hashable | None, track: Hashable,
         return []
     last = obs[-1]
     px = last.pixel_size_m if last.pixel_size_m is not None else pixel_size_m
-    warns = tuple(structure_resolution_warnings(thresholds, px))
+    by_rule = structure_resolution_warnings_by_rule(thresholds, px)
     category = bre251_category(last.max_width_mm)
     name = BRE251_CATEGORIES[category][1]
     lower = 0.0 if category == 0 else BRE251_CATEGORIES[category - 1][2]
     bre_level = thresholds.category_levels[category]
     message = (f"crack {track!r} max width {_fmt(last.max_width_mm)} mm: BRE Digest 251 "
                f"category {category} ({name}): {bre_level}")
-    bre_warns = tuple(w for w in warns if w.startswith("BRE") or w.startswith("pixel size"))
+    bre_warns = _rule_warnings(by_rule, "structure.bre251")
     if px is not None and last.max_width_mm <= px * 1000.0 * (1 + 1e-6):
         # A crack measured one pixel wide (or less) has an unresolved width: the imagery
         # only says it is narrower than about a pixel, so its category is an upper bound
@@ -197,8 +243,8 @@ def evaluate_structure_track(site: Hashable | None, track: Hashable,
                      f"{prev.surveyed_at:%Y-%m-%d} ({_fmt(prev.max_width_mm)} -> "
                      f"{_fmt(last.max_width_mm)} mm; threshold "
                      f"{thresholds.width_growth_mm:g} mm): {level}"),
-            resolution_warnings=tuple(w for w in warns if w.startswith("width growth") or
-                                      w.startswith("pixel size")) if level else (),
+            resolution_warnings=_rule_warnings(by_rule, "structure.width_growth") if level
+            else (),
             observed_at=last.surveyed_at,
         )
         if include_green or c.is_alert:

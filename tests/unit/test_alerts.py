@@ -418,3 +418,29 @@ def test_candidates_sorted_highest_first():
     cands = evaluate_site("slope", {"confirmation": "none"}, series, FINE_PX)
     levels = [c.level for c in cands]
     assert levels == sorted(levels, reverse=True) and levels[0] is Level.RED
+
+
+def test_rule_table_names_real_threshold_fields_and_every_emitted_rule():
+    """The rule table (issue 17): each rule's threshold field exists on its profile's
+    thresholds, and every rule id the evaluators emit is in the table with its warnings
+    routed by id (a 1 m pixel makes every slope rate threshold unresolvable)."""
+    from jobs.alerts import RULES
+
+    for rule in RULES.values():
+        cls = SlopeThresholds if rule.profile == "slope" else StructureThresholds
+        assert rule.threshold_field in cls.__dataclass_fields__, rule.id
+        assert rule.id.startswith(rule.profile + ".")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    obs = [Observation(t0 + timedelta(days=d), length_m=1.0 + d, max_width_mm=1.0 + 2 * d ** 2,
+                       pixel_size_m=1.0) for d in range(5)]
+    slope = evaluate_slope_track("s", 1, obs, SlopeThresholds(), include_green=True)
+    structure = evaluate_structure_track("s", 1, obs, StructureThresholds(), include_green=True)
+    emitted = {c.rule for c in slope + structure}
+    assert emitted <= set(RULES) and {"slope.opening_rate", "slope.length_rate",
+                                      "structure.bre251", "structure.width_growth"} <= emitted
+    by_rule = {c.rule: c for c in slope}
+    assert by_rule["slope.opening_rate"].resolution_warnings
+    assert all(w.startswith("opening rate")
+               for w in by_rule["slope.opening_rate"].resolution_warnings if "measured" not in w)
+    assert all(w.startswith("length growth rate")
+               for w in by_rule["slope.length_rate"].resolution_warnings if "measured" not in w)
