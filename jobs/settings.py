@@ -8,6 +8,10 @@ arguments. Variables (prefix ``CRACKWATCH_``):
 * ``CRACKWATCH_DATABASE_URL``: the store; default the SQLite file
   ``<data dir>/crackwatch.db``. Teams use PostgreSQL + PostGIS:
   ``postgresql+psycopg://user:password@host:5432/crackwatch``.
+* ``CRACKWATCH_EXECUTOR``: where survey inference runs, ``local`` (default) or ``ray``
+  (:mod:`jobs.executor`); ``CRACKWATCH_RAY_ADDRESS`` (``auto``, ``HOST:PORT``, ``local``)
+  and ``CRACKWATCH_RAY_WORKERS`` go with it. The ``--executor``, ``--ray-address`` and
+  ``--ray-workers`` options of ``run``, ``scheduler`` and ``infer`` override them.
 """
 
 from __future__ import annotations
@@ -39,6 +43,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the store; default sqlite:///<data_dir>/crackwatch.db.")
+    executor: str = Field(default="local", description="local | ray (jobs.executor).")
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster: auto | HOST:PORT | local (jobs.executor).")
+    ray_workers: int | None = Field(
+        default=None, description="Inference workers on the Ray cluster (default: one per "
+                                  "GPU, else per CPU).")
 
     def resolved_database_url(self) -> str:
         """``database_url`` if set, else the SQLite file under ``data_dir``."""

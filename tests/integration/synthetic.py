@@ -35,3 +35,15 @@ class DarkModel(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return -8.0 * (x.mean(1, keepdim=True) + 1.0)
+
+
+class KillerModel(torch.nn.Module):
+    """Kills the process that runs it (SIGKILL) on its first forward pass: a worker lost in
+    the middle of a survey (the Ray executor tests)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+        return x  # pragma: no cover - never reached
