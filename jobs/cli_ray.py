@@ -47,12 +47,13 @@ def executor_from_cli(executor: str | None, ray_address: str | None, ray_workers
 
 
 def bench_ray_cmd(
-    workers: int = typer.Option(2, "--workers", min=1, help="Ray workers (actors); with "
-                                "--device cuda at most one per GPU."),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Ray workers (actors); "
+                                       "default one per GPU with CUDA (num_gpus=1 each), else "
+                                       "one per CPU core."),
     surveys: int = typer.Option(8, min=1, help="Surveys of the pipeline part (over 2 sites)."),
-    survey_size: int = typer.Option(2048, min=256, help="Side of each survey's raster, px."),
+    survey_size: int = typer.Option(1024, min=256, help="Side of each survey's raster, px."),
     size: int = typer.Option(8192, min=512, help="Side of the large orthomosaic, px."),
-    device: str = typer.Option("cpu", help="cpu | cuda"),
+    device: str = typer.Option("auto", help="auto (cuda when torch sees a GPU) | cpu | cuda"),
     model: str | None = typer.Option(None, help="Model (default: the default shipped model)."),
     ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
     object_store_mb: int = typer.Option(300, min=100, help="Object store of the local "
@@ -88,7 +89,10 @@ def bench_ray_cmd(
         t.add_row(row["job"], f"{row['megapixels']:.1f}",
                   f"{loc:.1f}" if loc else "-", f"{row['ray_s']:.1f}",
                   f"{row['local_mp_s']:.2f}" if loc else "-", f"{row['ray_mp_s']:.2f}",
-                  f"{row['speedup']:.2f}x" if loc else "-", str(row.get("same", "-")))
+                  f"{row['speedup']:.2f}x" if loc else "-",
+                  str(row.get("same", "-")) + (
+                      f" ({row['pixels_differing']} px differ by <= "
+                      f"{row['max_abs_diff_uint8']}/255)" if row.get("pixels_differing") else ""))
     console.print(t)
     console.print_json(json.dumps(r))
 

@@ -441,7 +441,7 @@ class _ActorPool:
         cuda = device.startswith("cuda")
         self.device = "cuda" if cuda else "cpu"
         cls = ray.remote(_Worker).options(
-            num_cpus=0 if cuda else cpus, num_gpus=1 if cuda else 0, max_restarts=-1,
+            num_cpus=cpus, num_gpus=1 if cuda else 0, max_restarts=-1,
             max_task_retries=max_retries)
         self.actors = [cls.remote(self.device, max(1, int(cpus))) for _ in range(n)]
         refs = [a.where.remote() for a in self.actors]

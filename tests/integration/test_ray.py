@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -67,6 +68,22 @@ def executor():
     yield ex
     ex.close()
     ray.shutdown()
+
+
+@contextmanager
+def _one_thread():
+    """Run the local reference with one torch CPU thread, as each Ray worker here runs
+    (cpus_per_worker=1): the model's forward pass can round differently with another thread
+    count, which would blur what these tests check (that the executor and the band stitching
+    change nothing)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _store(path: Path):
@@ -140,8 +157,9 @@ def test_two_site_run_equals_the_local_run(executor, tmp_path):
             ingest(engine, "wall B", p)
         opt = PipelineOptions(work_dir=tmp_path / f"work-{kind}", tile_size=256, overlap=32,
                               inbox_settle_s=0)
-        results[kind] = run_sites(engine, ["slope A", "wall B"], opt,
-                                  executor=executor if kind == "ray" else None)
+        with _one_thread():
+            results[kind] = run_sites(engine, ["slope A", "wall B"], opt,
+                                      executor=executor if kind == "ray" else None)
         snaps[kind] = _snapshot(engine)
         if kind == "ray":
             with session_scope(engine) as s:
@@ -170,8 +188,9 @@ def test_a_banded_orthomosaic_equals_the_local_result(executor, tmp_path):
     src = _write_scene(tmp_path / "large.tif", when=T0)
     assert len(executor.plan(src, executor.workers())) > 1
     net = load_model(MODEL)
-    loc = predict_raster(src, net, out_path=tmp_path / "local.tif", tile_size=256, overlap=32,
-                         dtype="float32", progress=False)
+    with _one_thread():
+        loc = predict_raster(src, net, out_path=tmp_path / "local.tif", tile_size=256,
+                             overlap=32, dtype="float32", progress=False)
     res = executor.predict_raster(src, executor.model_spec(name=MODEL),
                                   out_path=tmp_path / "ray.tif", tile_size=256, overlap=32,
                                   dtype="float32", progress=False)
