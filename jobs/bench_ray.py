@@ -12,13 +12,15 @@ here, or the one at ``ray_address``):
 
 The surveys' runs include loading the model (the local run once, each Ray worker once);
 the orthomosaic runs do not (both have it loaded by then); starting the cluster and its
-workers is timed apart. The local runs use torch's default CPU threads (all cores), each
-Ray CPU worker one thread: the model's forward pass may round differently with a different
-thread count, so a few uint8 probability levels can differ by one (counted in
-``pixels_differing``; the stitching itself is exact, see :mod:`engine.banded`). On CUDA
-the GPUs' utilisation is sampled every 0.5 s with ``nvidia-smi`` during each run. Figures
-are printed, never asserted; the rasters are synthetic (noise + dark lines), named
-SIMULATED.
+workers is timed apart. CPU seconds (user + system) are counted for this process and for
+the Ray workers' processes (not Ray's own daemons), and the 1-minute load average is noted
+before each run: on a shared machine wall times follow the other load. The local runs
+use torch's default CPU threads (all cores), each Ray CPU worker one thread: the model's
+forward pass may round differently with a different thread count, so a few uint8
+probability levels can differ by one (counted in ``pixels_differing``; the stitching
+itself is exact, see :mod:`engine.banded`). On CUDA the GPUs' utilisation is sampled every
+0.5 s with ``nvidia-smi`` during each run. Figures are printed, never asserted; the
+rasters are synthetic (noise + dark lines), named SIMULATED.
 """
 
 from __future__ import annotations
@@ -140,6 +142,14 @@ def _crack_snapshot(engine) -> dict[str, list[bytes]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process so far (all threads)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _job_times(engine) -> dict[str, float]:
     """Per survey, from the job runs: seconds in the driver after inference (store + track
     + alerts + notify: the serial part) and the infer step (with Ray: the wait, and the
@@ -242,17 +252,23 @@ def bench_ray(*, workdir: Path, workers: int | None = None, surveys: int = 8,
 
     if not skip_local:
         progress(f"local: {surveys} surveys through the pipeline")
+        rows[0]["load_before_local"] = round(os.getloadavg()[0], 2)
+        c0 = _cpu_s()
         with GpuSampler() as g:
             rows[0]["local_s"], local_cracks, rows[0]["local_jobs"] = _run_surveys(
                 files, workdir / "local.db", workdir / "work-local", opt_kw)
+        rows[0]["local_cpu_s"] = round(_cpu_s() - c0, 1)
         gpu["local surveys"] = g.summary()
         progress(f"local: orthomosaic {size} x {size}")
         net = load_model(name, device=device)  # loaded: the Ray workers have theirs by now
+        rows[1]["load_before_local"] = round(os.getloadavg()[0], 2)
+        c0 = _cpu_s()
         with GpuSampler() as g:
             tl = time.perf_counter()
             predict_raster(big, net, out_path=workdir / "local_ortho.tif", device=device,
                            progress=False)
             rows[1]["local_s"] = time.perf_counter() - tl
+        rows[1]["local_cpu_s"] = round(_cpu_s() - c0, 1)
         gpu["local orthomosaic"] = g.summary()
         del net
 
@@ -268,17 +284,25 @@ def bench_ray(*, workdir: Path, workers: int | None = None, surveys: int = 8,
         workers_s = time.perf_counter() - tw
         progress(f"ray: {pool.size} workers: {pool.where}")
         progress(f"ray: {surveys} surveys through the pipeline")
+        rows[0]["load_before_ray"] = round(os.getloadavg()[0], 2)
+        c0, w0 = _cpu_s(), pool.cpu_seconds()
         with GpuSampler() as g:
             rows[0]["ray_s"], ray_cracks, rows[0]["ray_jobs"] = _run_surveys(
                 files, workdir / "ray.db", workdir / "work-ray", opt_kw, executor=ex)
+        rows[0]["ray_cpu_s"] = {"driver": round(_cpu_s() - c0, 1),
+                                "workers": round(pool.cpu_seconds() - w0, 1)}
         gpu["ray surveys"] = g.summary()
         progress(f"ray: orthomosaic {size} x {size} in {pool.size} row bands")
+        rows[1]["load_before_ray"] = round(os.getloadavg()[0], 2)
+        c0, w0 = _cpu_s(), pool.cpu_seconds()
         with GpuSampler() as g:
             tr = time.perf_counter()
             res = ex.predict_raster(big, ex.model_spec(name=name),
                                     out_path=workdir / "ray_ortho.tif", device=device,
                                     progress=False)
             rows[1]["ray_s"] = time.perf_counter() - tr
+        rows[1]["ray_cpu_s"] = {"driver": round(_cpu_s() - c0, 1),
+                                "workers": round(pool.cpu_seconds() - w0, 1)}
         gpu["ray orthomosaic"] = g.summary()
         rows[1]["bands"] = res.warnings[-1]
         resources = __import__("ray").cluster_resources()

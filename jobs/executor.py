@@ -269,6 +269,13 @@ class _Worker:
         return {"node": ray.util.get_node_ip_address(), "pid": os.getpid(),
                 "gpus": [str(g) for g in ray.get_gpu_ids()], "device": self.device}
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of this worker process so far (all its threads)."""
+        import resource
+
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
     def _label(self) -> str:
         w = self.where()
         return f"{w['node']}:{w['pid']}" + (f" gpu {','.join(w['gpus'])}" if w["gpus"] else "")
@@ -463,6 +470,10 @@ class _ActorPool:
     @property
     def size(self) -> int:
         return len(self.actors)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of all the workers' processes so far."""
+        return float(sum(self._ray.get([a.cpu_seconds.remote() for a in self.actors])))
 
     def submit(self, method: str, *args: Any, what: str = "") -> Future:
         fut: Future = Future()
