@@ -395,10 +395,14 @@ def connect_ray(config: ExecutorConfig) -> bool:
         ray.init(address=address, **kwargs)
         return False
     except ConnectionError as exc:
+        auth = "" if os.environ.get("RAY_AUTH_MODE") == "token" else (
+            " If the cluster uses token authentication (Ray 2.60's `ray start` turns it on "
+            "by default), set RAY_AUTH_MODE=token here too, with its token in "
+            "RAY_AUTH_TOKEN or ~/.ray/auth_token.")
         raise RayUnavailableError(
             f"cannot connect to a Ray cluster ({address}): {exc}. Start one with `ray start "
             f"--head` (deploy/README.md), give --ray-address HOST:PORT, or --ray-address local "
-            f"to start one on this machine.") from exc
+            f"to start one on this machine.{auth}") from exc
 
 
 def _translate(exc: BaseException, what: str) -> BaseException:
@@ -481,6 +485,7 @@ class _ActorPool:
         return fut
 
     def _serve(self, actor) -> None:
+        alive = True
         while True:
             item = self._q.get()
             if item is None:
@@ -488,10 +493,33 @@ class _ActorPool:
             method, args, fut, what = item
             if not fut.set_running_or_notify_cancel():
                 continue
+            if not alive:  # Ray is restarting it: a call now would fail at once
+                alive = self._wait_alive(actor)
+                if not alive:
+                    fut.set_exception(WorkerLostError(
+                        f"the Ray worker for {what} died and did not come back within "
+                        f"{READY_TIMEOUT_S:g} s; nothing of it was stored, the next run "
+                        f"processes it again."))
+                    continue
             try:
                 fut.set_result(self._ray.get(getattr(actor, method).remote(*args)))
             except Exception as exc:  # noqa: BLE001 - handed to whoever waits on the call
-                fut.set_exception(_translate(exc, what))
+                err = _translate(exc, what)
+                alive = not isinstance(err, WorkerLostError)
+                fut.set_exception(err)
+
+    def _wait_alive(self, actor) -> bool:
+        """Wait until a (restarting) actor answers, up to :data:`READY_TIMEOUT_S`."""
+        from ray import exceptions as rex
+
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                self._ray.get(actor.where.remote(), timeout=30)
+                return True
+            except (rex.RayActorError, rex.GetTimeoutError):
+                time.sleep(0.5)
+        return False
 
     def close(self) -> None:
         while True:

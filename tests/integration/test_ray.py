@@ -1,7 +1,9 @@
 """The Ray executor (jobs.executor) on a local Ray cluster started here (2 CPUs, no
 dashboard, no network), shared by the module: a two-site run equals the local run, a banded
 orthomosaic equals the local result, a killed worker leaves the store unchanged and the
-survey re-runnable, and choosing ray without Ray installed is a clear error.
+survey re-runnable (and a worker killed once is re-run by Ray), the scheduler's jobs use the
+executor, and choosing ray without Ray installed (or an unreachable cluster) is a clear
+error.
 
 Ray is in the ``dev`` extra, so CI runs these; elsewhere they skip when Ray is missing.
 """
@@ -21,7 +23,7 @@ import rasterio
 from PIL import Image
 from rasterio.transform import from_origin
 from sqlalchemy import func, select
-from synthetic import EPSG, KillerModel, write_ortho
+from synthetic import EPSG, KillerModel, KillOnceModel, write_ortho
 from typer.testing import CliRunner
 
 from geodata.store import add_site, connect, upgrade
@@ -57,16 +59,17 @@ def _need_ray():
 
 @pytest.fixture(scope="module")
 def executor():
-    """Two CPU workers on a local 2-CPU cluster; bands of >= 256 rows; no retries (so a
-    killed worker fails its survey at once)."""
+    """Two CPU workers on a local 2-CPU cluster; bands of >= 256 rows; a call whose worker
+    died is re-run once (the default)."""
     ray = _need_ray()
     if ray.is_initialized():
         ray.shutdown()
     # workers import this checkout's code and tests/integration/synthetic.py
     path = os.pathsep.join([str(ROOT), str(Path(__file__).parent)])
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300_000_000,
+    ray.init(address="local", num_cpus=2, include_dashboard=False,
+             object_store_memory=300_000_000,
              log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
-    ex = RayExecutor(ExecutorConfig(kind="ray", workers=2, band_rows=256, max_retries=0))
+    ex = RayExecutor(ExecutorConfig(kind="ray", workers=2, band_rows=256, max_retries=1))
     yield ex
     ex.close()
     ray.shutdown()
@@ -239,6 +242,7 @@ def test_a_killed_worker_leaves_the_store_unchanged_and_the_survey_reruns(execut
     second = ingest(engine, "wall", write_ortho(tmp_path / "b.tif", when=T0 + timedelta(days=1),
                                                 crack_cols=190))
 
+    # killed in the middle of the survey, and again when Ray re-runs the call
     [r] = run_site(engine, "wall", opt, model=KillerModel(), executor=executor)
     assert r.status == "failed" and r.survey_id == second.id
     assert "Ray worker" in r.error and "died" in r.error and "next run" in r.error
@@ -254,6 +258,13 @@ def test_a_killed_worker_leaves_the_store_unchanged_and_the_survey_reruns(execut
     [r] = run_site(engine, "wall", opt, executor=executor)  # Ray restarted the worker
     assert r.status == "succeeded" and r.survey_id == second.id
     assert _counts(engine)["survey_summary"] == 2
+
+    # killed once: Ray restarts the worker and re-runs the call; the survey succeeds
+    third = ingest(engine, "wall", write_ortho(tmp_path / "c.tif", when=T0 + timedelta(days=2),
+                                               crack_cols=200))
+    marker = tmp_path / "killed-once"
+    [r] = run_site(engine, "wall", opt, model=KillOnceModel(str(marker)), executor=executor)
+    assert marker.exists() and r.status == "succeeded" and r.survey_id == third.id
     engine.dispose()
 
 
@@ -288,3 +299,42 @@ def test_an_unreachable_ray_address_is_a_clear_error(tmp_path):
     assert res.exit_code == 2 and "ray start --head" in res.output, res.output
     res = CliRunner().invoke(app, ["run", "--site", "x", "--executor", "dask"])
     assert res.exit_code == 2 and "unknown executor 'dask'" in res.output, res.output
+
+
+def test_the_scheduler_runs_site_jobs_on_the_shared_ray_executor(executor, tmp_path,
+                                                                   monkeypatch):
+    """`crackwatch scheduler --executor ray`: the site jobs carry the executor setting (a
+    job stored without it is rescheduled with it), run up to RAY_SITE_JOBS sites at once and
+    send inference to the process's one executor."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    import jobs.executor
+    from jobs.scheduler import RAY_SITE_JOBS, build_scheduler, run_site_job, sync_site_jobs
+
+    engine = _store(tmp_path / "cw.db")
+    url = str(engine.url)
+    site = add_site(engine, "wall", profile="structure", crs_epsg=EPSG, model_name=MODEL)
+    ingest(engine, "wall", _write_scene(tmp_path / "a.tif", when=T0, rows=256, cols=256,
+                                        crack_rows=200))
+    opts = {"work_dir": str(tmp_path / "work"), "tile_size": 256, "overlap": 32,
+            "inbox_settle_s": 0}
+    cfg = {"kind": "ray", "workers": 2}
+    sched = build_scheduler(url, scheduler_cls=BackgroundScheduler, threads=RAY_SITE_JOBS)
+    sched.start(paused=True)
+    try:
+        sync_site_jobs(sched, url, opts)  # as an older scheduler stored it: no executor
+        assert sched.get_job(f"site-{site.id}").args[3] is None
+        sync_site_jobs(sched, url, opts, cfg)
+        assert list(sched.get_job(f"site-{site.id}").args) == [url, site.id, opts, cfg]
+        assert sched._executors["default"]._pool._max_workers == RAY_SITE_JOBS
+    finally:
+        sched.shutdown(wait=False)
+    given = []
+    monkeypatch.setattr(jobs.executor, "shared_executor",
+                        lambda c: given.append(c) or executor)
+    assert run_site_job(url, site.id, opts, cfg) == 1
+    assert given == [cfg]
+    with session_scope(engine) as s:
+        [job] = s.scalars(select(m.JobRun).where(m.JobRun.job == "process_survey")).all()
+        assert job.status == "succeeded" and job.steps["infer"]["executor"] == "ray"
+    engine.dispose()
