@@ -744,9 +744,8 @@ def _infer_raster(path: Path, net, out: Path, *, tile_size, overlap, batch_size,
     prob_path = out / f"{path.stem}_probability.tif"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StripedRasterWarning)
-        res = predict(path, net, out_path=prob_path, tile_size=tile_size,
-                             overlap=overlap, batch_size=batch_size, device=device, crs=crs,
-                             dtype=dtype, tta=tta)
+        res = predict(path, net, out_path=prob_path, tile_size=tile_size, overlap=overlap,
+                      batch_size=batch_size, device=device, crs=crs, dtype=dtype, tta=tta)
     for w in caught:
         err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
     with rasterio.open(prob_path) as src:

@@ -42,7 +42,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, as_completed
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -171,11 +171,6 @@ def shared_executor(config: ExecutorConfig | dict[str, Any] | None) -> RayExecut
         return _SHARED[key]
 
 
-def config_as_dict(config: ExecutorConfig) -> dict[str, Any]:
-    """Plain fields for a scheduler job's arguments (pickled into its job store)."""
-    return asdict(config)
-
-
 # --------------------------------------------------------------------------- the step
 
 
@@ -293,14 +288,17 @@ class _Worker:
                         "worker_seconds": round(time.perf_counter() - t0, 2)}
         return out
 
-    def predict_band(self, path: str, band: tuple[int, int], out_path: str, spec: ModelSpec,
-                     kwargs: dict[str, Any]) -> Any:
-        from engine.banded import predict_band
+    def predict_band(self, path: str, band: tuple[int, int] | None, out_path: str,
+                     spec: ModelSpec, kwargs: dict[str, Any]) -> Any:
+        """Rows ``band`` of the raster to a band file (:func:`engine.banded.predict_band`);
+        ``None``: the whole raster to its COG (:func:`engine.infer.predict_raster`)."""
+        from engine.infer import predict_raster
 
         kwargs = {k: v for k, v in kwargs.items() if k != "device"}
-        res = predict_band(path, self._model(spec), band, out_path=out_path, device=self.device,
-                           **kwargs)
-        res.warnings.append(f"band rows {band[0]}..{band[1] - 1} on {self._label()}")
+        res = predict_raster(path, self._model(spec), out_path=out_path, device=self.device,
+                             rows=band, **kwargs)
+        where = "all rows" if band is None else f"rows {band[0]}..{band[1] - 1}"
+        res.warnings.append(f"{where} on Ray worker {self._label()}")
         return res
 
     def predict_photo(self, path: str, spec: ModelSpec, kwargs: dict[str, Any]) -> Any:
