@@ -295,6 +295,12 @@ def _prefetch(gen: Iterator, depth: int = 2) -> Iterator:
         stop.set()
 
 
+#: How the probability map is written as a Cloud-Optimized GeoTIFF (``rasterio.shutil.copy``
+#: of the tiled working file; :mod:`engine.banded` stitches row bands with the same options).
+COG_OPTIONS = {"driver": "COG", "compress": "DEFLATE", "predictor": 2, "blocksize": 512,
+               "overview_resampling": "average", "BIGTIFF": "IF_SAFER"}
+
+
 #: Windows per forward pass when none is given, per device type. On the CPU 4: the same tile
 #: megapixels/s as 8 on the project's 2-core VM (1.30 vs 1.28-1.45 MP/s, `crackwatch bench
 #: model --batch-size 4|8`) with about 450 MB less peak memory; on CUDA 8.
@@ -384,6 +390,7 @@ def predict_raster(
     dtype: str = "uint8",
     progress: bool = True,
     tta: bool = False,
+    rows: tuple[int, int] | None = None,
 ) -> PredictionResult:
     """Predict crack probability over a georeferenced raster and write it as a COG.
 
@@ -409,6 +416,11 @@ def predict_raster(
         tta: test-time augmentation: average the model over the four flips of each window
             (:data:`engine.models.TTA_FLIPS`). Four times the model compute; on validation
             data it raised pooled IoU by about 1.6 points (UAV75) and 0.6 (DeepCrack).
+        rows: ``(first, stop)``: predict only output rows ``first .. stop - 1`` (a row band,
+            :mod:`engine.banded`) and write them as a plain tiled GeoTIFF of ``stop - first``
+            rows (its transform shifted to the band), not a COG. Every window that touches
+            the band is run, in the same order as for the whole raster, so the band's pixels
+            equal the whole run's exactly.
 
     Returns:
         :class:`PredictionResult` with the output path, CRS, transform, sizes and timings.
@@ -498,7 +510,7 @@ def predict_raster(
             result = _predict_reader(
                 reader, path, model, out_path=out_path, out_crs=out_crs, tile_size=tile_size,
                 overlap=overlap, batch_size=batch_size, device=device, dtype=dtype,
-                progress=progress, notes=notes, t0=t0, tta=tta,
+                progress=progress, notes=notes, t0=t0, tta=tta, rows=rows,
             )
             result.reprojected_from = reprojected_from
             return result
@@ -613,12 +625,18 @@ class RowBandBlender:
 def _predict_reader(reader, path: Path, model: nn.Module, *, out_path: Path, out_crs,
                     tile_size: int, overlap: int, batch_size: int, device: torch.device,
                     dtype: str, progress: bool, notes: list[str], t0: float,
-                    tta: bool = False) -> PredictionResult:
+                    tta: bool = False, rows: tuple[int, int] | None = None) -> PredictionResult:
     import rasterio
     from rasterio.shutil import copy as rio_copy
     from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
 
+    band_rows = rows
     rows, cols = reader.height, reader.width
+    first, stop = band_rows if band_rows is not None else (0, rows)
+    if not 0 <= first < stop <= rows:
+        raise ValueError(f"rows must be (first, stop) with 0 <= first < stop <= {rows}, "
+                         f"got {band_rows}.")
     bands, band_note = select_rgb_bands(reader.colorinterp, reader.count)
     notes.append(band_note)
     limits = stretch_limits(reader, bands)
@@ -632,6 +650,8 @@ def _predict_reader(reader, path: Path, model: nn.Module, *, out_path: Path, out
     row_starts = window_starts(rows, tile_size, stride_r)
     col_starts = window_starts(cols, tile_size, stride_c)
     th, tw = min(tile_size, rows), min(tile_size, cols)
+    # a band runs the windows that touch its rows, in the whole raster's order
+    row_starts = [r for r in row_starts if r < stop and r + th > first]
     weights = blend_weights(tile_size, overlap)[:th, :tw]
     n_windows = len(row_starts) * len(col_starts)
     skipped = 0
@@ -669,9 +689,10 @@ def _predict_reader(reader, path: Path, model: nn.Module, *, out_path: Path, out
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = out_path.with_name(out_path.stem + ".partial.tif")
+    out_transform = window_transform(Window(0, first, cols, stop - first), reader.transform)
     profile = {
-        "driver": "GTiff", "width": cols, "height": rows, "count": 1, "dtype": dtype,
-        "crs": out_crs, "transform": reader.transform, "tiled": True, "blockxsize": 256,
+        "driver": "GTiff", "width": cols, "height": stop - first, "count": 1, "dtype": dtype,
+        "crs": out_crs, "transform": out_transform, "tiled": True, "blockxsize": 256,
         "blockysize": 256, "compress": "NONE", "BIGTIFF": "IF_SAFER",
     }
     if dtype == "float32":
@@ -679,6 +700,7 @@ def _predict_reader(reader, path: Path, model: nn.Module, *, out_path: Path, out
     model_seconds = 0.0
     processed = 0
     band = RowBandBlender(th, tw, cols, weights)
+    band.top = row_starts[0]  # rows above the band's first window get nothing (first > 0)
 
     try:
         with rasterio.open(tmp_path, "w", **profile) as dst:
@@ -688,11 +710,14 @@ def _predict_reader(reader, path: Path, model: nn.Module, *, out_path: Path, out
                 out = band.take(upto, dtype)
                 if out is None:
                     return
-                win = Window(0, top, cols, out[0].shape[0])
+                a, b = max(top, first), min(upto, stop)  # the final rows inside the band
+                if a >= b:
+                    return
+                win = Window(0, a - first, cols, b - a)
                 with gdal_lock:
-                    dst.write(out[0], 1, window=win)
+                    dst.write(out[0][a - top:b - top], 1, window=win)
                     if dtype == "uint8":
-                        dst.write_mask(out[1], window=win)
+                        dst.write_mask(out[1][a - top:b - top], window=win)
 
             bar = tqdm(total=n_windows, desc=f"infer {path.name}", unit="tile",
                        disable=not progress, leave=False)
@@ -711,10 +736,12 @@ def _predict_reader(reader, path: Path, model: nn.Module, *, out_path: Path, out
                 bar.update(len(wins))
             bar.close()
             # Windows that were skipped still move the band; flush all that remains.
-            while band.top < rows:
-                flush(min(rows, band.top + th))
-        rio_copy(tmp_path, out_path, driver="COG", compress="DEFLATE", predictor=2,
-                 blocksize=512, overview_resampling="average", BIGTIFF="IF_SAFER")
+            while band.top < stop:
+                flush(min(stop, band.top + th))
+        if band_rows is None:
+            rio_copy(tmp_path, out_path, **COG_OPTIONS)
+        else:  # a band: a plain tiled GeoTIFF, stitched into the COG by engine.banded
+            tmp_path.replace(out_path)
     finally:
         tmp_path.unlink(missing_ok=True)
         # The batches' tensors stay in the tuned heap for reuse while the raster runs; give
@@ -723,17 +750,17 @@ def _predict_reader(reader, path: Path, model: nn.Module, *, out_path: Path, out
 
     seconds = time.perf_counter() - t0
     return PredictionResult(
-        path=out_path, crs=out_crs.to_string(), transform=tuple(reader.transform)[:6],
-        width=cols, height=rows, dtype=dtype, windows_total=n_windows, windows_skipped=skipped,
-        seconds=round(seconds, 3), model_seconds=round(model_seconds, 3),
-        megapixels_per_s=round(rows * cols / 1e6 / seconds, 3) if seconds else 0.0,
+        path=out_path, crs=out_crs.to_string(), transform=tuple(out_transform)[:6],
+        width=cols, height=stop - first, dtype=dtype, windows_total=n_windows,
+        windows_skipped=skipped, seconds=round(seconds, 3), model_seconds=round(model_seconds, 3),
+        megapixels_per_s=round((stop - first) * cols / 1e6 / seconds, 3) if seconds else 0.0,
         warnings=notes, processed_megapixels=processed * th * tw / 1e6, batch_size=batch_size,
     )
 
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE", "PredictionResult", "RowBandBlender", "StripedRasterWarning",
-    "aligned_stride", "blend_weights", "default_batch_size",
+    "COG_OPTIONS", "DEFAULT_BATCH_SIZE", "PredictionResult", "RowBandBlender",
+    "StripedRasterWarning", "aligned_stride", "blend_weights", "default_batch_size",
     "open_raster", "predict_image", "predict_raster", "select_rgb_bands", "stretch_limits",
     "to_uint8", "window_starts",
 ]

@@ -490,11 +490,16 @@ def _record_job_failure(bind: Engine, job: str, site_id: int | None,
 # --------------------------------------------------------------------------------- steps
 
 
-def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions) -> dict[str, Any]:
+def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions,
+                       predict: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """``predict``: what writes the probability map (default
+    :func:`engine.infer.predict_raster`; :mod:`jobs.executor` stitches row bands instead)."""
     import rasterio
 
     from engine.infer import predict_raster
     from geodata.vectorise import vectorise_cracks_and_skeletons
+
+    predict = predict or predict_raster
 
     out = Path(opt.work_dir) / "probability" / f"survey{survey.id}_probability.tif"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -509,10 +514,10 @@ def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions) -> di
     try:
         with warnings.catch_warnings():  # kept in res.warnings and recorded in the job's steps
             warnings.simplefilter("ignore", UserWarning)
-            res = predict_raster(survey.source_path, model, out_path=run_out,
-                                 tile_size=opt.tile_size, overlap=opt.overlap,
-                                 batch_size=opt.batch_size, device=opt.device, progress=False,
-                                 tta=opt.tta)
+            res = predict(survey.source_path, model, out_path=run_out,
+                          tile_size=opt.tile_size, overlap=opt.overlap,
+                          batch_size=opt.batch_size, device=opt.device, progress=False,
+                          tta=opt.tta)
         os.replace(run_out, out)
     except CRSError as exc:
         if "--crs" not in str(exc):
@@ -894,6 +899,7 @@ def process_survey(
     *,
     model: Any = None,
     notifiers: Sequence[Notifier] | None = None,
+    infer: Callable[[m.Survey, m.Site, Any, PipelineOptions], dict[str, Any]] | None = None,
 ) -> SurveyResult:
     """Run infer -> vectorise -> store + track -> alerts -> notify for one survey.
 
@@ -904,6 +910,9 @@ def process_survey(
         model: a loaded model (default: the site's model, :func:`site_model_name`, via
             :func:`engine.registry.load_model`).
         notifiers: where raised/escalated alerts go (default: the log only).
+        infer: where infer + vectorise run (:mod:`jobs.executor`: on a Ray worker); called
+            as ``infer(survey, site, model, options)``, returns what the local steps return.
+            Default: in this process.
 
     Returns:
         :class:`SurveyResult`; ``status`` ``"succeeded"`` or ``"failed"`` (with ``error``).
@@ -944,7 +953,9 @@ def process_survey(
             "started_at": datetime.now(UTC),
         }
         t0 = time.perf_counter()
-        if survey.source_type in ("photo", "photos"):
+        if infer is not None:
+            out = infer(survey, site, model, options)
+        elif survey.source_type in ("photo", "photos"):
             out = _infer_photos(survey, site, model, options)
         else:
             out = _infer_orthomosaic(survey, model, options)
@@ -1103,6 +1114,7 @@ def run_site(
     notifiers: Sequence[Notifier] | None = None,
     progress: Callable[[m.Survey, SurveyResult], None] | None = None,
     wait_s: float = 0.0,
+    executor: Any = None,
 ) -> list[SurveyResult]:
     """Scan the site's inbox, then process every pending survey in acquisition order.
 
@@ -1121,6 +1133,9 @@ def run_site(
         models: a cache shared by the calls of a run over several sites (``{}`` at first):
             a model already loaded for another site is reused, not loaded again.
         wait_s: seconds to wait while another process runs the site (0: refuse at once).
+        executor: where the surveys' inference runs (:func:`jobs.executor.make_executor`:
+            Ray workers, all pending surveys at once; the store writes stay here, in date
+            order); None: here, one survey after another.
 
     Raises:
         SiteBusyError: another live process runs the site (after ``wait_s``).
@@ -1139,7 +1154,7 @@ def run_site(
         abandon_job_runs(bind, site_id, by=held.owner)
         try:
             return _run_site_locked(bind, site_id, options, model=model, models=models,
-                                    notifiers=notifiers, progress=progress)
+                                    notifiers=notifiers, progress=progress, executor=executor)
         finally:
             # Give the batches' heap back between sites (engine.allocator keeps it during a
             # run), so a long-lived scheduler does not hold its peak between cycles.
@@ -1171,8 +1186,8 @@ def abandon_job_runs(bind: Engine, site_id: int, *, by: str = "") -> int:
 def _run_site_locked(bind: Engine, site_id: int, options: PipelineOptions, *, model: Any,
                      models: ModelCache | None,
                      notifiers: Sequence[Notifier] | None,
-                     progress: Callable[[m.Survey, SurveyResult], None] | None
-                     ) -> list[SurveyResult]:
+                     progress: Callable[[m.Survey, SurveyResult], None] | None,
+                     executor: Any = None) -> list[SurveyResult]:
     scan_inbox(bind, site_id, settle_s=options.inbox_settle_s)
     if notifiers:
         try:
@@ -1192,6 +1207,9 @@ def _run_site_locked(bind: Engine, site_id: int, options: PipelineOptions, *, mo
                         f" until {st.retry_at:%Y-%m-%d %H:%M} UTC" if st.retry_at else
                         f"; `crackwatch survey retry {st.survey_id}` or `skip`",
                         st.last_error)
+    if executor is not None:  # inference on the executor's workers, stored here in order
+        return executor.process_surveys(bind, pending, options, model=model,
+                                        notifiers=notifiers, progress=progress)
     if pending and model is None:  # load once for all pending surveys of the site
         from engine.errors import ModelCardError, ModelNotFoundError, WeightsIntegrityError
         from geodata.store.api import get_site

@@ -45,6 +45,9 @@ MISFIRE_GRACE_S = 6 * 3600  # a run missed by up to 6 h still runs (once: coales
 SYNC_MINUTES = 5
 OUTBOX_MINUTES = 2  # how often undelivered notifications are sent (honouring backoff)
 JOB_PREFIX = "site-"
+#: Site jobs run at once with the Ray executor (their surveys' inference shares the Ray
+#: workers; the store writes of each site stay in its own job, in date order).
+RAY_SITE_JOBS = 4
 
 
 def site_trigger(schedule: str | None, timezone: str) -> CronTrigger:
@@ -68,10 +71,13 @@ def missed_run(trigger: CronTrigger, now: datetime | None = None) -> bool:
     return fired is not None and fired <= now
 
 
-def run_site_job(database_url: str, site_id: int, options: dict[str, Any]) -> int:
+def run_site_job(database_url: str, site_id: int, options: dict[str, Any],
+                 executor: dict[str, Any] | None = None) -> int:
     """The scheduled job: scan the inbox and process pending surveys of one site.
 
     Returns the number of surveys processed. Errors are recorded per survey by the pipeline.
+    ``executor``: :class:`jobs.executor.ExecutorConfig` fields (None: local); the site jobs
+    of the process share one executor and its workers.
     """
     from pathlib import Path
 
@@ -83,7 +89,10 @@ def run_site_job(database_url: str, site_id: int, options: dict[str, Any]) -> in
     engine = connect(database_url)
     try:
         opts = PipelineOptions(**{**options, "work_dir": Path(options["work_dir"])})
-        results = run_site(engine, site_id, opts, notifiers=_notifiers())
+        from jobs.executor import shared_executor
+
+        results = run_site(engine, site_id, opts, notifiers=_notifiers(),
+                           executor=shared_executor(executor))
         log.info("site %s: %d survey(s) processed (%d failed)", site_id, len(results),
                  sum(r.status == "failed" for r in results))
         return len(results)
@@ -132,7 +141,8 @@ def deliver_outbox_job(database_url: str) -> int:
 
 
 def sync_site_jobs(scheduler: BaseScheduler, database_url: str,
-                   options: dict[str, Any], *, now: datetime | None = None) -> list[str]:
+                   options: dict[str, Any], executor: dict[str, Any] | None = None, *,
+                   now: datetime | None = None) -> list[str]:
     """Make the scheduler's (in-memory) site jobs match the sites table: add, reschedule,
     remove. A job that is added (not one rescheduled) runs at once when its cron time passed
     less than :data:`MISFIRE_GRACE_S` before ``now`` (:func:`missed_run`): the run a stopped
@@ -162,12 +172,14 @@ def sync_site_jobs(scheduler: BaseScheduler, database_url: str,
             log.error("site %s: %s; not scheduled", name, exc)
             continue
         existing = scheduler.get_job(job_id)
+        args = [database_url, site_id, options, executor]
         if existing is None or str(existing.trigger) != str(trigger) or \
-                str(getattr(existing.trigger, "timezone", "")) != str(trigger.timezone):
+                str(getattr(existing.trigger, "timezone", "")) != str(trigger.timezone) or \
+                list(existing.args) != args:
             catch_up = existing is None and missed_run(trigger, now)
             extra = {"next_run_time": datetime.now(UTC)} if catch_up else {}
             scheduler.add_job(run_site_job, trigger, id=job_id, name=f"process site {name}",
-                              args=[database_url, site_id, options], replace_existing=True,
+                              args=args, replace_existing=True,
                               coalesce=True, max_instances=1,
                               misfire_grace_time=MISFIRE_GRACE_S, **extra)
             log.info("scheduled %s: %s (%s)%s", name, schedule or DEFAULT_SCHEDULE, tz,
@@ -179,28 +191,35 @@ def sync_site_jobs(scheduler: BaseScheduler, database_url: str,
 
 
 def build_scheduler(database_url: str | None = None, *,
-                    scheduler_cls: type[BaseScheduler] = BlockingScheduler) -> BaseScheduler:
+                    scheduler_cls: type[BaseScheduler] = BlockingScheduler,
+                    threads: int = 1) -> BaseScheduler:
     """A scheduler whose jobs live in memory only; nothing is written to the database.
 
     Job stores ``default`` (site jobs) and ``memory`` (the periodic sync and outbox cycle)
     are both ``MemoryJobStore``: site jobs are rebuilt from the site table by
     :func:`sync_site_jobs`. ``database_url`` is not used (kept for callers that pass it).
     One worker thread: surveys are processed one at a time (one model in memory, no GPU
-    contention).
+    contention); ``threads`` > 1 (the Ray executor: :data:`RAY_SITE_JOBS`) runs that many
+    site jobs at once.
     """
     del database_url  # jobs are not persisted: the site table is the source of truth
     return scheduler_cls(
         jobstores={"default": MemoryJobStore(), "memory": MemoryJobStore()},
-        executors={"default": ThreadPoolExecutor(1)},
+        executors={"default": ThreadPoolExecutor(threads)},
         job_defaults={"coalesce": True, "max_instances": 1,
                       "misfire_grace_time": MISFIRE_GRACE_S},
         timezone="UTC",
     )
 
 
-def start(database_url: str, options: dict[str, Any]) -> None:
-    """Run the scheduler in the foreground until SIGTERM / SIGINT."""
-    scheduler = build_scheduler(database_url)
+def start(database_url: str, options: dict[str, Any],
+          executor: dict[str, Any] | None = None) -> None:
+    """Run the scheduler in the foreground until SIGTERM / SIGINT.
+
+    ``executor``: :class:`jobs.executor.ExecutorConfig` fields; with ``kind="ray"`` up to
+    :data:`RAY_SITE_JOBS` site jobs run at once, sharing the Ray workers."""
+    ray = bool(executor) and executor.get("kind") == "ray"
+    scheduler = build_scheduler(database_url, threads=RAY_SITE_JOBS if ray else 1)
 
     def _stop(signum: int, _frame: Any) -> None:
         log.info("signal %s: shutting down after the running job", signum)
@@ -209,7 +228,8 @@ def start(database_url: str, options: dict[str, Any]) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     scheduler.add_job(sync_site_jobs, "interval", minutes=SYNC_MINUTES, id="sync-sites",
-                      args=[scheduler, database_url, options], replace_existing=True,
+                      args=[scheduler, database_url, options, executor],
+                      replace_existing=True,
                       jobstore="memory", next_run_time=datetime.now(UTC))
     scheduler.add_job(deliver_outbox_job, "interval", minutes=OUTBOX_MINUTES,
                       id="deliver-outbox", args=[database_url], replace_existing=True,

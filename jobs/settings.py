@@ -9,6 +9,10 @@ jobs need:
 * ``CRACKWATCH_SMTP_SECURITY``: how e-mail reaches the SMTP server: ``starttls`` (default,
   port 587), ``ssl`` (implicit TLS, port 465) or ``none`` (plain SMTP, only for a relay on
   this machine or a trusted network, port 25). See :class:`jobs.notify.EmailNotifier`.
+* ``CRACKWATCH_EXECUTOR``: where survey inference runs, ``local`` (default) or ``ray``
+  (:mod:`jobs.executor`); ``CRACKWATCH_RAY_ADDRESS`` (``auto``, ``HOST:PORT``, ``local``)
+  and ``CRACKWATCH_RAY_WORKERS`` go with it. The ``--executor``, ``--ray-address`` and
+  ``--ray-workers`` options of ``run``, ``scheduler`` and ``infer`` override them.
 """
 
 from __future__ import annotations
@@ -30,6 +34,12 @@ class Settings(StoreSettings):
         default="starttls",
         description="SMTP transport security: starttls (587), ssl (465) or none (25); "
                     "checked by jobs.notify.EmailNotifier.")
+    executor: str = Field(default="local", description="local | ray (jobs.executor).")
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster: auto | HOST:PORT | local (jobs.executor).")
+    ray_workers: int | None = Field(
+        default=None, description="Inference workers on the Ray cluster (default: one per "
+                                  "GPU, else per CPU).")
 
 
 @lru_cache(maxsize=1)

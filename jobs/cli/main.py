@@ -23,6 +23,12 @@ from rich.table import Table
 
 from engine.architectures import list_models
 from jobs.cli.common import _fail, console, err_console
+from jobs.cli.ray import (
+    executor_from_cli,
+    executor_option,
+    ray_address_option,
+    ray_workers_option,
+)
 
 app = typer.Typer(help="CrackWatch: crack segmentation, mapping and monitoring.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -642,8 +648,16 @@ def infer_cmd(
     weights_dir: Path | None = typer.Option(None, help="Extra folder of weights + cards."),
     tta: bool = typer.Option(False, help="Test-time augmentation: average each window over 4 "
                              "flips (4x slower, slightly more accurate)."),
+    executor: str | None = executor_option(),
+    ray_address: str | None = ray_address_option(),
+    ray_workers: int | None = ray_workers_option(),
 ) -> None:
-    """Find cracks in an orthomosaic or photos: probability COG + cracks GeoPackage."""
+    """Find cracks in an orthomosaic or photos: probability COG + cracks GeoPackage.
+
+    With --executor ray an orthomosaic is split into row bands inferred on the Ray workers
+    and stitched into the same probability COG (--out must be a folder the workers reach);
+    photos are inferred on the workers, several at once.
+    """
     from engine.errors import (
         BandLayoutError,
         CRSError,
@@ -653,27 +667,41 @@ def infer_cmd(
     )
     from engine.registry import DEFAULT_MODEL, load_model
     from geodata.photos import PHOTO_SUFFIXES
+    from jobs.executor import ExecutorError
 
     if not path.exists():
         _fail(FileNotFoundError(f"{path} does not exist; give an orthomosaic, a JPEG or a "
                                 f"folder of JPEGs."))
-    try:
-        net = load_model(model or DEFAULT_MODEL, weights_dir=weights_dir, device=device)
+    is_photo = path.is_dir() or path.suffix.lower() in PHOTO_SUFFIXES
+    ex = executor_from_cli(executor, ray_address, ray_workers, _fail)
+    try:  # with Ray the model runs on the workers: here it only gives its card
+        net = load_model(model or DEFAULT_MODEL, weights_dir=weights_dir,
+                         device=device if ex is None else "cpu")
     except (ModelNotFoundError, WeightsIntegrityError) as exc:
         _fail(exc)
     out.mkdir(parents=True, exist_ok=True)
-    is_photo = path.is_dir() or path.suffix.lower() in PHOTO_SUFFIXES
     try:
         if is_photo:
             _infer_photos(path, net, out, tile_size=tile_size, overlap=overlap,
                           batch_size=batch_size, device=device, threshold=threshold,
-                          min_area_px=min_area_px, gsd_m=gsd_m, altitude_m=altitude_m, tta=tta)
+                          min_area_px=min_area_px, gsd_m=gsd_m, altitude_m=altitude_m, tta=tta,
+                          predict=None if ex is None else ex.photo_predictor(
+                              ex.model_spec(name=net.card["name"], weights_dir=weights_dir),
+                              _jpegs(path), device=device, tile_size=tile_size,
+                              overlap=overlap, batch_size=batch_size, tta=tta))
         else:
             _infer_raster(path, net, out, tile_size=tile_size, overlap=overlap,
                           batch_size=batch_size, device=device, threshold=threshold,
-                          min_area_px=min_area_px, crs=crs, dtype=dtype, tta=tta)
+                          min_area_px=min_area_px, crs=crs, dtype=dtype, tta=tta,
+                          predict=None if ex is None else ex.raster_predictor(
+                              ex.model_spec(name=net.card["name"], weights_dir=weights_dir)))
     except (RasterReadError, BandLayoutError, CRSError, ValueError) as exc:
         _fail(exc)
+    except ExecutorError as exc:
+        _fail(exc)
+    finally:
+        if ex is not None:
+            ex.close()
 
 
 def _summary_table(title: str, gdf, extra: dict) -> Table:
@@ -692,7 +720,9 @@ def _summary_table(title: str, gdf, extra: dict) -> Table:
 
 
 def _infer_raster(path: Path, net, out: Path, *, tile_size, overlap, batch_size, device,
-                  threshold, min_area_px, crs, dtype, tta=False) -> None:
+                  threshold, min_area_px, crs, dtype, tta=False, predict=None) -> None:
+    """``predict``: what writes the probability COG (default
+    :func:`engine.infer.predict_raster`; ``--executor ray``: row bands on Ray workers)."""
     import warnings
 
     import numpy as np
@@ -701,12 +731,12 @@ def _infer_raster(path: Path, net, out: Path, *, tile_size, overlap, batch_size,
     from engine.infer import StripedRasterWarning, predict_raster
     from geodata.vectorise import vectorise_cracks, write_cracks_gpkg
 
+    predict = predict or predict_raster
     prob_path = out / f"{path.stem}_probability.tif"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StripedRasterWarning)
-        res = predict_raster(path, net, out_path=prob_path, tile_size=tile_size,
-                             overlap=overlap, batch_size=batch_size, device=device, crs=crs,
-                             dtype=dtype, tta=tta)
+        res = predict(path, net, out_path=prob_path, tile_size=tile_size, overlap=overlap,
+                      batch_size=batch_size, device=device, crs=crs, dtype=dtype, tta=tta)
     for w in caught:
         err_console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
     with rasterio.open(prob_path) as src:
@@ -735,10 +765,23 @@ def _infer_raster(path: Path, net, out: Path, *, tile_size, overlap, batch_size,
     }))
 
 
+def _jpegs(path: Path) -> list[Path]:
+    """The JPEGs ``crackwatch infer PATH`` reads, in order (a file, or a folder's)."""
+    from geodata.photos import PHOTO_SUFFIXES
+
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.iterdir()
+                  if p.suffix.lower() in PHOTO_SUFFIXES and not p.name.startswith("."))
+
+
 def _infer_photos(path: Path, net, out: Path, *, tile_size, overlap, batch_size, device,
-                  threshold, min_area_px, gsd_m, altitude_m, tta=False) -> None:
+                  threshold, min_area_px, gsd_m, altitude_m, tta=False, predict=None) -> None:
     """Photos: cracks in image coordinates (pixels, y down) measured with each photo's GSD,
-    plus a ``photos`` layer with nadir footprints in the UTM zone of the first located photo."""
+    plus a ``photos`` layer with nadir footprints in the UTM zone of the first located photo.
+
+    ``predict``: ``predict(photo_path, rgb) -> probability`` instead of
+    :func:`engine.infer.predict_image` (``--executor ray``: on the workers)."""
     import geopandas as gpd
     import numpy as np
     import pandas as pd
@@ -776,8 +819,9 @@ def _infer_photos(path: Path, net, out: Path, *, tile_size, overlap, batch_size,
         except OSError as exc:
             failures.append((Path(meta.path), f"cannot decode the image: {exc}"))
             continue
-        prob = predict_image(rgb, net, tile_size=tile_size, overlap=overlap,
-                             batch_size=batch_size, device=device, tta=tta)
+        prob = predict(meta.path, rgb) if predict else predict_image(
+            rgb, net, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+            device=device, tta=tta)
         gdf = vectorise_cracks(prob, None, None, threshold=threshold, min_area_px=min_area_px,
                                pixel_size_m=gsd)
         gdf["photo"] = name
@@ -841,6 +885,10 @@ _register_pipeline_commands(app)
 from jobs.cli.alerting import register as _register_alerting_commands  # noqa: E402
 
 _register_alerting_commands(app)
+
+from jobs.cli.ray import register as _register_ray_commands  # noqa: E402
+
+_register_ray_commands(bench_app)
 
 # A full disk, a read-only store folder or an unwritable --work-dir: one error line, exit 2.
 from jobs.storage_errors import install as _install_storage_errors  # noqa: E402

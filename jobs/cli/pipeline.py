@@ -32,6 +32,12 @@ from jobs.cli.common import (
 from jobs.cli.common import notifiers as _notifiers
 from jobs.cli.common import open_store as _engine
 from jobs.cli.common import site_ref as _site_ref
+from jobs.cli.ray import (
+    executor_from_cli,
+    executor_option,
+    ray_address_option,
+    ray_workers_option,
+)
 
 site_app = typer.Typer(help="Monitored sites.", no_args_is_help=True)
 survey_app = typer.Typer(help="Surveys (orthomosaics, photo sets).", no_args_is_help=True)
@@ -287,23 +293,31 @@ def run_cmd(
                                help="Seconds to wait while another process runs this site "
                                     "(default: refuse at once)."),
     url: str | None = typer.Option(None, help=URL_HELP),
+    executor: str | None = executor_option(),
+    ray_address: str | None = ray_address_option(),
+    ray_workers: int | None = ray_workers_option(),
 ) -> None:
     """Process the site now: scan its inbox, then every pending survey in date order.
 
     One run per site at a time: while another process runs the site this refuses (exit 2),
-    or waits up to --wait seconds.
+    or waits up to --wait seconds. With --executor ray the surveys' inference runs on Ray
+    workers, all at once; they are stored here in date order.
     """
     from geodata.errors import RecordNotFoundError, SiteBusyError
     from jobs.notify import NotifierConfigError
     from jobs.pipeline import run_site
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    ex = executor_from_cli(executor, ray_address, ray_workers, _fail)
     try:
         results = run_site(_engine(url), _site_ref(site, site_id),
                            _options(work_dir, device, model, tta), notifiers=_notifiers(),
-                           progress=_print_result, wait_s=wait)
+                           progress=_print_result, wait_s=wait, executor=ex)
     except (RecordNotFoundError, SiteBusyError, NotifierConfigError) as exc:
         _fail(exc)
+    finally:
+        if ex is not None:
+            ex.close()
     from jobs.pipeline import survey_states
 
     held = [st for st in survey_states(_engine(url), _site_ref(site, site_id))
@@ -328,8 +342,14 @@ def scheduler_cmd(
     work_dir: Path | None = typer.Option(None, help="Where probability maps go."),
     tta: bool = typer.Option(False, help=TTA_HELP),
     url: str | None = typer.Option(None, help=URL_HELP),
+    executor: str | None = executor_option(),
+    ray_address: str | None = ray_address_option(),
+    ray_workers: int | None = ray_workers_option(),
 ) -> None:
-    """Run every site on its cron schedule (site time zone) until SIGTERM / Ctrl-C."""
+    """Run every site on its cron schedule (site time zone) until SIGTERM / Ctrl-C.
+
+    With --executor ray up to four sites run at once, their surveys' inference on the Ray
+    workers (deploy/README.md)."""
     from dataclasses import asdict
 
     from jobs.scheduler import start
@@ -342,7 +362,9 @@ def scheduler_cmd(
     opts = asdict(_options(work_dir, device, model, tta))
     opts["work_dir"] = str(opts["work_dir"])
     opts["weights_dir"] = str(opts["weights_dir"]) if opts["weights_dir"] else None
-    start(url, opts)
+    ex = executor_from_cli(executor, ray_address, ray_workers, _fail, shared=True)
+    start(url, opts, executor=None if ex is None else {
+        k: v for k, v in asdict(ex.config).items() if k != "ray_init"})
 
 
 def demo_cmd(

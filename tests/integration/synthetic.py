@@ -32,3 +32,34 @@ class DarkModel(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return -8.0 * (x.mean(1, keepdim=True) + 1.0)
+
+
+class KillerModel(torch.nn.Module):
+    """Kills the process that runs it (SIGKILL) on its first forward pass: a worker lost in
+    the middle of a survey (the Ray executor tests)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+        return x  # pragma: no cover - never reached
+
+
+class KillOnceModel(DarkModel):
+    """Kills the process that runs it the first time (it leaves ``marker`` behind), then
+    works as :class:`DarkModel`: a worker lost once, whose call Ray re-runs."""
+
+    def __init__(self, marker: str):
+        super().__init__()
+        self.marker = marker
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import os
+        import signal
+
+        if not os.path.exists(self.marker):
+            with open(self.marker, "w") as f:
+                f.write(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().forward(x)
