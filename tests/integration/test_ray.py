@@ -64,8 +64,9 @@ def executor():
     ray = _need_ray()
     if ray.is_initialized():
         ray.shutdown()
-    # workers import this checkout's code and tests/integration/synthetic.py
-    path = os.pathsep.join([str(ROOT), str(Path(__file__).parent)])
+    # workers import this checkout's code, tests/integration/synthetic.py and the shared
+    # test builders it uses (tests/builders.py)
+    path = os.pathsep.join([str(ROOT), str(Path(__file__).parent), str(Path(__file__).parents[1])])
     ray.init(address="local", num_cpus=2, include_dashboard=False,
              object_store_memory=300_000_000,
              log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
