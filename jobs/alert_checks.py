@@ -84,7 +84,7 @@ def scheduled_checks(database_url: str) -> int:
                      len(r.overdue.raised), len(r.overdue.resolved), len(r.notices))
         return len(r.overdue.raised) + len(r.notices)
     except Exception as exc:  # noqa: BLE001 - recorded, retried next cycle
-        from jobs.pipeline import _record_job_failure
+        from geodata.store.jobruns import record_job_failure as _record_job_failure
 
         log.error("alert checks failed: %s", exc)
         _record_job_failure(engine, "alert_checks", None, exc)

@@ -47,6 +47,13 @@ from geodata.photos import PHOTO_SUFFIXES
 from geodata.store import models as m
 from geodata.store.api import RunInfo, ingest_survey, record_failed_run, store_run
 from geodata.store.engine import session_scope
+from geodata.store.jobruns import (
+    finish_job_run,
+    record_job_failure,
+    record_job_run,
+    set_job_step,
+    start_job_run,
+)
 from geodata.survey_state import (
     MAX_SURVEY_FAILURES,
     SURVEY_RETRY_BASE_S,
@@ -434,57 +441,13 @@ def _set_survey_meta(bind: Engine, survey_id: int, **values: Any) -> m.Survey:
 
 
 def _start_job(bind: Engine, job: str, survey: m.Survey) -> int:
-    with session_scope(bind, write=True) as s:
-        row = m.JobRun(job=job, site_id=survey.site_id, survey_id=survey.id, status="running",
-                       steps={k: {"status": "pending"} for k in STEPS})
-        s.add(row)
-        s.flush()
-        return row.id
+    return start_job_run(bind, job, site_id=survey.site_id, survey_id=survey.id, steps=STEPS)
 
 
-def _set_step(bind: Engine, job_id: int, step: str, status: str, **info: Any) -> None:
-    with session_scope(bind, write=True) as s:
-        row = s.get(m.JobRun, job_id)
-        steps = dict(row.steps or {})
-        steps[step] = {"status": status, **info}
-        row.steps = steps
-
-
-def _finish_job(bind: Engine, job_id: int, status: str, error: str | None = None) -> None:
-    with session_scope(bind, write=True) as s:
-        row = s.get(m.JobRun, job_id)
-        row.status = status
-        row.finished_at = m.utcnow()
-        row.error = error
-        if status == "failed":
-            row.steps = {k: (v if v.get("status") != "pending" else {"status": "not run"})
-                         for k, v in (row.steps or {}).items()}
-
-
-def _record_job(bind: Engine, job: str, site_id: int | None, status: str, *,
-                error: str | None = None, steps: dict[str, Any] | None = None) -> int | None:
-    """Write a finished job-run row for a job that is not one survey's run.
-
-    Returns its id, or ``None`` when even that write failed (logged): recording a failure
-    must never raise over the failure itself.
-    """
-    try:
-        with session_scope(bind, write=True) as s:
-            row = m.JobRun(job=job, site_id=site_id, status=status, steps=steps or {},
-                           finished_at=m.utcnow(), error=error)
-            s.add(row)
-            s.flush()
-            return row.id
-    except Exception as again:  # noqa: BLE001
-        log.error("cannot record job %s (%s): %s", job, status, again)
-        return None
-
-
-def _record_job_failure(bind: Engine, job: str, site_id: int | None,
-                        exc: BaseException) -> int | None:
-    """A finished ``failed`` job-run row with the traceback of ``exc`` (see _record_job)."""
-    return _record_job(bind, job, site_id, "failed",
-                       error="".join(traceback.format_exception(exc)))
+_set_step = set_job_step
+_finish_job = finish_job_run
+_record_job = record_job_run
+_record_job_failure = record_job_failure
 
 
 # --------------------------------------------------------------------------------- steps

@@ -97,13 +97,13 @@ def run_site_job(database_url: str, site_id: int, options: dict[str, Any],
                  sum(r.status == "failed" for r in results))
         return len(results)
     except SiteBusyError as exc:  # a manual run holds the site: this cycle is skipped
-        from jobs.pipeline import _record_job
+        from geodata.store.jobruns import record_job_run as _record_job
 
         log.info("site %s: skipped, %s", site_id, exc)
         _record_job(engine, "run_site", site_id, "skipped", error=str(exc))
         return 0
     except Exception as exc:  # noqa: BLE001 - recorded on the Runs page, next cycle retries
-        from jobs.pipeline import _record_job_failure
+        from geodata.store.jobruns import record_job_failure as _record_job_failure
 
         log.error("site %s: the scheduled run failed: %s", site_id, exc)
         _record_job_failure(engine, "run_site", site_id, exc)
@@ -131,7 +131,7 @@ def deliver_outbox_job(database_url: str) -> int:
                      report.failed)
         return report.delivered
     except Exception as exc:  # noqa: BLE001 - recorded, retried next cycle
-        from jobs.pipeline import _record_job_failure
+        from geodata.store.jobruns import record_job_failure as _record_job_failure
 
         log.error("outbox cycle failed: %s", exc)
         _record_job_failure(engine, "deliver_outbox", None, exc)
@@ -150,16 +150,12 @@ def sync_site_jobs(scheduler: BaseScheduler, database_url: str,
 
     Returns the ids of the site jobs now scheduled.
     """
-    from sqlalchemy import select
-
     from geodata.store import connect
-    from geodata.store import models as m
-    from geodata.store.engine import session_scope
+    from geodata.store.schedules import site_schedules
 
     engine = connect(database_url)
     try:
-        with session_scope(engine) as s:
-            sites = [(x.id, x.name, x.schedule, x.timezone) for x in s.scalars(select(m.Site))]
+        sites = site_schedules(engine)
     finally:
         engine.dispose()
     wanted = set()

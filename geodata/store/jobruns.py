@@ -1,0 +1,82 @@
+"""Job runs in the store: one row per survey run (with its steps) or per other job (a site's
+inbox scan, the outbox cycle, the alert checks), written by the pipeline, the scheduler and
+the alert checks through these functions (issue 17: a store boundary, so callers need no ORM
+class). Each call is its own short write transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Engine
+
+from geodata.store.engine import session_scope
+from geodata.store.models import JobRun, utcnow
+
+__all__ = ["finish_job_run", "record_job_failure", "record_job_run", "set_job_step",
+           "start_job_run"]
+
+log = logging.getLogger(__name__)
+
+
+def start_job_run(bind: Engine, job: str, *, site_id: int | None, survey_id: int | None,
+                  steps: Iterable[str]) -> int:
+    """A ``running`` job run with every step ``pending``; returns its id."""
+    with session_scope(bind, write=True) as s:
+        row = JobRun(job=job, site_id=site_id, survey_id=survey_id, status="running",
+                     steps={k: {"status": "pending"} for k in steps})
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def set_job_step(bind: Engine, job_id: int, step: str, status: str, **info: Any) -> None:
+    """Record one step's status (and any JSON-able details) on a job run."""
+    with session_scope(bind, write=True) as s:
+        row = s.get(JobRun, job_id)
+        steps = dict(row.steps or {})
+        steps[step] = {"status": status, **info}
+        row.steps = steps
+
+
+def finish_job_run(bind: Engine, job_id: int, status: str, error: str | None = None) -> None:
+    """Close a job run (``succeeded`` / ``failed``, with the error); on failure the steps
+    still ``pending`` become ``not run``."""
+    with session_scope(bind, write=True) as s:
+        row = s.get(JobRun, job_id)
+        row.status = status
+        row.finished_at = utcnow()
+        row.error = error
+        if status == "failed":
+            row.steps = {k: (v if v.get("status") != "pending" else {"status": "not run"})
+                         for k, v in (row.steps or {}).items()}
+
+
+def record_job_run(bind: Engine, job: str, site_id: int | None, status: str, *,
+                   error: str | None = None, steps: dict[str, Any] | None = None) -> int | None:
+    """Write a finished job-run row for a job that is not one survey's run.
+
+    Returns its id, or ``None`` when even that write failed (logged): recording a failure
+    must never raise over the failure itself.
+    """
+    try:
+        with session_scope(bind, write=True) as s:
+            row = JobRun(job=job, site_id=site_id, status=status, steps=steps or {},
+                         finished_at=utcnow(), error=error)
+            s.add(row)
+            s.flush()
+            return row.id
+    except Exception as again:  # noqa: BLE001
+        log.error("cannot record job %s (%s): %s", job, status, again)
+        return None
+
+
+def record_job_failure(bind: Engine, job: str, site_id: int | None,
+                       exc: BaseException) -> int | None:
+    """A finished ``failed`` job-run row with the traceback of ``exc`` (see
+    :func:`record_job_run`)."""
+    return record_job_run(bind, job, site_id, "failed",
+                          error="".join(traceback.format_exception(exc)))
