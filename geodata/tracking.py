@@ -36,8 +36,10 @@ baseline``; rates are deltas per day between the surveys' ``acquired_at``. Split
 new cracks have no baseline (NaN). Units follow the names: ``_m``, ``_mm``, ``_m2``,
 ``_per_day``.
 
-Cracks in image coordinates (site photos without georeferencing) are not tracked: the
-photos of two surveys do not share a coordinate frame.
+Cracks in image coordinates (site photos without georeferencing) are not matched here: the
+photos of two surveys do not share a coordinate frame. :func:`track_survey` hands them to
+:func:`geodata.views.track_views`, which registers them into per-view frames first and then
+calls :func:`match_cracks` the same way.
 """
 
 from __future__ import annotations
@@ -354,6 +356,10 @@ def track_survey(
                 summary = result
             previous = sv
         summary["surveys_tracked"] = len(todo)
+        from geodata.views import track_views  # photo cracks, per view (geodata.views)
+
+        summary["views"] = track_views(s, survey.site_id, [sv.id for sv in todo],
+                                       tolerance_px=tolerance_px)
         if anchors:
             summary["alerts"] = reattach_alerts(
                 s, survey.site_id, anchors,
@@ -436,7 +442,7 @@ def _track_one(
         prev = gpd.GeoDataFrame({c: pd.Series([], dtype=float) for c in MEASURE_COLUMNS},
                                 geometry=gpd.GeoSeries([], crs=site.crs_epsg))
         pixel, days = survey.pixel_size_m, None
-    if pixel is None:
+    if pixel is None and len(cur):
         log.warning("survey %s has no pixel size: tracking tolerance is only its registration "
                     "error (%s m)", survey.id, survey.registration_error_m)
     tol = tracking_tolerance_m(pixel, survey.registration_error_m, tolerance_px)
