@@ -841,6 +841,10 @@ from jobs.cli_pipeline import register as _register_pipeline_commands  # noqa: E
 
 _register_pipeline_commands(app)
 
+from jobs.cli_views import register as _register_view_commands  # noqa: E402
+
+_register_view_commands(app)
+
 # A full disk, a read-only store folder or an unwritable --work-dir: one error line, exit 2.
 from jobs.storage_errors import install as _install_storage_errors  # noqa: E402
 
