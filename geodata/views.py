@@ -48,7 +48,11 @@ transaction). Per view, the surveys with a photo in it are taken in tracking ord
 (``acquired_at``, then id). Each photo's image-space cracks are warped into the view's frame
 by its homography and matched with :func:`geodata.tracking.match_cracks` against the last
 crack of each active track of the view that lies inside the photo's coverage (a track
-outside the part of the view the photo shows is not "vanished": it was not looked at). The
+outside the part of the view the photo shows is not "vanished": it was not looked at). A
+crack the matcher calls *new* that lies within the tolerance of a crack of the same photo
+belonging to a track is a piece of that crack (the segmentation left a gap where it grew
+past its old tip): it is recorded as a split of that track, so a grown crack keeps one
+lineage. The
 tolerance, in view pixels, is ``tolerance_px`` photo pixels (at the coarser of the two
 photos' scales into the view) plus both photos' registration RMS errors -- the photo
 counterpart of ``registration_error_m``. Lengths, widths and areas stay those measured on
@@ -632,8 +636,7 @@ def track_views(s: Session, site_id: int, survey_ids: Iterable[int] | None = Non
             continue
         counts["views"] += 1
         for k in range(start, len(entries)):
-            step = _track_entry(s, view, entries[k], entries[:k], tolerance_px,
-                                is_first=(k == 0))
+            step = _track_entry(s, view, entries[k], entries[:k], tolerance_px)
             counts["photos_tracked"] += 1
             for ev, n in step.items():
                 counts[ev] += n
@@ -727,7 +730,7 @@ def _previous_tracks(s: Session, view: PhotoView, earlier: list[_Entry]) -> gpd.
 
 
 def _track_entry(s: Session, view: PhotoView, entry: _Entry, earlier: list[_Entry],
-                 tolerance_px: float, *, is_first: bool) -> dict[str, int]:
+                 tolerance_px: float) -> dict[str, int]:
     from geodata.tracking import match_cracks
 
     cur = _photo_cracks(s, entry)
