@@ -66,35 +66,47 @@ def _num(v: object, fmt: str) -> str:
 
 
 @view_app.command("list")
-def list_cmd(site: str = typer.Option(..., help="Site name or id."),
+def list_cmd(site: str | None = typer.Option(None, help="Site name (crackwatch site list)."),
+             site_id: int | None = typer.Option(None, "--site-id",
+                                                help="Site id instead of --site."),
+             as_json: bool = typer.Option(False, "--json", help="Print JSON."),
              url: str | None = typer.Option(None, help=URL_HELP)) -> None:
     """A site's photo views: photos, surveys, crack tracks, registration RMS and scale."""
     from geodata.views import site_views
 
+    if (site is None) == (site_id is None):
+        _fail(ValueError("give the site as --site NAME or --site-id ID (one of them)"))
     try:
         eng = _engine(url)
-        frame = site_views(eng, site)
+        frame = site_views(eng, site_id if site_id is not None else site)
         eng.dispose()
     except _errors() as exc:
         _fail(exc)
-    if frame.empty:
-        console.print(f"site {site!r} has no photo views yet: they are made when its photo "
-                      f"surveys are processed")
+    if as_json:
+        print(frame.to_json(orient="records", date_format="iso", indent=1))
         return
-    t = Table(title=f"photo views of {site}")
-    for col in ("view", "name", "reference photo", "photos", "surveys", "tracks",
-                "median RMS px", "mm/px", "scale from", "on map"):
-        t.add_column(col)
+    if frame.empty:
+        console.print(f"site {site_id if site is None else site!r} has no photo views yet: "
+                      f"they are made when its photo surveys are processed")
+        return
+    t = Table(title=f"photo views of site {site_id if site is None else site}")
+    for col in ("view", "name", "photos", "surveys", "tracks", "median RMS px", "mm/px",
+                "on map"):
+        t.add_column(col, overflow="fold")
     for r in frame.itertuples():
-        t.add_row(str(r.view_id), r.name, r.reference_image, str(r.photos), str(r.surveys),
-                  str(r.tracks), _num(r.median_rms_px, ".2f"), _num(r.scale_mm_per_px, ".3f"),
-                  r.scale_source or "-",
-                  f"yes (+/- {r.position_error_m:g} m)" if r.on_map else "no")
+        t.add_row(str(r.view_id), r.name, str(r.photos), str(r.surveys), str(r.tracks),
+                  _num(r.median_rms_px, ".2f"), _num(r.scale_mm_per_px, ".3f"),
+                  f"+/- {r.position_error_m:g} m" if r.on_map else "no")
     console.print(t)
+    for r in frame.itertuples():
+        console.print(f"view {r.view_id}: reference photo {r.reference_image}; scale: "
+                      f"{r.scale_source or 'none (crackwatch view set-scale)'}",
+                      soft_wrap=True, highlight=False)
 
 
 @view_app.command("photos")
 def photos_cmd(survey: int = typer.Option(..., help="Survey id."),
+               as_json: bool = typer.Option(False, "--json", help="Print JSON."),
                url: str | None = typer.Option(None, help=URL_HELP)) -> None:
     """How each photo of a photo survey was registered (status, view, inliers, RMS, GSD)."""
     from geodata.views import survey_registrations
@@ -105,17 +117,23 @@ def photos_cmd(survey: int = typer.Option(..., help="Survey id."),
         eng.dispose()
     except _errors() as exc:
         _fail(exc)
+    if as_json:
+        print(frame.to_json(orient="records", indent=1))
+        return
     if frame.empty:
         console.print(f"survey {survey} has no registered photos (not a processed photo "
                       f"survey)")
         return
     t = Table(title=f"photos of survey {survey}")
-    for col in ("photo", "status", "view", "inliers", "RMS px", "GSD mm/px", "reason"):
-        t.add_column(col)
+    for col in ("photo", "status", "view", "inliers", "RMS px", "GSD mm/px"):
+        t.add_column(col, overflow="fold")
     for r in frame.itertuples():
         t.add_row(r.image_name, r.status, _num(r.view_id, ".0f"), _num(r.inliers, ".0f"),
-                  _num(r.rms_px, ".2f"), _num(r.gsd_mm_per_px, ".3f"), r.reason or "")
+                  _num(r.rms_px, ".2f"), _num(r.gsd_mm_per_px, ".3f"))
     console.print(t)
+    for r in frame.itertuples():
+        console.print(f"{r.image_name}: {r.reason}", soft_wrap=True, highlight=False,
+                      markup=False)
 
 
 @view_app.command("set-scale")
@@ -192,14 +210,17 @@ def register_pairs_cmd(
         print(json.dumps(summary, indent=1))
         return
     t = Table(title=f"registration of {folder}")
-    for col in ("photo", "reference", "ok", "matches", "inliers", "RMS px", "overlap",
-                "reason"):
-        t.add_column(col)
+    for col in ("photo", "reference", "ok", "matches", "inliers", "RMS px", "overlap"):
+        t.add_column(col, overflow="fold")
     for r in rows:
         t.add_row(r["photo"], r["reference"], "yes" if r["accepted"] else "no",
                   str(r.get("matches", "-")), str(r.get("inliers", "-")),
-                  _num(r.get("rms_px"), ".2f"), _num(r.get("overlap"), ".2f"), r["reason"])
+                  _num(r.get("rms_px"), ".2f"), _num(r.get("overlap"), ".2f"))
     console.print(t)
+    for r in rows:
+        if not r["accepted"]:
+            console.print(f"{r['photo']} -> {r['reference']}: {r['reason']}", soft_wrap=True,
+                          highlight=False, markup=False)
     console.print(f"consecutive pairs registered: {len(ok)} of {len(consecutive)}; "
                   f"{summary['seconds']} s")
 

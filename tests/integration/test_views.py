@@ -354,3 +354,37 @@ def test_simulated_inspections_width_growth_within_half_a_pixel_everywhere(simul
     engine, name, truth = simulated_site
     f = photo_inspection_figures(engine, name, truth, model=model)
     assert f["max_width_growth_error_px"] <= 0.5, f["width"]
+
+
+def test_view_commands(simulated_site):
+    import json
+
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    engine, name, truth = simulated_site
+    url = engine.url.render_as_string(hide_password=False)
+    runner = CliRunner()
+    r = runner.invoke(app, ["view", "list", "--site", name, "--url", url])
+    assert r.exit_code == 0 and "reference photo SIMULATED_crack_wall.jpg" in r.output, r.output
+    r = runner.invoke(app, ["view", "list", "--site-id", "1", "--json", "--url", url])
+    rows = json.loads(r.output)
+    assert [v["photos"] for v in rows] == [4, 4] and all(v["tracks"] > 0 for v in rows)
+    r = runner.invoke(app, ["view", "photos", "--survey", "3", "--json", "--url", url])
+    statuses = {p["image_name"]: p["status"] for p in json.loads(r.output)}
+    assert statuses == {"SIMULATED_crack_wall.jpg": "registered",
+                        "SIMULATED_lens_cap.jpg": "refused",
+                        "SIMULATED_pier.jpg": "registered"}
+    r = runner.invoke(app, ["view", "photos", "--survey", "3", "--url", url])
+    assert r.exit_code == 0 and "SIMULATED_lens_cap.jpg: refused: black frame" in r.output
+    r = runner.invoke(app, ["view", "set-scale", "99", "--gsd-m", "0.001", "--url", url])
+    assert r.exit_code == 2 and "no photo view with id 99" in r.output
+    r = runner.invoke(app, ["view", "set-scale", "1", "--url", url])
+    assert r.exit_code == 2 and "--gsd-m" in r.output
+    folders = sorted(p for p in truth.iterdir() if p.is_dir())
+    pair = ["--pair", "SIMULATED_crack_wall.jpg", "--pair", "SIMULATED_pier.jpg"]
+    r = runner.invoke(app, ["view", "register-pairs", str(folders[0]), *pair, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert [p["accepted"] for p in out["pairs"]] == [False, False]  # two different places
