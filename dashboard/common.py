@@ -35,11 +35,12 @@ from dashboard.imagery import (
     orthomosaic_overview,
     photo_chip,
     photo_with_cracks,
+    registered_photo_chip,
     resolve_source,
 )
 from dashboard.maps import LEVEL_COLOURS, MapAssets
 from dashboard.text import code, md
-from geodata import alerts_store, queries, store
+from geodata import alerts_store, queries, store, views
 from geodata.errors import RecordNotFoundError, StoreError
 from geodata.settings import StoreSettings
 from geodata.store.engine import normalise_url
@@ -253,6 +254,26 @@ def load_survey_geojson(url: str, survey_id: int, simplify_m: float | None = Non
         }
         if f.get("geometry"):
             f["geometry"]["coordinates"] = _round_coords(f["geometry"]["coordinates"], 7)
+        f["properties"]["position"] = "site CRS"
+    # photo cracks of nadir photos with GPS: placed through the photo footprint, approximate
+    placed = views.survey_photo_cracks_on_map(engine(url), survey_id)
+    if len(placed):
+        for f in json.loads(placed.to_crs(4326).to_json(drop_id=True, na="null"))["features"]:
+            p = f["properties"]
+            f["properties"] = {
+                "crack_id": p.get("crack_id"),
+                "track": "-" if p.get("track_id") is None else str(p["track_id"]),
+                "length": _fmt(p.get("length_m"), "m", 3),
+                "max_width": _fmt(p.get("max_width_mm"), "mm", 2),
+                "severity": p.get("severity"),
+                "growth": growth.get(p.get("crack_id"), "not tracked"),
+                "position": (f"APPROXIMATE: photo {p.get('image_name')} placed by its GPS "
+                             f"footprint, +/- {p.get('position_error_m') or 0:g} m"),
+            }
+            if f.get("geometry"):
+                f["geometry"]["coordinates"] = _round_coords(f["geometry"]["coordinates"], 7)
+            fc["features"].append(f)
+        fc["approximate_photo_cracks"] = len(placed)
     return fc
 
 
@@ -277,6 +298,60 @@ def load_tracks_geojson(url: str, site_id: int) -> str:
 def load_track(url: str, track_id: int) -> pd.DataFrame:
     """:func:`geodata.queries.track_timeseries`."""
     return queries.track_timeseries(engine(url), track_id)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_views(url: str, site_id: int) -> pd.DataFrame:
+    """:func:`geodata.views.site_views`."""
+    return views.site_views(engine(url), site_id)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_registrations(url: str, survey_id: int) -> pd.DataFrame:
+    """:func:`geodata.views.survey_registrations`."""
+    return views.survey_registrations(engine(url), survey_id)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_view_history(url: str, view_id: int) -> pd.DataFrame:
+    """:func:`geodata.views.view_history`."""
+    return views.view_history(engine(url), view_id)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def load_view_track_polygons(url: str, track_id: int) -> gpd.GeoDataFrame:
+    """:func:`geodata.views.view_track_polygons`."""
+    return views.view_track_polygons(engine(url), track_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _view_chip(url: str, survey_id: int, image_name: str, path: str, mtime: float,
+               bounds: tuple[float, float, float, float], crack_ids: tuple[int, ...]) -> bytes:
+    found = views.photo_in_view(engine(url), survey_id, image_name)
+    assert found is not None
+    _stored, h, polys = found
+    return registered_photo_chip(path, h, bounds,
+                                 outlines=[polys[i] for i in crack_ids if i in polys])
+
+
+def load_view_chip(url: str, survey_id: int, image_name: str,
+                   bounds: tuple[float, float, float, float], crack_ids: list[int]
+                   ) -> tuple[bytes | None, str | None]:
+    """A crop of a view's frame from one registered photo (cached), with the given cracks
+    outlined, or (None, why not)."""
+    found = views.photo_in_view(engine(url), survey_id, image_name)
+    if found is None:
+        return None, f"{image_name} is in no view"
+    path, _h, _p = found
+    local = imagery_path(str(path.parent), path.name) or (path if path.is_file() else None)
+    if local is None:
+        return None, f"photo {image_name} not found on this machine ({path})"
+    try:
+        return _view_chip(url, survey_id, image_name, str(local), _mtime(local),
+                          tuple(float(v) for v in bounds), tuple(int(i) for i in crack_ids)
+                          ), None
+    except Exception as exc:  # noqa: BLE001 - unreadable photo: explain, no chip
+        return None, f"cannot crop {image_name}: {exc}"
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

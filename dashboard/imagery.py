@@ -282,3 +282,42 @@ def photo_chip(
     buf = io.BytesIO()
     crop.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def registered_photo_chip(
+    path: str | os.PathLike[str],
+    homography: np.ndarray,
+    bounds_view: tuple[float, float, float, float],
+    *,
+    outlines: Iterable[shapely.Geometry] = (),
+    size_px: int = 320,
+    pad_fraction: float = 0.25,
+    min_size_px: float = 64,
+) -> bytes:
+    """A square crop of a *view's* frame around ``bounds_view`` (view px, x right, y down),
+    rendered from a photo registered into that view: the photo is warped by ``homography``
+    (3x3, photo px -> view px; OpenCV ``warpPerspective``, bilinear), so crops of photos of
+    different inspections show the same surface in the same place. ``outlines`` are in view
+    px, drawn red. Parts of the crop the photo does not cover are grey. PNG bytes."""
+    import cv2
+
+    minx, miny, maxx, maxy = _chip_box(bounds_view, pad_fraction, min_size_px)
+    scale = size_px / max(maxx - minx, maxy - miny, 1e-9)
+    # view px -> chip px: scale about the crop's corner
+    to_chip = np.array([[scale, 0.0, -minx * scale], [0.0, scale, -miny * scale],
+                        [0.0, 0.0, 1.0]])
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    chip = cv2.warpPerspective(rgb, to_chip @ np.asarray(homography, dtype=np.float64),
+                               (size_px, size_px), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))
+    out = Image.fromarray(chip)
+    draw = ImageDraw.Draw(out)
+    for g in outlines:
+        if g is not None:
+            _outline(draw, g, lambda x, y: ((x - minx) * scale, (y - miny) * scale),
+                     "#ff1744", 2)
+    buf = io.BytesIO()
+    out.save(buf, format="PNG")
+    return buf.getvalue()
+

@@ -373,15 +373,19 @@ def site_defect_history(
         ``last_max_width_mm``, ``change_max_width_mm``, ``last_area_m2``,
         ``length_rate_m_per_day`` and ``max_width_rate_mm_per_day`` (first to last),
         ``trend``, ``severity`` (of the last width), ``parent_track_id``,
-        ``merged_into_track_id``.
+        ``merged_into_track_id``, ``view_id`` (the photo view a photo track is followed in,
+        :mod:`geodata.views`; <NA> for map tracks).
     """
+    from geodata.views import view_track_ids
+
     cols = ["track_id", "status", "first_seen_at", "last_seen_at", "surveys_measured",
             "first_length_m", "last_length_m", "change_length_m", "first_max_width_mm",
             "last_max_width_mm", "change_max_width_mm", "last_area_m2", "length_rate_m_per_day",
             "max_width_rate_mm_per_day", "trend", "severity", "parent_track_id",
-            "merged_into_track_id"]
+            "merged_into_track_id", "view_id"]
     with session_scope(bind) as s:
         site_row = _site(s, site)
+        views = view_track_ids(s, site_row.id)
         tracks = s.execute(select(CrackTrack.id, CrackTrack.status, CrackTrack.first_seen_at,
                                   CrackTrack.last_seen_at, CrackTrack.parent_track_id,
                                   CrackTrack.merged_into_track_id)
@@ -426,9 +430,10 @@ def site_defect_history(
             "max_width_rate_mm_per_day": d_w / days if days > 0 else np.nan,
             "trend": trend, "severity": crack_severity(last.max_width_mm),
             "parent_track_id": t.parent_track_id, "merged_into_track_id": t.merged_into_track_id,
+            "view_id": views.get(t.id),
         })
     frame = pd.DataFrame(rows, columns=cols)
-    for c in ("parent_track_id", "merged_into_track_id"):
+    for c in ("parent_track_id", "merged_into_track_id", "view_id"):
         frame[c] = frame[c].astype("Int64")
     return frame.sort_values(["first_seen_at", "track_id"], ascending=[False, True],
                              ignore_index=True)
@@ -438,7 +443,9 @@ def site_tracks(bind: Engine | Session, site: int | str) -> gpd.GeoDataFrame:
     """A site's crack tracks with the polygon of their last measured crack (site CRS).
 
     Columns: those of :func:`site_defect_history` plus ``geometry`` (None when the last
-    crack is gone, e.g. its survey was re-run without it).
+    crack is gone, e.g. its survey was re-run without it, and for photo tracks, whose
+    cracks are in photo pixels: :func:`geodata.views.survey_photo_cracks_on_map` places
+    those of nadir photos approximately).
     """
     with session_scope(bind) as s:
         site_row = _site(s, site)
@@ -454,7 +461,8 @@ def site_tracks(bind: Engine | Session, site: int | str) -> gpd.GeoDataFrame:
             select(TrackObservation.track_id, Crack.polygon)
             .join(last_obs, (last_obs.c.track_id == TrackObservation.track_id)
                   & (last_obs.c.t == TrackObservation.acquired_at))
-            .join(Crack, Crack.id == TrackObservation.crack_id)).all())
+            .join(Crack, Crack.id == TrackObservation.crack_id)
+            .where(Crack.coordinate_space == "map")).all())
     return gpd.GeoDataFrame(
         history, geometry=gpd.GeoSeries([geoms.get(t) for t in history["track_id"]],
                                         index=history.index, crs=epsg), crs=epsg)

@@ -5,8 +5,10 @@ rules for continue / split / merge / new / vanished and growth); :func:`track_su
 to the store: it reads each survey's cracks and the previous survey's tracks, writes track
 ids, observations and per-survey summaries, and re-attaches open alerts to their lineage.
 
-Cracks in image coordinates (site photos without georeferencing) are not tracked: the
-photos of two surveys do not share a coordinate frame.
+Cracks in image coordinates (site photos without georeferencing) are not matched here: the
+photos of two surveys do not share a coordinate frame. :func:`track_survey` hands them to
+:func:`geodata.views.track_views`, which registers them into per-view frames first and then
+calls :func:`match_cracks` the same way.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ from geodata.matching import (
     tracking_tolerance_m,
 )
 from geodata.store.engine import session_scope
+from geodata.store.lookup import _tracked_surveys, tracked_surveys
 from geodata.store.models import (
     Crack,
     CrackTrack,
-    InferenceRun,
     Site,
     Survey,
     SurveySummary,
@@ -98,6 +100,10 @@ def track_survey(
                 summary = result
             previous = sv
         summary["surveys_tracked"] = len(todo)
+        from geodata.views import track_views  # photo cracks, per view (geodata.views)
+
+        summary["views"] = track_views(s, survey.site_id, [sv.id for sv in todo],
+                                       tolerance_px=tolerance_px)
         if anchors:
             summary["alerts"] = reattach_alerts(
                 s, survey.site_id, anchors,
@@ -113,20 +119,6 @@ def track_site(bind: Engine | Session, site_id: int, *, tolerance_px: float = 3.
         if not ordered:
             return 0
         return int(track_survey(s, ordered[0].id, tolerance_px=tolerance_px)["surveys_tracked"])
-
-
-def tracked_surveys(s: Session, site_id: int) -> list[Survey]:
-    """The site's surveys with a current (succeeded) run, in tracking order
-    (``acquired_at``, then id)."""
-    return _tracked_surveys(s, site_id)
-
-
-def _tracked_surveys(s: Session, site_id: int) -> list[Survey]:
-    has_run = (select(InferenceRun.id)
-               .where(InferenceRun.survey_id == Survey.id, InferenceRun.status == "succeeded")
-               .exists())
-    return list(s.scalars(select(Survey).where(Survey.site_id == site_id, has_run)
-                          .order_by(Survey.acquired_at, Survey.id)))
 
 
 def _reset(s: Session, site_id: int, survey_ids: list[int], previous: Survey | None) -> None:
@@ -180,7 +172,7 @@ def _track_one(
         prev = gpd.GeoDataFrame({c: pd.Series([], dtype=float) for c in MEASURE_COLUMNS},
                                 geometry=gpd.GeoSeries([], crs=site.crs_epsg))
         pixel, days = survey.pixel_size_m, None
-    if pixel is None:
+    if pixel is None and len(cur):
         log.warning("survey %s has no pixel size: tracking tolerance is only its registration "
                     "error (%s m)", survey.id, survey.registration_error_m)
     tol = tracking_tolerance_m(pixel, survey.registration_error_m, tolerance_px)

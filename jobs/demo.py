@@ -1,4 +1,4 @@
-"""``crackwatch demo``: four sites from real imagery, run through the whole pipeline.
+"""``crackwatch demo``: five sites from real imagery, run through the whole pipeline.
 
 Sites (sample files ship in ``jobs/demo_data/`` with their licenses beside them):
 
@@ -19,6 +19,13 @@ Sites (sample files ship in ``jobs/demo_data/`` with their licenses beside them)
   GeoTIFFs get an *assigned* geotransform (:data:`GROWTH_GSD_M` per pixel, EPSG:32632).
   Every file and survey of this site says "SIMULATED" in its name and ``{"simulated": true}`` in its
   metadata: it is a demonstration of tracking and alerting, not a recorded crack.
+* **SIMULATED photo inspections** (``structure``): four monthly photo inspections of two
+  places, built from real UAV75 photos: the growth crack (grown by the same inpainting) and
+  a second, unchanged place, each re-projected through a known perspective warp with an
+  exposure change (:func:`make_simulated_inspections`); one inspection also holds a black
+  lens-cap frame. The photos are registered into per-place views and their cracks tracked
+  per view (:mod:`geodata.views`). The first inspection is given an ASSIGNED GSD; later
+  ones take it from their view. Named and marked SIMULATED like the growth site.
 
 Running the demo twice changes nothing: sites are created once, surveys are ingested by
 SHA-256 (the simulated files are generated deterministically) and only surveys without a
@@ -35,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import shapely
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 UAV75_ASSUMED_GSD_M = 0.00025  # 0.25 mm/px: an assumption, UAV75 publishes no GSD
@@ -78,6 +86,22 @@ def _crack_order(mask: np.ndarray) -> np.ndarray:
     return order
 
 
+def _grown(image: np.ndarray, mask: np.ndarray, order: np.ndarray, frac: float) -> np.ndarray:
+    """``image`` (RGB uint8) with the labelled crack beyond ``frac`` of its main axis
+    removed: the hidden part (dilated by 3 px, minus the kept part dilated by 1 px) filled
+    by biharmonic inpainting (``skimage.restoration.inpaint_biharmonic``)."""
+    from scipy import ndimage
+    from skimage.restoration import inpaint_biharmonic
+
+    hide = mask & ~(order <= frac)
+    region = ndimage.binary_dilation(hide, iterations=3) & ~ndimage.binary_dilation(
+        mask & (order <= frac), iterations=1)
+    if not region.any():
+        return image.copy()
+    filled = inpaint_biharmonic(image.astype(float) / 255.0, region, channel_axis=-1)
+    return np.clip(np.round(filled * 255.0), 0, 255).astype(np.uint8)
+
+
 def make_simulated_growth(
     image_path: Path, mask_path: Path, out_dir: Path, *,
     fractions: tuple[float, ...] = GROWTH_FRACTIONS, start: datetime = GROWTH_START,
@@ -102,8 +126,6 @@ def make_simulated_growth(
     import rasterio
     from PIL import Image
     from rasterio.transform import from_origin
-    from scipy import ndimage
-    from skimage.restoration import inpaint_biharmonic
 
     out_dir.mkdir(parents=True, exist_ok=True)
     image = np.asarray(Image.open(image_path).convert("RGB"))
@@ -118,14 +140,7 @@ def make_simulated_growth(
         made.append((path, when))
         if path.exists():
             continue
-        hide = mask & ~(order <= frac)
-        region = ndimage.binary_dilation(hide, iterations=3) & ~ndimage.binary_dilation(
-            mask & (order <= frac), iterations=1)
-        if region.any():
-            filled = inpaint_biharmonic(image.astype(float) / 255.0, region, channel_axis=-1)
-            out = np.clip(np.round(filled * 255.0), 0, 255).astype(np.uint8)
-        else:
-            out = image.copy()
+        out = _grown(image, mask, order, frac)
         tmp = path.with_suffix(".tmp.tif")
         with rasterio.open(tmp, "w", driver="GTiff", width=out.shape[1], height=out.shape[0],
                            count=3, dtype="uint8", crs=f"EPSG:{epsg}", transform=transform,
@@ -144,11 +159,247 @@ def make_simulated_growth(
     return made
 
 
+# ------------------------------------------------------- simulated repeat photo inspections
+
+#: Fraction of the labelled crack visible at each SIMULATED photo inspection.
+INSPECTION_FRACTIONS = (0.45, 0.60, 0.75, 0.92)
+INSPECTION_START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+INSPECTION_EVERY = timedelta(days=28)
+INSPECTION_SIZE_PX = 480  # square photos
+#: Viewpoint of each inspection: the quad of the source image (x, y px; top-left,
+#: top-right, bottom-right, bottom-left) that the photo's corners see -- a perspective warp
+#: of a few degrees of tilt and turn, all inside the source so no photo has blank borders.
+INSPECTION_VIEWS = (
+    ((40, 36), (468, 44), (472, 470), (36, 462)),
+    ((58, 30), (480, 52), (462, 486), (30, 470)),
+    ((30, 50), (455, 28), (486, 455), (50, 488)),
+    ((50, 46), (490, 60), (470, 480), (26, 450)),
+)
+#: Exposure of each inspection: (gain, gamma) applied as 255 * gain * (v / 255) ** gamma.
+INSPECTION_EXPOSURE = ((1.0, 1.0), (0.85, 1.0), (1.1, 0.9), (0.95, 1.15))
+INSPECTION_SECOND_STEM = "DSC00564"  # a second place (UAV75 photo), unchanged over time
+#: The inspection (index) that also holds a black lens-cap frame, to show it refused.
+INSPECTION_LENS_CAP = 2
+
+
+def _source_to_photo(quad: tuple[tuple[float, float], ...]) -> np.ndarray:
+    """3x3 homography source px -> photo px for a viewpoint of :data:`INSPECTION_VIEWS`."""
+    import cv2
+
+    n = INSPECTION_SIZE_PX - 1
+    dst = np.float32([[0, 0], [n, 0], [n, n], [0, n]])
+    return cv2.getPerspectiveTransform(np.float32(quad), dst).astype(np.float64)
+
+
+def _photo_of(image: np.ndarray, h: np.ndarray, gain: float, gamma: float) -> np.ndarray:
+    import cv2
+
+    warped = cv2.warpPerspective(image, h, (INSPECTION_SIZE_PX, INSPECTION_SIZE_PX),
+                                 flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    v = 255.0 * gain * (warped.astype(np.float64) / 255.0) ** gamma
+    return np.clip(np.round(v), 0, 255).astype(np.uint8)
+
+
+def make_simulated_inspections(
+    image_path: Path, mask_path: Path, second_path: Path, out_dir: Path, *,
+    fractions: tuple[float, ...] = INSPECTION_FRACTIONS, start: datetime = INSPECTION_START,
+    every: timedelta = INSPECTION_EVERY,
+) -> list[tuple[Path, datetime]]:
+    """Write SIMULATED repeat photo inspections of a structure: one photo folder each.
+
+    Inspection k holds ``SIMULATED_crack_wall.jpg``: the real image ``image_path`` with the
+    labelled crack grown to ``fractions[k]`` of its main axis by the inpainting of
+    :func:`make_simulated_growth`, re-projected through the known viewpoint
+    ``INSPECTION_VIEWS[k]`` (a perspective warp, OpenCV ``warpPerspective``, bilinear) with
+    the exposure ``INSPECTION_EXPOSURE[k]``; and ``SIMULATED_pier.jpg``: the real image
+    ``second_path`` (another place, unchanged) through a viewpoint of its own. Inspection
+    :data:`INSPECTION_LENS_CAP` also holds ``SIMULATED_lens_cap.jpg``, a black frame with
+    sensor noise. JPEG quality 95, no EXIF (no GSD: the first inspection is given one, later
+    ones inherit it through their view).
+
+    ``SIMULATED_truth.json`` beside the folders records every warp (source px -> photo px,
+    row-major 3x3), exposure, fraction and date: the ground truth of the registration and
+    growth targets. Deterministic: the same inputs give byte-identical files; existing
+    files are kept.
+
+    Returns:
+        ``[(folder, acquired_at), ...]`` oldest first.
+    """
+    from PIL import Image
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    image = np.asarray(Image.open(image_path).convert("RGB"))
+    second = np.asarray(Image.open(second_path).convert("RGB"))
+    mask = np.asarray(Image.open(mask_path).convert("L")) > 127
+    order = _crack_order(mask)
+    made, truth = [], []
+    n = len(INSPECTION_VIEWS)
+    for k, frac in enumerate(fractions):
+        when = start + k * every
+        folder = out_dir / f"SIMULATED_inspection_{when:%Y%m%d}"
+        made.append((folder, when))
+        h = _source_to_photo(INSPECTION_VIEWS[k % n])
+        h2 = _source_to_photo(INSPECTION_VIEWS[(k + 1) % n])
+        gain, gamma = INSPECTION_EXPOSURE[k % n]
+        files = {"SIMULATED_crack_wall.jpg": (h, image_path.name),
+                 "SIMULATED_pier.jpg": (h2, second_path.name)}
+        truth.append({"folder": folder.name, "acquired_at": when.isoformat(),
+                      "fraction": frac, "gain": gain, "gamma": gamma,
+                      "photos": {name: {"source": src, "source_to_photo":
+                                        [float(v) for v in hm.ravel()]}
+                                 for name, (hm, src) in files.items()}})
+        if folder.exists():
+            continue
+        tmp = folder.with_name(folder.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        grown = _grown(image, mask, order, frac)
+        Image.fromarray(_photo_of(grown, h, gain, gamma)).save(
+            tmp / "SIMULATED_crack_wall.jpg", quality=95)
+        Image.fromarray(_photo_of(second, h2, gain, gamma)).save(
+            tmp / "SIMULATED_pier.jpg", quality=95)
+        if k == INSPECTION_LENS_CAP:
+            rng = np.random.default_rng(251)
+            dark = np.clip(rng.normal(3.0, 1.5, (INSPECTION_SIZE_PX, INSPECTION_SIZE_PX, 3)),
+                           0, 255).astype(np.uint8)
+            Image.fromarray(dark).save(tmp / "SIMULATED_lens_cap.jpg", quality=95)
+        tmp.replace(folder)
+    src_sha = hashlib.sha256(image_path.read_bytes()).hexdigest()[:12]
+    (out_dir / "SIMULATED_truth.json").write_text(json.dumps({
+        "description": (f"SIMULATED repeat photo inspections for a demo: real UAV75 image "
+                        f"{image_path.name} (sha256 {src_sha}...) with its labelled crack "
+                        f"grown by inpainting, re-projected through known perspective warps "
+                        f"with exposure changes; not recorded photos"),
+        "source_gsd_m": UAV75_ASSUMED_GSD_M, "mask": mask_path.name,
+        "inspections": truth}, indent=1))
+    return made
+
+
+def inspection_truth(out_dir: Path) -> dict[str, Any]:
+    """The ``SIMULATED_truth.json`` :func:`make_simulated_inspections` wrote."""
+    return json.loads((out_dir / "SIMULATED_truth.json").read_text())
+
+
+def photo_inspection_figures(engine: Any, site: str, out_dir: Path, *, model: Any = None,
+                             near_px: float = 3.0) -> dict[str, Any]:
+    """The SIMULATED photo-inspection targets, measured against the known truth.
+
+    * ``registration_rms_px``: per photo of the grown crack, the RMS distance (view px, over
+      a 16-px grid of the photo) between the stored homography and the true one
+      (``T_0 @ inv(T_k)`` from :func:`make_simulated_inspections`' warps); and the maximum.
+    * ``lineages``: the distinct lineages (tracks joined by split parents and merges) of the
+      detected cracks lying within ``near_px`` view px of the grown crack's visible part
+      (its label, re-projected into the view) in any inspection; the target is 1.
+    * ``width``: per inspection the measured maximum width of those cracks (view-pixel
+      equivalents: mm / the view's mm per px) and the reference: the same model
+      (``model``, default the structure profile's) on the same SIMULATED image *before*
+      re-projection and exposure change, measured the same way near the label and scaled
+      into the view by the known warp; ``growth_error_px`` is the measured width growth
+      since the first inspection minus the reference's. (The UAV75 labels are 1-px lines:
+      they hold no width, so ``label_px`` is shown for information only.)
+    """
+    from PIL import Image
+    from sqlalchemy import select
+
+    from engine.infer import predict_image
+    from geodata.registration import homography_error_px, local_scale, warp_points
+    from geodata.store import models as m
+    from geodata.store.engine import session_scope
+    from geodata.vectorise import vectorise_cracks
+
+    if model is None:
+        from engine.registry import load_model
+
+        model = load_model(_structure_model())
+    truth = inspection_truth(out_dir)
+    uav = DEMO_DATA / "uav75" / "growth_source"
+    image = np.asarray(Image.open(uav / f"{GROWTH_SOURCE_STEM}.jpg").convert("RGB"))
+    mask = np.asarray(Image.open(uav / truth["mask"]).convert("L")) > 127
+    order = _crack_order(mask)
+    name = "SIMULATED_crack_wall.jpg"
+    t0 = np.array(truth["inspections"][0]["photos"][name]["source_to_photo"]).reshape(3, 3)
+
+    def pieces(binary_or_prob: np.ndarray) -> Any:
+        return vectorise_cracks(binary_or_prob.astype(np.float32), None, None, threshold=0.5,
+                                min_area_px=1, pixel_size_m=1.0)
+
+    def to_view(geom: Any, h: np.ndarray) -> Any:
+        return shapely.transform(geom, lambda c: warp_points(h, c))
+
+    figures: dict[str, Any] = {"registration_rms_px": {}, "width": []}
+    with session_scope(engine) as s:
+        site_row = s.scalar(select(m.Site).where(m.Site.name == site))
+        surveys = {Path(sv.source_path).name: sv for sv in s.scalars(
+            select(m.Survey).where(m.Survey.site_id == site_row.id))}
+        links = {t.id: (t.parent_track_id, t.merged_into_track_id) for t in s.scalars(
+            select(m.CrackTrack).where(m.CrackTrack.site_id == site_row.id))}
+        near_tracks: set[int] = set()
+        for insp in truth["inspections"]:
+            sv = surveys[insp["folder"]]
+            reg = s.scalar(select(m.PhotoRegistration).where(
+                m.PhotoRegistration.survey_id == sv.id,
+                m.PhotoRegistration.image_name == name))
+            tk = np.array(insp["photos"][name]["source_to_photo"]).reshape(3, 3)
+            h = np.asarray(reg.homography, dtype=float).reshape(3, 3)
+            figures["registration_rms_px"][insp["folder"]] = round(homography_error_px(
+                h, t0 @ np.linalg.inv(tk), INSPECTION_SIZE_PX, INSPECTION_SIZE_PX), 4)
+            view_mm = s.get(m.PhotoView, reg.view_id).scale_m_per_px * 1000.0
+            visible = mask & (order <= insp["fraction"])
+            label_src = shapely.union_all(pieces(visible).geometry.values)
+            label = to_view(label_src, t0)
+            # reference: the model on the un-warped image, near the label, scaled by the warp
+            ref = pieces(predict_image(_grown(image, mask, order, insp["fraction"]), model))
+            ref_w = [w / 1000.0 * local_scale(t0, (g.centroid.x, g.centroid.y))
+                     for g, w in zip(ref.geometry, ref["max_width_mm"], strict=True)
+                     if shapely.distance(g, label_src) <= near_px]
+            lab = pieces(visible)
+            label_w = float(lab["max_width_mm"].max()) / 1000.0 if len(lab) else None
+            widths = []
+            for poly, w_mm, track in s.execute(
+                    select(m.Crack.polygon, m.Crack.max_width_mm, m.Crack.track_id)
+                    .where(m.Crack.survey_id == sv.id, m.Crack.image_name == name)).all():
+                if shapely.distance(to_view(poly, h), label) <= near_px:
+                    widths.append(w_mm / view_mm)
+                    if track is not None:
+                        near_tracks.add(int(track))
+            figures["width"].append({
+                "inspection": insp["folder"],
+                "measured_px": round(max(widths), 3) if widths else None,
+                "reference_px": round(max(ref_w), 3) if ref_w else None,
+                "label_px": label_w})
+    w0 = figures["width"][0]
+    for row in figures["width"]:
+        if None in (row["measured_px"], w0["measured_px"], row["reference_px"],
+                    w0["reference_px"]):
+            row["growth_error_px"] = None
+            continue
+        row["growth_error_px"] = round((row["measured_px"] - w0["measured_px"])
+                                       - (row["reference_px"] - w0["reference_px"]), 3)
+    parent = {t: t for t in links}
+
+    def find(t: int) -> int:
+        while parent[t] != t:
+            parent[t] = parent[parent[t]]
+            t = parent[t]
+        return t
+
+    for t, (par, into) in links.items():
+        for other in (par, into):
+            if other is not None and other in parent:
+                parent[find(t)] = find(other)
+    figures["near_tracks"] = sorted(near_tracks)
+    figures["lineages"] = len({find(t) for t in near_tracks})
+    figures["max_registration_rms_px"] = max(figures["registration_rms_px"].values())
+    errs = [abs(r["growth_error_px"]) for r in figures["width"]
+            if r["growth_error_px"] is not None]
+    figures["max_width_growth_error_px"] = max(errs) if errs else None
+    return figures
+
+
 # ------------------------------------------------------------------------------ sites
 
 
 def demo_sites(work: Path) -> list[DemoSite]:
-    """The four demo sites with their surveys (the simulated files are generated here)."""
+    """The five demo sites with their surveys (the simulated files are generated here)."""
     import rasterio
     from pyproj import Transformer
 
@@ -156,6 +407,10 @@ def demo_sites(work: Path) -> list[DemoSite]:
     growth = make_simulated_growth(uav / "growth_source" / f"{GROWTH_SOURCE_STEM}.jpg",
                                    uav / "growth_source" / f"{GROWTH_SOURCE_STEM}.png",
                                    work / "simulated_growth")
+    inspections = make_simulated_inspections(
+        uav / "growth_source" / f"{GROWTH_SOURCE_STEM}.jpg",
+        uav / "growth_source" / f"{GROWTH_SOURCE_STEM}.png",
+        uav / "photos" / f"{INSPECTION_SECOND_STEM}.jpg", work / "simulated_inspections")
     to_wgs = Transformer.from_crs(GROWTH_EPSG, 4326, always_xy=True)
     g_lon, g_lat = to_wgs.transform(GROWTH_ORIGIN[0] + 0.5, GROWTH_ORIGIN[1] - 0.5)
     ortho = DEMO_DATA / "webodm" / "orthophoto.tif"
@@ -195,7 +450,33 @@ def demo_sites(work: Path) -> list[DemoSite]:
                           for p, when in growth],
                  # the imagery is a concrete bridge crack: the structure (concrete) model
                  model=_structure_model()),
+        DemoSite("SIMULATED photo inspections (UAV75 wall re-projected, crack grown)",
+                 "structure", 32632, 11.3240, 50.9790, "Europe/Berlin",
+                 note="SIMULATED: warped real photo, inpainted growth; registered per view",
+                 surveys=[{"path": folder, "acquired_at": when,
+                           "pixel_size_m": _inspection_gsd() if k == 0 else None,
+                           "metadata": {
+                               "simulated": True,
+                               "simulation": "real UAV75 photo re-projected through known "
+                                             "perspective warps with exposure changes; "
+                                             "crack grown by inpainting; truth in "
+                                             "SIMULATED_truth.json",
+                               **({"pixel_size_source": (
+                                   f"ASSIGNED: UAV75's assumed {UAV75_ASSUMED_GSD_M * 1000:g} "
+                                   f"mm/px through the known warp; later inspections take "
+                                   f"it from their view")} if k == 0 else {})}}
+                          for k, (folder, when) in enumerate(inspections)]),
     ]
+
+
+def _inspection_gsd() -> float:
+    """GSD (m/px) of the first SIMULATED inspection photo at its centre: UAV75's assumed
+    GSD through the known warp of :data:`INSPECTION_VIEWS` [0]."""
+    from geodata.registration import local_scale
+
+    h = _source_to_photo(INSPECTION_VIEWS[0])
+    c = (INSPECTION_SIZE_PX - 1) / 2.0
+    return UAV75_ASSUMED_GSD_M * local_scale(np.linalg.inv(h), (c, c))  # source px/photo px
 
 
 def _structure_model() -> str:

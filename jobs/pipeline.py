@@ -512,67 +512,132 @@ def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions,
 
 def _infer_photos(survey: m.Survey, site: m.Site, model: Any,
                   opt: PipelineOptions) -> dict[str, Any]:
-    """Photos: cracks in image pixels of each photo, measured with the survey's (or EXIF) GSD.
+    """Photos: cracks in image pixels of each photo, plus what registering them needs.
 
-    One bad photo (unreadable, no usable GSD) is recorded and skipped; it does not stop the
-    set. Footprints come from EXIF GPS (nadir assumption, see geodata.photos); a photo
-    without GPS is attached to the site's location and the step info says so.
+    No database: per photo the metadata, its own GSD (the survey's ``--gsd-m``, else
+    EXIF/XMP; :func:`geodata.photos.ground_sample_distance_m`), a black/blur check and SIFT
+    features (:mod:`geodata.registration`), a nadir footprint when it has GPS, and its
+    cracks vectorised in pixel units. Lengths and widths are put in metres and mm in the
+    store step (:func:`_measure_photo_cracks`), once the photo's view is known: its GSD may
+    come from the view (:mod:`geodata.views`). One bad photo (unreadable, black) is recorded
+    and skipped; it does not stop the set. A black frame is not run through the model.
     """
     from PIL import Image
 
     from engine.infer import predict_image
     from geodata.errors import GSDError, PhotoMetadataError
     from geodata.photos import ground_sample_distance_m, nadir_footprint, read_photo_set
+    from geodata.registration import photo_features, photo_quality
     from geodata.vectorise import vectorise_cracks_and_skeletons
+    from geodata.views import SurveyPhoto
 
     src = Path(survey.source_path)
     metas, failures = read_photo_set(src if src.is_dir() else [src])
-    frames, skels, footprints, notes = [], [], [], []
+    photos = [SurveyPhoto(p.name, p, problem=f"unreadable: {why}") for p, why in failures]
+    found: dict[str, tuple[gpd.GeoDataFrame, gpd.GeoSeries]] = {}
+    footprints, notes = [], []
     pixels, model_s = 0, 0.0
     for meta in metas:
         name = Path(meta.path).name
         try:
-            gsd = ground_sample_distance_m(meta, gsd_m=survey.pixel_size_m)
             with Image.open(meta.path) as im:
                 rgb = np.asarray(im.convert("RGB"))
-        except (GSDError, OSError) as exc:
+        except OSError as exc:
             failures.append((Path(meta.path), str(exc)))
+            photos.append(SurveyPhoto(name, Path(meta.path), problem=f"unreadable: {exc}"))
+            continue
+        try:
+            gsd = ground_sample_distance_m(meta, gsd_m=survey.pixel_size_m)
+            gsd_source = ("the survey's pixel size (--gsd-m)" if survey.pixel_size_m else
+                          "EXIF/XMP (focal length, sensor width, height above take-off)")
+        except GSDError as exc:
+            gsd, gsd_source = None, str(exc)
+        quality = photo_quality(rgb)
+        photo = SurveyPhoto(name, Path(meta.path), width_px=rgb.shape[1],
+                            height_px=rgb.shape[0], quality=quality,
+                            features=(None if quality.problem else  # refused anyway
+                                      photo_features(rgb, quality=quality, name=name)),
+                            own_gsd_m=gsd, own_gsd_source=gsd_source,
+                            gsd_given=survey.pixel_size_m is not None)
+        photos.append(photo)
+        if meta.has_gps and gsd:
+            try:
+                photo.footprint = nadir_footprint(meta, gsd, f"EPSG:{site.crs_epsg}")
+                footprints.append(photo.footprint)
+            except (PhotoMetadataError, GSDError) as exc:
+                notes.append(f"{name}: no footprint ({exc})")
+        elif not meta.has_gps:
+            notes.append(f"{name}: no GPS in EXIF; attached to the site's location")
+        if quality.problem == "black":
+            notes.append(f"{name}: {quality.reason}; not run through the model")
             continue
         t0 = time.perf_counter()
         prob = predict_image(rgb, model, tile_size=opt.tile_size, overlap=opt.overlap,
                              batch_size=opt.batch_size, device=opt.device, tta=opt.tta)
         model_s += time.perf_counter() - t0
         pixels += prob.size
-        cracks, sk = vectorise_cracks_and_skeletons(
+        cracks, sk = vectorise_cracks_and_skeletons(  # pixel units: measured in store step
             prob, None, None, threshold=opt.threshold, min_area_px=opt.min_area_px,
-            pixel_size_m=gsd)
+            pixel_size_m=1.0)
         cracks["photo"] = name
-        frames.append(cracks)
-        skels.append(sk)
-        if meta.has_gps:
-            try:
-                footprints.append(nadir_footprint(meta, gsd, f"EPSG:{site.crs_epsg}"))
-            except (PhotoMetadataError, GSDError) as exc:
-                notes.append(f"{name}: no footprint ({exc})")
-        else:
-            notes.append(f"{name}: no GPS in EXIF; attached to the site's location")
-    if not frames:
+        found[name] = (cracks, sk)
+    if not any(p.problem is None for p in photos):
         reasons = "; ".join(f"{p.name}: {r}" for p, r in failures) or "no JPEG photos found"
         raise ValueError(f"survey {survey.id}: no photo of {src} could be processed ({reasons})")
-    cracks = pd.concat(frames, ignore_index=True)
-    cracks.attrs["coordinate_space"] = "image"
-    skeletons = gpd.GeoSeries(pd.concat(skels, ignore_index=True), index=cracks.index)
     footprint = None
     if footprints:
         import shapely
 
         footprint = shapely.union_all(footprints)
     mps = pixels / 1e6 / model_s if model_s else None
-    return {"cracks": cracks, "skeletons": skeletons, "coordinate_space": "image",
+    return {"photos": photos, "photo_cracks": found, "coordinate_space": "image",
             "footprint": footprint, "megapixels_per_s": mps,
-            "infer": {"photos": len(frames), "failed": [f"{p.name}: {r}" for p, r in failures],
+            "infer": {"photos": len(found), "failed": [f"{p.name}: {r}" for p, r in failures],
                       "notes": notes,
                       "megapixels_per_s": round(mps, 3) if mps else None}}
+
+
+def _measure_photo_cracks(survey: m.Survey, out: dict[str, Any],
+                          placements: dict[str, Any]) -> tuple[gpd.GeoDataFrame,
+                                                               gpd.GeoSeries, list[str]]:
+    """Each photo's pixel-unit cracks in metres and mm with the GSD its placement gives, at
+    each crack's own position (:meth:`geodata.views.PhotoPlacement.gsd_at`).
+
+    Returns:
+        (cracks, skeletons, photos without a GSD, with the reason). Raises ValueError when
+        no photo of the survey has a GSD (nothing could be measured).
+    """
+    frames, skels, unmeasured = [], [], []
+    for name, (cracks, sk) in sorted(out["photo_cracks"].items()):
+        place = placements.get(name)
+        if place is None or place.gsd_m is None:
+            unmeasured.append(f"{name}: {place.reason if place else 'not registered'}")
+            continue
+        cracks = cracks.copy()
+        if len(cracks):
+            pts = cracks.geometry.representative_point()
+            g = np.array([place.gsd_at(pt.x, pt.y) for pt in pts], dtype=float)
+            for col in ("length_m", "mean_width_mm", "max_width_mm"):
+                cracks[col] = cracks[col].to_numpy(float) * g
+            cracks["area_m2"] = cracks["area_m2"].to_numpy(float) * g * g
+            cracks["pixel_size_m"] = g
+        frames.append(cracks)
+        skels.append(sk)
+    measurable = [p for p in placements.values() if p.gsd_m is not None]
+    if not measurable:
+        reasons = "; ".join(p.reason for p in placements.values()) or "no photos"
+        raise ValueError(f"survey {survey.id}: no photo could be measured (no GSD): "
+                         f"{reasons}")
+    if frames:
+        cracks = pd.concat(frames, ignore_index=True)
+        skeletons = gpd.GeoSeries(pd.concat(skels, ignore_index=True), index=cracks.index)
+    else:
+        from geodata.vectorise import empty_crack_frame
+
+        cracks = empty_crack_frame(None)
+        skeletons = gpd.GeoSeries([], index=cracks.index)
+    cracks.attrs["coordinate_space"] = "image"
+    return cracks, skeletons, unmeasured
 
 
 def _observations(s: Session, site_id: int, until: datetime,
@@ -604,9 +669,11 @@ def _observations(s: Session, site_id: int, until: datetime,
 
 
 def _image_series(s: Session, survey: m.Survey) -> dict[str, list[dict]]:
-    """Photo surveys are not tracked: each crack is a one-observation series of its own,
-    keyed ``photo:<image name>#<crack index>`` so a re-run finds the same key again."""
-    rows = s.execute(select(m.Crack).where(m.Crack.survey_id == survey.id)).scalars()
+    """Photo cracks not tracked in a view (refused, duplicate photos): each crack is a
+    one-observation series of its own, keyed ``photo:<image name>#<crack index>`` so a
+    re-run finds the same key again."""
+    rows = s.execute(select(m.Crack).where(m.Crack.survey_id == survey.id,
+                                           m.Crack.track_id.is_(None))).scalars()
     return {f"photo:{c.image_name}#{c.crack_index}": [{
         "surveyed_at": survey.acquired_at, "length_m": c.length_m,
         "max_width_mm": c.max_width_mm, "area_m2": c.area_m2}] for c in rows}
@@ -627,8 +694,16 @@ def _evaluations(s: Session, site: m.Site, survey: m.Survey,
     newer ones were processed (out of date order) changes the growth of every later interval,
     so the rules see the history as it would have been seen in date order."""
     if survey.source_type in ("photo", "photos"):
-        # photos are not tracked: nothing to call "new" against
-        return [(survey, _image_series(s, survey), 0)]
+        # photo tracks (per view, geodata.views) as of this survey, plus the photo cracks
+        # not tracked in any view; "new" counts only views seen before
+        ordered = tracked_surveys(s, site.id)
+        last = not ordered or survey.id == ordered[-1].id
+        series: dict[Any, list[dict]] = dict(_observations(
+            s, site.id, survey.acquired_at, None if last else survey.id))
+        series.update(_image_series(s, survey))
+        summary = s.get(m.SurveySummary, survey.id)
+        new_count = summary.new_count if summary and summary.previous_survey_id else 0
+        return [(survey, series, new_count)]
     ordered = tracked_surveys(s, site.id)
     ids = [sv.id for sv in ordered]
     todo = ordered[ids.index(survey.id):] if survey.id in ids else [survey]
@@ -926,13 +1001,27 @@ def process_survey(
                   **{**out["infer"], "seconds": round(time.perf_counter() - t0, 2)})
         step = "vectorise"
         _before_step(step)
-        _set_step(bind, job_id, "vectorise", "succeeded", cracks=len(out["cracks"]))
+        _set_step(bind, job_id, "vectorise", "succeeded", cracks=(
+            len(out["cracks"]) if "cracks" in out
+            else sum(len(c) for c, _ in out["photo_cracks"].values())))
         run_info["megapixels_per_s"] = out["megapixels_per_s"]
         run_info["finished_at"] = datetime.now(UTC)
 
         step = "store_track"
         with session_scope(bind, write=True) as s:  # ONE transaction: store..alerts
             _before_step(step)
+            if "photos" in out:  # register into the site's views, then measure (mm)
+                from geodata.views import register_survey_photos
+
+                placements = register_survey_photos(s, s.get(m.Survey, survey.id),
+                                                    out["photos"])
+                out["cracks"], out["skeletons"], unmeasured = _measure_photo_cracks(
+                    survey, out, placements)
+                out["registration"] = {
+                    status: sum(p.status == status for p in placements.values())
+                    for status in m.REGISTRATION_STATUSES}
+                if unmeasured:
+                    out["registration"]["not_measured"] = unmeasured
             run = store_run(s, survey.id, out["cracks"], out["skeletons"], run_info,
                             coordinate_space=out["coordinate_space"],
                             footprint=out["footprint"], track=True,
@@ -961,7 +1050,8 @@ def process_survey(
             resolve_overdue(s, site.id)  # imagery arrived: close a site.overdue alert
             crack_count = run.crack_count or 0
         _set_step(bind, job_id, "store_track", "succeeded", run_id=run.id, cracks=crack_count,
-                  new_tracks=new_tracks)
+                  new_tracks=new_tracks,
+                  **({"photos": out["registration"]} if "registration" in out else {}))
         _set_step(bind, job_id, "alerts", "skipped" if skipped else "succeeded",
                   raised=len(raised), escalated=len(escalated), watch=len(watched),
                   **({"reason": skipped} if skipped else {}))

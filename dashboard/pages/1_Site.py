@@ -12,7 +12,7 @@ from dashboard.maps import MapAssets, render_html, survey_map
 
 POPUP_FIELDS = [("crack_id", "crack"), ("track", "track"), ("length", "length"),
                 ("max_width", "max width"), ("severity", "severity"),
-                ("growth", "growth since previous survey")]
+                ("growth", "growth since previous survey"), ("position", "position")]
 MAX_CRACK_CHOICES = 1000
 
 
@@ -68,7 +68,9 @@ previous_id = ids[position - 1] if position > 0 else None
 cracks = c.load_survey_cracks(url, survey_id) if not pd.isna(row["run_id"]) else None
 photo_cracks = (c.load_survey_cracks(url, survey_id, "image")
                 if not pd.isna(row["run_id"]) else None)
-tracked = cracks is not None and len(cracks) > 0  # photo (image) cracks are not tracked
+# photo cracks are tracked per view (geodata.views) when their photo was registered
+tracked = (cracks is not None and len(cracks) > 0) or (
+    photo_cracks is not None and bool(photo_cracks["track_id"].notna().any()))
 total_length_m = sum(float(f["length_m"].sum()) for f in (cracks, photo_cracks)
                      if f is not None)
 cols = st.columns(4)
@@ -163,10 +165,47 @@ if photo_cracks is not None and len(photo_cracks):
         st.image(c.load_photo_with_cracks(path, url, survey_id, name),
                  caption=f"{name}: {n} cracks outlined")
     on_photo = photo_cracks[photo_cracks["image_name"] == name]
-    st.dataframe(on_photo[["crack_id", "length_m", "mean_width_mm", "max_width_mm",
-                           "area_m2", "severity"]], hide_index=True, width="stretch")
-    st.caption("Photo cracks have no map position (no georeferencing), so they are not "
-               "tracked across surveys.")
+    st.dataframe(on_photo[["crack_id", "track_id", "length_m", "mean_width_mm",
+                           "max_width_mm", "area_m2", "severity"]], hide_index=True,
+                 width="stretch")
+    st.caption("Photo cracks are tracked per view: each photo is registered into the view "
+               "of the place it shows (SIFT features, RANSAC homography) and its cracks are "
+               "followed in that view's frame; see Defect history. A photo that could not be "
+               "registered (refused below) keeps untracked cracks.")
+
+# photo surveys: how each photo was registered into the site's views
+registrations = c.load_registrations(url, survey_id) if row["source_type"] in (
+    "photo", "photos") else None
+if registrations is not None and len(registrations):
+    st.subheader("Photo registration")
+    reg_counts = registrations["status"].value_counts()
+    st.caption(", ".join(f"{int(n)} {s}" for s, n in reg_counts.items())
+               + ". RMS: reprojection error of the matched features, in view pixels; GSD: "
+               "millimetres per photo pixel used to measure its cracks.")
+    st.dataframe(registrations[["image_name", "status", "view_id", "view_name", "inliers",
+                                "rms_px", "gsd_mm_per_px", "reason"]],
+                 hide_index=True, width="stretch", column_config={
+                     "view_id": st.column_config.NumberColumn("view", format="%d"),
+                     "rms_px": st.column_config.NumberColumn("RMS (px)", format="%.2f"),
+                     "gsd_mm_per_px": st.column_config.NumberColumn("GSD (mm/px)",
+                                                                    format="%.3f")})
+
+# ---------------------------------------------------------------- views of the site
+site_views = c.load_views(url, site_id)
+if len(site_views):
+    st.subheader(f"Views ({len(site_views)})")
+    st.caption("A view is one place the inspections photograph (a wall, a pier, a patch of "
+               "ground); its frame is its first photo's. Cracks are tracked per view: "
+               "Defect history shows each view's cracks over time.")
+    st.dataframe(site_views[["view_id", "name", "reference_image", "photos", "surveys",
+                             "last_photo_at", "tracks", "median_rms_px", "scale_mm_per_px",
+                             "scale_source", "on_map"]],
+                 hide_index=True, width="stretch", column_config={
+                     "view_id": st.column_config.NumberColumn("view", format="%d"),
+                     "median_rms_px": st.column_config.NumberColumn("median RMS (px)",
+                                                                    format="%.2f"),
+                     "scale_mm_per_px": st.column_config.NumberColumn("scale (mm/px)",
+                                                                      format="%.3f")})
 
 # ---------------------------------------------------------------- site totals over time
 st.subheader("Site totals over time")

@@ -1,10 +1,12 @@
-"""Defect history: every crack track of a site with first seen, last measured and trend."""
+"""Defect history: every crack track of a site with first seen, last measured and trend;
+per photo view, each crack's width and length over time with before/after crops."""
 
 from __future__ import annotations
 
 import json
 
 import pandas as pd
+import shapely
 import streamlit as st
 
 from dashboard import common as c
@@ -51,12 +53,16 @@ m[3].metric("Shown", len(shown))
 table = shown.assign(first_seen=shown["first_seen_at"].map(c.when),
                      last_measured=shown["last_seen_at"].map(c.when))
 st.dataframe(
-    table[["track_id", "status", "trend", "severity", "first_seen", "last_measured",
-           "surveys_measured", "last_length_m", "change_length_m", "last_max_width_mm",
-           "change_max_width_mm", "length_rate_m_per_day", "max_width_rate_mm_per_day"]],
+    table[["track_id", "view_id", "status", "trend", "severity", "first_seen",
+           "last_measured", "surveys_measured", "last_length_m", "change_length_m",
+           "last_max_width_mm", "change_max_width_mm", "length_rate_m_per_day",
+           "max_width_rate_mm_per_day"]],
     hide_index=True, width="stretch",
     column_config={
         "track_id": st.column_config.NumberColumn("track", format="%d"),
+        "view_id": st.column_config.NumberColumn(
+            "view", format="%d", help="Photo view the crack is tracked in (photo surveys); "
+                                      "empty for cracks of orthomosaics"),
         "first_seen": "first seen (UTC)", "last_measured": "last measured (UTC)",
         "surveys_measured": "surveys",
         "last_length_m": st.column_config.NumberColumn("length (m)", format="%.3f"),
@@ -85,3 +91,77 @@ st.caption("The CSV holds the rows shown; the GeoJSON the last polygon of each s
            "`crackwatch export --site NAME --format gpkg`.")
 if pd.notna(shown["merged_into_track_id"]).any():
     st.caption("Merged tracks continue in the track named in merged_into_track_id.")
+
+# ---------------------------------------------------------------- per photo view
+site_views = c.load_views(url, site_id)
+if len(site_views):
+    st.subheader("Photo views: cracks over time")
+    st.caption("Photo surveys are registered into views (one per photographed place); each "
+               "crack is followed in its view's frame. Widths and lengths are in mm and m "
+               "from each photo's GSD; crops show the same part of the view in each photo.")
+    vlabels = {int(v.view_id): f"view {int(v.view_id)}: {v.name} ({int(v.photos)} photos, "
+                               f"{int(v.tracks)} tracks)" for v in site_views.itertuples()}
+    ranked = site_views.sort_values(["tracks", "view_id"], ascending=[False, True])
+    view_id = st.selectbox("View", [int(i) for i in ranked["view_id"]],
+                           format_func=vlabels.get, key="dh_view")
+    vh = c.load_view_history(url, view_id)
+    if vh.empty:
+        st.info("No crack tracked in this view yet: it needs a registered photo with cracks.")
+    else:
+        vh = vh.assign(crack=vh["track_id"].map(lambda t: f"track {t}"))
+        g1, g2 = st.columns(2)
+        with g1:
+            st.caption("Max width (mm) per crack")
+            st.line_chart(vh.pivot_table(index="acquired_at", columns="crack",
+                                         values="max_width_mm", aggfunc="max"))
+        with g2:
+            st.caption("Length (m) per crack")
+            st.line_chart(vh.pivot_table(index="acquired_at", columns="crack",
+                                         values="length_m", aggfunc="max"))
+        per_track = vh.groupby("track_id").agg(
+            first=("acquired_at", "min"), last=("acquired_at", "max"),
+            photos=("survey_id", "nunique"), first_width=("max_width_mm", "first"),
+            last_width=("max_width_mm", "last"), first_length=("length_m", "first"),
+            last_length=("length_m", "last"), severity=("severity", "last"),
+            status=("status", "last"), parent=("parent_track_id", "first"))
+        per_track["width_change_mm"] = per_track["last_width"] - per_track["first_width"]
+        per_track["length_change_m"] = per_track["last_length"] - per_track["first_length"]
+        per_track = per_track.sort_values(["photos", "last_length", "width_change_mm"],
+                                          ascending=False)
+        st.dataframe(per_track.reset_index()[[
+            "track_id", "status", "severity", "photos", "first_width", "last_width",
+            "width_change_mm", "first_length", "last_length", "length_change_m", "parent"]],
+            hide_index=True, width="stretch", column_config={
+                "track_id": st.column_config.NumberColumn("track", format="%d"),
+                "first_width": st.column_config.NumberColumn("first width (mm)",
+                                                             format="%.2f"),
+                "last_width": st.column_config.NumberColumn("last width (mm)", format="%.2f"),
+                "width_change_mm": st.column_config.NumberColumn("width change (mm)",
+                                                                 format="%+.2f"),
+                "first_length": st.column_config.NumberColumn("first length (m)",
+                                                              format="%.3f"),
+                "last_length": st.column_config.NumberColumn("last length (m)",
+                                                             format="%.3f"),
+                "length_change_m": st.column_config.NumberColumn("length change (m)",
+                                                                 format="%+.3f"),
+                "parent": st.column_config.NumberColumn("split from track", format="%d")})
+        tracks = [int(t) for t in per_track.index]
+        track_id = st.selectbox("Crack (track) for before / after", tracks,
+                                format_func=lambda t: f"track {t}", key="dh_view_track")
+        polys = c.load_view_track_polygons(url, track_id)
+        if len(polys):
+            first, last = polys.iloc[0], polys.iloc[-1]
+            box = tuple(float(v) for v in shapely.union_all(
+                [first.geometry, last.geometry]).bounds)
+            b1, b2 = st.columns(2)
+            for col, obs, title in ((b1, first, "before"), (b2, last, "after")):
+                with col:
+                    label = (f"{title}: {obs['image_name']} of {c.when(obs['acquired_at'])}, "
+                             f"{obs['max_width_mm']:.2f} mm wide, {obs['length_m']:.3f} m")
+                    chip, problem = c.load_view_chip(url, int(obs["survey_id"]),
+                                                     str(obs["image_name"]), box,
+                                                     [int(obs["crack_id"])])
+                    if chip is None:
+                        st.caption(f"{label}: {problem}")
+                    else:
+                        st.image(chip, caption=label)

@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from geodata.errors import RecordNotFoundError
-from geodata.store.models import Site, Survey
+from geodata.store.models import InferenceRun, Site, Survey
 
-__all__: list[str] = []  # private helpers of the store package
+__all__ = ["tracked_surveys"]
 
 
 def _site(s: Session, site: int | str | Site) -> Site:
@@ -42,3 +42,17 @@ def _survey(s: Session, survey_id: int, *, lock: bool = False) -> Survey:
         raise RecordNotFoundError(f"no survey with id {survey_id} in the store; ingest it "
                                   f"first (geodata.store.ingest_survey)")
     return found
+
+
+def tracked_surveys(s: Session, site_id: int) -> list[Survey]:
+    """The site's surveys with a current (succeeded) run, in tracking order
+    (``acquired_at``, then id)."""
+    return _tracked_surveys(s, site_id)
+
+
+def _tracked_surveys(s: Session, site_id: int) -> list[Survey]:
+    has_run = (select(InferenceRun.id)
+               .where(InferenceRun.survey_id == Survey.id, InferenceRun.status == "succeeded")
+               .exists())
+    return list(s.scalars(select(Survey).where(Survey.site_id == site_id, has_run)
+                          .order_by(Survey.acquired_at, Survey.id)))

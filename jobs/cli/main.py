@@ -890,6 +890,10 @@ from jobs.cli.ray import register as _register_ray_commands  # noqa: E402
 
 _register_ray_commands(bench_app)
 
+from jobs.cli.views import register as _register_view_commands  # noqa: E402
+
+_register_view_commands(app)
+
 # A full disk, a read-only store folder or an unwritable --work-dir: one error line, exit 2.
 from jobs.storage_errors import install as _install_storage_errors  # noqa: E402
 

@@ -382,3 +382,99 @@ def test_a_markdown_html_site_name_renders_as_text(static_dashboard, tmp_path: P
         page.screenshot(path=str(tmp_path / "evil_site.png"))
         b.browser.close()
     assert b.outside == [], f"requests left this machine: {b.outside}"
+
+
+@pytest.fixture
+def demo_dashboard(tmp_path: Path):
+    """``crackwatch demo`` into a fresh data dir, then the dashboard on its store."""
+    import sys
+
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM}")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _unavailable("the playwright package")
+    root = Path(__file__).resolve().parents[2]
+    users = write_users(tmp_path / "users.yaml")
+    env = {**os.environ, "CRACKWATCH_DATA_DIR": str(tmp_path / "data"),
+           "CRACKWATCH_USERS_FILE": str(users),
+           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    env.pop("CRACKWATCH_DATABASE_URL", None)
+    done = subprocess.run([sys.executable, "-m", "jobs.cli", "demo"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    port = _free_port()
+    log = open(tmp_path / "streamlit.log", "w+")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(streamlit_command(port, "127.0.0.1"), env=env, stdout=log,
+                            stderr=subprocess.STDOUT, cwd=tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(base, proc)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.mark.slow
+def test_demo_photo_site_defect_history_shows_tracked_cracks(demo_dashboard, tmp_path: Path):
+    """After ``crackwatch demo``: the SIMULATED photo-inspection site's Defect history lists
+    its photo tracks, charts width and length per view and shows before/after crops; the
+    Site page lists its views. (Runs the whole demo first: minutes on 2 cores.)"""
+    from urllib.parse import quote
+
+    from playwright.sync_api import expect, sync_playwright
+
+    base = demo_dashboard
+    site = "SIMULATED photo inspections (UAV75 wall re-projected, crack grown)"
+    outside: list[str] = []
+
+    def guard(route, request):
+        host = urlparse(request.url).hostname or ""
+        if urlparse(request.url).scheme in ("data", "blob", "about") or host in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            outside.append(request.url)
+            route.abort()
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-dev-shm-usage"])
+        context = browser.new_context(viewport={"width": 1400, "height": 3000})
+        context.route("**/*", guard)
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+
+        sign_in(page, base, "vic")
+        page.goto(f"{base}/Defect_history?site={quote(site)}")
+        expect(page.get_by_text("Photo views: cracks over time")).to_be_visible()
+        expect(page.get_by_text("No cracks recorded")).to_have_count(0)
+        expect(page.get_by_text("Max width (mm) per crack")).to_be_visible()
+        expect(page.get_by_text("Length (m) per crack")).to_be_visible()
+        charts = page.locator('[data-testid="stVegaLiteChart"]')
+        expect(charts.first).to_be_visible()
+        assert charts.count() >= 2
+        before = page.locator('[data-testid="stImage"]').filter(has_text="before:")
+        after = page.locator('[data-testid="stImage"]').filter(has_text="after:")
+        expect(before.first).to_be_visible()
+        expect(after.first).to_be_visible()
+        expect(page.get_by_text("SIMULATED_crack_wall (2026-03-02)").first).to_be_visible()
+        _wait_idle(page, 60_000)
+        page.screenshot(path=str(tmp_path / "defect_history_photo_site.png"))
+
+        page.goto(f"{base}/Site?site={quote(site)}")
+        expect(page.get_by_text("Views (2)")).to_be_visible()
+        expect(page.get_by_text("Photo registration")).to_be_visible()
+        _wait_idle(page, 60_000)
+        page.screenshot(path=str(tmp_path / "site_photo_views.png"))
+        browser.close()
+    assert outside == [], f"requests left this machine: {outside}"
+    assert (tmp_path / "defect_history_photo_site.png").stat().st_size > 10_000

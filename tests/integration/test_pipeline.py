@@ -195,7 +195,7 @@ def test_demo_end_to_end_then_again_changes_nothing(tmp_path):
     first = run_demo(url, tmp_path)
     assert first.processed and all(r.status == "succeeded" for r in first.processed)
     by_name = {s["site"]: s for s in first.sites}
-    assert len(by_name) == 4
+    assert len(by_name) == 5
     growth = next(s for n, s in by_name.items() if n.startswith("SIMULATED"))
     assert growth["surveys"] == 5 and growth["tracks"] >= 1
     assert any(a["rule"] == "slope.length_rate" for a in growth["alerts"]), growth

@@ -52,3 +52,27 @@ def test_demo_sample_files_ship_with_their_licenses():
         licenses = list((DEMO_DATA / folder).glob("LICENSE*"))
         assert licenses, folder
     assert len(list((DEMO_DATA / "uav75" / "photos").glob("*.jpg"))) == 3
+
+
+def test_simulated_inspections_are_marked_deterministic_and_carry_their_truth(tmp_path):
+    from jobs.demo import INSPECTION_LENS_CAP, inspection_truth, make_simulated_inspections
+
+    src = DEMO_DATA / "uav75"
+    args = (src / "growth_source" / "DSC00555b.jpg", src / "growth_source" / "DSC00555b.png",
+            src / "photos" / "DSC00564.jpg")
+    made = make_simulated_inspections(*args, tmp_path / "a", fractions=(0.5, 0.7, 0.9))
+    assert [w.month for _, w in made] == [3, 3, 4]  # 28 days apart from 2 March
+    for k, (folder, _) in enumerate(made):
+        names = sorted(p.name for p in folder.iterdir())
+        assert folder.name.startswith("SIMULATED_") and all(n.startswith("SIMULATED_")
+                                                           for n in names)
+        assert ("SIMULATED_lens_cap.jpg" in names) == (k == INSPECTION_LENS_CAP)
+    truth = inspection_truth(tmp_path / "a")
+    assert "SIMULATED" in truth["description"] and len(truth["inspections"]) == 3
+    h = np.array(truth["inspections"][1]["photos"]["SIMULATED_crack_wall.jpg"][
+        "source_to_photo"]).reshape(3, 3)
+    assert np.linalg.det(h) != 0 and truth["inspections"][1]["fraction"] == 0.7
+    again = make_simulated_inspections(*args, tmp_path / "b", fractions=(0.5, 0.7, 0.9))
+    for (p, _), (q, _) in zip(made, again, strict=True):
+        for f in sorted(p.iterdir()):
+            assert f.read_bytes() == (q / f.name).read_bytes()  # ingest stays idempotent
