@@ -40,6 +40,7 @@ from geodata.store.models import (
     SurveySummary,
     TrackObservation,
 )
+from geodata.store.tracks import write_track_outcomes
 
 __all__ = [
     "Matching",
@@ -179,35 +180,9 @@ def _track_one(
     m = match_cracks(prev, cur, tolerance_m=tol, days=days)
     when = survey.acquired_at
 
-    # tracks for new and split-off cracks (one flush: ids come back in one batch)
-    track_of: dict[int, int] = {}
-    started: dict[int, CrackTrack] = {}
-    for crack_id, row in m.current.iterrows():
-        if row["event"] == "continued":
-            track_of[crack_id] = int(row["track_id"])
-            continue
-        parent = None if pd.isna(row["parent_track_id"]) else int(row["parent_track_id"])
-        started[crack_id] = CrackTrack(
-            site_id=site.id, first_survey_id=survey.id, first_seen_at=when,
-            last_survey_id=survey.id, last_seen_at=when, status="active",
-            parent_track_id=parent)
-    s.add_all(started.values())
-    s.flush()
-    track_of.update({crack_id: t.id for crack_id, t in started.items()})
-    continued = [track_of[c] for c in m.current.index[m.current["event"] == "continued"]]
-    if continued:
-        s.execute(update(CrackTrack).where(CrackTrack.id.in_(continued))
-                  .values(last_survey_id=survey.id, last_seen_at=when, status="active",
-                          merged_into_track_id=None))
-    for track_id, row in m.previous.iterrows():
-        if row["outcome"] == "merged":
-            s.execute(update(CrackTrack).where(CrackTrack.id == int(track_id))
-                      .values(status="merged", merged_into_track_id=track_of[row["into"]]))
-        elif row["outcome"] == "vanished":
-            s.execute(update(CrackTrack).where(CrackTrack.id == int(track_id))
-                      .values(status="vanished"))
-    if track_of:
-        s.execute(update(Crack), [{"id": int(c), "track_id": t} for c, t in track_of.items()])
+    track_of, _started = write_track_outcomes(s, site_id=site.id, survey_id=survey.id,
+                                              when=when, current=m.current,
+                                              previous=m.previous)
 
     observations = []
     for crack_id, row in m.current.iterrows():

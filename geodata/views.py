@@ -104,6 +104,7 @@ from geodata.store.models import (
     SurveySummary,
     TrackObservation,
 )
+from geodata.store.tracks import write_track_outcomes
 
 __all__ = [
     "CONSISTENCY_PX",
@@ -752,37 +753,12 @@ def _track_entry(s: Session, view: PhotoView, entry: _Entry, earlier: list[_Entr
     current = _attach_pieces(m.current, cur, tol) if len(prev) else m.current
     when = entry.survey.acquired_at
 
-    track_of: dict[int, int] = {}
-    started: dict[int, CrackTrack] = {}
-    for crack_id, row in current.iterrows():
-        if row["event"] == "continued":
-            track_of[crack_id] = int(row["track_id"])
-            continue
-        parent = None if pd.isna(row["parent_track_id"]) else int(row["parent_track_id"])
-        started[crack_id] = CrackTrack(
-            site_id=view.site_id, first_survey_id=entry.survey.id, first_seen_at=when,
-            last_survey_id=entry.survey.id, last_seen_at=when, status="active",
-            parent_track_id=parent)
-    s.add_all(started.values())
-    s.flush()
+    track_of, started = write_track_outcomes(s, site_id=view.site_id,
+                                             survey_id=entry.survey.id, when=when,
+                                             current=current, previous=m.previous)
     if started:
         s.execute(insert(PhotoViewTrack), [{"track_id": t.id, "view_id": view.id}
                                            for t in started.values()])
-    track_of.update({c: t.id for c, t in started.items()})
-    continued = [track_of[c] for c in current.index[current["event"] == "continued"]]
-    if continued:
-        s.execute(update(CrackTrack).where(CrackTrack.id.in_(continued))
-                  .values(last_survey_id=entry.survey.id, last_seen_at=when, status="active",
-                          merged_into_track_id=None))
-    for track_id, row in m.previous.iterrows():
-        if row["outcome"] == "merged":
-            s.execute(update(CrackTrack).where(CrackTrack.id == int(track_id))
-                      .values(status="merged", merged_into_track_id=track_of[row["into"]]))
-        elif row["outcome"] == "vanished":
-            s.execute(update(CrackTrack).where(CrackTrack.id == int(track_id))
-                      .values(status="vanished"))
-    if track_of:
-        s.execute(update(Crack), [{"id": int(c), "track_id": t} for c, t in track_of.items()])
 
     observations = []
     for crack_id, row in current.iterrows():
@@ -903,8 +879,8 @@ def site_views(bind: Any, site: int | str) -> pd.DataFrame:
         registered photos; NaN with none yet), ``scale_mm_per_px``, ``scale_source``,
         ``on_map`` (reference placed through a GPS footprint), ``position_error_m``.
     """
-    from geodata.store.lookup import _site
     from geodata.store.engine import session_scope
+    from geodata.store.lookup import _site
 
     cols = ["view_id", "name", "reference_image", "reference_survey_id", "created_at",
             "photos", "surveys", "first_photo_at", "last_photo_at", "tracks",

@@ -24,7 +24,7 @@ import typer
 __all__ = ["APP_PATH", "dashboard_cmd", "register", "streamlit_command"]
 
 #: The Streamlit entry script.
-APP_PATH = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+APP_PATH = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 #: Where the dashboard listens unless told otherwise: this machine only.
 DEFAULT_ADDRESS = "127.0.0.1"
 
