@@ -37,7 +37,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from engine.allocator import release_free_memory
@@ -1027,7 +1027,8 @@ def process_survey(
                             footprint=out["footprint"], track=True,
                             tolerance_px=options.tolerance_px)
             summary = s.get(m.SurveySummary, survey.id)
-            new_tracks = summary.new_count if summary else 0
+            new_tracks = summary.new_count if summary else \
+                s.scalar(select(func.count()).where(m.CrackTrack.first_survey_id == survey.id))
             step = "alerts"
             _before_step(step)
             sv = s.get(m.Survey, survey.id)
