@@ -33,10 +33,11 @@ Method (standard since Lowe 2004 and Brown & Lowe 2007):
    threshold ``ransac_px`` full-resolution pixels, then a least-squares refit on the
    inliers; ``rms_px`` is the root mean square reprojection error of those inliers.
 5. *Acceptance*: at least ``min_inliers`` inliers, ``rms_px <= max_rms_px``, a homography
-   that keeps the photo convex and its orientation (no mirror, no fold), an area scale
-   within ``1/max_scale .. max_scale``, and inliers spread over at least
-   ``min_inlier_spread`` of the overlap (a cluster of inliers fits any homography). Anything
-   else is refused with the reason; pairs without common ground are refused, never forced.
+   that keeps the photo convex and its orientation (no mirror, no fold), a linear scale
+   within ``1/max_scale .. max_scale``, at least ``min_overlap`` of the reference covered,
+   and inliers spread over at least ``min_inlier_spread`` of the overlap (a cluster of
+   inliers fits any homography). Anything else is refused with the reason; pairs without
+   common ground are refused, never forced.
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ class RegistrationParams:
             max_scale``).
         min_inlier_spread: the inliers' convex hull must cover at least this fraction of
             the overlap (in the reference frame).
+        min_overlap: the warped photo must cover at least this fraction of the reference
+            frame (a sliver of common ground is too little to track cracks in, and is where
+            chance matches end up).
     """
 
     max_side_px: int = 2000
@@ -108,6 +112,7 @@ class RegistrationParams:
     max_rms_px: float = 2.0
     max_scale: float = 3.0
     min_inlier_spread: float = 0.02
+    min_overlap: float = 0.1
 
 
 DEFAULT_PARAMS = RegistrationParams()
@@ -380,8 +385,7 @@ def _geometry_problem(h: np.ndarray, src: PhotoFeatures, dst: PhotoFeatures,
                           - np.roll(quad[:, 0], -1) * quad[:, 1])
     if signed <= 0:
         return "the homography mirrors the photo (a wrong match)", 0.0, None
-    if not shapely.convex_hull(poly).equals_exact(shapely.normalize(poly), 1e-6) and \
-            abs(shapely.convex_hull(poly).area - poly.area) > 1e-6 * poly.area:
+    if shapely.convex_hull(poly).area - poly.area > 1e-6 * poly.area:
         return "the homography makes the photo non-convex (a wrong match)", 0.0, None
     scale = local_scale(h, ((src.width_px - 1) / 2.0, (src.height_px - 1) / 2.0))
     if not (1.0 / params.max_scale <= scale <= params.max_scale):
@@ -453,6 +457,10 @@ def register_pair(
     problem, overlap, inter = _geometry_problem(h, photo, reference, params)
     if problem:
         return refused(f"{problem} ({n_in} inliers)")
+    if overlap < params.min_overlap:
+        return refused(f"the photo covers {100 * overlap:.1f} % of the reference (< "
+                       f"{100 * params.min_overlap:g} %): too little common ground "
+                       f"({n_in} inliers)", overlap)
     if rms is None or rms > params.max_rms_px:
         return refused(f"RMS reprojection error {rms:.2f} px > {params.max_rms_px:g} px "
                        f"({n_in} inliers): the surface is not planar or the match is wrong",

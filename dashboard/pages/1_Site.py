@@ -68,6 +68,8 @@ previous_id = ids[position - 1] if position > 0 else None
 cracks = c.load_survey_cracks(url, survey_id) if not pd.isna(row["run_id"]) else None
 photo_cracks = (c.load_survey_cracks(url, survey_id, "image")
                 if not pd.isna(row["run_id"]) else None)
+registrations = c.load_registrations(url, survey_id) if row["source_type"] in (
+    "photo", "photos") and not pd.isna(row["run_id"]) else None
 # photo cracks are tracked per view (geodata.views) when their photo was registered
 tracked = (cracks is not None and len(cracks) > 0) or (
     photo_cracks is not None and bool(photo_cracks["track_id"].notna().any()))
@@ -145,6 +147,14 @@ if (cracks is not None and len(cracks)) or row["footprint_wgs84"] is not None \
     if cracks is not None and len(cracks):
         notes.append(f"{len(cracks)} crack polygons, simplified by one pixel for display; "
                      f"click a crack for its measurements and growth.")
+    if registrations is not None and photo_cracks is not None and len(photo_cracks):
+        placed = set(registrations.loc[registrations["on_map"], "image_name"])
+        n_placed = int(photo_cracks["image_name"].isin(placed).sum())
+        if n_placed:
+            err = registrations.loc[registrations["on_map"], "position_error_m"].max()
+            notes.append(f"{n_placed} photo cracks are placed APPROXIMATELY, through their "
+                         f"photo's GPS footprint (nadir camera assumed; +/- {err:g} m GPS "
+                         f"error); measure them on the photo below.")
     if problem:
         notes.append(c.md(problem))
     elif show_imagery and imagery is None:
@@ -174,8 +184,6 @@ if photo_cracks is not None and len(photo_cracks):
                "registered (refused below) keeps untracked cracks.")
 
 # photo surveys: how each photo was registered into the site's views
-registrations = c.load_registrations(url, survey_id) if row["source_type"] in (
-    "photo", "photos") else None
 if registrations is not None and len(registrations):
     st.subheader("Photo registration")
     reg_counts = registrations["status"].value_counts()

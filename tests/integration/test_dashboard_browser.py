@@ -462,11 +462,14 @@ def test_demo_photo_site_defect_history_shows_tracked_cracks(demo_dashboard, tmp
         charts = page.locator('[data-testid="stVegaLiteChart"]')
         expect(charts.first).to_be_visible()
         assert charts.count() >= 2
-        before = page.locator('[data-testid="stImage"]').filter(has_text="before:")
-        after = page.locator('[data-testid="stImage"]').filter(has_text="after:")
-        expect(before.first).to_be_visible()
-        expect(after.first).to_be_visible()
-        expect(page.get_by_text("SIMULATED_crack_wall (2026-03-02)").first).to_be_visible()
+        # before / after crops of the first and the last inspection of one crack, from the
+        # photos registered into the view
+        images = page.locator('[data-testid="stImage"]')
+        expect(images.filter(has_text="before: SIMULATED_crack_wall.jpg of 2026-03-02")
+               ).to_have_count(1)
+        expect(images.filter(has_text="after: SIMULATED_crack_wall.jpg of 2026-05-25")
+               ).to_have_count(1)
+        expect(page.get_by_text("Crack (track) for before / after")).to_be_visible()
         _wait_idle(page, 60_000)
         page.screenshot(path=str(tmp_path / "defect_history_photo_site.png"))
 

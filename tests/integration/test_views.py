@@ -388,3 +388,26 @@ def test_view_commands(simulated_site):
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert [p["accepted"] for p in out["pairs"]] == [False, False]  # two different places
+
+
+def test_dashboard_lists_views_and_shows_defect_history_per_view(simulated_site, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    engine, name, _truth = simulated_site
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", engine.url.render_as_string(False))
+    app = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+    at = AppTest.from_file(str(app), default_timeout=120)
+    at.run()
+    at.query_params["site"] = name
+    at.switch_page("pages/2_Defect_history.py")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert "Photo views: cracks over time" in [h.value for h in at.subheader]
+    captions = [c for im in at.get("image") for c in im.captions]
+    assert any(c.startswith("before: SIMULATED_crack_wall.jpg of 2026-03-02") for c in captions)
+    assert any(c.startswith("after: SIMULATED_crack_wall.jpg of 2026-05-25") for c in captions)
+    at.switch_page("pages/1_Site.py")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    heads = [h.value for h in at.subheader]
+    assert "Views (2)" in heads and "Photo registration" in heads
