@@ -4,6 +4,7 @@ URL in ``crackwatch demo``'s output; run in-process with typer's CliRunner."""
 from __future__ import annotations
 
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,15 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def users_env(tmp_path, monkeypatch) -> Path:
+def users_env(tmp_path, monkeypatch) -> Iterator[Path]:
     """CRACKWATCH_DATA_DIR in tmp_path, no CRACKWATCH_USERS_FILE: the default file."""
+    from jobs.settings import get_settings
+
     monkeypatch.setenv("CRACKWATCH_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("CRACKWATCH_USERS_FILE", raising=False)
-    return tmp_path / "data" / "users.yaml"
+    get_settings.cache_clear()  # an earlier test's settings must not be reused
+    yield tmp_path / "data" / "users.yaml"
+    get_settings.cache_clear()
 
 
 def test_user_add_asks_twice_hidden_stores_only_a_bcrypt_hash(users_env):
