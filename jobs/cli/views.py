@@ -1,4 +1,4 @@
-"""``crackwatch view`` commands: photo views of a site (registered in ``jobs/cli.py``).
+"""``crackwatch view`` commands: photo views of a site (registered in :mod:`jobs.cli.main`).
 
 Commands:
     crackwatch view list --site S [--url URL]        a site's views: photos, tracks, RMS, scale
