@@ -218,7 +218,9 @@ def survey_add(
 def survey_list(site: str | None = typer.Option(None, help=SITE_HELP),
                 site_id: int | None = typer.Option(None, "--site-id", help=SITE_ID_HELP),
                 url: str | None = typer.Option(None, help=URL_HELP)) -> None:
-    """Surveys of a site."""
+    """Surveys of a site: when, pixel size, cracks, state, imagery and model, and why a parked
+    survey waits (with the command that retries it). Each survey's model: `crackwatch site
+    list`, the dashboard's Runs page."""
     from geodata.errors import RecordNotFoundError
     from geodata.queries import list_surveys
 
@@ -226,12 +228,35 @@ def survey_list(site: str | None = typer.Option(None, help=SITE_HELP),
         df = list_surveys(_engine(url, read_only=True), _site_ref(site, site_id))
     except RecordNotFoundError as exc:
         _fail(exc)
-    t = Table(title=f"surveys of {escape(str(site or site_id))}")
-    cols = [c for c in df.columns if c not in ("geometry", "footprint", "metadata", "meta")]
-    for c in cols:
-        t.add_column(str(c))
+    import pandas as pd
+
+    def has(v: object) -> bool:
+        return v is not None and not bool(pd.isna(v))
+
+    rows = []
     for _, r in df.iterrows():
-        t.add_row(*[escape(str(r[c])) for c in cols])
+        px = r.get("pixel_size_m")
+        name = Path(str(r["source_path"])).name
+        simulated = " (SIMULATED)" if r.get("simulated") and "SIMULATED" not in name else ""
+        rows.append((
+            str(r["survey_id"]),
+            f"{r['acquired_at']:%Y-%m-%d %H:%M}" if has(r.get("acquired_at")) else "-",
+            (f"{px * 1000:.3g} mm" if px < 0.1 else f"{px:.3g} m") if has(px) else "-",
+            str(int(r["crack_count"])) if has(r.get("crack_count")) else "-",
+            f"{r['total_length_m']:.3f}" if has(r.get("total_length_m")) else "-",
+            escape(str(r.get("state") or "-")),
+            escape(f"{r['source_type']}: {name}{simulated}"),
+            escape(" ".join(str(x) for x in (r.get("last_error"), r.get("action")) if has(x))),
+        ))
+    notes = any(row[-1] for row in rows)
+    t = Table(title=f"surveys of {escape(str(site or site_id))}")
+    for col in ("id", "acquired (UTC)", "pixel", "cracks", "length m", "state"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("imagery", overflow="fold")
+    if notes:
+        t.add_column("note", overflow="fold")
+    for row in rows:
+        t.add_row(*(row if notes else row[:-1]))
     console.print(t)
 
 
