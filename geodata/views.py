@@ -27,8 +27,9 @@ photo of a survey, in file-name order, is
   and the photo's inliers for them lie in different parts of the photo (it spans both).
   Otherwise it is **refused** as ambiguous (look-alike surfaces: two identical panels, or
   two views of the same place), never forced into one;
-* a **duplicate** when another photo of the same survey is in the same view (the
-  reference, else the one with most inliers is kept): stored, not tracked.
+* each view takes at most one photo of a survey (most inliers first); a photo whose best
+  view is taken goes to its next matching view that is a neighbour of the best (above),
+  else it is a **duplicate**: stored, not tracked.
 
 GSD of a photo (metres per photo pixel), first that applies: a view scale set by the user
 (``crackwatch view set-scale``) carried through the homography; the survey's ``--gsd-m``;
@@ -318,6 +319,8 @@ def register_survey_photos(
 
     rows: list[PhotoRegistration] = []
     placements: dict[str, PhotoPlacement] = {}
+    pending: list[tuple[SurveyPhoto, dict[str, Any], list[dict[str, Any]],
+                        list[tuple[PhotoView, PairRegistration]], set[int]]] = []
     for photo in photos:
         quality = {**(photo.quality.to_dict() if photo.quality else {}),
                    "size_px": [photo.width_px, photo.height_px]}
@@ -404,7 +407,7 @@ def register_survey_photos(
             placements[photo.image_name] = PhotoPlacement(photo.image_name, "reference", v.id,
                                                           h, gsd, src, reason, vs)
             continue
-        verdict = _choose(accepted, views_pair, reference_features)
+        verdict, safe = _choose(accepted, views_pair)
         if verdict is not None:  # ambiguous
             gsd, src = photo.own_gsd_m, photo.own_gsd_source
             reason = f"refused: ambiguous: {verdict}; its cracks are not tracked"
@@ -413,11 +416,32 @@ def register_survey_photos(
             placements[photo.image_name] = PhotoPlacement(photo.image_name, "refused", None,
                                                           None, gsd, src, reason)
             continue
-        v, r = accepted[0]
+        pending.append((photo, base, tried, accepted, safe))
+
+    # registered photos: each view takes one photo of this survey (most inliers first); a
+    # photo whose best view is taken goes to its next view that agrees with the best (a
+    # neighbour of the same scene), else it is a duplicate of its best view
+    taken = {r.view_id for r in rows if r.view_id is not None and r.status in _TRACKED}
+    edges = sorted(((r.inliers, k, i) for k, (_p, _b, _t, acc, safe) in enumerate(pending)
+                    for i, (_v, r) in enumerate(acc) if i == 0 or i in safe),
+                   key=lambda e: (-e[0], e[1], e[2]))
+    chosen: dict[int, int] = {}
+    for _n, k, i in edges:
+        vid = pending[k][3][i][0].id
+        if k in chosen or vid in taken:
+            continue
+        chosen[k] = i
+        taken.add(vid)
+    for k, (photo, base, tried, accepted, _safe) in enumerate(pending):
+        i = chosen.get(k, 0)
+        v, r = accepted[i]
         gsd, src, vs = _gsd(photo, v, r.homography)
-        others = [f"view {o.id} ({ro.inliers} inliers)" for o, ro in accepted[1:]]
+        others = [f"view {o.id} ({ro.inliers} inliers)" for j, (o, ro) in enumerate(accepted)
+                  if j != i]
         reason = (f"registered into view {v.id} ({v.name}): {r.reason}"
-                  + (f"; also matched {', '.join(others)}" if others else ""))
+                  + (f"; also matched {', '.join(others)}" if others else "")
+                  + (f" (view {accepted[0][0].id} has a photo of this survey with more "
+                     f"inliers)" if i else ""))
         rows.append(PhotoRegistration(
             **base, view_id=v.id, status="registered", homography=list(r.homography.ravel()),
             matches=r.matches, inliers=r.inliers, rms_px=r.rms_px, overlap=r.overlap,
@@ -500,38 +524,45 @@ def _gsd(photo: SurveyPhoto, view: PhotoView, h: np.ndarray
     return None, photo.own_gsd_source or "no GSD", None
 
 
-def _choose(accepted: list[tuple[PhotoView, PairRegistration]], views_pair: Any,
-            reference_features: Any) -> str | None:
-    """None when the best (first) view may be taken, else why the photo is ambiguous."""
+def _choose(accepted: list[tuple[PhotoView, PairRegistration]], views_pair: Any
+            ) -> tuple[str | None, set[int]]:
+    """(None, the indices of the other views the photo may go to when the best is taken)
+    when the best (first) view may be taken, else (why the photo is ambiguous, empty)."""
     best_v, best = accepted[0]
-    for other_v, other in accepted[1:]:
-        if best.inliers >= DOMINANCE * other.inliers:
-            continue
+    safe: set[int] = set()
+    for i, (other_v, other) in enumerate(accepted[1:], start=1):
         pair = views_pair(best_v, other_v)
         if pair is not None and pair.accepted:
             pts = best.inlier_points
             via = warp_points(pair.homography, warp_points(best.homography, pts))
             direct = warp_points(other.homography, pts)
             gap = float(np.median(np.linalg.norm(via - direct, axis=1))) if len(pts) else 0.0
+            if gap <= CONSISTENCY_PX and pair.overlap < SAME_PLACE_OVERLAP:
+                safe.add(i)  # neighbouring views of one scene: either is right
+                continue
+            if best.inliers >= DOMINANCE * other.inliers:
+                continue
             if gap > CONSISTENCY_PX:
                 return (f"views {best_v.id} ({best.inliers} inliers) and {other_v.id} "
                         f"({other.inliers} inliers) both match it but place it {gap:.0f} px "
-                        f"apart (look-alike surfaces)")
-            if pair.overlap >= SAME_PLACE_OVERLAP:
-                return (f"views {best_v.id} ({best.inliers} inliers) and {other_v.id} "
-                        f"({other.inliers} inliers) both match it about equally and show "
-                        f"the same place or look-alike ones ({100 * pair.overlap:.0f} % "
-                        f"overlap)")
-            continue  # neighbouring views of one scene: the best one is right
+                        f"apart (look-alike surfaces)"), set()
+            return (f"views {best_v.id} ({best.inliers} inliers) and {other_v.id} "
+                    f"({other.inliers} inliers) both match it about equally and show "
+                    f"the same place or look-alike ones ({100 * pair.overlap:.0f} % "
+                    f"overlap)"), set()
         a = shapely.convex_hull(shapely.MultiPoint(best.inlier_points))
         b = shapely.convex_hull(shapely.MultiPoint(other.inlier_points))
         small = min(a.area, b.area)
         shared = a.intersection(b).area / small if small > 0 else 1.0
-        if shared >= 0.2:
-            return (f"views {best_v.id} ({best.inliers} inliers) and {other_v.id} "
-                    f"({other.inliers} inliers) both match the same part of it but not "
-                    f"each other (look-alike surfaces)")
-    return None
+        if shared < 0.2:
+            safe.add(i)  # the photo spans two views that share no ground
+            continue
+        if best.inliers >= DOMINANCE * other.inliers:
+            continue
+        return (f"views {best_v.id} ({best.inliers} inliers) and {other_v.id} "
+                f"({other.inliers} inliers) both match the same part of it but not "
+                f"each other (look-alike surfaces)"), set()
+    return None, safe
 
 
 def set_view_scale(bind: Any, view_id: int, scale_m_per_px: float | None) -> PhotoView:

@@ -131,7 +131,8 @@ def set_scale_cmd(
     gsd_m: float | None = typer.Option(None, "--gsd-m",
                                        help="Metres per reference-photo pixel (0.25 mm/px = "
                                             "0.00025)."),
-    clear: bool = typer.Option(False, help="Forget the user's scale."),
+    clear: bool = typer.Option(False, help="Clear the view's scale (unknown until set "
+                               "again; photos then use --gsd-m or their EXIF/XMP)."),
     url: str | None = typer.Option(None, help=URL_HELP),
 ) -> None:
     """Set a view's scale (m per pixel of its reference photo); it wins over every other
