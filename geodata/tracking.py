@@ -7,8 +7,8 @@ ids, observations and per-survey summaries, and re-attaches open alerts to their
 
 Cracks in image coordinates (site photos without georeferencing) are not matched here: the
 photos of two surveys do not share a coordinate frame. :func:`track_survey` hands them to
-:func:`geodata.views.track_views`, which registers them into per-view frames first and then
-calls :func:`match_cracks` the same way.
+:func:`geodata.views.track_views`, which warps them into the frames of the views their
+photos were registered into (by the pipeline) and calls :func:`match_cracks` the same way.
 """
 
 from __future__ import annotations
