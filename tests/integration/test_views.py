@@ -390,13 +390,14 @@ def test_view_commands(simulated_site):
     assert [p["accepted"] for p in out["pairs"]] == [False, False]  # two different places
 
 
-def test_dashboard_lists_views_and_shows_defect_history_per_view(simulated_site, monkeypatch):
-    from streamlit.testing.v1 import AppTest
+def test_dashboard_lists_views_and_shows_defect_history_per_view(simulated_site, monkeypatch,
+                                                                  tmp_path):
+    from tests.integration.test_dashboard import signed_in_app, write_users
 
     engine, name, _truth = simulated_site
     monkeypatch.setenv("CRACKWATCH_DATABASE_URL", engine.url.render_as_string(False))
-    app = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
-    at = AppTest.from_file(str(app), default_timeout=120)
+    monkeypatch.setenv("CRACKWATCH_USERS_FILE", str(write_users(tmp_path / "users.yaml")))
+    at = signed_in_app("vic", timeout=120)  # a viewer sees the defect history
     at.run()
     at.query_params["site"] = name
     at.switch_page("pages/2_Defect_history.py")
