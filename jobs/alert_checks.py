@@ -74,20 +74,20 @@ def scheduled_checks(database_url: str) -> int:
     ``scheduler``. Returns the number of alerts raised plus notices queued; a failure is
     logged and recorded as a failed ``alert_checks`` job run, and the next cycle retries."""
     from geodata.store import connect
-    from jobs.notify import notifiers_from_env as _notifiers
+    from jobs.notify import notifiers_from_env
 
     engine = connect(database_url)
     try:
-        r = run_checks(engine, _notifiers(), actor=audit.SCHEDULER)
+        r = run_checks(engine, notifiers_from_env(), actor=audit.SCHEDULER)
         if r.overdue.raised or r.overdue.resolved or r.notices:
             log.info("alert checks: %d overdue raised, %d resolved, %d escalation notice(s)",
                      len(r.overdue.raised), len(r.overdue.resolved), len(r.notices))
         return len(r.overdue.raised) + len(r.notices)
     except Exception as exc:  # noqa: BLE001 - recorded, retried next cycle
-        from geodata.store.jobruns import record_job_failure as _record_job_failure
+        from geodata.store.jobruns import record_job_failure
 
         log.error("alert checks failed: %s", exc)
-        _record_job_failure(engine, "alert_checks", None, exc)
+        record_job_failure(engine, "alert_checks", None, exc)
         return 0
     finally:
         engine.dispose()

@@ -37,7 +37,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from engine.allocator import release_free_memory
@@ -442,12 +442,6 @@ def _set_survey_meta(bind: Engine, survey_id: int, **values: Any) -> m.Survey:
 
 def _start_job(bind: Engine, job: str, survey: m.Survey) -> int:
     return start_job_run(bind, job, site_id=survey.site_id, survey_id=survey.id, steps=STEPS)
-
-
-_set_step = set_job_step
-_finish_job = finish_job_run
-_record_job = record_job_run
-_record_job_failure = record_job_failure
 
 
 # --------------------------------------------------------------------------------- steps
@@ -997,11 +991,11 @@ def process_survey(
             out = _infer_photos(survey, site, model, options)
         else:
             out = _infer_orthomosaic(survey, model, options)
-        _set_step(bind, job_id, "infer", "succeeded",
+        set_job_step(bind, job_id, "infer", "succeeded",
                   **{**out["infer"], "seconds": round(time.perf_counter() - t0, 2)})
         step = "vectorise"
         _before_step(step)
-        _set_step(bind, job_id, "vectorise", "succeeded", cracks=(
+        set_job_step(bind, job_id, "vectorise", "succeeded", cracks=(
             len(out["cracks"]) if "cracks" in out
             else sum(len(c) for c, _ in out["photo_cracks"].values())))
         run_info["megapixels_per_s"] = out["megapixels_per_s"]
@@ -1027,8 +1021,7 @@ def process_survey(
                             footprint=out["footprint"], track=True,
                             tolerance_px=options.tolerance_px)
             summary = s.get(m.SurveySummary, survey.id)
-            new_tracks = summary.new_count if summary else \
-                s.scalar(select(func.count()).where(m.CrackTrack.first_survey_id == survey.id))
+            new_tracks = summary.new_count if summary else 0
             step = "alerts"
             _before_step(step)
             sv = s.get(m.Survey, survey.id)
@@ -1050,10 +1043,10 @@ def process_survey(
 
             resolve_overdue(s, site.id)  # imagery arrived: close a site.overdue alert
             crack_count = run.crack_count or 0
-        _set_step(bind, job_id, "store_track", "succeeded", run_id=run.id, cracks=crack_count,
+        set_job_step(bind, job_id, "store_track", "succeeded", run_id=run.id, cracks=crack_count,
                   new_tracks=new_tracks,
                   **({"photos": out["registration"]} if "registration" in out else {}))
-        _set_step(bind, job_id, "alerts", "skipped" if skipped else "succeeded",
+        set_job_step(bind, job_id, "alerts", "skipped" if skipped else "succeeded",
                   raised=len(raised), escalated=len(escalated), watch=len(watched),
                   **({"reason": skipped} if skipped else {}))
 
@@ -1063,10 +1056,10 @@ def process_survey(
                                alert_ids=[a["alert_id"] for a in raised + escalated]
                                ) if raised or escalated else None
         failed = sent.failed if sent else 0
-        _set_step(bind, job_id, "notify", "succeeded" if not failed else "failed",
+        set_job_step(bind, job_id, "notify", "succeeded" if not failed else "failed",
                   sent=sent.delivered if sent else 0, failed=failed,
                   **({"errors": sent.errors} if failed else {}))
-        _finish_job(bind, job_id, "succeeded")
+        finish_job_run(bind, job_id, "succeeded")
         return SurveyResult(survey.id, job_id, "succeeded", cracks=crack_count,
                             new_tracks=new_tracks, alerts_raised=raised,
                             alerts_escalated=escalated, alerts_watch=watched,
@@ -1078,13 +1071,13 @@ def process_survey(
         log.error("survey %s failed at step %s: %s", survey_id, step, exc)
         disk = storage_problem(exc, work_dir=options.work_dir)  # a full disk says so
         try:
-            _set_step(bind, job_id, step, "failed", error=disk or str(exc))
+            set_job_step(bind, job_id, step, "failed", error=disk or str(exc))
             if step in ("infer", "vectorise", "store_track", "alerts"):
                 record_failed_run(bind, survey.id, {k: v for k, v in run_info.items()
                                                     if k in RunInfo.__dataclass_fields__},
                                   exc)
         finally:
-            _finish_job(bind, job_id, "failed", tb)
+            finish_job_run(bind, job_id, "failed", tb)
         return SurveyResult(survey.id, job_id, "failed", error=f"{step}: {disk or exc}",
                             seconds=time.perf_counter() - t_start)
 
@@ -1201,7 +1194,7 @@ def run_site(
     site_id = get_site(bind, site).id
     with site_lock(bind, site_id, purpose="run_site", wait_s=wait_s) as held:
         if held.taken_over_from:
-            _record_job(bind, "lock_takeover", site_id, "succeeded",
+            record_job_run(bind, "lock_takeover", site_id, "succeeded",
                         steps={"lock": {"status": "taken over",
                                         "from": held.taken_over_from,
                                         "by": held.owner}})
@@ -1249,7 +1242,7 @@ def _run_site_locked(bind: Engine, site_id: int, options: PipelineOptions, *, mo
         except Exception as exc:  # noqa: BLE001 - a retry failure never stops the surveys
             log.error("site %s: retrying failed notifications failed: %s; the surveys are "
                       "processed anyway and the retry runs again next time", site_id, exc)
-            _record_job_failure(bind, "retry_notifications", site_id, exc)
+            record_job_failure(bind, "retry_notifications", site_id, exc)
     results = []
     pending = pending_surveys(bind, site_id, max_failures=options.max_survey_failures,
                               retry_base_s=options.survey_retry_base_s)

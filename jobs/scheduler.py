@@ -83,7 +83,7 @@ def run_site_job(database_url: str, site_id: int, options: dict[str, Any],
 
     from geodata.errors import SiteBusyError
     from geodata.store import connect
-    from jobs.notify import notifiers_from_env as _notifiers
+    from jobs.notify import notifiers_from_env
     from jobs.pipeline import PipelineOptions, run_site
 
     engine = connect(database_url)
@@ -91,22 +91,22 @@ def run_site_job(database_url: str, site_id: int, options: dict[str, Any],
         opts = PipelineOptions(**{**options, "work_dir": Path(options["work_dir"])})
         from jobs.executor import shared_executor
 
-        results = run_site(engine, site_id, opts, notifiers=_notifiers(),
+        results = run_site(engine, site_id, opts, notifiers=notifiers_from_env(),
                            executor=shared_executor(executor))
         log.info("site %s: %d survey(s) processed (%d failed)", site_id, len(results),
                  sum(r.status == "failed" for r in results))
         return len(results)
     except SiteBusyError as exc:  # a manual run holds the site: this cycle is skipped
-        from geodata.store.jobruns import record_job_run as _record_job
+        from geodata.store.jobruns import record_job_run
 
         log.info("site %s: skipped, %s", site_id, exc)
-        _record_job(engine, "run_site", site_id, "skipped", error=str(exc))
+        record_job_run(engine, "run_site", site_id, "skipped", error=str(exc))
         return 0
     except Exception as exc:  # noqa: BLE001 - recorded on the Runs page, next cycle retries
-        from geodata.store.jobruns import record_job_failure as _record_job_failure
+        from geodata.store.jobruns import record_job_failure
 
         log.error("site %s: the scheduled run failed: %s", site_id, exc)
-        _record_job_failure(engine, "run_site", site_id, exc)
+        record_job_failure(engine, "run_site", site_id, exc)
         return 0
     finally:
         engine.dispose()
@@ -120,21 +120,21 @@ def deliver_outbox_job(database_url: str) -> int:
     run, and the next cycle tries again.
     """
     from geodata.store import connect
-    from jobs.notify import notifiers_from_env as _notifiers
+    from jobs.notify import notifiers_from_env
     from jobs.outbox import deliver_pending
 
     engine = connect(database_url)
     try:
-        report = deliver_pending(engine, _notifiers())
+        report = deliver_pending(engine, notifiers_from_env())
         if report.delivered or report.failed:
             log.info("outbox: %d notification(s) delivered, %d failed", report.delivered,
                      report.failed)
         return report.delivered
     except Exception as exc:  # noqa: BLE001 - recorded, retried next cycle
-        from geodata.store.jobruns import record_job_failure as _record_job_failure
+        from geodata.store.jobruns import record_job_failure
 
         log.error("outbox cycle failed: %s", exc)
-        _record_job_failure(engine, "deliver_outbox", None, exc)
+        record_job_failure(engine, "deliver_outbox", None, exc)
         return 0
     finally:
         engine.dispose()

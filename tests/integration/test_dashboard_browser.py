@@ -79,22 +79,31 @@ def _wait_healthy(base: str, proc: subprocess.Popen, timeout_s: float = 45) -> N
     raise AssertionError(f"streamlit did not answer on {base} within {timeout_s} s")
 
 
-def _start(request, tmp_path: Path, mode: str):
+def _need_browser() -> None:
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM}")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         _unavailable("the playwright package")
-    seeded = seed_store(tmp_path / "store")
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The dashboard's environment: the test users, a data dir under ``tmp_path``, and this
+    checkout's packages, not another install's (Streamlit puts only the script's folder on
+    sys.path)."""
     users = write_users(tmp_path / "users.yaml")
+    return {**os.environ, "CRACKWATCH_DATA_DIR": str(tmp_path / "data"),
+            "CRACKWATCH_USERS_FILE": str(users),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
+                                                        os.environ.get("PYTHONPATH")])),
+            **extra}
+
+
+def _serve(tmp_path: Path, env: dict[str, str], mode: str = "static"):
+    """Run the dashboard as ``crackwatch dashboard`` does (``inline``: static serving off)
+    until the generator is closed; yields its base URL."""
     port = _free_port()
-    env = {**os.environ, "CRACKWATCH_DATABASE_URL": seeded["url"],
-           "CRACKWATCH_DATA_DIR": str(tmp_path / "data"), "CRACKWATCH_USERS_FILE": str(users),
-           # this checkout's packages, not another install's (Streamlit puts only the
-           # script's folder on sys.path)
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT),
-                                                       os.environ.get("PYTHONPATH")]))}
     log = open(tmp_path / "streamlit.log", "w+")  # noqa: SIM115 - closed below
     cmd = streamlit_command(port, "127.0.0.1")
     if mode == "inline":
@@ -103,7 +112,7 @@ def _start(request, tmp_path: Path, mode: str):
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(base, proc)
-        yield base, seeded, mode
+        yield base
     finally:
         proc.terminate()
         try:
@@ -111,6 +120,14 @@ def _start(request, tmp_path: Path, mode: str):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def _start(request, tmp_path: Path, mode: str):
+    _need_browser()
+    seeded = seed_store(tmp_path / "store")
+    env = _env(tmp_path, CRACKWATCH_DATABASE_URL=seeded["url"])
+    for base in _serve(tmp_path, env, mode):
+        yield base, seeded, mode
 
 
 @pytest.fixture
@@ -389,36 +406,13 @@ def demo_dashboard(tmp_path: Path):
     """``crackwatch demo`` into a fresh data dir, then the dashboard on its store."""
     import sys
 
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM}")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _unavailable("the playwright package")
-    root = Path(__file__).resolve().parents[2]
-    users = write_users(tmp_path / "users.yaml")
-    env = {**os.environ, "CRACKWATCH_DATA_DIR": str(tmp_path / "data"),
-           "CRACKWATCH_USERS_FILE": str(users),
-           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    _need_browser()
+    env = _env(tmp_path)
     env.pop("CRACKWATCH_DATABASE_URL", None)
     done = subprocess.run([sys.executable, "-m", "jobs.cli", "demo"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
-    port = _free_port()
-    log = open(tmp_path / "streamlit.log", "w+")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(streamlit_command(port, "127.0.0.1"), env=env, stdout=log,
-                            stderr=subprocess.STDOUT, cwd=tmp_path)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(base, proc)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    yield from _serve(tmp_path, env)
 
 
 @pytest.mark.slow
@@ -432,24 +426,10 @@ def test_demo_photo_site_defect_history_shows_tracked_cracks(demo_dashboard, tmp
 
     base = demo_dashboard
     site = "SIMULATED photo inspections (UAV75 wall re-projected, crack grown)"
-    outside: list[str] = []
-
-    def guard(route, request):
-        host = urlparse(request.url).hostname or ""
-        if urlparse(request.url).scheme in ("data", "blob", "about") or host in LOCAL_HOSTS:
-            route.continue_()
-        else:
-            outside.append(request.url)
-            route.abort()
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-dev-shm-usage"])
-        context = browser.new_context(viewport={"width": 1400, "height": 3000})
-        context.route("**/*", guard)
-        page = context.new_page()
+        b = Browser(pw)
+        page = b.page()
         page.set_default_timeout(60_000)
         expect.set_options(timeout=60_000)
 
@@ -478,6 +458,6 @@ def test_demo_photo_site_defect_history_shows_tracked_cracks(demo_dashboard, tmp
         expect(page.get_by_text("Photo registration")).to_be_visible()
         _wait_idle(page, 60_000)
         page.screenshot(path=str(tmp_path / "site_photo_views.png"))
-        browser.close()
-    assert outside == [], f"requests left this machine: {outside}"
+        b.browser.close()
+    assert b.outside == [], f"requests left this machine: {b.outside}"
     assert (tmp_path / "defect_history_photo_site.png").stat().st_size > 10_000
