@@ -36,6 +36,13 @@ MODEL_STACK = {"torch", "torchvision", "segmentation_models_pytorch", "timm"}
 #: Modules that read settings from the environment: only jobs and dashboard import them.
 SETTINGS_MODULES = {"geodata.settings", "jobs.settings"}
 
+#: Modules of jobs and dashboard that still use the ORM classes directly (issue 17's store
+#: boundary: they should call functions of ``geodata.store`` taking a Session instead). Any
+#: other module doing so fails :func:`test_jobs_and_the_dashboard_use_no_orm_class`, and so
+#: does a listed one once it is clean.
+ORM_USERS_LEFT: set[str] = {"jobs.pipeline", "jobs.demo", "jobs.bench_ray", "jobs.outbox",
+                            "jobs.escalation", "jobs.overdue", "jobs.notify", "dashboard.maps"}
+
 #: Import circles allowed to remain (none: issue 17 broke them with the tracking split, the
 #: jobs/cli/ package and notifier construction in jobs.notify). Each would be a list of
 #: modules, each importing the next and the last the first. Any circle not listed fails this
@@ -49,6 +56,8 @@ class Import:
     target: str  #: the imported module of ours (a package's __init__ when a name of it)
     line: int
     module_level: bool  #: executed when ``source`` is imported (not in a def, not TYPE_CHECKING)
+    type_only: bool = False  #: under ``if TYPE_CHECKING:`` (never executed)
+    names: tuple[str, ...] = ()  #: the names a ``from ... import`` takes
 
     def where(self) -> str:
         return f"{MODULES[self.source].relative_to(ROOT)}:{self.line}"
@@ -73,21 +82,23 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _walk(node: ast.AST, module_level: bool) -> Iterator[tuple[ast.AST, bool]]:
-    """Every node below ``node``, with whether it runs at import of the module."""
+def _walk(node: ast.AST, module_level: bool, type_only: bool = False
+          ) -> Iterator[tuple[ast.AST, bool, bool]]:
+    """Every node below ``node``, with whether it runs at import of the module and whether it
+    is under ``if TYPE_CHECKING:`` (never runs)."""
     for child in ast.iter_child_nodes(node):
         if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            yield from _walk(child, False)
+            yield from _walk(child, False, type_only)
         elif isinstance(child, ast.If) and _is_type_checking(child.test):
             for stmt in child.body:
-                yield stmt, False
-                yield from _walk(stmt, False)
+                yield stmt, False, True
+                yield from _walk(stmt, False, True)
             for stmt in child.orelse:
-                yield stmt, module_level
-                yield from _walk(stmt, module_level)
+                yield stmt, module_level, type_only
+                yield from _walk(stmt, module_level, type_only)
         else:
-            yield child, module_level
-            yield from _walk(child, module_level)
+            yield child, module_level, type_only
+            yield from _walk(child, module_level, type_only)
 
 
 def _resolve(name: str) -> str:
@@ -104,7 +115,7 @@ def _imports(module: str) -> tuple[list[Import], set[str]]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     ours, third_party = [], set()
-    for node, module_level in _walk(tree, True):
+    for node, module_level, type_only in _walk(tree, True):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -120,7 +131,9 @@ def _imports(module: str) -> tuple[list[Import], set[str]]:
             if top in PACKAGES:
                 target = _resolve(name)
                 if target and target != module:
-                    ours.append(Import(module, target, node.lineno, module_level))
+                    taken = (name.rpartition(".")[2],) if isinstance(node, ast.ImportFrom) else ()
+                    ours.append(Import(module, target, node.lineno, module_level, type_only,
+                                       taken))
             elif module_level and top != "__future__":
                 third_party.add(top)
     return ours, third_party
@@ -218,6 +231,36 @@ def test_only_jobs_and_the_dashboard_read_settings():
                          + "\n".join(readers))
 
 
+def _orm_classes() -> set[str]:
+    from geodata.store.models import Base
+
+    return {mapper.class_.__name__ for mapper in Base.registry.mappers}
+
+
+def test_jobs_and_the_dashboard_use_no_orm_class():
+    """The store boundary (DESIGN.md; issue 17): above ``geodata``, the store is reached through
+    functions of ``geodata.store`` taking a Session or an Engine, never through the ORM
+    classes or the ``geodata.store.models`` module (``if TYPE_CHECKING:`` imports for type
+    hints are allowed: they never run)."""
+    classes = _orm_classes()
+    assert {"Survey", "Alert", "Notification", "JobRun"} <= classes
+    users: dict[str, list[str]] = {}
+    for m in MODULES:
+        if m.split(".")[0] not in ("jobs", "dashboard"):
+            continue
+        for i in IMPORTS[m]:
+            orm = (i.target.partition("geodata.store.models")[0] == ""
+                   or (i.target == "geodata.store" and set(i.names) & classes))
+            if orm and not i.type_only:
+                users.setdefault(m, []).append(i.where())
+    new = {m: where for m, where in users.items() if m not in ORM_USERS_LEFT}
+    assert not new, ("these modules use ORM classes; call (or add) a function of "
+                     f"geodata.store taking a Session instead: {new}")
+    clean = sorted(ORM_USERS_LEFT - set(users))
+    assert not clean, ("these modules no longer use ORM classes; delete them from "
+                       f"ORM_USERS_LEFT in tests/unit/test_layers.py: {clean}")
+
+
 def test_no_import_circle_but_the_known_ones():
     known_edges = {(c[k], c[(k + 1) % len(c)]) for c in KNOWN_CIRCLES for k in range(len(c))}
     gone = [" -> ".join((*c, c[0])) for c in KNOWN_CIRCLES
@@ -240,6 +283,6 @@ def test_the_circle_finder_finds_circles():
     assert _strongly_connected(edges) == [{"a", "b", "c"}]
     tree = ast.parse("from typing import TYPE_CHECKING\nimport x\nif TYPE_CHECKING:\n"
                      "    import y\ndef f():\n    import z\n")
-    levels = {n.names[0].name: level for n, level in _walk(tree, True)
+    levels = {n.names[0].name: (level, type_only) for n, level, type_only in _walk(tree, True)
               if isinstance(n, ast.Import)}
-    assert levels == {"x": True, "y": False, "z": False}
+    assert levels == {"x": (True, False), "y": (False, True), "z": (False, False)}
