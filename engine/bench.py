@@ -228,66 +228,29 @@ def bench_train(
     from pathlib import Path
 
     from engine.data import default_data_root
-    from engine.losses import dice_bce_loss
-    from engine.models import build_model
     from engine.train import (
         DEFAULT_WEIGHTS,
         TrainConfig,
         _load,
         model_architecture,
         training_batches,
+        zoom_range_for,
     )
 
     if augment not in ("per-crop", "batched"):
         raise ValueError(f"augment must be 'per-crop' or 'batched'; got {augment!r}.")
     device = torch.device(device)
-    cuda = device.type == "cuda"
     root = Path(data_root) if data_root else default_data_root()
     cfg = TrainConfig(batch_size=batch_size, crop_size=crop_size, workers=workers,
                       device=str(device), augment=augment,
                       samples_per_epoch=(warmup + steps) * batch_size, encoder=encoder,
                       encoder_depth=encoder_depth)
     arch = model_architecture(cfg)
-    parts = []
-    for name, w in DEFAULT_WEIGHTS.items():
-        zoom = (1.0, 1.0) if name in cfg.native_scale_sets else cfg.zoom_range
-        parts.append((_load(name, root, max_images_per_set), w, zoom))
+    parts = [(_load(name, root, max_images_per_set), w, zoom_range_for(cfg, name))
+             for name, w in DEFAULT_WEIGHTS.items()]
     batches = training_batches(cfg, parts)
-
-    def sync():
-        if cuda:
-            torch.cuda.synchronize(device)
-
-    def timed(step_fn) -> tuple[float, dict]:
-        times = []
-        it = iter(batches())
-        for i in range(warmup + steps):
-            if i == warmup:
-                cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-            sync()
-            t = time.perf_counter()
-            batch = next(it)
-            step_fn({k: v.to(device, non_blocking=True) for k, v in batch.items()})
-            sync()
-            if i >= warmup:
-                times.append(time.perf_counter() - t)
-        return sorted(times)[len(times) // 2], cpu_figures(cpu0, time.perf_counter() - wall0)
-
-    aug_s, _ = timed(lambda b: None)
-    model = build_model(arch).to(device).to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-        torch.cuda.reset_peak_memory_stats(device)
-
-    def train_step(b):
-        x = b["image"].contiguous(memory_format=torch.channels_last)
-        loss = dice_bce_loss(model(x), b["mask"], b["weight"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    step_s, step_cpu = timed(train_step)
+    aug_s, _ = _timed_batches(batches, lambda b: None, device, warmup, steps)
+    step_s, step_cpu = _timed_batches(batches, _train_step(arch, device), device, warmup, steps)
     return {
         "augment": augment,
         "encoder": arch["encoder"],
@@ -305,3 +268,53 @@ def bench_train(
         "allocator": allocator_status(),
         **_machine(device),
     }
+
+
+def _timed_batches(batches, step_fn, device: torch.device, warmup: int,
+                   steps: int) -> tuple[float, dict]:
+    """Median seconds of fetching a batch of one epoch of ``batches()`` (a callable, as
+    :func:`engine.train.training_batches` returns), moving it to ``device`` and running
+    ``step_fn`` on it, over ``steps`` steps after ``warmup``; and :func:`cpu_figures` of those
+    steps."""
+    cuda = device.type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    times = []
+    it = iter(batches())
+    for i in range(warmup + steps):
+        if i == warmup:
+            cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+        sync()
+        t = time.perf_counter()
+        batch = next(it)
+        step_fn({k: v.to(device, non_blocking=True) for k, v in batch.items()})
+        sync()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2], cpu_figures(cpu0, time.perf_counter() - wall0)
+
+
+def _train_step(arch: dict, device: torch.device):
+    """A training step (Dice + BCE, Adam at lr 1e-4) of a fresh ``arch`` model on ``device``
+    in channels-last layout, as a function of a batch dict (``image``, ``mask``, ``weight``).
+    On CUDA, cuDNN autotuning is switched on and the peak-memory counter reset."""
+    from engine.losses import dice_bce_loss
+    from engine.models import build_model
+
+    model = build_model(arch).to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def step(b):
+        x = b["image"].contiguous(memory_format=torch.channels_last)
+        loss = dice_bce_loss(model(x), b["mask"], b["weight"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step

@@ -308,15 +308,8 @@ def read_rgb(path: Path) -> np.ndarray:
     Raises:
         ImageReadError: the file is missing, truncated or not an image.
     """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return np.array(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(
-            f"Cannot read image {path}: {exc}. The file is corrupt or not an image; re-export "
-            f"it or remove it (and its mask) from the dataset."
-        ) from exc
+    return _decode(path, "RGB", "image", "re-export it or remove it (and its mask) from the "
+                                         "dataset")
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -325,14 +318,20 @@ def read_mask(path: Path) -> np.ndarray:
     Raises:
         ImageReadError: the file is missing, truncated or not an image.
     """
+    return _decode(path, "L", "mask", "re-export it as a single-band PNG with 0 = background "
+                                      "and 255 = crack") > 127
+
+
+def _decode(path: Path, mode: str, what: str, advice: str) -> np.ndarray:
+    """``path`` decoded and converted to PIL ``mode`` as an array; :class:`ImageReadError`
+    naming ``what`` it is and ending in ``advice`` when it cannot be read."""
     try:
         with Image.open(path) as im:
             im.load()
-            return np.array(im.convert("L")) > 127
+            return np.array(im.convert(mode))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(
-            f"Cannot read mask {path}: {exc}. The file is corrupt or not an image; re-export "
-            f"it as a single-band PNG with 0 = background and 255 = crack."
+            f"Cannot read {what} {path}: {exc}. The file is corrupt or not an image; {advice}."
         ) from exc
 
 

@@ -124,49 +124,13 @@ def match_cracks(
         CRSError: the frames' CRSs differ (reproject one; never done silently here).
         ValueError: missing columns, duplicate index labels, negative tolerance.
     """
-    if not (tolerance_m >= 0 and math.isfinite(tolerance_m)):
-        raise ValueError(f"tolerance_m must be a finite number >= 0, got {tolerance_m}")
-    for name, frame in (("previous", previous), ("current", current)):
-        missing = [c for c in MEASURE_COLUMNS if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{name} frame lacks columns {missing}; needs "
-                             f"{list(MEASURE_COLUMNS)} and a geometry")
-        if not frame.index.is_unique:
-            raise ValueError(f"{name} frame index must be unique (track ids / crack ids)")
-        missing_geom = frame.geometry.isna() | frame.geometry.is_empty
-        if missing_geom.any():
-            raise ValueError(f"{name} frame has rows without geometry: "
-                             f"{list(frame.index[missing_geom])[:5]}; every crack needs its "
-                             f"polygon (check that the GeoSeries index matches the frame's)")
-    if (previous.crs is not None and current.crs is not None
-            and not pyproj.CRS(previous.crs).equals(current.crs, ignore_axis_order=True)):
-        raise CRSError(
-            f"previous cracks are in {previous.crs.to_string()} but current ones in "
-            f"{current.crs.to_string()}; both must be in the site CRS (reproject with to_crs)"
-        )
-
-    n_prev, n_cur = len(previous), len(current)
+    _check_frames(previous, current, tolerance_m)
     prev_geoms = np.asarray(previous.geometry.values, dtype=object)
     cur_geoms = np.asarray(current.geometry.values, dtype=object)
-    if n_prev and n_cur:
-        tree = shapely.STRtree(prev_geoms)
-        cur_pos, prev_pos = tree.query(cur_geoms, predicate="dwithin", distance=tolerance_m)
-    else:
-        cur_pos = prev_pos = np.empty(0, dtype=np.intp)
-    cands_of_prev: dict[int, list[int]] = {}
-    cands_of_cur: dict[int, list[int]] = {}
-    for c, p in zip(cur_pos.tolist(), prev_pos.tolist(), strict=True):
-        cands_of_prev.setdefault(p, []).append(c)
-        cands_of_cur.setdefault(c, []).append(p)
-
-    p_len = previous["length_m"].to_numpy(float)
+    cands_of_prev, cands_of_cur = _touches(prev_geoms, cur_geoms, tolerance_m)
     c_len = current["length_m"].to_numpy(float)
     c_area = current["area_m2"].to_numpy(float)
-    first_seen = (previous["first_seen_at"] if "first_seen_at" in previous.columns
-                  else pd.Series(0, index=previous.index))
-    prev_ids = list(previous.index)
-    seniority = sorted(range(n_prev), key=lambda p: (_sortable(first_seen.iloc[p]), -p_len[p],
-                                                     prev_ids[p]))
+    seniority = _seniority(previous)
     rank = {p: r for r, p in enumerate(seniority)}
 
     def size_key(c: int) -> tuple[float, float, int]:
@@ -190,16 +154,85 @@ def match_cracks(
                     for c in cands]
         merged_into[p] = max(overlaps, key=lambda t: (t[0], -c_len[t[1]], -t[1]))[1]
 
+    cur = _current_events(previous, current, continues, cands_of_cur, merged_into, rank)
+    cur_ids = list(current.index)
+    outcomes = [("continued", cur_ids[continued_by[p]]) if p in continued_by else
+                ("merged", cur_ids[merged_into[p]]) if p in merged_into else ("vanished", None)
+                for p in range(len(previous))]
+    prev = pd.DataFrame({"outcome": pd.Series([r[0] for r in outcomes], dtype=object),
+                         "into": pd.Series([r[1] for r in outcomes], dtype=object)})
+    prev.index = previous.index
+    return Matching(current=_with_growth(cur, current, days), previous=prev,
+                    tolerance_m=float(tolerance_m), days=None if days is None else float(days))
+
+
+def _check_frames(previous: gpd.GeoDataFrame, current: gpd.GeoDataFrame,
+                  tolerance_m: float) -> None:
+    """The checks of :func:`match_cracks` (its Raises)."""
+    if not (tolerance_m >= 0 and math.isfinite(tolerance_m)):
+        raise ValueError(f"tolerance_m must be a finite number >= 0, got {tolerance_m}")
+    for name, frame in (("previous", previous), ("current", current)):
+        missing = [c for c in MEASURE_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{name} frame lacks columns {missing}; needs "
+                             f"{list(MEASURE_COLUMNS)} and a geometry")
+        if not frame.index.is_unique:
+            raise ValueError(f"{name} frame index must be unique (track ids / crack ids)")
+        missing_geom = frame.geometry.isna() | frame.geometry.is_empty
+        if missing_geom.any():
+            raise ValueError(f"{name} frame has rows without geometry: "
+                             f"{list(frame.index[missing_geom])[:5]}; every crack needs its "
+                             f"polygon (check that the GeoSeries index matches the frame's)")
+    if (previous.crs is not None and current.crs is not None
+            and not pyproj.CRS(previous.crs).equals(current.crs, ignore_axis_order=True)):
+        raise CRSError(
+            f"previous cracks are in {previous.crs.to_string()} but current ones in "
+            f"{current.crs.to_string()}; both must be in the site CRS (reproject with to_crs)"
+        )
+
+
+def _touches(prev_geoms: np.ndarray, cur_geoms: np.ndarray,
+             tolerance_m: float) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """The touch graph by position: ``(cands_of_prev, cands_of_cur)``, the current cracks
+    within ``tolerance_m`` of each previous track and the tracks within it of each crack."""
+    if len(prev_geoms) and len(cur_geoms):
+        tree = shapely.STRtree(prev_geoms)
+        cur_pos, prev_pos = tree.query(cur_geoms, predicate="dwithin", distance=tolerance_m)
+    else:
+        cur_pos = prev_pos = np.empty(0, dtype=np.intp)
+    cands_of_prev: dict[int, list[int]] = {}
+    cands_of_cur: dict[int, list[int]] = {}
+    for c, p in zip(cur_pos.tolist(), prev_pos.tolist(), strict=True):
+        cands_of_prev.setdefault(p, []).append(c)
+        cands_of_cur.setdefault(c, []).append(p)
+    return cands_of_prev, cands_of_cur
+
+
+def _seniority(previous: gpd.GeoDataFrame) -> list[int]:
+    """Positions of the previous tracks, oldest first (``first_seen_at``, then longest
+    ``length_m``, then smallest id)."""
+    p_len = previous["length_m"].to_numpy(float)
+    first_seen = (previous["first_seen_at"] if "first_seen_at" in previous.columns
+                  else pd.Series(0, index=previous.index))
+    prev_ids = list(previous.index)
+    return sorted(range(len(previous)), key=lambda p: (_sortable(first_seen.iloc[p]), -p_len[p],
+                                                       prev_ids[p]))
+
+
+def _current_events(previous: gpd.GeoDataFrame, current: gpd.GeoDataFrame,
+                    continues: dict[int, int], cands_of_cur: dict[int, list[int]],
+                    merged_into: dict[int, int], rank: dict[int, int]) -> pd.DataFrame:
+    """:attr:`Matching.current` up to the baselines: per current crack its event, track,
+    parent and merged tracks, and the baseline of a continued track (rules 1 to 4)."""
     absorbed: dict[int, list[int]] = {}
     for p, c in merged_into.items():
         absorbed.setdefault(c, []).append(p)
-
+    prev_ids = list(previous.index)
+    p_len = previous["length_m"].to_numpy(float)
     p_w = previous["max_width_mm"].to_numpy(float)
     p_area = previous["area_m2"].to_numpy(float)
-    c_w = current["max_width_mm"].to_numpy(float)
-
     cur_rows = []
-    for c in range(n_cur):
+    for c in range(len(current)):
         row: dict[str, Any] = {"track_id": pd.NA, "parent_track_id": pd.NA,
                                "merged_track_ids": (), "base_length_m": np.nan,
                                "base_max_width_mm": np.nan, "base_area_m2": np.nan}
@@ -219,7 +252,6 @@ def match_cracks(
         else:
             row["event"] = "new"
         cur_rows.append(row)
-
     cur = pd.DataFrame(cur_rows, index=current.index,
                        columns=["event", "track_id", "parent_track_id", "merged_track_ids",
                                 "base_length_m", "base_max_width_mm", "base_area_m2"])
@@ -227,28 +259,22 @@ def match_cracks(
     cur["parent_track_id"] = cur["parent_track_id"].astype("Int64")
     for col in ("base_length_m", "base_max_width_mm", "base_area_m2"):
         cur[col] = cur[col].astype(float)
-    cur["delta_length_m"] = c_len - cur["base_length_m"].to_numpy()
-    cur["delta_max_width_mm"] = c_w - cur["base_max_width_mm"].to_numpy()
-    cur["delta_area_m2"] = c_area - cur["base_area_m2"].to_numpy()
+    return cur
+
+
+def _with_growth(cur: pd.DataFrame, current: gpd.GeoDataFrame,
+                 days: float | None) -> pd.DataFrame:
+    """``cur`` (from :func:`_current_events`) with the ``delta_*`` columns (current minus
+    baseline) and the ``*_per_day`` rates (NaN when ``days`` is None or 0)."""
+    cur["delta_length_m"] = current["length_m"].to_numpy(float) - cur["base_length_m"].to_numpy()
+    cur["delta_max_width_mm"] = (current["max_width_mm"].to_numpy(float)
+                                 - cur["base_max_width_mm"].to_numpy())
+    cur["delta_area_m2"] = current["area_m2"].to_numpy(float) - cur["base_area_m2"].to_numpy()
     per_day = (1.0 / days) if days else np.nan
     cur["length_rate_m_per_day"] = cur["delta_length_m"] * per_day
     cur["max_width_rate_mm_per_day"] = cur["delta_max_width_mm"] * per_day
     cur["area_rate_m2_per_day"] = cur["delta_area_m2"] * per_day
-
-    cur_ids = list(current.index)
-    prev_rows = []
-    for p in range(n_prev):
-        if p in continued_by:
-            prev_rows.append(("continued", cur_ids[continued_by[p]]))
-        elif p in merged_into:
-            prev_rows.append(("merged", cur_ids[merged_into[p]]))
-        else:
-            prev_rows.append(("vanished", None))
-    prev = pd.DataFrame({"outcome": pd.Series([r[0] for r in prev_rows], dtype=object),
-                         "into": pd.Series([r[1] for r in prev_rows], dtype=object)})
-    prev.index = previous.index
-    return Matching(current=cur, previous=prev, tolerance_m=float(tolerance_m),
-                    days=None if days is None else float(days))
+    return cur
 
 
 def _sortable(value: Any) -> float:
@@ -277,6 +303,3 @@ def survey_summary(matching: Matching, current: gpd.GeoDataFrame) -> dict[str, A
         "merged_count": int((out == "merged").sum()),
         "vanished_count": int((out == "vanished").sum()),
     }
-
-
-# --------------------------------------------------------------------------- store

@@ -262,27 +262,13 @@ def _vectorise(
     with_skeletons: bool,
 ) -> tuple[gpd.GeoDataFrame, gpd.GeoSeries | None]:
     raw = _as_2d(probability)
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    if min_area_px < 0:
-        raise ValueError(f"min_area_px must be >= 0, got {min_area_px}")
-    if simplify_px < 0 or not math.isfinite(simplify_px):
-        raise ValueError(f"simplify_px must be a finite number >= 0, got {simplify_px}")
-    if pixel_size_m is not None and not (math.isfinite(pixel_size_m) and pixel_size_m > 0):
-        raise ValueError(f"pixel_size_m must be a positive number of metres, got {pixel_size_m}")
-
+    _check_options(threshold, min_area_px, simplify_px, pixel_size_m)
     transform, frame_crs, geom_px, measure_px_m, space = _resolve_geometry(
         transform, crs, pixel_size_m
     )
     scale = _probability_scale(raw, probability_scale)
     valid = _valid_mask(raw, nodata_mask)
-    if raw.dtype.kind == "f" and valid.any():
-        lo, hi = float(raw[valid].min()) / scale, float(raw[valid].max()) / scale
-        if lo < -_RANGE_TOLERANCE or hi > 1.0 + _RANGE_TOLERANCE:
-            raise ValueError(
-                f"probabilities must lie in [0, 1] after dividing by probability_scale="
-                f"{scale}, found [{lo}, {hi}]; pass probability_scale (e.g. 255 or 100)"
-            )
+    _check_range(raw, valid, scale)
 
     mask = raw >= threshold * scale  # NaN compares False
     if nodata_mask is not None:
@@ -296,7 +282,53 @@ def _vectorise(
         return frame, skel
 
     polygons = _polygonise(labels, n, transform, simplify_px * geom_px)
+    rows, skeleton_geoms = _measure(labels, raw, scale, measure_px_m,
+                                    transform if with_skeletons else None)
+    data = {c: pd.Series(v, dtype=CRACK_DTYPES[c]) for c, v in rows.items()}
+    geoms = [polygons[lab] for lab in rows["crack_id"]]
+    frame = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=frame_crs), crs=frame_crs)
+    frame = frame[list(CRACK_COLUMNS)]
+    frame.attrs["coordinate_space"] = space
+    skeletons = (
+        gpd.GeoSeries(skeleton_geoms, index=frame.index, crs=frame_crs, name="skeleton")
+        if with_skeletons
+        else None
+    )
+    return frame, skeletons
 
+
+def _check_options(threshold: float, min_area_px: int, simplify_px: float,
+                   pixel_size_m: float | None) -> None:
+    """Raise ``ValueError`` for a threshold outside (0, 1], a negative ``min_area_px``, a
+    negative or infinite ``simplify_px`` or a ``pixel_size_m`` that is not a positive number."""
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    if min_area_px < 0:
+        raise ValueError(f"min_area_px must be >= 0, got {min_area_px}")
+    if simplify_px < 0 or not math.isfinite(simplify_px):
+        raise ValueError(f"simplify_px must be a finite number >= 0, got {simplify_px}")
+    if pixel_size_m is not None and not (math.isfinite(pixel_size_m) and pixel_size_m > 0):
+        raise ValueError(f"pixel_size_m must be a positive number of metres, got {pixel_size_m}")
+
+
+def _check_range(raw: np.ndarray, valid: np.ndarray, scale: float) -> None:
+    """Raise ``ValueError`` when the valid pixels of a float raster, divided by ``scale``, leave
+    [0, 1] by more than rounding (a percent or 0..255 raster without ``probability_scale``)."""
+    if raw.dtype.kind == "f" and valid.any():
+        lo, hi = float(raw[valid].min()) / scale, float(raw[valid].max()) / scale
+        if lo < -_RANGE_TOLERANCE or hi > 1.0 + _RANGE_TOLERANCE:
+            raise ValueError(
+                f"probabilities must lie in [0, 1] after dividing by probability_scale="
+                f"{scale}, found [{lo}, {hi}]; pass probability_scale (e.g. 255 or 100)"
+            )
+
+
+def _measure(labels: np.ndarray, raw: np.ndarray, scale: float, measure_px_m: float,
+             skeleton_transform: Affine | None) -> tuple[dict[str, list], list]:
+    """Per labelled component (``labels`` 1..n): the frame's columns but the geometry, as lists
+    (``rows``), and, with ``skeleton_transform``, its skeleton line in those coordinates
+    (empty list without). Length from the skeleton, widths from the distance transform on
+    it, probabilities from ``raw / scale`` (see the module docstring)."""
     rows: dict[str, list] = {c: [] for c in CRACK_COLUMNS if c != "geometry"}
     skeleton_geoms: list = []
     pixel_area_m2 = measure_px_m * measure_px_m
@@ -325,21 +357,10 @@ def _vectorise(
         rows["length_px"].append(length_px)
         rows["area_px"].append(area_px)
         rows["pixel_size_m"].append(measure_px_m)
-        if with_skeletons:
+        if skeleton_transform is not None:
             # padded (r, c) -> raster (r0 + r - 1, c0 + c - 1)
-            skeleton_geoms.append(_skeleton_line(skel, r0 - 1, c0 - 1, transform))
-
-    data = {c: pd.Series(v, dtype=CRACK_DTYPES[c]) for c, v in rows.items()}
-    geoms = [polygons[lab] for lab in rows["crack_id"]]
-    frame = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=frame_crs), crs=frame_crs)
-    frame = frame[list(CRACK_COLUMNS)]
-    frame.attrs["coordinate_space"] = space
-    skeletons = (
-        gpd.GeoSeries(skeleton_geoms, index=frame.index, crs=frame_crs, name="skeleton")
-        if with_skeletons
-        else None
-    )
-    return frame, skeletons
+            skeleton_geoms.append(_skeleton_line(skel, r0 - 1, c0 - 1, skeleton_transform))
+    return rows, skeleton_geoms
 
 
 def _as_2d(probability: np.ndarray) -> np.ndarray:

@@ -149,7 +149,7 @@ def test_git_sha_from_the_environment_wins(tmp_path: Path, monkeypatch):
 
 
 def test_ema_warmup_follows_the_weights_early_and_the_decay_later():
-    from engine.train import ema_warmup_decay
+    from engine.ema import ema_warmup_decay
 
     assert ema_warmup_decay(0.999, 0) == pytest.approx(0.1)
     assert ema_warmup_decay(0.999, 90) == pytest.approx(0.91)
@@ -161,7 +161,7 @@ def test_weight_ema_matches_torch_averaged_model():
     warm-up decay, parameters and BatchNorm buffers included."""
     from torch.optim.swa_utils import AveragedModel
 
-    from engine.train import WeightEMA, ema_warmup_decay
+    from engine.ema import WeightEMA, ema_warmup_decay
 
     def multi_avg_fn(ema_params, params, n):
         if not torch.is_floating_point(ema_params[0]):
