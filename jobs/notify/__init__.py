@@ -21,8 +21,8 @@ or put in an error. The webhook URL (a Slack URL is itself a secret) may be give
 ``CRACKWATCH_WEBHOOK_URL``; logs and errors show only its scheme and host.
 
 Modules: :mod:`.core` (the message, the protocol, :func:`deliver`, the log notifier),
-:mod:`.webhook`, :mod:`.smtp`; this package builds the notifiers from the settings
-(:func:`notifiers_from_env`).
+:mod:`.webhook`, :mod:`.smtp` and :mod:`.retry` (what those two share); this package builds
+the notifiers from the settings (:func:`notifiers_from_env`).
 """
 
 from __future__ import annotations

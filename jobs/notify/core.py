@@ -243,26 +243,6 @@ def deliver(alert: AlertMessage | Mapping[str, Any] | Any, notifiers: Iterable[N
     return results
 
 
-def _backoff(attempt: int, base_s: float, max_s: float) -> float:
-    """Delay before retry number ``attempt`` (1-based): ``base * 2**(attempt-1)``, capped."""
-    return min(max_s, base_s * 2 ** (attempt - 1))
-
-
-def _check_retry(attempts: Any, base_delay_s: Any, max_delay_s: Any) -> None:
-    if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 20:
-        raise NotifierConfigError(f"attempts must be an integer in 1..20, got {attempts!r}")
-    for name, v in (("base_delay_s", base_delay_s), ("max_delay_s", max_delay_s)):
-        if not isinstance(v, int | float) or not 0 <= v <= 3600:
-            raise NotifierConfigError(f"{name} must be seconds in [0, 3600], got {v!r}")
-
-
-def _redact(text: str, secrets: Iterable[str | None]) -> str:
-    for s in secrets:
-        if s:
-            text = text.replace(s, "***")
-    return text
-
-
 # --------------------------------------------------------------------------------------------
 # log
 # --------------------------------------------------------------------------------------------

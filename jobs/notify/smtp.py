@@ -19,14 +19,8 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
-from jobs.notify.core import (
-    AlertMessage,
-    NotificationError,
-    NotifierConfigError,
-    _backoff,
-    _check_retry,
-    _redact,
-)
+from jobs.notify.core import AlertMessage, NotificationError, NotifierConfigError
+from jobs.notify.retry import backoff_delay, check_retry, redact
 
 __all__ = ["DEFAULT_SMTP_PASSWORD_ENV", "SMTP_SECURITY", "EmailNotifier"]
 
@@ -114,7 +108,7 @@ class EmailNotifier:
             )
         if not isinstance(self.port, int) or not 0 < self.port < 65536:
             raise NotifierConfigError(f"port must be 1..65535, got {self.port!r}")
-        _check_retry(self.attempts, self.base_delay_s, self.max_delay_s)
+        check_retry(self.attempts, self.base_delay_s, self.max_delay_s)
 
     def build_message(self, alert: AlertMessage | Mapping[str, Any]) -> EmailMessage:
         """The e-mail for ``alert``: subject with level and site, body with the details."""
@@ -182,13 +176,13 @@ class EmailNotifier:
             except (smtplib.SMTPException, OSError) as e:  # incl. timeouts, refused
                 retryable = True
                 error = f"{type(e).__name__}: {e}"
-            error = _redact(error, [password])
+            error = redact(error, [password])
             if not retryable or attempt == self.attempts:
                 raise NotificationError(
                     f"e-mail via {where} failed after {attempt} attempt(s): {error}",
                     attempts=attempt,
                 )
-            delay = _backoff(attempt, self.base_delay_s, self.max_delay_s)
+            delay = backoff_delay(attempt, self.base_delay_s, self.max_delay_s)
             log.warning("e-mail via %s attempt %d/%d failed (%s); retrying in %.3g s", where,
                         attempt, self.attempts, error, delay)
             self.sleep(delay)

@@ -19,14 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geodata.levels import LEVEL_COLOURS  # Slack attachment colour per level
-from jobs.notify.core import (
-    AlertMessage,
-    NotificationError,
-    NotifierConfigError,
-    _backoff,
-    _check_retry,
-    _redact,
-)
+from jobs.notify.core import AlertMessage, NotificationError, NotifierConfigError
+from jobs.notify.retry import backoff_delay, check_retry, redact
 
 __all__ = ["DEFAULT_WEBHOOK_URL_ENV", "WebhookNotifier"]
 
@@ -77,7 +71,7 @@ class WebhookNotifier:
     last_attempts: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        _check_retry(self.attempts, self.base_delay_s, self.max_delay_s)
+        check_retry(self.attempts, self.base_delay_s, self.max_delay_s)
         if self.url is not None:
             self._validate(self.url)
 
@@ -169,14 +163,14 @@ class WebhookNotifier:
                 reason = getattr(e, "reason", e)
                 error = f"connection error: {type(reason).__name__}: {reason}"
                 retryable = True
-            error = _redact(error, [url])
+            error = redact(error, [url])
             if not retryable or attempt == self.attempts:
                 raise NotificationError(
                     f"webhook POST to {where} failed after {attempt} attempt(s): {error}"
                     + ("" if retryable else " (not retried: check the URL and the receiver)"),
                     attempts=attempt,
                 )
-            delay = _backoff(attempt, self.base_delay_s, self.max_delay_s)
+            delay = backoff_delay(attempt, self.base_delay_s, self.max_delay_s)
             if retry_after is not None:
                 delay = min(self.max_delay_s, max(delay, retry_after))
             log.warning("webhook %s attempt %d/%d failed (%s); retrying in %.3g s", where,
