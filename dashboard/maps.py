@@ -37,7 +37,7 @@ import pandas as pd
 from branca.element import Element, MacroElement
 from jinja2 import Template
 
-from geodata.store.models import LEVEL_COLOURS  # marker colour per alert level
+from geodata.levels import LEVEL_COLOURS  # marker colour per alert level
 
 __all__ = [
     "LEAFLET_VERSION",

@@ -13,15 +13,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING, Any
 
 from geodata import audit
 from jobs.escalation import escalate_unacknowledged
 from jobs.notify import Notifier
 from jobs.outbox import OutboxReport, channel_of, deliver_pending
 from jobs.overdue import OverdueReport, check_overdue
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
 

@@ -29,22 +29,22 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
-
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from geodata import audit
-from geodata.alert_settings import alerting_settings
-from geodata.store import models as m
+from geodata.alert_settings import EscalationPolicy, alerting_settings
+from geodata.store.alert_state import OpenAlert, add_escalation_notice, unacknowledged_alerts
 from geodata.store.engine import session_scope
 from jobs.outbox import enqueue
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
+
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_RECIPIENTS_ENV", "default_recipients", "escalate_unacknowledged",
-           "level_since"]
+__all__ = ["DEFAULT_RECIPIENTS_ENV", "default_recipients", "escalate_unacknowledged"]
 
 #: Environment variable with the default second-level e-mail addresses (comma-separated),
 #: used for a level whose site names no recipients of its own.
@@ -57,23 +57,6 @@ def default_recipients() -> list[str]:
     """The addresses in ``CRACKWATCH_ESCALATION_EMAIL_TO`` (comma-separated), or ``[]``."""
     raw = os.environ.get(DEFAULT_RECIPIENTS_ENV, "")
     return [r.strip() for r in raw.replace(";", ",").split(",") if r.strip()]
-
-
-def _aware(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def level_since(alert: m.Alert) -> datetime:
-    """When ``alert`` reached its current level (UTC): raised, confirmed from watch, or its
-    latest escalation to this level."""
-    t = alert.raised_at
-    details = alert.details or {}
-    if details.get("confirmed_at"):
-        t = max(t, _aware(details["confirmed_at"]))
-    for e in details.get("escalations", []):
-        if e.get("to") == alert.level and e.get("at"):
-            t = max(t, _aware(e["at"]))
-    return t
 
 
 def _duration(seconds: float) -> str:
@@ -108,66 +91,68 @@ def escalate_unacknowledged(bind: Engine | Session, channels: Sequence[str], *,
     Raises:
         RecordNotFoundError: ``site`` given and unknown.
     """
-    now = now or m.utcnow()
+    now = now or datetime.now(UTC)
     fallback = list(fallback_recipients) if fallback_recipients is not None else \
         default_recipients()
     queued: list[dict[str, Any]] = []
     with session_scope(bind, write=True) as s:
-        q = (select(m.Alert, m.Site.name).join(m.Site, m.Site.id == m.Alert.site_id)
-             .where(m.Alert.resolved_at.is_(None), m.Alert.acknowledged_at.is_(None),
-                    m.Alert.watch.is_(False))
-             .order_by(m.Alert.id).with_for_update(of=m.Alert))
-        if site is not None:
-            from geodata.store.api import _site
-
-            q = q.where(m.Alert.site_id == _site(s, site).id)
         settings: dict[int, Any] = {}
-        for alert, site_name in s.execute(q).all():
+        for alert in unacknowledged_alerts(s, site):
             if alert.site_id not in settings:
                 settings[alert.site_id] = alerting_settings(s, alert.site_id, now)
             policy = settings[alert.site_id].escalation.get(alert.level)
-            if policy is None or policy.after_s is None:
+            if policy is None or policy.after_s is None or not _notice_due(alert, policy, now):
                 continue
-            details = dict(alert.details or {})
-            notices = list(details.get("escalation_notices", []))
-            since = level_since(alert)
-            here = [n for n in notices if n.get("level") == alert.level]
-            due = since.timestamp() + policy.after_s if not here else \
-                _aware(here[-1]["at"]).timestamp() + policy.after_s
-            if now.timestamp() < due:
-                continue
-            sequence = len(notices) + 1
-            recipients = list(policy.recipients) or fallback
-            waited = (now - since).total_seconds()
-            text = (f"NOT ACKNOWLEDGED {_duration(waited)} after it reached {alert.level} at "
-                    f"{since:%Y-%m-%d %H:%M} UTC (escalation notice {len(here) + 1}, every "
-                    f"{_duration(policy.after_s)} until acknowledged"
-                    + (f"; to {', '.join(recipients)}" if recipients else "")
-                    + f"): {alert.message}")
-            item = {"alert_id": alert.id, "site": site_name, "level": alert.level,
-                    "rule": alert.rule, "track": alert.track_id,
-                    "measured_value": alert.measured_value, "threshold": alert.threshold,
-                    "unit": details.get("unit", ""), "message": text,
-                    "forecast": details.get("forecast"), "action": "unacknowledged"}
-            chans = list(dict.fromkeys(channels))
-            if recipients and EMAIL_CHANNEL not in chans:
-                chans.append(EMAIL_CHANNEL)
-            enqueue(s, [item], chans, sequence=sequence,
-                    recipients={EMAIL_CHANNEL: recipients} if recipients else None,
-                    actor=actor)
-            notices.append({"level": alert.level, "sequence": sequence,
-                            "at": now.isoformat(), "recipients": recipients,
-                            "unacknowledged_s": waited})
-            details["escalation_notices"] = notices
-            alert.details = details
-            audit.record(s, "alert.escalation_notice", actor=actor, site_id=alert.site_id,
-                         alert_id=alert.id, at=now,
-                         details={"level": alert.level, "rule": alert.rule,
-                                  "sequence": sequence, "notice_at_level": len(here) + 1,
-                                  "recipients": recipients, "channels": chans,
-                                  "after_s": policy.after_s, "unacknowledged_s": waited,
-                                  "policy": policy.source})
-            log.warning("alert %s (%s, %s) not acknowledged for %s: escalation notice %d",
-                        alert.id, site_name, alert.level, _duration(waited), sequence)
-            queued.append({**item, "sequence": sequence, "recipients": recipients})
+            queued.append(_send_notice(s, alert, policy, channels, now=now, actor=actor,
+                                       recipients=list(policy.recipients) or fallback))
     return queued
+
+
+def _notices_at_level(alert: OpenAlert) -> list[dict[str, Any]]:
+    """The escalation notices already sent for the alert at its current level."""
+    return [n for n in alert.details.get("escalation_notices", [])
+            if n.get("level") == alert.level]
+
+
+def _notice_due(alert: OpenAlert, policy: EscalationPolicy, now: datetime) -> bool:
+    """Whether ``policy.after_s`` has passed since the alert reached its level (first notice)
+    or since its previous notice at this level."""
+    here = _notices_at_level(alert)
+    last = alert.since if not here else datetime.fromisoformat(here[-1]["at"])
+    return now.timestamp() >= last.timestamp() + policy.after_s
+
+
+def _send_notice(s: Session, alert: OpenAlert, policy: EscalationPolicy,
+                 channels: Sequence[str], *, now: datetime, actor: str,
+                 recipients: list[str]) -> dict[str, Any]:
+    """Queue one escalation notice of ``alert`` (outbox rows, the notice in its details, the
+    audit entry) in ``s``'s transaction; its outbox record."""
+    sequence = len(alert.details.get("escalation_notices", [])) + 1
+    at_level = len(_notices_at_level(alert)) + 1
+    waited = (now - alert.since).total_seconds()
+    text = (f"NOT ACKNOWLEDGED {_duration(waited)} after it reached {alert.level} at "
+            f"{alert.since:%Y-%m-%d %H:%M} UTC (escalation notice {at_level}, every "
+            f"{_duration(policy.after_s)} until acknowledged"
+            + (f"; to {', '.join(recipients)}" if recipients else "")
+            + f"): {alert.message}")
+    item = {"alert_id": alert.id, "site": alert.site_name, "level": alert.level,
+            "rule": alert.rule, "track": alert.track_id,
+            "measured_value": alert.measured_value, "threshold": alert.threshold,
+            "unit": alert.details.get("unit", ""), "message": text,
+            "forecast": alert.details.get("forecast"), "action": "unacknowledged"}
+    chans = list(dict.fromkeys(channels))
+    if recipients and EMAIL_CHANNEL not in chans:
+        chans.append(EMAIL_CHANNEL)
+    enqueue(s, [item], chans, sequence=sequence,
+            recipients={EMAIL_CHANNEL: recipients} if recipients else None, actor=actor)
+    add_escalation_notice(
+        s, alert.id, {"level": alert.level, "sequence": sequence, "at": now.isoformat(),
+                      "recipients": recipients, "unacknowledged_s": waited},
+        actor=actor, at=now,
+        audit_details={"level": alert.level, "rule": alert.rule, "sequence": sequence,
+                       "notice_at_level": at_level, "recipients": recipients,
+                       "channels": chans, "after_s": policy.after_s,
+                       "unacknowledged_s": waited, "policy": policy.source})
+    log.warning("alert %s (%s, %s) not acknowledged for %s: escalation notice %d",
+                alert.id, alert.site_name, alert.level, _duration(waited), sequence)
+    return {**item, "sequence": sequence, "recipients": recipients}

@@ -41,16 +41,22 @@ import os
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
-
-from sqlalchemy import Engine, and_, or_, select, update
-from sqlalchemy.orm import Session
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from geodata import audit
-from geodata.store import models as m
 from geodata.store.engine import session_scope
-from jobs.notify import AlertMessage, Notifier, deliver
+from geodata.store.outbox import (
+    claim_notification,
+    due_notifications,
+    mark_notification,
+    queue_notifications,
+)
+from jobs.notify import AlertMessage, DeliveryResult, Notifier, deliver
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -134,41 +140,12 @@ def enqueue(s: Session, items: Iterable[Mapping[str, Any]], channels: Sequence[s
         if item.get("alert_id") is None:
             raise ValueError(f"an outbox item needs the alert_id of a stored alert: {item!r}")
         msg = AlertMessage.from_any(item)
-        payload = msg.to_dict()
-        alert_id = int(item["alert_id"])
-        site_id = s.get(m.Alert, alert_id).site_id
-        for channel in dict.fromkeys(channels):
-            exists = s.scalar(select(m.Notification.id).where(
-                m.Notification.alert_id == alert_id, m.Notification.channel == channel,
-                m.Notification.level == msg.level, m.Notification.sequence == int(sequence)))
-            if exists is not None:
-                continue
-            to = [str(r) for r in (recipients or {}).get(channel) or []] or None
-            row = m.Notification(alert_id=alert_id, site_id=site_id, channel=channel,
-                                 level=msg.level, action=msg.action or "raise",
-                                 payload=payload, status="pending", attempts=0,
-                                 sequence=int(sequence), recipients=to)
-            s.add(row)
-            s.flush()
-            audit.record(s, "notification.queued", actor=actor, site_id=site_id,
-                         alert_id=alert_id, notification_id=row.id,
-                         details={"channel": channel, "level": msg.level,
-                                  "action": row.action, "sequence": int(sequence),
-                                  "recipients": to})
-            added += 1
+        added += queue_notifications(s, int(item["alert_id"]), channels, level=msg.level,
+                                     action=msg.action or "raise", payload=msg.to_dict(),
+                                     sequence=int(sequence), recipients=recipients,
+                                     actor=actor)
     s.flush()
     return added
-
-
-def _due(now: datetime, respect_backoff: bool) -> Any:
-    stale = now - timedelta(seconds=CLAIM_TIMEOUT_S)
-    retry = m.Notification.status.in_(("pending", "failed"))
-    if respect_backoff:
-        retry = and_(retry, or_(m.Notification.next_attempt_at.is_(None),
-                                m.Notification.next_attempt_at <= now))
-    abandoned = and_(m.Notification.status == "sending",
-                     m.Notification.last_attempt_at < stale)
-    return or_(retry, abandoned)
 
 
 def deliver_pending(
@@ -189,7 +166,7 @@ def deliver_pending(
         alert_ids: only these alerts' rows (the pipeline, right after its commit).
         respect_backoff: skip failed rows whose ``next_attempt_at`` is in the future
             (the scheduler's cycle); ``False`` sends every undelivered row (a run).
-        now: the current time (tests); default :func:`geodata.store.models.utcnow`.
+        now: the current time (tests); default now (UTC).
 
     Returns:
         :class:`OutboxReport`. Never raises for a failed send (it is recorded on the row);
@@ -208,16 +185,11 @@ def deliver_pending(
     report = OutboxReport()
     if not by_channel:
         return report
-    now = now or m.utcnow()
+    now = now or datetime.now(UTC)
     with session_scope(bind) as s:
-        q = (select(m.Notification.id)
-             .where(m.Notification.channel.in_(list(by_channel)), _due(now, respect_backoff))
-             .order_by(m.Notification.id))
-        if site_id is not None:
-            q = q.where(m.Notification.site_id == site_id)
-        if alert_ids is not None:
-            q = q.where(m.Notification.alert_id.in_([int(a) for a in alert_ids]))
-        ids = list(s.scalars(q))
+        ids = due_notifications(s, by_channel, now=now, claim_timeout_s=CLAIM_TIMEOUT_S,
+                                respect_backoff=respect_backoff, site_id=site_id,
+                                alert_ids=alert_ids)
     me = sender_id()
     for row_id in ids:
         row = _claim(bind, row_id, me, now, respect_backoff)
@@ -239,51 +211,13 @@ def _claim(bind: Engine, row_id: int, owner: str, now: datetime,
            respect_backoff: bool) -> dict[str, Any] | None:
     """Take row ``row_id`` for sending if it is still due; its data, or None if not ours."""
     with session_scope(bind, write=True) as s:
-        res = s.execute(
-            update(m.Notification)
-            .where(m.Notification.id == row_id, _due(now, respect_backoff))
-            .values(status="sending", claimed_by=owner, last_attempt_at=m.utcnow())
-            .execution_options(synchronize_session=False))
-        if res.rowcount != 1:
-            return None
-        row = s.get(m.Notification, row_id)
-        payload = dict(row.payload or {})
-        if row.recipients:
-            payload["recipients"] = list(row.recipients)
-        return {"alert_id": row.alert_id, "channel": row.channel, "level": row.level,
-                "payload": payload}
+        return claim_notification(s, row_id, owner=owner, now=now,
+                                  claim_timeout_s=CLAIM_TIMEOUT_S,
+                                  respect_backoff=respect_backoff)
 
 
-def _mark(bind: Engine, row_id: int, result: Any) -> None:
+def _mark(bind: Engine, row_id: int, result: DeliveryResult) -> None:
     """Record the outcome of one try on the row and in the alert's delivery log."""
     with session_scope(bind, write=True) as s:
-        row = s.get(m.Notification, row_id)
-        if row is None:  # the alert (and its rows) was deleted meanwhile
-            return
-        row.attempts = (row.attempts or 0) + max(1, int(result.attempts))
-        sender, row.claimed_by = row.claimed_by, None
-        if result.ok:
-            row.status, row.delivered_at, row.last_error = "delivered", result.at, None
-            row.next_attempt_at = None
-        else:
-            failures = len([e for e in _alert_log(s, row) if e.get("ok") is False]) + 1
-            row.status, row.last_error = "failed", result.error
-            row.next_attempt_at = result.at + timedelta(seconds=backoff_s(failures))
-        alert = s.get(m.Alert, row.alert_id)
-        if alert is not None:
-            alert.notifications = [*(alert.notifications or []), {
-                "notifier": row.channel, "ok": result.ok, "attempts": result.attempts,
-                "error": result.error, "at": result.at.isoformat(), "level": row.level}]
-        audit.record(s, "notification.sent" if result.ok else "notification.failed",
-                     actor=audit.SYSTEM, site_id=row.site_id, alert_id=row.alert_id,
-                     notification_id=row.id, at=result.at,
-                     details={"channel": row.channel, "level": row.level,
-                              "action": row.action, "sequence": row.sequence,
-                              "recipients": row.recipients, "attempts": result.attempts,
-                              "error": result.error, "sender": sender})
-
-
-def _alert_log(s: Session, row: m.Notification) -> list[dict[str, Any]]:
-    alert = s.get(m.Alert, row.alert_id)
-    return [e for e in (alert.notifications or []) if e.get("notifier") == row.channel
-            and e.get("level") == row.level] if alert is not None else []
+        mark_notification(s, row_id, ok=result.ok, attempts=result.attempts,
+                          error=result.error, at=result.at, backoff_s=backoff_s)

@@ -27,17 +27,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
-
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from geodata import audit
-from geodata.alert_settings import freshness
-from geodata.store import models as m
+from geodata.alert_settings import Freshness
+from geodata.store.alert_state import (
+    OverdueState,
+    auto_resolve_alert,
+    overdue_states,
+    raise_site_alert,
+)
 from geodata.store.engine import session_scope
 from jobs.outbox import enqueue
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +71,6 @@ def _hours(seconds: float) -> str:
     return f"{h / 24:.1f} days" if h >= 48 else f"{h:.1f} h"
 
 
-def _sites(s: Session, site: int | str | None) -> list[m.Site]:
-    if site is None:
-        return list(s.scalars(select(m.Site).order_by(m.Site.id)))
-    from geodata.store.api import _site
-
-    return [_site(s, site)]
-
-
 def check_overdue(bind: Engine | Session, channels: Sequence[str] = (), *,
                   now: datetime | None = None, actor: str = audit.SYSTEM,
                   site: int | str | None = None, raise_new: bool = True) -> OverdueReport:
@@ -94,31 +92,22 @@ def check_overdue(bind: Engine | Session, channels: Sequence[str] = (), *,
     Raises:
         RecordNotFoundError: ``site`` given and unknown.
     """
-    now = now or m.utcnow()
+    now = now or datetime.now(UTC)
     report = OverdueReport()
     with session_scope(bind, write=True) as s:
-        for site_row in _sites(s, site):
-            # one checker at a time per site (the scheduler and a cron'd check at once)
-            s.execute(select(m.Site.id).where(m.Site.id == site_row.id).with_for_update())
-            f = freshness(s, site_row, now)
-            latest = s.scalars(select(m.Alert).where(m.Alert.site_id == site_row.id,
-                                                     m.Alert.rule == RULE)
-                               .order_by(m.Alert.id.desc()).limit(1)).first()
-            open_ = latest if latest is not None and latest.resolved_at is None else None
+        for state in overdue_states(s, RULE, now, site=site):
+            f = state.freshness
             baseline = f.baseline.isoformat()
-            if open_ is not None:
-                raised_on = (open_.details or {}).get("baseline")
-                if raised_on != baseline or not f.overdue:
-                    _resolve(s, open_, f, now, actor)
-                    report.resolved.append(open_.id)
-                    open_ = None
-                else:
+            if state.latest_open:
+                if state.latest_baseline == baseline and f.overdue:
                     continue  # still overdue: raised once, not repeated
+                _resolve(s, state, now, actor)
+                report.resolved.append(state.latest_alert_id)
             if not raise_new or not f.overdue:
                 continue
-            if latest is not None and (latest.details or {}).get("baseline") == baseline:
+            if state.latest_baseline == baseline:
                 continue  # this episode was raised already (and resolved by a person)
-            report.raised.append(_raise(s, site_row, f, now, actor))
+            report.raised.append(_raise(s, f, now, actor))
         if report.raised and channels:
             enqueue(s, report.raised, channels, actor=actor)
     return report
@@ -132,7 +121,7 @@ def resolve_overdue(s: Session, site_id: int, *, now: datetime | None = None,
                          raise_new=False).resolved
 
 
-def _raise(s: Session, site: m.Site, f: Any, now: datetime, actor: str) -> dict[str, Any]:
+def _raise(s: Session, f: Freshness, now: datetime, actor: str) -> dict[str, Any]:
     st = f.settings
     after = st.overdue_after_s
     since = (f"the newest survey was acquired {f.latest_survey_at:%Y-%m-%d %H:%M} UTC"
@@ -146,27 +135,23 @@ def _raise(s: Session, site: m.Site, f: Any, now: datetime, actor: str) -> dict[
                "latest_survey_at": f.latest_survey_at.isoformat() if f.latest_survey_at
                else None, "expected_interval_s": st.expected_interval_s,
                "grace_s": st.grace_s, "interval_source": st.interval_source}
-    alert = m.Alert(site_id=site.id, level=st.overdue_level, rule=RULE,
-                    measured_value=f.age_s / 3600.0, threshold=after / 3600.0,
-                    message=message, notifications=[], details=details, raised_at=now,
-                    watch=False)
-    s.add(alert)
-    s.flush()
-    audit.record(s, "alert.raised", actor=actor, site_id=site.id, alert_id=alert.id, at=now,
-                 details={"level": alert.level, "rule": RULE,
-                          "data_age_h": round(f.age_s / 3600.0, 2),
-                          "overdue_after_h": round(after / 3600.0, 2),
-                          "baseline": details["baseline"]})
-    log.warning("site %s: %s", site.name, message)
-    return {"alert_id": alert.id, "site": site.name, "level": alert.level, "rule": RULE,
-            "track": None, "measured_value": alert.measured_value,
-            "threshold": alert.threshold, "unit": "h", "message": message,
+    alert_id = raise_site_alert(
+        s, f.site_id, level=st.overdue_level, rule=RULE, measured_value=f.age_s / 3600.0,
+        threshold=after / 3600.0, message=message, details=details, at=now, actor=actor,
+        audit_details={"level": st.overdue_level, "rule": RULE,
+                       "data_age_h": round(f.age_s / 3600.0, 2),
+                       "overdue_after_h": round(after / 3600.0, 2),
+                       "baseline": details["baseline"]})
+    log.warning("site %s: %s", f.site_name, message)
+    return {"alert_id": alert_id, "site": f.site_name, "level": st.overdue_level,
+            "rule": RULE, "track": None, "measured_value": f.age_s / 3600.0,
+            "threshold": after / 3600.0, "unit": "h", "message": message,
             "action": "raise"}
 
 
-def _resolve(s: Session, alert: m.Alert, f: Any, now: datetime, actor: str) -> None:
-    if f.latest_survey_at is not None and \
-            (alert.details or {}).get("baseline") != f.baseline.isoformat():
+def _resolve(s: Session, state: OverdueState, now: datetime, actor: str) -> None:
+    f = state.freshness
+    if f.latest_survey_at is not None and state.latest_baseline != f.baseline.isoformat():
         why = "imagery_arrived"
         note = (f"resolved automatically: a survey acquired "
                 f"{f.latest_survey_at:%Y-%m-%d %H:%M} UTC has arrived ({actor})")
@@ -174,11 +159,8 @@ def _resolve(s: Session, alert: m.Alert, f: Any, now: datetime, actor: str) -> N
         why = "no_longer_expected"
         note = (f"resolved automatically: the site no longer counts as overdue (expected "
                 f"interval or overdue alarm changed) ({actor})")
-    alert.resolved_at = now
-    alert.resolve_note = note
-    alert.details = {**(alert.details or {}), "resolved_reason": why}
-    audit.record(s, "alert.auto_resolved", actor=actor, site_id=alert.site_id,
-                 alert_id=alert.id, at=now,
-                 details={"reason": why, "rule": RULE, "level": alert.level, "note": note,
-                          "latest_survey_at": f.latest_survey_at})
-    log.info("site %s: overdue alert %s resolved (%s)", f.site_name, alert.id, why)
+    auto_resolve_alert(s, state.latest_alert_id, at=now, note=note, reason=why, actor=actor,
+                       audit_details={"reason": why, "rule": RULE, "level": state.latest_level,
+                                      "note": note, "latest_survey_at": f.latest_survey_at})
+    log.info("site %s: overdue alert %s resolved (%s)", f.site_name, state.latest_alert_id,
+             why)

@@ -61,6 +61,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from geodata.levels import ALERT_LEVELS, LEVEL_COLOURS  # the levels the alert table checks
 from geodata.store.types import GeometryType, UTCDateTime, spatial_index
 
 __all__ = [
@@ -104,11 +105,6 @@ COORDINATE_SPACES = ("map", "image")
 TRACK_STATUSES = ("active", "vanished", "merged")
 #: What happened to a track in a survey (see :mod:`geodata.tracking`).
 TRACK_EVENTS = ("new", "continued", "split", "merged", "vanished")
-#: Alert levels in increasing order of severity.
-ALERT_LEVELS = ("green", "yellow", "orange", "red")
-#: Display colour of each alert level (dashboard map markers, notification attachments):
-#: the Material Design 800 shades of green, yellow, orange and red.
-LEVEL_COLOURS = {"green": "#2e7d32", "yellow": "#f9a825", "orange": "#ef6c00", "red": "#c62828"}
 #: Job run statuses.
 #: ``abandoned``: the process running it is gone (killed, crashed); set by the next run.
 JOB_STATUSES = ("running", "succeeded", "failed", "skipped", "abandoned")

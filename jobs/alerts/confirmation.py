@@ -81,62 +81,86 @@ def confirm_slope_candidates(
     out = list(candidates)
     if mode is Confirmation.NONE:
         return out
-    n, k = thresholds.confirmation_surveys, thresholds.confirmation_cracks
+    same_survey = _levels_per_survey(out)
+    return [_confirm(c, mode, tracks_series, thresholds,
+                     same_survey.get((c.rule, c.observed_at), {}))
+            if _needs_confirmation(c) else c for c in out]
+
+
+def _needs_confirmation(c: AlertCandidate) -> bool:
+    """A growth-rate alert of a crack (:data:`CONFIRMED_RULES`), held back until confirmed."""
+    return c.rule in CONFIRMED_RULES and c.is_alert and c.track is not None
+
+
+def _levels_per_survey(candidates: Sequence[AlertCandidate]
+                       ) -> dict[tuple[str, datetime | None], dict[Hashable, Level]]:
+    """Per (rule, survey time): the highest level each crack reaches with that rule."""
     same_survey: dict[tuple[str, datetime | None], dict[Hashable, Level]] = {}
-    for c in out:
-        if c.rule in CONFIRMED_RULES and c.is_alert and c.track is not None:
+    for c in candidates:
+        if _needs_confirmation(c):
             levels_here = same_survey.setdefault((c.rule, c.observed_at), {})
             levels_here[c.track] = max(levels_here.get(c.track, Level.GREEN), c.level)
-    result = []
-    for c in out:
-        if c.rule not in CONFIRMED_RULES or not c.is_alert or c.track is None:
-            result.append(c)
-            continue
-        quantity, field_name = CONFIRMED_RULES[c.rule]
-        levels: LevelThresholds = getattr(thresholds, field_name)
-        consecutive, intervals = Level.GREEN, 0
-        if mode in (Confirmation.EITHER, Confirmation.CONSECUTIVE) and c.track in tracks_series:
-            lv = _interval_levels(tracks_series[c.track], quantity, levels)
-            run = 0
-            for level in reversed(lv):  # exceeding intervals at the end of the lineage
-                if level == Level.GREEN:
-                    break
-                run += 1
-            intervals = run
-            if len(lv) >= n:
-                consecutive = min(lv[-n:])
-        multi, cracks = Level.GREEN, 0
-        if mode in (Confirmation.EITHER, Confirmation.MULTI_CRACK):
-            peers = sorted(same_survey.get((c.rule, c.observed_at), {}).values(), reverse=True)
-            cracks = len(peers)
-            if cracks >= k:
-                multi = peers[k - 1]
-        confirmed = min(c.level, max(consecutive, multi))
-        ways = []
-        if confirmed > Level.GREEN and consecutive >= confirmed:
-            ways.append(f"exceeded in {n} consecutive surveys of this crack")
-        if confirmed > Level.GREEN and multi >= confirmed:
-            ways.append(f"{cracks} cracks of the site exceed in this survey")
-        needs = {Confirmation.EITHER: f"{n} consecutive surveys of this crack or {k} cracks "
-                                      f"in one survey",
-                 Confirmation.CONSECUTIVE: f"{n} consecutive surveys of this crack",
-                 Confirmation.MULTI_CRACK: f"{k} cracks in one survey"}[mode]
-        seen = (f"this crack exceeds in its last {intervals} survey(s), {cracks} crack(s) "
-                f"exceed in this survey")
-        if confirmed == c.level:
-            why = f"confirmed: {' and '.join(ways)}"
-            result.append(replace(c, confirmation=why, message=f"{c.message} ({why})"))
-        elif confirmed > Level.GREEN:
-            why = (f"confirmed {confirmed}: {' and '.join(ways)}; {c.level} measured, not yet "
-                   f"confirmed (needs {needs}; {seen})")
-            result.append(replace(
-                c, level=confirmed, threshold=levels.threshold_of(confirmed),
-                message=f"{c.message} -> {why}", confirmation=why))
-        else:
-            why = (f"not confirmed: needs {needs}; {seen} (false-alarm control after "
-                   f"Intrieri et al. 2012)")
-            result.append(replace(
-                c, watch=True, confirmation=why,
-                message=f"{c.message}; WATCH, unconfirmed: nobody is notified until it is "
-                        f"confirmed ({why})"))
-    return result
+    return same_survey
+
+
+def _consecutive(series: Sequence[Observation | Mapping[str, Any]] | None, quantity: str,
+                 levels: LevelThresholds, n: int) -> tuple[Level, int]:
+    """The level the crack reaches in each of its last ``n`` intervals (green if fewer), and
+    how many of its last intervals exceed (any level)."""
+    if series is None:
+        return Level.GREEN, 0
+    lv = _interval_levels(series, quantity, levels)
+    run = 0
+    for level in reversed(lv):  # exceeding intervals at the end of the lineage
+        if level == Level.GREEN:
+            break
+        run += 1
+    return (min(lv[-n:]) if len(lv) >= n else Level.GREEN), run
+
+
+def _multi_crack(peers: Mapping[Hashable, Level], k: int) -> tuple[Level, int]:
+    """The level at least ``k`` cracks reach in the survey (the k-th highest; green if fewer
+    than ``k``), and how many cracks exceed."""
+    ranked = sorted(peers.values(), reverse=True)
+    return (ranked[k - 1] if len(ranked) >= k else Level.GREEN), len(ranked)
+
+
+def _confirm(c: AlertCandidate, mode: Confirmation,
+             tracks_series: Mapping[Hashable, Sequence[Observation | Mapping[str, Any]]],
+             thresholds: SlopeThresholds, peers: Mapping[Hashable, Level]) -> AlertCandidate:
+    """``c`` confirmed, lowered or turned into a watch (see :func:`confirm_slope_candidates`);
+    ``peers``: the level of each crack with ``c``'s rule in ``c``'s survey."""
+    n, k = thresholds.confirmation_surveys, thresholds.confirmation_cracks
+    quantity, field_name = CONFIRMED_RULES[c.rule]
+    levels: LevelThresholds = getattr(thresholds, field_name)
+    consecutive, intervals = Level.GREEN, 0
+    if mode in (Confirmation.EITHER, Confirmation.CONSECUTIVE):
+        consecutive, intervals = _consecutive(tracks_series.get(c.track), quantity, levels, n)
+    multi, cracks = Level.GREEN, 0
+    if mode in (Confirmation.EITHER, Confirmation.MULTI_CRACK):
+        multi, cracks = _multi_crack(peers, k)
+    confirmed = min(c.level, max(consecutive, multi))
+    ways = []
+    if confirmed > Level.GREEN and consecutive >= confirmed:
+        ways.append(f"exceeded in {n} consecutive surveys of this crack")
+    if confirmed > Level.GREEN and multi >= confirmed:
+        ways.append(f"{cracks} cracks of the site exceed in this survey")
+    needs = {Confirmation.EITHER: f"{n} consecutive surveys of this crack or {k} cracks "
+                                  f"in one survey",
+             Confirmation.CONSECUTIVE: f"{n} consecutive surveys of this crack",
+             Confirmation.MULTI_CRACK: f"{k} cracks in one survey"}[mode]
+    seen = (f"this crack exceeds in its last {intervals} survey(s), {cracks} crack(s) "
+            f"exceed in this survey")
+    if confirmed == c.level:
+        why = f"confirmed: {' and '.join(ways)}"
+        return replace(c, confirmation=why, message=f"{c.message} ({why})")
+    if confirmed > Level.GREEN:
+        why = (f"confirmed {confirmed}: {' and '.join(ways)}; {c.level} measured, not yet "
+               f"confirmed (needs {needs}; {seen})")
+        return replace(c, level=confirmed, threshold=levels.threshold_of(confirmed),
+                       message=f"{c.message} -> {why}", confirmation=why)
+    why = (f"not confirmed: needs {needs}; {seen} (false-alarm control after "
+           f"Intrieri et al. 2012)")
+    return replace(c, watch=True, confirmation=why,
+                   message=f"{c.message}; WATCH, unconfirmed: nobody is notified until it is "
+                           f"confirmed ({why})")

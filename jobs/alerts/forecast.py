@@ -135,17 +135,11 @@ def inverse_velocity_forecast(times: Sequence[datetime], velocities: Sequence[fl
         )
     t0 = t[0]
     days = np.array([_days(t0, x) for x in t])
-    vel = np.asarray(v, dtype=float)
     kernel = np.ones(window) / window
-    v_s = np.convolve(vel, kernel, mode="valid")
+    v_s = np.convolve(np.asarray(v, dtype=float), kernel, mode="valid")
     t_s = np.convolve(days, kernel, mode="valid")
-    start = len(v_s) - 1
-    if v_s[start] > 0:
-        while start > 0 and 0 < v_s[start - 1] < v_s[start]:
-            start -= 1
-        run = len(v_s) - start
-    else:
-        run = 0
+    start = _trailing_rise_start(v_s)
+    run = len(v_s) - start
     rises = max(run - 1, 0)
     if rises < min_points:
         return Forecast(
@@ -153,11 +147,29 @@ def inverse_velocity_forecast(times: Sequence[datetime], velocities: Sequence[fl
             message=(f"{rises} accelerating observation(s) at the end of the series (smoothed "
                      f"velocity above the one before); the forecast needs {min_points}"),
         )
-    x, inv = t_s[start:], 1.0 / v_s[start:]
+    return _zero_crossing(t0, float(days[-1]), t_s[start:], 1.0 / v_s[start:], horizon)
+
+
+def _trailing_rise_start(v_s: np.ndarray) -> int:
+    """Where the trailing run of values > 0 and strictly increasing starts (``len(v_s)``
+    when the last value is not > 0: no run)."""
+    start = len(v_s) - 1
+    if not v_s[start] > 0:
+        return len(v_s)
+    while start > 0 and 0 < v_s[start - 1] < v_s[start]:
+        start -= 1
+    return start
+
+
+def _zero_crossing(t0: datetime, last: float, x: np.ndarray, inv: np.ndarray,
+                   horizon: float) -> Forecast:
+    """Fit ``1/v = a + b t`` (``x``: days after ``t0``, ``inv``: 1/velocity) and forecast where
+    it reaches zero, unless it does not decrease or crosses beyond ``horizon`` days after
+    ``last`` (days after ``t0``)."""
+    run = len(x)
     fit = stats.linregress(x, inv)
     r2 = float(fit.rvalue**2) if math.isfinite(fit.rvalue) else 0.0
     slope, intercept = float(fit.slope), float(fit.intercept)
-    last = float(days[-1])
     if not slope < 0:
         return Forecast(ForecastStatus.NO_FORECAST, r_squared=r2, n_points=run,
                         message="1/velocity does not decrease: no time of failure to forecast")

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from geodata.severity import BRE251_CATEGORIES, bre251_category
-from jobs.alerts.candidates import AlertCandidate, ForecastStatus
+from jobs.alerts.candidates import AlertCandidate, Forecast, ForecastStatus
 from jobs.alerts.core import Level, Observation, _days, _sorted_observations
 from jobs.alerts.forecast import accelerations, growth_rates, inverse_velocity_forecast
 from jobs.alerts.resolution import (
@@ -103,84 +104,108 @@ def evaluate_slope_track(site: Hashable | None, track: Hashable,
     dt = _days(prev.surveyed_at, last.surveyed_at)
     px = _pair_pixel(prev, last, pixel_size_m)
     by_rule = slope_resolution_warnings_by_rule(thresholds, px, dt)
-    out: list[AlertCandidate] = []
-
-    def add(c: AlertCandidate) -> None:
-        if include_green or c.is_alert:
-            out.append(c)
-
-    for rule, qunit in (("slope.opening_rate", "mm"), ("slope.length_rate", "m")):
-        spec = RULES[rule]
-        quantity, what, unit = spec.quantity, spec.what, spec.unit
-        levels = getattr(thresholds, spec.threshold_field)
-        floor = None if px is None or spec.resolution_floor is None else \
-            spec.resolution_floor(px, dt)
-        change = getattr(last, quantity) - getattr(prev, quantity)
-        rate = change / dt
-        level = levels.level_for(rate)
-        warns = list(_rule_warnings(by_rule, rule))
-        if floor is not None and level > Level.GREEN and rate < floor:
-            warns.append(
-                f"the measured {what} {_fmt(rate)} {unit} ({_fmt(change)} {qunit} in "
-                f"{dt:.3g} days) is a change smaller than one pixel: within measurement noise"
-            )
-        add(AlertCandidate(
-            site=site, track=track, level=level, rule=rule, measured_value=rate, unit=unit,
-            threshold=levels.threshold_of(level),
-            message=(f"crack {track!r} {what} {_fmt(rate)} {unit} over {dt:.3g} days "
-                     f"({quantity} {_fmt(getattr(prev, quantity))} -> "
-                     f"{_fmt(getattr(last, quantity))} {qunit}): {level}"),
-            resolution_warnings=tuple(warns), observed_at=last.surveyed_at,
-        ))
-
+    found: list[AlertCandidate | None] = [
+        _slope_rate(site, track, rule, qunit, prev, last, px, thresholds, by_rule)
+        for rule, qunit in (("slope.opening_rate", "mm"), ("slope.length_rate", "m"))]
     rate_t, rates = growth_rates(obs, "max_width_mm")
     forecast = inverse_velocity_forecast(
         rate_t, rates, window=thresholds.smoothing_window,
         min_points=thresholds.min_accelerating_points,
     )
+    opening_warns = _rule_warnings(by_rule, "slope.acceleration")
+    found.append(_slope_acceleration(site, track, rate_t, rates, forecast, thresholds,
+                                     opening_warns, last.surveyed_at))
+    found.append(_slope_forecast(site, track, forecast, thresholds, opening_warns,
+                                 last.surveyed_at))
+    return [c for c in found if c is not None and (include_green or c.is_alert)]
+
+
+def _slope_rate(site: Hashable | None, track: Hashable, rule: str, qunit: str,
+                prev: Observation, last: Observation, px: float | None,
+                thresholds: SlopeThresholds, by_rule: dict[str, list[str]]) -> AlertCandidate:
+    """The growth-rate rule ``rule`` over the latest interval (``qunit``: the unit of the
+    quantity itself), warned when the change is below the pixel size ``px``."""
+    dt = _days(prev.surveyed_at, last.surveyed_at)
+    spec = RULES[rule]
+    quantity, what, unit = spec.quantity, spec.what, spec.unit
+    levels = getattr(thresholds, spec.threshold_field)
+    floor = None if px is None or spec.resolution_floor is None else \
+        spec.resolution_floor(px, dt)
+    change = getattr(last, quantity) - getattr(prev, quantity)
+    rate = change / dt
+    level = levels.level_for(rate)
+    warns = list(_rule_warnings(by_rule, rule))
+    if floor is not None and level > Level.GREEN and rate < floor:
+        warns.append(
+            f"the measured {what} {_fmt(rate)} {unit} ({_fmt(change)} {qunit} in "
+            f"{dt:.3g} days) is a change smaller than one pixel: within measurement noise"
+        )
+    return AlertCandidate(
+        site=site, track=track, level=level, rule=rule, measured_value=rate, unit=unit,
+        threshold=levels.threshold_of(level),
+        message=(f"crack {track!r} {what} {_fmt(rate)} {unit} over {dt:.3g} days "
+                 f"({quantity} {_fmt(getattr(prev, quantity))} -> "
+                 f"{_fmt(getattr(last, quantity))} {qunit}): {level}"),
+        resolution_warnings=tuple(warns), observed_at=last.surveyed_at,
+    )
+
+
+def _slope_acceleration(site: Hashable | None, track: Hashable, rate_t: Sequence[datetime],
+                        rates: Sequence[float], forecast: Forecast,
+                        thresholds: SlopeThresholds, warns: tuple[str, ...],
+                        observed_at: datetime) -> AlertCandidate | None:
+    """``slope.acceleration``: the opening rate rose over each of the last
+    ``acceleration_intervals`` intervals (None with too few rates)."""
     n = thresholds.acceleration_intervals
     _acc_t, acc = accelerations(rate_t, rates)
-    opening_warns = _rule_warnings(by_rule, "slope.acceleration")
-    if len(acc) >= n:
-        accelerating = all(a > 0 for a in acc[-n:]) and all(r > 0 for r in rates[-n - 1:])
-        level = thresholds.acceleration_level if accelerating else Level.GREEN
-        add(AlertCandidate(
-            site=site, track=track, level=level, rule="slope.acceleration",
-            measured_value=acc[-1], unit="mm/day^2", threshold=0.0,
-            message=(f"crack {track!r} opening rate "
-                     f"{'rose' if accelerating else 'did not rise'} over each of the last {n} "
-                     f"intervals (latest acceleration {_fmt(acc[-1])} mm/day^2, opening rates "
-                     f"{', '.join(_fmt(r) for r in rates[-n - 1:])} mm/day); "
-                     f"forecast: {forecast.status}"),
-            forecast=forecast, resolution_warnings=opening_warns if level else (),
-            observed_at=last.surveyed_at,
-        ))
-    if forecast.status is ForecastStatus.FORECAST:
-        # lead time from the latest *survey* (velocities are dated mid-interval)
-        assert forecast.failure_time is not None
-        to_failure = _days(last.surveyed_at, forecast.failure_time)
-        r2 = forecast.r_squared or 0.0
-        if r2 < thresholds.forecast_min_r_squared:
-            level, threshold = Level.YELLOW, None  # the R^2 floor is not in days
-            why = (f"fit R^2 {r2:.2f} < {thresholds.forecast_min_r_squared:g}: low confidence, "
-                   "yellow only")
-        elif to_failure <= thresholds.forecast_red_days:
-            level, threshold = Level.RED, thresholds.forecast_red_days
-            why = f"within {threshold:g} days"
-        elif to_failure <= thresholds.forecast_orange_days:
-            level, threshold = Level.ORANGE, thresholds.forecast_orange_days
-            why = f"within {threshold:g} days"
-        else:
-            level, threshold = Level.YELLOW, thresholds.forecast_orange_days
-            why = f"more than {threshold:g} days ahead"
-        add(AlertCandidate(
-            site=site, track=track, level=level, rule="slope.inverse_velocity",
-            measured_value=to_failure, unit="days", threshold=threshold,
-            message=(f"crack {track!r}: {forecast.message}; {to_failure:.1f} days after the "
-                     f"latest survey, {why}"),
-            forecast=forecast, resolution_warnings=opening_warns, observed_at=last.surveyed_at,
-        ))
-    return out
+    if len(acc) < n:
+        return None
+    accelerating = all(a > 0 for a in acc[-n:]) and all(r > 0 for r in rates[-n - 1:])
+    level = thresholds.acceleration_level if accelerating else Level.GREEN
+    return AlertCandidate(
+        site=site, track=track, level=level, rule="slope.acceleration",
+        measured_value=acc[-1], unit="mm/day^2", threshold=0.0,
+        message=(f"crack {track!r} opening rate "
+                 f"{'rose' if accelerating else 'did not rise'} over each of the last {n} "
+                 f"intervals (latest acceleration {_fmt(acc[-1])} mm/day^2, opening rates "
+                 f"{', '.join(_fmt(r) for r in rates[-n - 1:])} mm/day); "
+                 f"forecast: {forecast.status}"),
+        forecast=forecast, resolution_warnings=warns if level else (),
+        observed_at=observed_at,
+    )
+
+
+def _slope_forecast(site: Hashable | None, track: Hashable, forecast: Forecast,
+                    thresholds: SlopeThresholds, warns: tuple[str, ...],
+                    observed_at: datetime) -> AlertCandidate | None:
+    """``slope.inverse_velocity``: the level of the forecast time of failure, counted from
+    the latest survey ``observed_at`` (None without a forecast)."""
+    if forecast.status is not ForecastStatus.FORECAST:
+        return None
+    # lead time from the latest *survey* (velocities are dated mid-interval)
+    assert forecast.failure_time is not None
+    to_failure = _days(observed_at, forecast.failure_time)
+    r2 = forecast.r_squared or 0.0
+    if r2 < thresholds.forecast_min_r_squared:
+        level, threshold = Level.YELLOW, None  # the R^2 floor is not in days
+        why = (f"fit R^2 {r2:.2f} < {thresholds.forecast_min_r_squared:g}: low confidence, "
+               "yellow only")
+    elif to_failure <= thresholds.forecast_red_days:
+        level, threshold = Level.RED, thresholds.forecast_red_days
+        why = f"within {threshold:g} days"
+    elif to_failure <= thresholds.forecast_orange_days:
+        level, threshold = Level.ORANGE, thresholds.forecast_orange_days
+        why = f"within {threshold:g} days"
+    else:
+        level, threshold = Level.YELLOW, thresholds.forecast_orange_days
+        why = f"more than {threshold:g} days ahead"
+    return AlertCandidate(
+        site=site, track=track, level=level, rule="slope.inverse_velocity",
+        measured_value=to_failure, unit="days", threshold=threshold,
+        message=(f"crack {track!r}: {forecast.message}; {to_failure:.1f} days after the "
+                 f"latest survey, {why}"),
+        forecast=forecast, resolution_warnings=warns, observed_at=observed_at,
+    )
 
 
 def evaluate_structure_track(site: Hashable | None, track: Hashable,

@@ -71,50 +71,13 @@ def evaluate_site(profile: Profile | str,
     count = int(new_crack_count)
     if count != new_crack_count or count < 0:
         raise ValueError(f"new_crack_count must be an integer >= 0, got {new_crack_count!r}")
-    expected = SlopeThresholds if prof is Profile.SLOPE else StructureThresholds
-    if thresholds is None:
-        th = expected()
-    elif isinstance(thresholds, Mapping):
-        th = expected.from_dict(thresholds)
-    elif isinstance(thresholds, expected):
-        th = thresholds
+    th = _thresholds_of(prof, thresholds)
+    if isinstance(th, SlopeThresholds):
+        out, site_warnings = _slope_site(site, th, tracks_series, pixel_size_m, count,
+                                         include_green)
     else:
-        raise TypeError(
-            f"a {prof} site needs {expected.__name__}, got {type(thresholds).__name__}: "
-            "check the site's profile"
-        )
-
-    out: list[AlertCandidate] = []
-    site_warnings: list[str] = []
-    for track, series in tracks_series.items():
-        if prof is Profile.SLOPE:
-            assert isinstance(th, SlopeThresholds)
-            cands = evaluate_slope_track(site, track, series, th, pixel_size_m,
-                                         include_green=include_green)
-        else:
-            assert isinstance(th, StructureThresholds)
-            cands = evaluate_structure_track(site, track, series, th, pixel_size_m,
-                                             include_green=include_green)
-        out.extend(cands)
-    # site-level resolution summary, from the site's pixel size and its shortest latest interval
-    if prof is Profile.SLOPE:
-        assert isinstance(th, SlopeThresholds)
-        intervals = []
-        for track, series in tracks_series.items():
-            obs = _sorted_observations(track, series)
-            if len(obs) >= 2:
-                intervals.append(_days(obs[-2].surveyed_at, obs[-1].surveyed_at))
-        if intervals:
-            site_warnings = slope_resolution_warnings(th, pixel_size_m, min(intervals))
-        if th.new_cracks_max is not None:
-            out.append(_new_cracks(site, count, th.new_cracks_max, prof))
-    else:
-        assert isinstance(th, StructureThresholds)
-        site_warnings = structure_resolution_warnings(th, pixel_size_m)
-        out.append(_new_cracks(site, count, th.new_cracks_max, prof))
-    if prof is Profile.SLOPE:
-        assert isinstance(th, SlopeThresholds)
-        out = confirm_slope_candidates(out, tracks_series, th)
+        out, site_warnings = _structure_site(site, th, tracks_series, pixel_size_m, count,
+                                             include_green)
     out = [c for c in out if include_green or c.is_alert or c.resolution_warnings]
     if site_warnings:
         out.append(AlertCandidate(
@@ -125,3 +88,60 @@ def evaluate_site(profile: Profile | str,
             resolution_warnings=tuple(site_warnings),
         ))
     return sorted(out, key=lambda c: -c.level)
+
+
+def _thresholds_of(prof: Profile,
+                   thresholds: SlopeThresholds | StructureThresholds | Mapping[str, Any] | None
+                   ) -> SlopeThresholds | StructureThresholds:
+    """The profile's thresholds from what :func:`evaluate_site` was given (None: defaults).
+
+    Raises:
+        ValueError: invalid threshold values.
+        TypeError: thresholds of the other profile.
+    """
+    expected = SlopeThresholds if prof is Profile.SLOPE else StructureThresholds
+    if thresholds is None:
+        return expected()
+    if isinstance(thresholds, Mapping):
+        return expected.from_dict(thresholds)
+    if isinstance(thresholds, expected):
+        return thresholds
+    raise TypeError(
+        f"a {prof} site needs {expected.__name__}, got {type(thresholds).__name__}: "
+        "check the site's profile"
+    )
+
+
+def _slope_site(site: Hashable | None, th: SlopeThresholds,
+                tracks_series: Mapping[Hashable, Sequence[Observation | Mapping[str, Any]]],
+                pixel_size_m: float | None, count: int, include_green: bool
+                ) -> tuple[list[AlertCandidate], list[str]]:
+    """The slope rules of every track and the site, confirmed (false-alarm control), and the
+    site's resolution warnings (its pixel size against its shortest latest interval)."""
+    out: list[AlertCandidate] = []
+    intervals = []
+    for track, series in tracks_series.items():
+        out.extend(evaluate_slope_track(site, track, series, th, pixel_size_m,
+                                        include_green=include_green))
+    for track, series in tracks_series.items():
+        obs = _sorted_observations(track, series)
+        if len(obs) >= 2:
+            intervals.append(_days(obs[-2].surveyed_at, obs[-1].surveyed_at))
+    site_warnings = slope_resolution_warnings(th, pixel_size_m, min(intervals)) \
+        if intervals else []
+    if th.new_cracks_max is not None:
+        out.append(_new_cracks(site, count, th.new_cracks_max, Profile.SLOPE))
+    return confirm_slope_candidates(out, tracks_series, th), site_warnings
+
+
+def _structure_site(site: Hashable | None, th: StructureThresholds,
+                    tracks_series: Mapping[Hashable, Sequence[Observation | Mapping[str, Any]]],
+                    pixel_size_m: float | None, count: int, include_green: bool
+                    ) -> tuple[list[AlertCandidate], list[str]]:
+    """The structure rules of every track and the site, and the site's resolution warnings."""
+    out: list[AlertCandidate] = []
+    for track, series in tracks_series.items():
+        out.extend(evaluate_structure_track(site, track, series, th, pixel_size_m,
+                                            include_green=include_green))
+    out.append(_new_cracks(site, count, th.new_cracks_max, Profile.STRUCTURE))
+    return out, structure_resolution_warnings(th, pixel_size_m)
