@@ -40,8 +40,7 @@ SETTINGS_MODULES = {"geodata.settings", "jobs.settings"}
 #: boundary: they should call functions of ``geodata.store`` taking a Session instead). Any
 #: other module doing so fails :func:`test_jobs_and_the_dashboard_use_no_orm_class`, and so
 #: does a listed one once it is clean.
-ORM_USERS_LEFT: set[str] = {"jobs.pipeline", "jobs.demo", "jobs.bench_ray", "jobs.outbox",
-                            "jobs.escalation", "jobs.overdue", "jobs.notify", "dashboard.maps"}
+ORM_USERS_LEFT: set[str] = {"jobs.pipeline", "jobs.demo", "jobs.bench_ray"}
 
 #: Import circles allowed to remain (none: issue 17 broke them with the tracking split, the
 #: jobs/cli/ package and notifier construction in jobs.notify). Each would be a list of
