@@ -16,23 +16,17 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from geodata import audit
 from geodata.store.lookup import tracked_surveys
-from geodata.store.models import (
-    Alert,
-    Crack,
-    CrackTrack,
-    Site,
-    Survey,
-    SurveySummary,
-    TrackObservation,
-    utcnow,
-)
+from geodata.store.models import Alert, Crack, CrackTrack, SurveySummary, TrackObservation, utcnow
+
+if TYPE_CHECKING:
+    from geodata.store.models import Site, Survey
 
 __all__ = ["ALIVE_EVENTS", "AlertValues", "alert_key", "confirm_watch", "escalate_alert",
            "evaluations", "expire_watch_alerts", "image_series", "observations",
