@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from geodata.photos import PHOTO_SUFFIXES
-from geodata.store.api import ingest_survey
+from geodata.store.api import get_site, ingest_survey
 
 if TYPE_CHECKING:
     from geodata.store.models import Survey
@@ -105,8 +105,6 @@ def ingest(
         raise ValueError(f"{path} is an empty (0-byte) file; copy it again completely.")
     from zoneinfo import ZoneInfo
 
-    from geodata.store.api import get_site
-
     meta = dict(metadata or {})
     if acquired_at is None:
         acquired_at, source = _acquired_at_of(path)
@@ -191,8 +189,6 @@ def scan_inbox(bind: Engine, site: int | str, *, settle_s: float = INBOX_SETTLE_
     Files that fail to ingest are logged and skipped; they do not stop the scan. Refused
     entries are logged and, when ``refused`` is given, appended to it.
     """
-    from geodata.store.api import get_site
-
     row = get_site(bind, site)
     if not row.inbox:
         return []

@@ -118,7 +118,7 @@ class PipelineOptions:
             but no alert rule is evaluated on them (see :data:`MAX_ALERT_PIXEL_SIZE_M`).
         tta: test-time augmentation (mean over 4 flips; 4x the model compute).
         inbox_settle_s: seconds an inbox file must be left alone before it is taken
-            (:data:`INBOX_SETTLE_S`).
+            (:data:`jobs.inbox.INBOX_SETTLE_S`).
         max_survey_failures: failures after which a survey is parked
             (:data:`MAX_SURVEY_FAILURES`).
         survey_retry_base_s: backoff after a survey's first failure, seconds, doubled per
