@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from geodata import audit
 from geodata.errors import RecordNotFoundError, StoreError
+from geodata.store.alert_rows import ALIVE_EVENTS
 from geodata.store.engine import session_scope
 from geodata.store.models import ALERT_LEVELS, Alert, Crack, SurveySummary, TrackObservation, utcnow
 
@@ -45,9 +46,6 @@ __all__ = ["acknowledge_alert", "alert_anchor", "open_alert_anchors", "reattach_
            "resolve_alert"]
 
 log = logging.getLogger(__name__)
-
-#: Events of a track observation in which the track has a crack of its own.
-_ALIVE = ("new", "continued", "split")
 
 _MAX_BY = 200  # length of Alert.acknowledged_by
 
@@ -157,7 +155,7 @@ def alert_anchor(s: Session, track_id: int, survey_id: int | None) -> dict[str, 
     q = (select(TrackObservation.survey_id, Crack.id, Crack.polygon)
          .join(Crack, Crack.id == TrackObservation.crack_id)
          .where(TrackObservation.track_id == int(track_id),
-                TrackObservation.event.in_(_ALIVE)))
+                TrackObservation.event.in_(ALIVE_EVENTS)))
     row = None
     if survey_id is not None:
         row = s.execute(q.where(TrackObservation.survey_id == int(survey_id))).first()
@@ -273,11 +271,21 @@ def reattach_alerts(s: Session, site_id: int, anchors: dict[int, dict[str, Any] 
         a.details = details
         a.track_id = track_id
     s.flush()
+    counts["merged"] = _merge_duplicates(s, site_id, list(alerts.values()), reason=reason,
+                                         now=now)
+    s.flush()
+    return counts
 
+
+def _merge_duplicates(s: Session, site_id: int, alerts: list[Alert], *, reason: str,
+                      now: datetime) -> int:
+    """Of the open ``alerts`` of one rule on one track, keep the highest level (then the
+    older) and resolve the others naming it; returns how many were resolved."""
     groups: dict[tuple[str, int], list[Alert]] = {}
-    for a in alerts.values():
+    for a in alerts:
         if a.resolved_at is None and a.track_id is not None:
             groups.setdefault((a.rule, a.track_id), []).append(a)
+    merged = 0
     for group in groups.values():
         if len(group) < 2:
             continue
@@ -289,10 +297,9 @@ def reattach_alerts(s: Session, site_id: int, anchors: dict[int, dict[str, Any] 
                               f"crack and rule) after {reason} (crackwatch)")
             a.details = {**(a.details or {}), "resolved_reason": "duplicate",
                          "duplicate_of": keep.id}
-            counts["merged"] += 1
+            merged += 1
             audit.record(s, "alert.auto_resolved", actor=audit.SYSTEM, site_id=site_id,
                          alert_id=a.id, at=now,
                          details={"reason": "duplicate", "duplicate_of": keep.id,
                                   "rule": a.rule, "level": a.level, "note": a.resolve_note})
-    s.flush()
-    return counts
+    return merged

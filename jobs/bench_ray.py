@@ -32,6 +32,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -127,19 +128,11 @@ class GpuSampler:
 
 
 def _crack_snapshot(engine) -> dict[str, list[bytes]]:
-    from geoalchemy2.shape import to_shape
-    from sqlalchemy import select
+    """Per survey source name, the normalised WKB of its stored cracks, sorted."""
+    from geodata.store.summaries import crack_polygons_by_source
 
-    from geodata.store import models as m
-    from geodata.store.engine import session_scope
-
-    with session_scope(engine) as s:
-        names = {sv.id: Path(sv.source_path).name for sv in s.scalars(select(m.Survey))}
-        out: dict[str, list[bytes]] = {}
-        for c in s.scalars(select(m.Crack)):
-            g = c.polygon if hasattr(c.polygon, "wkb") else to_shape(c.polygon)
-            out.setdefault(names[c.survey_id], []).append(g.normalize().wkb)
-    return {k: sorted(v) for k, v in out.items()}
+    return {k: sorted(g.normalize().wkb for g in v)
+            for k, v in crack_polygons_by_source(engine).items()}
 
 
 def _cpu_s() -> float:
@@ -154,20 +147,15 @@ def _job_times(engine) -> dict[str, float]:
     """Per survey, from the job runs: seconds in the driver after inference (store + track
     + alerts + notify: the serial part) and the infer step (with Ray: the wait, and the
     worker's own seconds)."""
-    from sqlalchemy import select
-
-    from geodata.store import models as m
-    from geodata.store.engine import session_scope
+    from geodata.store.summaries import job_run_steps
 
     driver, infer, worker = [], [], []
-    with session_scope(engine) as s:
-        for j in s.scalars(select(m.JobRun).where(m.JobRun.job == "process_survey")):
-            step = (j.steps or {}).get("infer", {})
-            total = (j.finished_at - j.started_at).total_seconds()
-            infer.append(float(step.get("seconds", 0.0)))
-            driver.append(total - infer[-1])
-            if "worker_seconds" in step:
-                worker.append(float(step["worker_seconds"]))
+    for total, steps in job_run_steps(engine, "process_survey"):
+        step = steps.get("infer", {})
+        infer.append(float(step.get("seconds", 0.0)))
+        driver.append(total - infer[-1])
+        if "worker_seconds" in step:
+            worker.append(float(step["worker_seconds"]))
     out = {"driver_s_per_survey": round(float(np.mean(driver)), 3),
            "infer_step_s_per_survey": round(float(np.mean(infer)), 3)}
     if worker:
@@ -179,7 +167,8 @@ def _run_surveys(files: list[Path], store: Path, work: Path, options_kw: dict[st
                  executor=None) -> tuple[float, dict, dict]:
     from geodata.store import add_site, connect, upgrade
     from jobs.executor import run_sites
-    from jobs.pipeline import PipelineOptions, ingest
+    from jobs.inbox import ingest
+    from jobs.pipeline import PipelineOptions
 
     store.unlink(missing_ok=True)
     shutil.rmtree(work, ignore_errors=True)
@@ -218,12 +207,10 @@ def bench_ray(*, workdir: Path, workers: int | None = None, surveys: int = 8,
         RayUnavailableError: Ray not installed or not reachable. ExecutorError: more workers
         than the cluster fits.
     """
-    import rasterio
     import torch
 
-    from engine.infer import predict_raster
-    from engine.registry import DEFAULT_MODEL, load_model
-    from jobs.executor import ExecutorConfig, RayExecutor
+    from engine.registry import DEFAULT_MODEL
+    from jobs.executor import ExecutorConfig
 
     workdir = Path(workdir).resolve()
     name = model or DEFAULT_MODEL
@@ -234,108 +221,27 @@ def bench_ray(*, workdir: Path, workers: int | None = None, surveys: int = 8,
         workers = torch.cuda.device_count() if cuda else (os.cpu_count() or 1)
     load0 = os.getloadavg()
     progress(f"writing SIMULATED rasters under {workdir} (kept for the next run)")
-    t0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
-    files = [write_simulated(workdir / "data" / f"SIMULATED_survey{k:02d}_{survey_size}.tif",
-                             survey_size, when=t0 + timedelta(days=k // 2), seed=k,
-                             crack_px=survey_size // 4 + 40 * (k // 2))
-             for k in range(surveys)]
-    big = write_simulated(workdir / "data" / f"SIMULATED_ortho_{size}.tif", size, when=t0,
-                          seed=99)
-    survey_mpx = surveys * survey_size ** 2 / 1e6
-    big_mpx = size * size / 1e6
-    opt_kw = {"model_name": name, "device": device}
+    files, big = _inputs(workdir, surveys, survey_size, size)
+    job = _Job(files, big, size, workdir, name, device,
+               {"model_name": name, "device": device}, progress)
     rows: list[dict[str, Any]] = [{"job": f"{surveys} surveys ({survey_size}^2 px, pipeline)",
-                                   "megapixels": survey_mpx},
+                                   "megapixels": surveys * survey_size ** 2 / 1e6},
                                   {"job": f"orthomosaic {size}^2 px (probability COG)",
-                                   "megapixels": big_mpx}]
+                                   "megapixels": size * size / 1e6}]
     gpu: dict[str, Any] = {}
-
-    if not skip_local:
-        progress(f"local: {surveys} surveys through the pipeline")
-        rows[0]["load_before_local"] = round(os.getloadavg()[0], 2)
-        c0 = _cpu_s()
-        with GpuSampler() as g:
-            rows[0]["local_s"], local_cracks, rows[0]["local_jobs"] = _run_surveys(
-                files, workdir / "local.db", workdir / "work-local", opt_kw)
-        rows[0]["local_cpu_s"] = round(_cpu_s() - c0, 1)
-        gpu["local surveys"] = g.summary()
-        progress(f"local: orthomosaic {size} x {size}")
-        net = load_model(name, device=device)  # loaded: the Ray workers have theirs by now
-        rows[1]["load_before_local"] = round(os.getloadavg()[0], 2)
-        c0 = _cpu_s()
-        with GpuSampler() as g:
-            tl = time.perf_counter()
-            predict_raster(big, net, out_path=workdir / "local_ortho.tif", device=device,
-                           progress=False)
-            rows[1]["local_s"] = time.perf_counter() - tl
-        rows[1]["local_cpu_s"] = round(_cpu_s() - c0, 1)
-        gpu["local orthomosaic"] = g.summary()
-        del net
-
-    progress("ray: starting the cluster and its workers")
-    tc = time.perf_counter()
+    local_cracks = None if skip_local else _run_local(job, rows, gpu)
     config = ExecutorConfig(kind="ray", ray_address=ray_address, workers=workers,
                             ray_init={"num_cpus": os.cpu_count(),
                                       "object_store_memory": object_store_mb * 1_000_000})
-    with RayExecutor(config) as ex:
-        cluster_s = time.perf_counter() - tc
-        tw = time.perf_counter()
-        pool = ex.pool(device)
-        workers_s = time.perf_counter() - tw
-        progress(f"ray: {pool.size} workers: {pool.where}")
-        progress(f"ray: {surveys} surveys through the pipeline")
-        rows[0]["load_before_ray"] = round(os.getloadavg()[0], 2)
-        c0, w0 = _cpu_s(), pool.cpu_seconds()
-        with GpuSampler() as g:
-            rows[0]["ray_s"], ray_cracks, rows[0]["ray_jobs"] = _run_surveys(
-                files, workdir / "ray.db", workdir / "work-ray", opt_kw, executor=ex)
-        rows[0]["ray_cpu_s"] = {"driver": round(_cpu_s() - c0, 1),
-                                "workers": round(pool.cpu_seconds() - w0, 1)}
-        gpu["ray surveys"] = g.summary()
-        progress(f"ray: orthomosaic {size} x {size} in {pool.size} row bands")
-        rows[1]["load_before_ray"] = round(os.getloadavg()[0], 2)
-        c0, w0 = _cpu_s(), pool.cpu_seconds()
-        with GpuSampler() as g:
-            tr = time.perf_counter()
-            res = ex.predict_raster(big, ex.model_spec(name=name),
-                                    out_path=workdir / "ray_ortho.tif", device=device,
-                                    progress=False)
-            rows[1]["ray_s"] = time.perf_counter() - tr
-        rows[1]["ray_cpu_s"] = {"driver": round(_cpu_s() - c0, 1),
-                                "workers": round(pool.cpu_seconds() - w0, 1)}
-        gpu["ray orthomosaic"] = g.summary()
-        rows[1]["bands"] = res.warnings[-1]
-        resources = __import__("ray").cluster_resources()
-
-    for r in rows:
-        r["ray_mp_s"] = round(r["megapixels"] / r["ray_s"], 3)
-        r["ray_s"] = round(r["ray_s"], 2)
-        if "local_s" in r:
-            r["local_mp_s"] = round(r["megapixels"] / r["local_s"], 3)
-            r["speedup"] = round(r["local_s"] / r["ray_s"], 3)
-            r["local_s"] = round(r["local_s"], 2)
+    ray_cracks, started = _run_ray(job, config, rows, gpu)
+    _rates(rows)
     if not skip_local:
         rows[0]["same"] = ray_cracks == local_cracks
         rows[0]["cracks"] = sum(len(v) for v in local_cracks.values())
-        differ, worst, masks = 0, 0, True
-        with rasterio.open(workdir / "local_ortho.tif") as a, \
-                rasterio.open(workdir / "ray_ortho.tif") as b:
-            for _, win in a.block_windows(1):
-                d = np.abs(a.read(1, window=win).astype(np.int16) -
-                           b.read(1, window=win).astype(np.int16))
-                differ += int((d > 0).sum())
-                worst = max(worst, int(d.max()))
-                masks &= np.array_equal(a.read_masks(1, window=win),
-                                        b.read_masks(1, window=win))
-        rows[1]["same"] = differ == 0 and masks
-        rows[1]["pixels_differing"] = differ
-        rows[1]["max_abs_diff_uint8"] = worst
+        rows[1].update(_compare_maps(workdir / "local_ortho.tif", workdir / "ray_ortho.tif"))
     gpu_name = torch.cuda.get_device_name(0) if cuda and torch.cuda.is_available() else None
     return {
-        "rows": rows, "workers": workers, "device": device, "model": name,
-        "cluster_start_s": round(cluster_s, 2), "workers_ready_s": round(workers_s, 2),
-        "cluster_resources": {k: v for k, v in resources.items()
-                              if k in ("CPU", "GPU", "memory", "object_store_memory")},
+        "rows": rows, "workers": workers, "device": device, "model": name, **started,
         "gpu_utilisation": {k: v for k, v in gpu.items() if v} or None,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
                    + (f", {gpu_name}" if gpu_name else ", no GPU used"),
@@ -343,3 +249,136 @@ def bench_ray(*, workdir: Path, workers: int | None = None, surveys: int = 8,
         "command": (f"crackwatch bench ray --workers {workers} --surveys {surveys} "
                     f"--survey-size {survey_size} --size {size} --device {device}"),
     }
+
+
+def _inputs(workdir: Path, surveys: int, survey_size: int, size: int
+            ) -> tuple[list[Path], Path]:
+    """The SIMULATED survey rasters (two a night, the crack growing) and the big
+    orthomosaic, written once under ``workdir/data`` and kept."""
+    t0 = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+    files = [write_simulated(workdir / "data" / f"SIMULATED_survey{k:02d}_{survey_size}.tif",
+                             survey_size, when=t0 + timedelta(days=k // 2), seed=k,
+                             crack_px=survey_size // 4 + 40 * (k // 2))
+             for k in range(surveys)]
+    big = write_simulated(workdir / "data" / f"SIMULATED_ortho_{size}.tif", size, when=t0,
+                          seed=99)
+    return files, big
+
+
+@dataclass
+class _Job:
+    """What both runs (local, Ray) work on."""
+
+    files: list[Path]
+    big: Path
+    size: int  #: of ``big``, px a side
+    workdir: Path
+    name: str
+    device: str
+    options_kw: dict[str, Any]
+    progress: Callable[[str], None]
+
+
+def _run_local(job: _Job, rows: list[dict[str, Any]], gpu: dict[str, Any]
+               ) -> dict[str, list[bytes]]:
+    """The local runs: the surveys through the pipeline (``rows[0]``), then the big
+    orthomosaic with a loaded model (``rows[1]``); returns the surveys' cracks."""
+    from engine.infer import predict_raster
+    from engine.registry import load_model
+
+    surveys, size = len(job.files), job.size
+    job.progress(f"local: {surveys} surveys through the pipeline")
+    rows[0]["load_before_local"] = round(os.getloadavg()[0], 2)
+    c0 = _cpu_s()
+    with GpuSampler() as g:
+        rows[0]["local_s"], local_cracks, rows[0]["local_jobs"] = _run_surveys(
+            job.files, job.workdir / "local.db", job.workdir / "work-local", job.options_kw)
+    rows[0]["local_cpu_s"] = round(_cpu_s() - c0, 1)
+    gpu["local surveys"] = g.summary()
+    job.progress(f"local: orthomosaic {size} x {size}")
+    net = load_model(job.name, device=job.device)  # loaded: the Ray workers have theirs by now
+    rows[1]["load_before_local"] = round(os.getloadavg()[0], 2)
+    c0 = _cpu_s()
+    with GpuSampler() as g:
+        tl = time.perf_counter()
+        predict_raster(job.big, net, out_path=job.workdir / "local_ortho.tif",
+                       device=job.device, progress=False)
+        rows[1]["local_s"] = time.perf_counter() - tl
+    rows[1]["local_cpu_s"] = round(_cpu_s() - c0, 1)
+    gpu["local orthomosaic"] = g.summary()
+    return local_cracks
+
+
+def _run_ray(job: _Job, config: Any, rows: list[dict[str, Any]], gpu: dict[str, Any]
+             ) -> tuple[dict[str, list[bytes]], dict[str, Any]]:
+    """The Ray runs, on a cluster started here (or joined): the surveys (``rows[0]``), then
+    the big orthomosaic in one row band per worker (``rows[1]``). Returns the surveys'
+    cracks and the start-up figures (cluster, workers, resources)."""
+    from jobs.executor import RayExecutor
+
+    surveys, size = len(job.files), job.size
+    job.progress("ray: starting the cluster and its workers")
+    tc = time.perf_counter()
+    with RayExecutor(config) as ex:
+        cluster_s = time.perf_counter() - tc
+        tw = time.perf_counter()
+        pool = ex.pool(job.device)
+        workers_s = time.perf_counter() - tw
+        job.progress(f"ray: {pool.size} workers: {pool.where}")
+        job.progress(f"ray: {surveys} surveys through the pipeline")
+        rows[0]["load_before_ray"] = round(os.getloadavg()[0], 2)
+        c0, w0 = _cpu_s(), pool.cpu_seconds()
+        with GpuSampler() as g:
+            rows[0]["ray_s"], ray_cracks, rows[0]["ray_jobs"] = _run_surveys(
+                job.files, job.workdir / "ray.db", job.workdir / "work-ray", job.options_kw,
+                executor=ex)
+        rows[0]["ray_cpu_s"] = {"driver": round(_cpu_s() - c0, 1),
+                                "workers": round(pool.cpu_seconds() - w0, 1)}
+        gpu["ray surveys"] = g.summary()
+        job.progress(f"ray: orthomosaic {size} x {size} in {pool.size} row bands")
+        rows[1]["load_before_ray"] = round(os.getloadavg()[0], 2)
+        c0, w0 = _cpu_s(), pool.cpu_seconds()
+        with GpuSampler() as g:
+            tr = time.perf_counter()
+            res = ex.predict_raster(job.big, ex.model_spec(name=job.name),
+                                    out_path=job.workdir / "ray_ortho.tif",
+                                    device=job.device, progress=False)
+            rows[1]["ray_s"] = time.perf_counter() - tr
+        rows[1]["ray_cpu_s"] = {"driver": round(_cpu_s() - c0, 1),
+                                "workers": round(pool.cpu_seconds() - w0, 1)}
+        gpu["ray orthomosaic"] = g.summary()
+        rows[1]["bands"] = res.warnings[-1]
+        resources = __import__("ray").cluster_resources()
+    return ray_cracks, {
+        "cluster_start_s": round(cluster_s, 2), "workers_ready_s": round(workers_s, 2),
+        "cluster_resources": {k: v for k, v in resources.items()
+                              if k in ("CPU", "GPU", "memory", "object_store_memory")}}
+
+
+def _rates(rows: list[dict[str, Any]]) -> None:
+    """Megapixels per second of each run and the speed-up; the seconds rounded."""
+    for r in rows:
+        r["ray_mp_s"] = round(r["megapixels"] / r["ray_s"], 3)
+        r["ray_s"] = round(r["ray_s"], 2)
+        if "local_s" in r:
+            r["local_mp_s"] = round(r["megapixels"] / r["local_s"], 3)
+            r["speedup"] = round(r["local_s"] / r["ray_s"], 3)
+            r["local_s"] = round(r["local_s"], 2)
+
+
+def _compare_maps(local: Path, ray: Path) -> dict[str, Any]:
+    """The two probability maps compared block by block: ``same`` (every pixel and mask),
+    ``pixels_differing`` and ``max_abs_diff_uint8``."""
+    import rasterio
+
+    differ, worst, masks = 0, 0, True
+    with rasterio.open(local) as a, rasterio.open(ray) as b:
+        for _, win in a.block_windows(1):
+            d = np.abs(a.read(1, window=win).astype(np.int16) -
+                       b.read(1, window=win).astype(np.int16))
+            differ += int((d > 0).sum())
+            worst = max(worst, int(d.max()))
+            masks &= np.array_equal(a.read_masks(1, window=win),
+                                    b.read_masks(1, window=win))
+    return {"same": differ == 0 and masks, "pixels_differing": differ,
+            "max_abs_diff_uint8": worst}

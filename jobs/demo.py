@@ -298,13 +298,9 @@ def photo_inspection_figures(engine: Any, site: str, out_dir: Path, *, model: An
       they hold no width, so ``label_px`` is shown for information only.)
     """
     from PIL import Image
-    from sqlalchemy import select
 
-    from engine.infer import predict_image
-    from geodata.registration import homography_error_px, local_scale, warp_points
-    from geodata.store import models as m
-    from geodata.store.engine import session_scope
-    from geodata.vectorise import vectorise_cracks
+    from geodata.registration import homography_error_px
+    from geodata.store.summaries import photo_inspections
 
     if model is None:
         from engine.registry import load_model
@@ -314,66 +310,99 @@ def photo_inspection_figures(engine: Any, site: str, out_dir: Path, *, model: An
     uav = DEMO_DATA / "uav75" / "growth_source"
     image = np.asarray(Image.open(uav / f"{GROWTH_SOURCE_STEM}.jpg").convert("RGB"))
     mask = np.asarray(Image.open(uav / truth["mask"]).convert("L")) > 127
-    order = _crack_order(mask)
+    crack = _Crack(image, mask, _crack_order(mask))
     name = "SIMULATED_crack_wall.jpg"
     t0 = np.array(truth["inspections"][0]["photos"][name]["source_to_photo"]).reshape(3, 3)
-
-    def pieces(binary_or_prob: np.ndarray) -> Any:
-        return vectorise_cracks(binary_or_prob.astype(np.float32), None, None, threshold=0.5,
-                                min_area_px=1, pixel_size_m=1.0)
-
-    def to_view(geom: Any, h: np.ndarray) -> Any:
-        return shapely.transform(geom, lambda c: warp_points(h, c))
-
+    stored = photo_inspections(engine, site, name)
     figures: dict[str, Any] = {"registration_rms_px": {}, "width": []}
-    with session_scope(engine) as s:
-        site_row = s.scalar(select(m.Site).where(m.Site.name == site))
-        surveys = {Path(sv.source_path).name: sv for sv in s.scalars(
-            select(m.Survey).where(m.Survey.site_id == site_row.id))}
-        links = {t.id: (t.parent_track_id, t.merged_into_track_id) for t in s.scalars(
-            select(m.CrackTrack).where(m.CrackTrack.site_id == site_row.id))}
-        near_tracks: set[int] = set()
-        for insp in truth["inspections"]:
-            sv = surveys[insp["folder"]]
-            reg = s.scalar(select(m.PhotoRegistration).where(
-                m.PhotoRegistration.survey_id == sv.id,
-                m.PhotoRegistration.image_name == name))
-            tk = np.array(insp["photos"][name]["source_to_photo"]).reshape(3, 3)
-            h = np.asarray(reg.homography, dtype=float).reshape(3, 3)
-            figures["registration_rms_px"][insp["folder"]] = round(homography_error_px(
-                h, t0 @ np.linalg.inv(tk), INSPECTION_SIZE_PX, INSPECTION_SIZE_PX), 4)
-            view_mm = s.get(m.PhotoView, reg.view_id).scale_m_per_px * 1000.0
-            visible = mask & (order <= insp["fraction"])
-            label_src = shapely.union_all(pieces(visible).geometry.values)
-            label = to_view(label_src, t0)
-            # reference: the model on the un-warped image, near the label, scaled by the warp
-            ref = pieces(predict_image(_grown(image, mask, order, insp["fraction"]), model))
-            ref_w = [w / 1000.0 * local_scale(t0, (g.centroid.x, g.centroid.y))
-                     for g, w in zip(ref.geometry, ref["max_width_mm"], strict=True)
-                     if shapely.distance(g, label_src) <= near_px]
-            lab = pieces(visible)
-            label_w = float(lab["max_width_mm"].max()) / 1000.0 if len(lab) else None
-            widths = []
-            for poly, w_mm, track in s.execute(
-                    select(m.Crack.polygon, m.Crack.max_width_mm, m.Crack.track_id)
-                    .where(m.Crack.survey_id == sv.id, m.Crack.image_name == name)).all():
-                if shapely.distance(to_view(poly, h), label) <= near_px:
-                    widths.append(w_mm / view_mm)
-                    if track is not None:
-                        near_tracks.add(int(track))
-            figures["width"].append({
-                "inspection": insp["folder"],
-                "measured_px": round(max(widths), 3) if widths else None,
-                "reference_px": round(max(ref_w), 3) if ref_w else None,
-                "label_px": label_w})
-    w0 = figures["width"][0]
-    for row in figures["width"]:
+    near_tracks: set[int] = set()
+    for insp in truth["inspections"]:
+        photo = stored.photos[insp["folder"]]
+        tk = np.array(insp["photos"][name]["source_to_photo"]).reshape(3, 3)
+        figures["registration_rms_px"][insp["folder"]] = round(homography_error_px(
+            photo.homography, t0 @ np.linalg.inv(tk), INSPECTION_SIZE_PX,
+            INSPECTION_SIZE_PX), 4)
+        figures["width"].append(_inspection_width(insp, photo, crack, t0, model, near_px,
+                                                  near_tracks))
+    _growth_errors(figures["width"])
+    figures["near_tracks"] = sorted(near_tracks)
+    figures["lineages"] = _lineages(stored.track_links, near_tracks)
+    figures["max_registration_rms_px"] = max(figures["registration_rms_px"].values())
+    errs = [abs(r["growth_error_px"]) for r in figures["width"]
+            if r["growth_error_px"] is not None]
+    figures["max_width_growth_error_px"] = max(errs) if errs else None
+    return figures
+
+
+@dataclass
+class _Crack:
+    """The SIMULATED crack's source image (RGB), label mask and :func:`_crack_order`."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    order: np.ndarray
+
+
+def _pieces(binary_or_prob: np.ndarray) -> Any:
+    """Crack pieces of a mask or probability map, in pixel units."""
+    from geodata.vectorise import vectorise_cracks
+
+    return vectorise_cracks(binary_or_prob.astype(np.float32), None, None, threshold=0.5,
+                            min_area_px=1, pixel_size_m=1.0)
+
+
+def _to_view(geom: Any, h: np.ndarray) -> Any:
+    from geodata.registration import warp_points
+
+    return shapely.transform(geom, lambda c: warp_points(h, c))
+
+
+def _inspection_width(insp: dict[str, Any], photo: Any, crack: _Crack, t0: np.ndarray,
+                      model: Any, near_px: float, near_tracks: set[int]) -> dict[str, Any]:
+    """One inspection's row of ``width`` (see :func:`photo_inspection_figures`); adds the
+    tracks of the stored cracks near the label to ``near_tracks``."""
+    from engine.infer import predict_image
+    from geodata.registration import local_scale
+
+    visible = crack.mask & (crack.order <= insp["fraction"])
+    label_src = shapely.union_all(_pieces(visible).geometry.values)
+    label = _to_view(label_src, t0)
+    # reference: the model on the un-warped image, near the label, scaled by the warp
+    ref = _pieces(predict_image(_grown(crack.image, crack.mask, crack.order,
+                                       insp["fraction"]), model))
+    ref_w = [w / 1000.0 * local_scale(t0, (g.centroid.x, g.centroid.y))
+             for g, w in zip(ref.geometry, ref["max_width_mm"], strict=True)
+             if shapely.distance(g, label_src) <= near_px]
+    lab = _pieces(visible)
+    label_w = float(lab["max_width_mm"].max()) / 1000.0 if len(lab) else None
+    widths = []
+    for poly, w_mm, track in photo.cracks:
+        if shapely.distance(_to_view(poly, photo.homography), label) <= near_px:
+            widths.append(w_mm / photo.view_mm_per_px)
+            if track is not None:
+                near_tracks.add(int(track))
+    return {"inspection": insp["folder"],
+            "measured_px": round(max(widths), 3) if widths else None,
+            "reference_px": round(max(ref_w), 3) if ref_w else None,
+            "label_px": label_w}
+
+
+def _growth_errors(rows: list[dict[str, Any]]) -> None:
+    """Set each row's ``growth_error_px``: measured width growth since the first row minus
+    the reference's (None where a width is missing)."""
+    w0 = rows[0]
+    for row in rows:
         if None in (row["measured_px"], w0["measured_px"], row["reference_px"],
                     w0["reference_px"]):
             row["growth_error_px"] = None
             continue
         row["growth_error_px"] = round((row["measured_px"] - w0["measured_px"])
                                        - (row["reference_px"] - w0["reference_px"]), 3)
+
+
+def _lineages(links: dict[int, tuple[int | None, int | None]], tracks: set[int]) -> int:
+    """The number of distinct lineages of ``tracks``: tracks joined by ``links`` (track ->
+    split parent, merged into), union-find."""
     parent = {t: t for t in links}
 
     def find(t: int) -> int:
@@ -386,13 +415,7 @@ def photo_inspection_figures(engine: Any, site: str, out_dir: Path, *, model: An
         for other in (par, into):
             if other is not None and other in parent:
                 parent[find(t)] = find(other)
-    figures["near_tracks"] = sorted(near_tracks)
-    figures["lineages"] = len({find(t) for t in near_tracks})
-    figures["max_registration_rms_px"] = max(figures["registration_rms_px"].values())
-    errs = [abs(r["growth_error_px"]) for r in figures["width"]
-            if r["growth_error_px"] is not None]
-    figures["max_width_growth_error_px"] = max(errs) if errs else None
-    return figures
+    return len({find(t) for t in tracks})
 
 
 # ------------------------------------------------------------------------------ sites
@@ -500,7 +523,9 @@ def run_demo(database_url: str, data_dir: Path, *, options: Any = None,
     so a second run changes nothing. Returns what was processed and per-site totals.
     """
     from geodata.store import add_site, connect, upgrade
-    from jobs.pipeline import PipelineOptions, ingest, run_site
+    from geodata.store.summaries import site_totals
+    from jobs.inbox import ingest
+    from jobs.pipeline import PipelineOptions, run_site
 
     data_dir = Path(data_dir)
     upgrade(database_url)
@@ -519,48 +544,6 @@ def run_demo(database_url: str, data_dir: Path, *, options: Any = None,
     summary = site_totals(engine, [s.name for s in sites])
     engine.dispose()
     return DemoResult(database_url, summary, processed)
-
-
-def site_totals(engine: Any, names: list[str]) -> list[dict[str, Any]]:
-    """Per site: surveys, cracks (current runs), tracks, open alerts with their levels."""
-    from sqlalchemy import func, select
-
-    from geodata.store import models as m
-    from geodata.store.engine import session_scope
-
-    out = []
-    with session_scope(engine) as s:
-        for name in names:
-            site = s.scalar(select(m.Site).where(m.Site.name == name))
-            if site is None:
-                continue
-            n_surveys = s.scalar(select(func.count()).select_from(m.Survey)
-                                 .where(m.Survey.site_id == site.id))
-            n_cracks = s.scalar(select(func.count()).select_from(m.Crack)
-                                .where(m.Crack.site_id == site.id))
-            n_tracks = s.scalar(select(func.count()).select_from(m.CrackTrack)
-                                .where(m.CrackTrack.site_id == site.id))
-            alerts = s.scalars(select(m.Alert).where(m.Alert.site_id == site.id)
-                               .order_by(m.Alert.raised_at)).all()
-            out.append({"site": name, "profile": site.profile, "surveys": n_surveys,
-                        "cracks": n_cracks, "tracks": n_tracks,
-                        "alerts": [{"level": a.level, "rule": a.rule, "message": a.message,
-                                    "escalations": len((a.details or {}).get("escalations",
-                                                                             [])),
-                                    "state": _state(a)}
-                                   for a in alerts]})
-    return out
-
-
-def _state(alert: Any) -> str:
-    """``open``, ``watch`` (unconfirmed, nobody notified), ``acknowledged`` or ``resolved``
-    (with the reason when it was resolved automatically, e.g. ``resolved: not_confirmed``)."""
-    if alert.resolved_at is not None:
-        reason = (alert.details or {}).get("resolved_reason")
-        return f"resolved: {reason}" if reason else "resolved"
-    if alert.watch:
-        return "watch"
-    return "acknowledged" if alert.acknowledged_at is not None else "open"
 
 
 def to_json(result: DemoResult) -> str:

@@ -36,6 +36,7 @@ from geodata.store.migrate import current_revision, head_revision, upgrade
 from geodata.store.models import (
     ALERT_LEVELS,
     LEVEL_COLOURS,
+    REGISTRATION_STATUSES,
     Alert,
     Base,
     Crack,
@@ -51,6 +52,7 @@ from geodata.store.models import (
 __all__ = [
     "ALERT_LEVELS",
     "LEVEL_COLOURS",
+    "REGISTRATION_STATUSES",
     "SEVERITY_CLASSES",
     "Alert",
     "Base",

@@ -11,13 +11,13 @@ import traceback
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from geodata.store.engine import session_scope
 from geodata.store.models import JobRun, utcnow
 
-__all__ = ["finish_job_run", "record_job_failure", "record_job_run", "set_job_step",
-           "start_job_run"]
+__all__ = ["abandon_job_runs", "finish_job_run", "record_job_failure", "record_job_run",
+           "set_job_step", "start_job_run"]
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,34 @@ def finish_job_run(bind: Engine, job_id: int, status: str, error: str | None = N
         row.finished_at = utcnow()
         row.error = error
         if status == "failed":
-            row.steps = {k: (v if v.get("status") != "pending" else {"status": "not run"})
-                         for k, v in (row.steps or {}).items()}
+            row.steps = _not_run(row.steps)
+
+
+def _not_run(steps: dict[str, Any] | None) -> dict[str, Any]:
+    """``steps`` with those still ``pending`` marked ``not run``."""
+    return {k: (v if v.get("status") != "pending" else {"status": "not run"})
+            for k, v in (steps or {}).items()}
+
+
+def abandon_job_runs(bind: Engine, site_id: int, *, by: str = "") -> int:
+    """Mark the site's job runs still ``running`` as ``abandoned``; returns how many.
+
+    Call it only while holding the site's lock: then no live process can be running them
+    (their process was killed, crashed or lost its disk).
+    """
+    with session_scope(bind, write=True) as s:
+        rows = list(s.scalars(select(JobRun).where(JobRun.site_id == site_id,
+                                                   JobRun.status == "running")))
+        for row in rows:
+            row.status = "abandoned"
+            row.finished_at = utcnow()
+            row.error = (f"abandoned: the process running it is gone (it no longer held the "
+                         f"site lock; found by {by or 'the next run'} at "
+                         f"{row.finished_at:%Y-%m-%d %H:%M:%S} UTC)")
+            row.steps = _not_run(row.steps)
+            log.warning("site %s: job run %s (%s) was abandoned by its process", site_id,
+                        row.id, row.job)
+    return len(rows)
 
 
 def record_job_run(bind: Engine, job: str, site_id: int | None, status: str, *,

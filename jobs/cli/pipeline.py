@@ -198,7 +198,7 @@ def survey_add(
 ) -> None:
     """Ingest a survey (idempotent: the same file twice is one survey)."""
     from geodata.errors import RecordNotFoundError, StoreError
-    from jobs.pipeline import ingest
+    from jobs.inbox import ingest
 
     if acquired_at is not None and acquired_at.tzinfo is None:
         _fail(ValueError("--acquired-at needs a UTC offset, e.g. 2026-06-01T02:00:00+02:00"))
@@ -266,7 +266,7 @@ def survey_retry(survey_id: int = typer.Argument(..., help="Survey id (`survey l
     """Un-park (or un-skip) a survey: the next run of its site processes it again."""
     from geodata.errors import RecordNotFoundError
     from geodata.store.api import get_site
-    from jobs.pipeline import retry_survey
+    from geodata.store.surveys import retry_survey
 
     try:
         engine = _engine(url)
@@ -284,7 +284,7 @@ def survey_skip(survey_id: int = typer.Argument(..., help="Survey id (`survey li
                 url: str | None = typer.Option(None, help=URL_HELP)) -> None:
     """Leave a survey out of every later run (undo with `survey retry ID`)."""
     from geodata.errors import RecordNotFoundError
-    from jobs.pipeline import skip_survey
+    from geodata.store.surveys import skip_survey
 
     try:
         sv = skip_survey(_engine(url), survey_id, reason)

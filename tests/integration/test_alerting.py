@@ -15,9 +15,10 @@ from geodata import alert_settings, alerts_store, audit, store
 from geodata.store import models as m
 from geodata.store.engine import session_scope
 from jobs.alert_checks import run_checks
+from jobs.inbox import ingest
 from jobs.notify import AlertMessage, EmailNotifier
 from jobs.overdue import RULE as OVERDUE
-from jobs.pipeline import PipelineOptions, ingest, process_survey
+from jobs.pipeline import PipelineOptions, process_survey
 from tests.conftest import free_port
 
 EPSG = 32633

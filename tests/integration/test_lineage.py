@@ -18,7 +18,8 @@ from synthetic import DarkModel, write_ortho
 from geodata.store import add_site
 from geodata.store import models as m
 from geodata.store.engine import session_scope
-from jobs.pipeline import PipelineOptions, ingest, process_survey
+from jobs.inbox import ingest
+from jobs.pipeline import PipelineOptions, process_survey
 
 EPSG = 32633
 T0 = datetime(2026, 6, 1, tzinfo=UTC)

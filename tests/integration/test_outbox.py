@@ -357,7 +357,8 @@ def test_dead_smtp_and_webhook_then_alive_through_crackwatch_runs(engine, tmp_pa
     runs of the site (no new survey) deliver it to each, exactly once."""
     from synthetic import DarkModel, write_ortho
 
-    from jobs.pipeline import PipelineOptions, ingest, run_site
+    from jobs.inbox import ingest
+    from jobs.pipeline import PipelineOptions, run_site
 
     store.add_site(engine, "wall", profile="structure", crs_epsg=EPSG)
     ingest(engine, "wall", write_ortho(tmp_path / "a.tif",

@@ -14,7 +14,8 @@ from synthetic import write_ortho
 from geodata.store import add_site, connect
 from geodata.store import models as m
 from geodata.store.engine import session_scope
-from jobs.pipeline import PipelineOptions, ingest, process_survey, retry_notifications
+from jobs.inbox import ingest
+from jobs.pipeline import PipelineOptions, process_survey, retry_notifications
 
 EPSG = 32633
 
@@ -189,7 +190,8 @@ def test_scheduler_fires_the_site_job_on_a_controlled_clock(store, tmp_path):
 
 @pytest.mark.realdata
 def test_demo_end_to_end_then_again_changes_nothing(tmp_path):
-    from jobs.demo import run_demo, site_totals
+    from geodata.store.summaries import site_totals
+    from jobs.demo import run_demo
 
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     first = run_demo(url, tmp_path)
@@ -367,13 +369,14 @@ def test_a_failing_survey_backs_off_is_parked_and_comes_back_with_retry(store, t
 
     import jobs.pipeline as pipeline
     from jobs.cli import app
+    from jobs.inbox import scan_inbox
 
     url, engine = store
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     add_site(engine, "wall", profile="structure", crs_epsg=EPSG, inbox=inbox)
     write_ortho(inbox / "night1.tif", when=datetime(2026, 6, 1, 1, 0))
-    [sv] = pipeline.scan_inbox(engine, "wall", settle_s=0)
+    [sv] = scan_inbox(engine, "wall", settle_s=0)
 
     def broken(step):
         if step == "infer":
@@ -420,7 +423,7 @@ def test_inbox_intake_waits_for_a_settled_complete_copy_and_refuses_links_out(st
     import os
     import time
 
-    from jobs.pipeline import InboxRefusal, scan_inbox
+    from jobs.inbox import InboxRefusal, scan_inbox
 
     _, engine = store
     inbox, outside = tmp_path / "inbox", tmp_path / "elsewhere"

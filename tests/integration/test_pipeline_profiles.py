@@ -21,7 +21,8 @@ from engine.models import ARCHITECTURES, build_model
 from geodata.store import add_site, set_site_model
 from geodata.store import models as m
 from geodata.store.engine import session_scope
-from jobs.pipeline import PipelineOptions, ingest, run_site
+from jobs.inbox import ingest
+from jobs.pipeline import PipelineOptions, run_site
 
 EPSG = 32633
 T0 = datetime(2026, 6, 1, tzinfo=UTC)

@@ -36,7 +36,8 @@ from jobs.executor import (
     make_executor,
     run_sites,
 )
-from jobs.pipeline import PipelineOptions, ingest, run_site
+from jobs.inbox import ingest
+from jobs.pipeline import PipelineOptions, run_site
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

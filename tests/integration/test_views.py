@@ -21,7 +21,8 @@ from geodata import queries, store, views
 from geodata.store import models as m
 from geodata.store.engine import session_scope
 from jobs.demo import DEMO_DATA, _crack_order, _grown, _structure_model
-from jobs.pipeline import PipelineOptions, ingest, process_survey
+from jobs.inbox import ingest
+from jobs.pipeline import PipelineOptions, process_survey
 
 UAV = DEMO_DATA / "uav75"
 AGUNG = DEMO_DATA / "agung_dji" / "DJI_20251001132715_0396_D_POOR_SHARPNESS.JPG"
