@@ -228,64 +228,72 @@ def reattach_alerts(s: Session, site_id: int, anchors: dict[int, dict[str, Any] 
     alerts = {a.id: a for a in _open_track_alerts(s, site_id)}
     for alert_id, anchor in anchors.items():
         a = alerts.get(alert_id)
-        if a is None:
-            continue
-        details = dict(a.details or {})
-        old_key = details.get("key", f"track:{a.track_id}")
-        found = None
-        if anchor:
-            crack = s.get(Crack, anchor["crack_id"]) if anchor.get("crack_id") else None
-            if crack is not None and crack.track_id is not None:
-                found = (int(crack.track_id), int(crack.id))
-            else:
-                found = _track_at_point(s, anchor)
-        if found is None:
-            a.resolved_at = now
-            a.resolve_note = (f"resolved automatically: the crack this alert was raised on is "
-                              f"no longer in the store after {reason} (crackwatch)")
-            details["resolved_reason"] = "lineage_lost"
-            a.details = details
-            a.track_id = None
-            counts["resolved"] += 1
-            audit.record(s, "alert.auto_resolved", actor=audit.SYSTEM, site_id=site_id,
-                         alert_id=a.id, at=now,
-                         details={"reason": "lineage_lost", "rule": a.rule, "level": a.level,
-                                  "note": a.resolve_note})
-            log.warning("site %s: alert %s (%s) resolved: its crack is gone after %s",
-                        site_id, a.id, a.rule, reason)
-            continue
-        track_id, crack_id = found
-        new_key = f"track:{track_id}"
-        details["anchor"] = {**(anchor or {}), "crack_id": crack_id}
-        if new_key != old_key or a.track_id != track_id:
-            history = list(details.get("reattached", []))
-            history.append({"from": old_key, "to": new_key, "reason": reason,
-                            "at": now.isoformat()})
-            details["reattached"] = history
-            counts["reattached"] += 1
-            audit.record(s, "alert.reattached", actor=audit.SYSTEM, site_id=site_id,
-                         alert_id=a.id, at=now,
-                         details={"from": old_key, "to": new_key, "reason": reason,
-                                  "rule": a.rule})
-        details["key"] = new_key
-        a.details = details
-        a.track_id = track_id
+        outcome = None if a is None else _reattach_alert(s, site_id, a, anchor, reason, now)
+        if outcome is not None:
+            counts[outcome] += 1
     s.flush()
-    counts["merged"] = _merge_duplicates(s, site_id, list(alerts.values()), reason=reason,
-                                         now=now)
+    counts["merged"] = _merge_duplicate_alerts(s, site_id, list(alerts.values()), reason, now)
     s.flush()
     return counts
 
 
-def _merge_duplicates(s: Session, site_id: int, alerts: list[Alert], *, reason: str,
-                      now: datetime) -> int:
-    """Of the open ``alerts`` of one rule on one track, keep the highest level (then the
-    older) and resolve the others naming it; returns how many were resolved."""
+def _reattach_alert(s: Session, site_id: int, a: Alert, anchor: dict[str, Any] | None,
+                    reason: str, now: datetime) -> str | None:
+    """Move open alert ``a`` to the track its anchor crack belongs to now, or resolve it
+    when that crack is gone (:func:`reattach_alerts`). Returns the count it adds to:
+    ``"reattached"`` or ``"resolved"``; None when it stays on its track."""
+    details = dict(a.details or {})
+    old_key = details.get("key", f"track:{a.track_id}")
+    found = None
+    if anchor:
+        crack = s.get(Crack, anchor["crack_id"]) if anchor.get("crack_id") else None
+        if crack is not None and crack.track_id is not None:
+            found = (int(crack.track_id), int(crack.id))
+        else:
+            found = _track_at_point(s, anchor)
+    if found is None:
+        a.resolved_at = now
+        a.resolve_note = (f"resolved automatically: the crack this alert was raised on is "
+                          f"no longer in the store after {reason} (crackwatch)")
+        details["resolved_reason"] = "lineage_lost"
+        a.details = details
+        a.track_id = None
+        audit.record(s, "alert.auto_resolved", actor=audit.SYSTEM, site_id=site_id,
+                     alert_id=a.id, at=now,
+                     details={"reason": "lineage_lost", "rule": a.rule, "level": a.level,
+                              "note": a.resolve_note})
+        log.warning("site %s: alert %s (%s) resolved: its crack is gone after %s",
+                    site_id, a.id, a.rule, reason)
+        return "resolved"
+    track_id, crack_id = found
+    new_key = f"track:{track_id}"
+    details["anchor"] = {**(anchor or {}), "crack_id": crack_id}
+    outcome = None
+    if new_key != old_key or a.track_id != track_id:
+        history = list(details.get("reattached", []))
+        history.append({"from": old_key, "to": new_key, "reason": reason,
+                        "at": now.isoformat()})
+        details["reattached"] = history
+        outcome = "reattached"
+        audit.record(s, "alert.reattached", actor=audit.SYSTEM, site_id=site_id,
+                     alert_id=a.id, at=now,
+                     details={"from": old_key, "to": new_key, "reason": reason,
+                              "rule": a.rule})
+    details["key"] = new_key
+    a.details = details
+    a.track_id = track_id
+    return outcome
+
+
+def _merge_duplicate_alerts(s: Session, site_id: int, alerts: list[Alert], reason: str,
+                            now: datetime) -> int:
+    """Resolve all but the highest of the open alerts of one rule on one track
+    (:func:`reattach_alerts`); returns how many were resolved."""
+    merged = 0
     groups: dict[tuple[str, int], list[Alert]] = {}
     for a in alerts:
         if a.resolved_at is None and a.track_id is not None:
             groups.setdefault((a.rule, a.track_id), []).append(a)
-    merged = 0
     for group in groups.values():
         if len(group) < 2:
             continue

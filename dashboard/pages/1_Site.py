@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import common as c
+from dashboard.imagery_loaders import imagery_path, load_chip, load_overview, load_photo_with_cracks
 from dashboard.maps import MapAssets, render_html, survey_map
 
 POPUP_FIELDS = [("crack_id", "crack"), ("track", "track"), ("length", "length"),
@@ -25,7 +26,7 @@ def _map_html(url: str, site_id: int, survey_id: int, imagery: str | None, basem
     footprint = surveys.set_index("survey_id").loc[survey_id, "footprint_wgs84"]
     overlay, problem = None, None
     if imagery:
-        ov, problem = c.load_overview(Path(imagery))
+        ov, problem = load_overview(Path(imagery))
         if ov is not None:
             overlay = (ov.data_uri(), ov.bounds)
     m = survey_map(fc, assets=MapAssets(mode, prefix), overlay=overlay, footprint=footprint,
@@ -131,7 +132,7 @@ basemap = opt2.toggle("Online basemap", value=False, key="site_basemap",
                            "survey's own imagery and works offline.")
 
 # ---------------------------------------------------------------- map
-imagery = c.imagery_path(row["source_path"]) if show_imagery else None
+imagery = imagery_path(row["source_path"]) if show_imagery else None
 imagery_for_map = (str(imagery) if imagery is not None and imagery.is_file()
                    and row["source_type"] == "orthomosaic" else None)
 assets = c.map_assets()
@@ -167,12 +168,12 @@ if photo_cracks is not None and len(photo_cracks):
     st.subheader("Cracks on the photos")
     names = sorted(photo_cracks["image_name"].dropna().unique())
     name = st.selectbox("Photo", names, key="site_photo")
-    path = c.imagery_path(row["source_path"], name)
+    path = imagery_path(row["source_path"], name)
     n = int((photo_cracks["image_name"] == name).sum())
     if path is None:
         st.caption(f"{n} cracks; photo {c.md(name)} not found on this machine.")
     else:
-        st.image(c.load_photo_with_cracks(path, url, survey_id, name),
+        st.image(load_photo_with_cracks(path, url, survey_id, name),
                  caption=f"{name}: {n} cracks outlined")
     on_photo = photo_cracks[photo_cracks["image_name"] == name]
     st.dataframe(on_photo[["crack_id", "track_id", "length_m", "mean_width_mm",
@@ -278,7 +279,7 @@ if chosen_crack is not None:
                 st.caption(f"{title}: this is the site's first survey")
                 continue
             srow = surveys.set_index("survey_id").loc[sid]
-            path = c.imagery_path(srow["source_path"])
+            path = imagery_path(srow["source_path"])
             label = f"{title}: survey of {c.when(srow['acquired_at'])}"
             if srow["source_type"] != "orthomosaic":
                 st.caption(f"{label}: a {c.md(srow['source_type'])} survey, no orthomosaic "
@@ -288,7 +289,7 @@ if chosen_crack is not None:
                 st.caption(f"{label}: imagery not found on this machine "
                            f"({c.code(srow['source_path'])})")
                 continue
-            chip, problem = c.load_chip(path, box, int(site["crs_epsg"]),
+            chip, problem = load_chip(path, box, int(site["crs_epsg"]),
                                         [geom] if geom is not None else [])
             if chip is None:
                 st.caption(f"{label}: {c.md(problem)}")

@@ -10,6 +10,7 @@ import shapely
 import streamlit as st
 
 from dashboard import common as c
+from dashboard.imagery_loaders import load_view_chip
 
 c.page_setup("Defect history")
 st.title("Defect history")
@@ -158,7 +159,7 @@ if len(site_views):
                 with col:
                     label = (f"{title}: {obs['image_name']} of {c.when(obs['acquired_at'])}, "
                              f"{obs['max_width_mm']:.2f} mm wide, {obs['length_m']:.3f} m")
-                    chip, problem = c.load_view_chip(url, int(obs["survey_id"]),
+                    chip, problem = load_view_chip(url, int(obs["survey_id"]),
                                                      str(obs["image_name"]), box,
                                                      [int(obs["crack_id"])])
                     if chip is None:

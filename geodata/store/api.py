@@ -12,33 +12,31 @@ metrics (finite, >= 0), geometry types.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import traceback
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import pyproj
-import shapely
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from geodata.errors import CRSError, StoreError
+from geodata.errors import StoreError
 from geodata.photos import PHOTO_SUFFIXES
 from geodata.severity import BRE251_CATEGORIES, bre251_name
+from geodata.store.checks import aware, geometry_in_site_crs, jsonable, projected_epsg, site_crs
+from geodata.store.crack_rows import crack_rows, frame_space
 from geodata.store.engine import session_scope
 from geodata.store.lookup import _site, _survey
 from geodata.store.models import (
-    COORDINATE_SPACES,
     PROFILES,
     SOURCE_TYPES,
     Crack,
@@ -69,8 +67,6 @@ __all__ = [
 SEVERITY_CLASSES: tuple[tuple[float, str], ...] = tuple(
     (upper, name) for _c, name, upper in BRE251_CATEGORIES)
 
-_REQUIRED_METRICS = ("length_m", "mean_width_mm", "max_width_mm", "area_m2")
-_OPTIONAL_METRICS = ("mean_probability", "max_probability")
 
 
 @dataclass(frozen=True)
@@ -143,99 +139,6 @@ def _file_sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def site_crs(site: Site) -> pyproj.CRS:
-    """The site's projected CRS as a ``pyproj.CRS``."""
-    return pyproj.CRS.from_epsg(site.crs_epsg)
-
-
-def _projected_epsg(crs: Any) -> int:
-    """The EPSG code of a projected CRS in metres, or CRSError saying what is wrong."""
-    try:
-        pcrs = pyproj.CRS.from_user_input(crs)
-    except pyproj.exceptions.CRSError as exc:
-        raise CRSError(
-            f"cannot read CRS {crs!r}: {exc}; give the EPSG code of the site's projected CRS, "
-            f"e.g. 32633 (WGS 84 / UTM 33N) or 2056 (Swiss LV95)"
-        ) from exc
-    name = pcrs.to_string()
-    if not pcrs.is_projected:
-        raise CRSError(
-            f"a site's CRS must be projected (metres) so lengths and widths can be measured; "
-            f"{name} is {'geographic (degrees)' if pcrs.is_geographic else 'not projected'}. "
-            f"Use the site's UTM zone (geodata.crs.utm_crs_for(lon, lat)) or national grid"
-        )
-    units = {ax.unit_name for ax in pcrs.axis_info[:2]}
-    if any(ax.unit_conversion_factor != 1.0 for ax in pcrs.axis_info[:2]):
-        raise CRSError(f"a site's CRS must have metre axes; {name} has {sorted(units)}")
-    epsg = pcrs.to_epsg()
-    if epsg is None:
-        raise CRSError(
-            f"CRS {name} has no EPSG code; sites are stored by EPSG code: pick the EPSG CRS "
-            f"it corresponds to (see https://epsg.io)"
-        )
-    return epsg
-
-
-def _aware(value: datetime, name: str) -> datetime:
-    if not isinstance(value, datetime):
-        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(
-            f"{name}={value.isoformat()} has no timezone; pass an aware datetime "
-            f"(e.g. value.replace(tzinfo=ZoneInfo(site timezone)) or tzinfo=UTC)"
-        )
-    return value.astimezone(UTC)
-
-
-def _jsonable(value: Any, name: str) -> Any:
-    """A JSON-safe copy (numpy scalars -> Python numbers, paths -> str)."""
-
-    def default(o: Any) -> Any:
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, (Path, os.PathLike)):
-            return os.fspath(o)
-        if isinstance(o, datetime):
-            return o.isoformat()
-        raise TypeError(f"{name} holds a {type(o).__name__} that is not JSON: {o!r}")
-
-    try:
-        return json.loads(json.dumps(value, default=default, allow_nan=False))
-    except ValueError as exc:
-        raise ValueError(f"{name} must be JSON (no NaN/inf): {exc}") from exc
-
-
-def _geometry_in_site_crs(geom: Any, site: Site, name: str) -> shapely.Geometry | None:
-    """A shapely geometry with the site's SRID. GeoSeries/GeoDataFrame: CRS checked."""
-    if geom is None:
-        return None
-    if isinstance(geom, (gpd.GeoSeries, gpd.GeoDataFrame)):
-        series = geom.geometry if isinstance(geom, gpd.GeoDataFrame) else geom
-        _check_crs(series.crs, site, name)
-        geom = shapely.union_all(series.values)
-    if not isinstance(geom, shapely.Geometry):
-        raise TypeError(f"{name} must be a shapely geometry or GeoSeries, got {type(geom)}")
-    return shapely.set_srid(geom, site.crs_epsg)
-
-
-def _check_crs(crs: Any, site: Site, what: str) -> None:
-    expected = site_crs(site)
-    if crs is None:
-        raise CRSError(
-            f"{what} has no CRS; expected the site {site.name!r} CRS EPSG:{site.crs_epsg} "
-            f"({expected.name}). Set it if the coordinates are in that CRS "
-            f"(gdf.set_crs(epsg={site.crs_epsg})), or for photo results in image pixel "
-            f"coordinates use coordinate_space='image'"
-        )
-    found = pyproj.CRS.from_user_input(crs)
-    if not found.equals(expected, ignore_axis_order=True):
-        raise CRSError(
-            f"{what} is in {found.to_string()} ({found.name}) but site {site.name!r} stores "
-            f"geometries in EPSG:{site.crs_epsg} ({expected.name}); reproject first "
-            f"(gdf.to_crs(epsg={site.crs_epsg}), or warp the raster to the site CRS before "
-            f"vectorising); if the site's CRS is wrong, fix the site instead"
-        )
-
 
 # --------------------------------------------------------------------------- sites
 
@@ -282,26 +185,7 @@ def add_site(
         StoreError: a site of that name exists (and differs, or ``exist_ok`` is False).
         Whatever ``check_model`` raises (nothing is written then).
     """
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    if not name or not name.strip():
-        raise ValueError("a site needs a non-empty name")
-    epsg = _projected_epsg(crs_epsg)
-    if (lon is None) != (lat is None):
-        raise ValueError(f"give both lon and lat or neither, got lon={lon}, lat={lat}")
-    if lon is not None and not (-180 <= lon <= 180 and -90 <= lat <= 90):
-        raise ValueError(
-            f"lon/lat must be WGS 84 degrees (lon -180..180, lat -90..90), got {lon}, {lat}; "
-            f"projected coordinates go in the site CRS, not here"
-        )
-    try:
-        zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown timezone {timezone!r}; use an IANA name such as "
-                         f"'Europe/Zurich' or 'UTC'") from exc
-    if schedule is not None and len(schedule.split()) != 5:
-        raise ValueError(f"schedule must be a 5-field cron string like '0 2 * * *', "
-                         f"got {schedule!r}")
+    epsg = _check_site(name, profile, crs_epsg, lon, lat, timezone, schedule)
     _check_model_name(model_name, check_model)
     with session_scope(bind, write=True) as s:
         existing = s.scalar(select(Site).where(Site.name == name))
@@ -317,10 +201,38 @@ def add_site(
         site = Site(name=name, profile=profile, crs_epsg=epsg, lon=lon, lat=lat,
                     timezone=timezone, inbox=os.fspath(inbox) if inbox is not None else None,
                     schedule=schedule, model_name=model_name,
-                    thresholds=_jsonable(dict(thresholds or {}), "thresholds"))
+                    thresholds=jsonable(dict(thresholds or {}), "thresholds"))
         s.add(site)
         s.flush()
         return site
+
+
+
+def _check_site(name: str, profile: str, crs_epsg: Any, lon: float | None, lat: float | None,
+                timezone: str, schedule: str | None) -> int:
+    """The EPSG code of a new site's CRS, once its fields are checked (as :func:`add_site`
+    raises)."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    if not name or not name.strip():
+        raise ValueError("a site needs a non-empty name")
+    epsg = projected_epsg(crs_epsg)
+    if (lon is None) != (lat is None):
+        raise ValueError(f"give both lon and lat or neither, got lon={lon}, lat={lat}")
+    if lon is not None and not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise ValueError(
+            f"lon/lat must be WGS 84 degrees (lon -180..180, lat -90..90), got {lon}, {lat}; "
+            f"projected coordinates go in the site CRS, not here"
+        )
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown timezone {timezone!r}; use an IANA name such as "
+                         f"'Europe/Zurich' or 'UTC'") from exc
+    if schedule is not None and len(schedule.split()) != 5:
+        raise ValueError(f"schedule must be a 5-field cron string like '0 2 * * *', "
+                         f"got {schedule!r}")
+    return epsg
 
 
 def _check_model_name(model_name: str | None,
@@ -423,7 +335,7 @@ def ingest_survey(
         ``sha256`` given. CRSError: footprint in another CRS. ValueError: naive
         ``acquired_at``, bad source type, sizes or digest.
     """
-    acquired = _aware(acquired_at, "acquired_at")
+    acquired = aware(acquired_at, "acquired_at")
     path = Path(source_path)
     if source_type is None:
         source_type = ("photos" if path.is_dir()
@@ -438,7 +350,7 @@ def ingest_survey(
         raise ValueError(f"pixel_size_m must be a positive number of metres, got {pixel_size_m}")
     if not (math.isfinite(registration_error_m) and registration_error_m >= 0):
         raise ValueError(f"registration_error_m must be >= 0 m, got {registration_error_m}")
-    meta = _jsonable(dict(metadata or {}), "metadata")
+    meta = jsonable(dict(metadata or {}), "metadata")
 
     with session_scope(bind, write=True) as s:
         site_row = _site(s, site)
@@ -449,7 +361,7 @@ def ingest_survey(
         survey = Survey(site_id=site_row.id, acquired_at=acquired, source_type=source_type,
                         source_path=os.fspath(source_path), sha256=digest,
                         pixel_size_m=pixel_size_m,
-                        footprint=_geometry_in_site_crs(footprint, site_row, "footprint"),
+                        footprint=geometry_in_site_crs(footprint, site_row, "footprint"),
                         registration_error_m=float(registration_error_m), meta=meta)
         try:
             with s.begin_nested():
@@ -519,8 +431,8 @@ def store_run(
         survey = _survey(s, survey_id, lock=True)
         site_row = s.get(Site, survey.site_id)
         assert site_row is not None
-        space = _coordinate_space(cracks, coordinate_space, site_row)
-        rows = _crack_rows(cracks, skeletons, site_row, survey, space)
+        space = frame_space(cracks, coordinate_space, site_row)
+        rows = crack_rows(cracks, skeletons, site_row, survey, space)
         now = utcnow()
         # supersede earlier runs and drop their cracks (tracking rows of this survey go too)
         s.execute(update(InferenceRun)
@@ -528,23 +440,16 @@ def store_run(
                          InferenceRun.status == "succeeded")
                   .values(status="superseded"))
         s.execute(delete(Crack).where(Crack.survey_id == survey.id))
-        run = InferenceRun(
-            survey_id=survey.id, model_name=info.model_name, model_version=info.model_version,
-            weights_sha256=info.weights_sha256, tiling=_jsonable(dict(info.tiling), "tiling"),
-            status="succeeded",
-            started_at=_aware(info.started_at, "started_at") if info.started_at else now,
-            finished_at=_aware(info.finished_at, "finished_at") if info.finished_at else now,
-            megapixels_per_s=info.megapixels_per_s, crack_count=len(rows),
-        )
+        run = _run_row(survey.id, info, "succeeded", now, info.finished_at,
+                       crack_count=len(rows))
         s.add(run)
         s.flush()
         _insert_cracks(s, run, rows)
         if footprint is not None:
-            survey.footprint = _geometry_in_site_crs(footprint, site_row, "footprint")
-        if survey.pixel_size_m is None and "pixel_size_m" in cracks.columns and len(cracks):
-            px = pd.to_numeric(cracks["pixel_size_m"], errors="coerce").dropna()
-            if len(px) and space == "map":
-                survey.pixel_size_m = float(px.median())
+            survey.footprint = geometry_in_site_crs(footprint, site_row, "footprint")
+        px = _median_pixel_size(cracks) if space == "map" else None
+        if survey.pixel_size_m is None and px is not None:
+            survey.pixel_size_m = px
         s.flush()
         if track:
             from geodata.tracking import track_survey
@@ -568,134 +473,32 @@ def record_failed_run(
     with session_scope(bind, write=True) as s:
         survey = _survey(s, survey_id)
         now = utcnow()
-        run = InferenceRun(
-            survey_id=survey.id, model_name=info.model_name, model_version=info.model_version,
-            weights_sha256=info.weights_sha256, tiling=_jsonable(dict(info.tiling), "tiling"),
-            status="failed",
-            started_at=_aware(info.started_at, "started_at") if info.started_at else now,
-            finished_at=now, megapixels_per_s=info.megapixels_per_s, error=text,
-        )
+        run = _run_row(survey.id, info, "failed", now, None, error=text)
         s.add(run)
         s.flush()
         return run
 
 
-def _coordinate_space(cracks: gpd.GeoDataFrame, given: str | None, site: Site) -> str:
-    space = given or cracks.attrs.get("coordinate_space")
-    if space is None:
-        space = "map"  # a frame without CRS then fails the CRS check with the fix named
-    if space not in COORDINATE_SPACES:
-        raise ValueError(f"coordinate_space must be one of {COORDINATE_SPACES}, got {space!r}")
-    if space == "map":
-        _check_crs(cracks.crs, site, "the crack frame")
-    elif cracks.crs is not None:
-        raise CRSError(
-            f"coordinate_space='image' means pixel coordinates without a CRS, but the frame "
-            f"has CRS {cracks.crs.to_string()}; drop coordinate_space to store it as map "
-            f"coordinates (it must then be EPSG:{site.crs_epsg})"
-        )
-    return space
+
+def _run_row(survey_id: int, info: RunInfo, status: str, now: datetime,
+             finished_at: datetime | None, **fields: Any) -> InferenceRun:
+    """A new ``inference_run`` row of ``info`` (times default to ``now``)."""
+    return InferenceRun(
+        survey_id=survey_id, model_name=info.model_name, model_version=info.model_version,
+        weights_sha256=info.weights_sha256, tiling=jsonable(dict(info.tiling), "tiling"),
+        status=status,
+        started_at=aware(info.started_at, "started_at") if info.started_at else now,
+        finished_at=aware(finished_at, "finished_at") if finished_at else now,
+        megapixels_per_s=info.megapixels_per_s, **fields,
+    )
 
 
-def _crack_rows(
-    cracks: gpd.GeoDataFrame,
-    skeletons: gpd.GeoSeries | None,
-    site: Site,
-    survey: Survey,
-    space: str,
-) -> list[dict[str, Any]]:
-    """Validated insert rows (without run_id) for the frame's cracks."""
-    missing = [c for c in _REQUIRED_METRICS if c not in cracks.columns]
-    if missing:
-        raise ValueError(f"the crack frame lacks columns {missing}; expected at least "
-                         f"{list(_REQUIRED_METRICS)} (geodata.vectorise.CRACK_COLUMNS)")
-    n = len(cracks)
-    geoms = np.asarray(cracks.geometry.values, dtype=object)
-    types = shapely.get_type_id(geoms)
-    bad = ~np.isin(types, (3, 6))  # Polygon, MultiPolygon (None gives -1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"crack geometries must be Polygons or MultiPolygons; row "
-                         f"{cracks.index[i]!r} is {geoms[i]!r:.80}")
-    empty = shapely.is_empty(geoms)
-    if empty.any():
-        raise ValueError(f"crack row {cracks.index[int(np.flatnonzero(empty)[0])]!r} has an "
-                         f"empty geometry")
-
-    values: dict[str, np.ndarray] = {}
-    for col in _REQUIRED_METRICS + _OPTIONAL_METRICS:
-        if col not in cracks.columns:
-            continue
-        arr = pd.to_numeric(cracks[col], errors="coerce").to_numpy(dtype=float)
-        if col in _REQUIRED_METRICS:
-            ok = np.isfinite(arr) & (arr >= 0)
-        else:
-            ok = np.isnan(arr) | ((arr >= 0) & (arr <= 1))
-        if not ok.all():
-            i = int(np.flatnonzero(~ok)[0])
-            raise ValueError(f"{col} must be finite and >= 0{' and <= 1' if 'prob' in col else ''}"
-                             f"; row {cracks.index[i]!r} has {cracks[col].iloc[i]!r}")
-        values[col] = arr
-
-    skel_geoms: np.ndarray = np.full(n, None, dtype=object)
-    if skeletons is not None:
-        if not isinstance(skeletons, gpd.GeoSeries):
-            raise TypeError(f"skeletons must be a GeoSeries, got {type(skeletons).__name__}")
-        if not skeletons.index.equals(cracks.index):
-            raise ValueError(
-                "skeletons must have the crack frame's index (as "
-                "vectorise_cracks_and_skeletons returns them); align with "
-                "skeletons.reindex(cracks.index)"
-            )
-        if space == "map":
-            if skeletons.crs is not None:
-                _check_crs(skeletons.crs, site, "the skeleton series")
-        elif skeletons.crs is not None:
-            raise CRSError("image-space cracks need skeletons without a CRS too, got "
-                           f"{skeletons.crs.to_string()}")
-        skel_geoms = np.asarray(skeletons.values, dtype=object)
-
-    srid = site.crs_epsg if space == "map" else 0
-    polygons = shapely.set_srid(geoms, srid)
-    has_skel = np.array([g is not None for g in skel_geoms], dtype=bool)
-    if has_skel.any():
-        skel_geoms = skel_geoms.copy()
-        skel_geoms[has_skel] = shapely.set_srid(skel_geoms[has_skel].astype(object), srid)
-
-    image_col = next((c for c in ("image_name", "photo") if c in cracks.columns), None)
-    default_image = Path(survey.source_path).name if space == "image" else None
-    crack_index = (pd.to_numeric(cracks["crack_id"], errors="coerce").to_numpy()
-                   if "crack_id" in cracks.columns else np.full(n, np.nan))
-    severities = (cracks["severity"].astype(object).to_numpy() if "severity" in cracks.columns
-                  else None)
-
-    rows: list[dict[str, Any]] = []
-    for i in range(n):
-        max_w = float(values["max_width_mm"][i])
-        rows.append({
-            "survey_id": survey.id,
-            "site_id": site.id,
-            "crack_index": None if np.isnan(crack_index[i]) else int(crack_index[i]),
-            "image_name": (str(cracks[image_col].iloc[i]) if image_col else default_image),
-            "coordinate_space": space,
-            "polygon": polygons[i],
-            "skeleton": skel_geoms[i],
-            "length_m": float(values["length_m"][i]),
-            "mean_width_mm": float(values["mean_width_mm"][i]),
-            "max_width_mm": max_w,
-            "area_m2": float(values["area_m2"][i]),
-            "mean_probability": _opt(values.get("mean_probability"), i),
-            "max_probability": _opt(values.get("max_probability"), i),
-            "severity": (str(severities[i]) if severities is not None
-                         and severities[i] is not None else crack_severity(max_w)),
-        })
-    return rows
-
-
-def _opt(arr: np.ndarray | None, i: int) -> float | None:
-    if arr is None or np.isnan(arr[i]):
+def _median_pixel_size(cracks: gpd.GeoDataFrame) -> float | None:
+    """The median of the frame's ``pixel_size_m`` column (m), or None without one."""
+    if "pixel_size_m" not in cracks.columns or not len(cracks):
         return None
-    return float(arr[i])
+    px = pd.to_numeric(cracks["pixel_size_m"], errors="coerce").dropna()
+    return float(px.median()) if len(px) else None
 
 
 def _insert_cracks(s: Session, run: InferenceRun, rows: list[dict[str, Any]]) -> None:

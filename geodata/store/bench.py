@@ -100,15 +100,7 @@ def bench_store(url: str | None = None, n: int = 100_000, *, per_survey: int = 1
         sizes = [per_survey] * (n // per_survey) + ([n % per_survey] if n % per_survey else [])
         # the same cracks in every survey, as a site re-surveyed (tracking then matches them)
         frames = [synthetic_cracks(k, seed=seed) for k in sizes]
-        t0 = datetime(2024, 1, 1, tzinfo=UTC)
-        survey_ids = []
-        start = time.perf_counter()
-        for i, frame in enumerate(frames):
-            sv = ingest_survey(engine, site.id, f"bench/{i}.tif", acquired_at=t0 + timedelta(i),
-                               sha256=uuid.uuid4().hex * 2, pixel_size_m=0.002)
-            store_run(engine, sv.id, frame, None, {"model_name": "bench"}, track=False)
-            survey_ids.append(sv.id)
-        insert_s = time.perf_counter() - start
+        survey_ids, insert_s = _insert_surveys(engine, site.id, frames)
 
         target = survey_ids[len(survey_ids) // 2]
         start = time.perf_counter()
@@ -121,10 +113,6 @@ def bench_store(url: str | None = None, n: int = 100_000, *, per_survey: int = 1
         tracked = track_survey(engine, survey_ids[-2] if len(survey_ids) > 1 else
                                survey_ids[-1])
         track_s = time.perf_counter() - start
-        db_bytes = None
-        if engine.url.get_backend_name() == "sqlite":
-            db_bytes = sum(os.path.getsize(p) for p in Path(engine.url.database).parent.glob(
-                Path(engine.url.database).name + "*"))
         result = {
             "backend": engine.url.get_backend_name(),
             "url": engine.url.render_as_string(hide_password=True),
@@ -141,10 +129,8 @@ def bench_store(url: str | None = None, n: int = 100_000, *, per_survey: int = 1
             "track_seconds": round(track_s, 3),
             "mean_vertices": round(float(np.mean(shapely.get_num_coordinates(
                 gdf.geometry.values))), 1) if len(gdf) else 0.0,
-            "db_bytes": db_bytes,
-            "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''} "
-                       f"{os.cpu_count()} logical CPUs, {platform.system()} "
-                       f"{platform.release()}".replace("  ", " "),
+            "db_bytes": _sqlite_bytes(engine),
+            "machine": _machine(),
         }
         if not keep:
             delete_site(engine, site.id)
@@ -153,3 +139,33 @@ def bench_store(url: str | None = None, n: int = 100_000, *, per_survey: int = 1
         engine.dispose()
         if tmp is not None and not keep:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _insert_surveys(engine: Any, site_id: int, frames: list[gpd.GeoDataFrame]
+                    ) -> tuple[list[int], float]:
+    """Ingest one survey per frame (a day apart) and store its cracks untracked:
+    (survey ids, seconds taken)."""
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    survey_ids = []
+    start = time.perf_counter()
+    for i, frame in enumerate(frames):
+        sv = ingest_survey(engine, site_id, f"bench/{i}.tif", acquired_at=t0 + timedelta(i),
+                           sha256=uuid.uuid4().hex * 2, pixel_size_m=0.002)
+        store_run(engine, sv.id, frame, None, {"model_name": "bench"}, track=False)
+        survey_ids.append(sv.id)
+    return survey_ids, time.perf_counter() - start
+
+
+def _sqlite_bytes(engine: Any) -> int | None:
+    """Bytes of a SQLite store's files (database, WAL, shared memory); None for others."""
+    if engine.url.get_backend_name() != "sqlite":
+        return None
+    return sum(os.path.getsize(p) for p in Path(engine.url.database).parent.glob(
+        Path(engine.url.database).name + "*"))
+
+
+def _machine() -> str:
+    """The machine in words: host, architecture, CPUs, operating system."""
+    return (f"{platform.node()} {platform.machine()} {platform.processor() or ''} "
+            f"{os.cpu_count()} logical CPUs, {platform.system()} "
+            f"{platform.release()}").replace("  ", " ")

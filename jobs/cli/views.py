@@ -167,7 +167,7 @@ def register_pairs_cmd(
     """Register each photo of a folder to the next one (and any --pair), as the pipeline
     registers a photo into a view; print matches, inliers, RMS error (px) and the verdict."""
     from geodata.registration import DEFAULT_PARAMS, register_pair
-    from geodata.views import _cached_features
+    from geodata.views import cached_features
 
     names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg")
                    and not p.name.startswith("."))
@@ -182,8 +182,8 @@ def register_pairs_cmd(
     t0 = time.perf_counter()
     for a, b in pairs:
         try:
-            fa = _cached_features(folder / a, DEFAULT_PARAMS)
-            fb = _cached_features(folder / b, DEFAULT_PARAMS)
+            fa = cached_features(folder / a, DEFAULT_PARAMS)
+            fb = cached_features(folder / b, DEFAULT_PARAMS)
         except OSError as exc:
             rows.append({"photo": a, "reference": b, "accepted": False, "reason": str(exc)})
             continue

@@ -38,7 +38,7 @@ def brighton():
 
 def test_consecutive_pairs_register_and_pairs_without_common_ground_are_refused(brighton):
     folder, photos, footprints, _crs = brighton
-    feats = [views._cached_features(p.path, DEFAULT_PARAMS) for p in photos]
+    feats = [views.cached_features(p.path, DEFAULT_PARAMS) for p in photos]
     consecutive = [register_pair(feats[i], feats[i + 1]) for i in range(len(photos) - 1)]
     good = [r for r in consecutive if r.accepted and r.rms_px <= 2.0]
     assert len(good) / len(consecutive) >= 0.9, [r.reason for r in consecutive]
@@ -63,7 +63,7 @@ def test_a_repeat_flight_registers_into_the_previous_flights_views(brighton, tmp
         out = []
         for n in names:
             meta, fp = by_name[n]
-            f = views._cached_features(meta.path, DEFAULT_PARAMS)
+            f = views.cached_features(meta.path, DEFAULT_PARAMS)
             out.append(views.SurveyPhoto(
                 n, meta.path, meta.width_px, meta.height_px, features=f, quality=f.quality,
                 own_gsd_m=ground_sample_distance_m(meta), own_gsd_source="EXIF/XMP",
