@@ -32,11 +32,11 @@ from geodata.store.engine import session_scope
 from jobs.executor import (
     ExecutorConfig,
     RayExecutor,
-    RayUnavailableError,
     make_executor,
     run_sites,
 )
 from jobs.pipeline import PipelineOptions, ingest, run_site
+from jobs.ray_pool import RayUnavailableError
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
