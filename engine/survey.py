@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from engine.errors import CRSError
-from engine.infer import PredictionResult, StripedRasterWarning, predict_image, predict_raster
+from engine.infer import PredictionResult
+from engine.raster_read import StripedRasterWarning
 
 __all__ = ["InferenceSettings", "PhotoInference", "SurveyInference", "SurveySource",
            "infer_orthomosaic", "infer_photos", "infer_survey", "PHOTO_SOURCE_TYPES"]
@@ -257,7 +258,8 @@ def infer_orthomosaic(
         What :func:`engine.infer.predict_raster` and :func:`geodata.vectorise.
         vectorise_cracks` raise (RasterReadError, BandLayoutError, CRSError, ValueError).
     """
-    predict = predict or predict_raster
+    if predict is None:  # looked up now: tests replace engine.infer.predict_raster
+        from engine.infer import predict_raster as predict
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     run_out = out_path.with_name(f"{out_path.stem}.run-{os.getpid()}-{uuid.uuid4().hex[:8]}.tif")
@@ -341,6 +343,7 @@ def infer_photos(
     Raises:
         FileNotFoundError: ``photos`` names a path that does not exist.
     """
+    from engine.infer import predict_image
     from geodata.crs import utm_crs_for
     from geodata.photos import read_photo_set
 

@@ -114,24 +114,9 @@ def train_segment(
                                 "(for a GPU)."),
 ) -> None:
     """Train a crack segmentation model (Dice + BCE, Adam, early stopping on validation IoU)."""
-    from engine.errors import (
-        DataNotFoundError,
-        ImageReadError,
-        MaskShapeError,
-        ModelNotFoundError,
-        PairingError,
-        PretrainedWeightsError,
-        WeightsIntegrityError,
-    )
     from engine.train import TrainConfig, train_segmentation
 
-    sets = {}
-    for item in train_set:
-        ds, _, w = item.partition("=")
-        try:
-            sets[ds] = float(w) if w else 1.0
-        except ValueError:
-            _fail(ValueError(f"--train-set {item!r}: expected DATASET=WEIGHT, e.g. masonry=0.2"))
+    sets = _train_sets(train_set)
     cfg = TrainConfig(name=name, architecture=architecture, encoder=encoder,
                       encoder_depth=encoder_depth, encoder_weights=encoder_weights,
                       train_sets=sets,
@@ -147,13 +132,42 @@ def train_segment(
     try:
         card = train_segmentation(cfg, data_root=data_root, out_dir=out_dir,
                                   command=command_line())
-    except (DataNotFoundError, PairingError, ImageReadError, MaskShapeError, ValueError,
-            ModelNotFoundError, WeightsIntegrityError, PretrainedWeightsError) as exc:
+    except _training_errors() as exc:
         _fail(exc)
     v = card["metrics"]["validation"]
     console.print(f"[green]wrote[/] {out_dir / card['weights']['file']} "
                   f"({card['weights']['bytes'] / 1e6:.1f} MB) and {card['name']}.json; best epoch "
                   f"{card['training']['best_epoch']}, validation IoU {v['val_iou']}")
+
+
+
+def _train_sets(items: list[str]) -> dict[str, float]:
+    """``--train-set DATASET=WEIGHT`` options as ``{dataset: sampling weight}`` (weight 1 when
+    omitted); a weight that is not a number is one ``error:`` line."""
+    sets = {}
+    for item in items:
+        ds, _, w = item.partition("=")
+        try:
+            sets[ds] = float(w) if w else 1.0
+        except ValueError:
+            _fail(ValueError(f"--train-set {item!r}: expected DATASET=WEIGHT, e.g. masonry=0.2"))
+    return sets
+
+
+def _training_errors() -> tuple[type[Exception], ...]:
+    """What training raises for bad input or data (one error line)."""
+    from engine.errors import (
+        DataNotFoundError,
+        ImageReadError,
+        MaskShapeError,
+        ModelNotFoundError,
+        PairingError,
+        PretrainedWeightsError,
+        WeightsIntegrityError,
+    )
+
+    return (DataNotFoundError, PairingError, ImageReadError, MaskShapeError, ValueError,
+            ModelNotFoundError, WeightsIntegrityError, PretrainedWeightsError)
 
 
 # `evaluate`, `infer` and the models/bench commands, in the order they were defined here.
