@@ -166,7 +166,6 @@ def shared_executor(config: ExecutorConfig | dict[str, Any] | None) -> RayExecut
         return _SHARED[key]
 
 
-
 class RayExecutor:
     """Inference on a Ray cluster (see the module docstring). Connects on creation.
 

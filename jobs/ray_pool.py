@@ -43,7 +43,6 @@ class WorkerLostError(ExecutorError):
     """The Ray worker running a call died (and Ray's retries were used up)."""
 
 
-
 @dataclass
 class ModelSpec:
     """A model as a worker loads it: by ``name`` (+ ``weights_dir``) from the registry, or
@@ -73,7 +72,6 @@ class CardOnly:
 
     def __init__(self, card: dict[str, Any]):
         self.card = card
-
 
 
 def infer_survey_output(survey: Any, model: Any, options: Any,

@@ -37,7 +37,6 @@ def bench_model_cmd(
     console.print_json(json.dumps({"model": name, **r}))
 
 
-
 def bench_train_cmd(
     augment: str = typer.Option("per-crop", help="per-crop | batched (see train segment)."),
     batch_size: int = typer.Option(16, min=1),

@@ -140,7 +140,6 @@ def train_segment(
                   f"{card['training']['best_epoch']}, validation IoU {v['val_iou']}")
 
 
-
 def _train_sets(items: list[str]) -> dict[str, float]:
     """``--train-set DATASET=WEIGHT`` options as ``{dataset: sampling weight}`` (weight 1 when
     omitted); a weight that is not a number is one ``error:`` line."""

@@ -25,7 +25,6 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
-
 def evaluate(
     model: list[str] = typer.Option(None, help="Model name, repeatable with --suite (default: "
                                     "the default shipped model; with --suite, the model of "
@@ -299,8 +298,6 @@ def models_list(
                   _pct(uav.get("at_0.5", {}).get("planking_fpr")),
                   f"{c.get('training', {}).get('minutes', '?')}")
     console.print(t)
-
-
 
 
 def register(app: typer.Typer, models_app: typer.Typer) -> None:
