@@ -2,9 +2,9 @@
 stitched into the same probability COG as one :func:`engine.infer.predict_raster` run.
 
 A band is a range of output rows ``[first, stop)``. :func:`predict_band` runs every window of
-the whole raster's grid that touches the band (the windows of :func:`engine.infer.
+the whole raster's grid that touches the band (the windows of :func:`engine.tiling.
 window_starts` with the tiler's block-aligned stride and overlap), in the whole run's order,
-and blends them with the same weights (:func:`engine.infer.blend_weights`); so each output
+and blends them with the same weights (:func:`engine.tiling.blend_weights`); so each output
 pixel gets the same window contributions, summed in the same order, and the stitched map
 equals the whole run's (the same windows, the same arithmetic). The price is that a window
 row straddling a band edge runs in both bands: about ``tile / (band rows)`` extra work per

@@ -146,17 +146,18 @@ def _bench_infer_child(path: str, model_name: str, tile_size: int, overlap: int,
     import tempfile
     from pathlib import Path
 
-    from engine.infer import predict_raster
     from engine.registry import load_model
+    from engine.survey import InferenceSettings, infer_orthomosaic
 
     if threads:
         torch.set_num_threads(threads)
     model = load_model(model_name, device=device)
+    settings = InferenceSettings(tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+                                 device=device)
     with tempfile.TemporaryDirectory() as tmp:
         cpu0 = _cpu_seconds()
-        res = predict_raster(path, model, out_path=Path(tmp) / "prob.tif", tile_size=tile_size,
-                             overlap=overlap, batch_size=batch_size, device=device,
-                             progress=False)
+        res = infer_orthomosaic(path, model, settings, out_path=Path(tmp) / "prob.tif",
+                                progress=False, vectorise=False).prediction
         cpu = cpu_figures(cpu0)
     tile_mp_s = res.processed_megapixels / res.seconds
     return {
@@ -177,7 +178,9 @@ def _bench_infer_child(path: str, model_name: str, tile_size: int, overlap: int,
 def bench_infer(sizes: list[int], model_name: str, *, workdir, tile_size: int = 512,
                 overlap: int = 64, batch_size: int | None = None, device: str = "cpu",
                 threads: int | None = None) -> list[dict]:
-    """End-to-end ``predict_raster`` figures on synthetic square rasters of each size.
+    """End-to-end figures of the survey step's prediction (:func:`engine.survey.
+    infer_orthomosaic` without vectorising: :func:`engine.infer.predict_raster` and the
+    rename into place) on synthetic square rasters of each size.
 
     Each size runs in a fresh process, so ``peak_rss_mib`` (``ru_maxrss``) is that raster's own
     peak. ``end_to_end_over_forward`` = end-to-end tile megapixels/s divided by model-forward

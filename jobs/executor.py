@@ -5,12 +5,12 @@ calling process. ``ray`` scales out on an existing distributed engine, `Ray
 <https://docs.ray.io>`_ (the optional extra ``crackwatch[ray]``), and gives the same results:
 
 * **Surveys in parallel.** Every pending survey's infer + vectorise step
-  (:func:`infer_survey`: survey imagery in, probability COG + crack frame out) runs on a Ray
-  worker: an actor that keeps each model it loads, so a model is loaded once per worker;
-  one actor per GPU (``num_gpus=1``) when the device is CUDA, else one per
-  ``cpus_per_worker`` CPUs. The store writes, tracking and alerts stay in the driver (the
-  process that called :func:`jobs.pipeline.run_site`: ``crackwatch run`` or the scheduler),
-  one transaction per survey, in acquisition order per site, through
+  (:func:`engine.survey.infer_survey`: survey imagery in, probability COG + crack frame out)
+  runs on a Ray worker (:mod:`jobs.ray_pool`): an actor that keeps each model it loads, so a
+  model is loaded once per worker; one actor per GPU (``num_gpus=1``) when the device is
+  CUDA, else one per ``cpus_per_worker`` CPUs. The store writes, tracking and alerts stay in
+  the driver (the process that called :func:`jobs.pipeline.run_site`: ``crackwatch run`` or
+  the scheduler), one transaction per survey, in acquisition order per site, through
   :func:`jobs.pipeline.process_survey`'s ``infer`` hook. Several sites run at once with
   :func:`run_sites` (and in the scheduler), sharing the workers.
 * **One large orthomosaic in row bands.** A raster of at least ``2 * band_rows`` rows is
@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import socket
 import threading
 import time
 import uuid
@@ -44,16 +42,29 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from jobs.ray_pool import (
+    RAY_INSTALL_HINT,
+    ActorPool,
+    CardOnly,
+    Composite,
+    ExecutorError,
+    ModelSpec,
+    WorkerLostError,
+    connect_ray,
+    import_ray,
+    infer_survey_output,
+)
+
+if TYPE_CHECKING:
+    from engine.survey import SurveySource
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DEFAULT_BAND_ROWS", "EXECUTORS", "ExecutorConfig", "ExecutorError", "ModelSpec",
-    "RayExecutor", "RayUnavailableError", "SurveyInput", "WorkerLostError",
-    "executor_config", "import_ray", "infer_survey", "make_executor", "run_sites",
-    "shared_executor",
+    "DEFAULT_BAND_ROWS", "EXECUTORS", "ExecutorConfig", "RayExecutor", "executor_config",
+    "make_executor", "run_sites", "shared_executor",
 ]
 
 EXECUTORS = ("local", "ray")
@@ -61,22 +72,6 @@ EXECUTORS = ("local", "ray")
 #: least twice as many rows). 4096 rows of 512-px windows with 64 px overlap: one window row
 #: in 9 runs twice at each band edge (engine.banded).
 DEFAULT_BAND_ROWS = 4096
-#: Seconds to wait for the workers to start (import torch, load nothing yet).
-READY_TIMEOUT_S = 300.0
-RAY_INSTALL_HINT = "python3 -m pip install 'crackwatch[ray]' (Ray >= 2.40)"
-PHOTO_TYPES = ("photo", "photos")
-
-
-class ExecutorError(RuntimeError):
-    """The executor setting cannot be honoured (unknown executor, cluster too small...)."""
-
-
-class RayUnavailableError(ExecutorError):
-    """``ray`` was chosen but Ray is not installed, or its cluster cannot be reached."""
-
-
-class WorkerLostError(ExecutorError):
-    """The Ray worker running a call died (and Ray's retries were used up)."""
 
 
 # ------------------------------------------------------------------------------ settings
@@ -171,373 +166,6 @@ def shared_executor(config: ExecutorConfig | dict[str, Any] | None) -> RayExecut
         return _SHARED[key]
 
 
-# --------------------------------------------------------------------------- the step
-
-
-@dataclass
-class SurveyInput:
-    """What a worker needs of a survey and its site (plain values, no database session)."""
-
-    id: int
-    site_id: int
-    source_path: str
-    source_type: str
-    pixel_size_m: float | None = None
-    site_crs_epsg: int | None = None
-
-    @classmethod
-    def of(cls, survey: Any, site: Any) -> SurveyInput:
-        """From a :class:`geodata.store.models.Survey` and its ``Site``."""
-        return cls(id=survey.id, site_id=site.id, source_path=str(survey.source_path),
-                   source_type=survey.source_type, pixel_size_m=survey.pixel_size_m,
-                   site_crs_epsg=site.crs_epsg)
-
-
-def infer_survey(survey: SurveyInput, model: Any, options: Any,
-                 predict: Callable[..., Any] | None = None) -> dict[str, Any]:
-    """One survey's imagery in, its probability map and crack frame out (no database).
-
-    The infer + vectorise steps of :func:`jobs.pipeline.process_survey`, as they run in the
-    local pipeline (``_infer_orthomosaic`` / ``_infer_photos``); what runs on a worker.
-    ``predict`` replaces :func:`engine.infer.predict_raster` for an orthomosaic (the band
-    stitcher). Returns the dict those steps return (cracks, skeletons, footprint, infer
-    info); raises what they raise.
-    """
-    from jobs.pipeline import _infer_orthomosaic, _infer_photos
-
-    sv = SimpleNamespace(id=survey.id, site_id=survey.site_id, source_path=survey.source_path,
-                         source_type=survey.source_type, pixel_size_m=survey.pixel_size_m)
-    if survey.source_type in PHOTO_TYPES:
-        site = SimpleNamespace(id=survey.site_id, crs_epsg=survey.site_crs_epsg)
-        return _infer_photos(sv, site, model, options)
-    return _infer_orthomosaic(sv, model, options, predict=predict)
-
-
-@dataclass
-class ModelSpec:
-    """A model as a worker loads it: by ``name`` (+ ``weights_dir``) from the registry, or
-    ``ref``, a Ray object reference to a module the caller gave."""
-
-    name: str | None = None
-    weights_dir: str | None = None
-    ref: Any = None
-
-    def key(self) -> tuple:
-        return ("ref", self.ref.hex()) if self.ref is not None else (
-            "name", self.name, self.weights_dir)
-
-    def load(self, device: str) -> Any:
-        if self.ref is not None:
-            import ray
-
-            return ray.get(self.ref).to(device).eval()
-        from engine.registry import load_model
-
-        return load_model(self.name, device=device,
-                          weights_dir=Path(self.weights_dir) if self.weights_dir else None)
-
-
-class _CardOnly:
-    """What the driver holds of a model that runs on workers: its card (for the run record)."""
-
-    def __init__(self, card: dict[str, Any]):
-        self.card = card
-
-
-# ------------------------------------------------------------------------------ workers
-
-
-class _Worker:
-    """A Ray actor (``ray.remote(_Worker)``): inference with the models it has loaded."""
-
-    def __init__(self, device: str, threads: int):
-        import torch
-
-        self.device = device
-        if device == "cpu" and threads >= 1:
-            torch.set_num_threads(threads)
-        self._models: dict[tuple, Any] = {}
-
-    def where(self) -> dict[str, Any]:
-        import ray
-
-        return {"node": ray.util.get_node_ip_address(), "pid": os.getpid(),
-                "gpus": [str(g) for g in ray.get_gpu_ids()], "device": self.device}
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds of this worker process so far (all its threads)."""
-        import resource
-
-        r = resource.getrusage(resource.RUSAGE_SELF)
-        return r.ru_utime + r.ru_stime
-
-    def _label(self) -> str:
-        w = self.where()
-        return f"{w['node']}:{w['pid']}" + (f" gpu {','.join(w['gpus'])}" if w["gpus"] else "")
-
-    def _model(self, spec: ModelSpec) -> Any:
-        key = spec.key()
-        if key not in self._models:
-            self._models[key] = spec.load(self.device)
-        return self._models[key]
-
-    def infer_survey(self, survey: SurveyInput, spec: ModelSpec, options: Any) -> dict:
-        t0 = time.perf_counter()
-        out = infer_survey(survey, self._model(spec), replace(options, device=self.device))
-        out["infer"] = {**out["infer"], "executor": "ray", "worker": self._label(),
-                        "worker_seconds": round(time.perf_counter() - t0, 2)}
-        return out
-
-    def predict_band(self, path: str, band: tuple[int, int] | None, out_path: str,
-                     spec: ModelSpec, kwargs: dict[str, Any]) -> Any:
-        """Rows ``band`` of the raster to a band file (:func:`engine.banded.predict_band`);
-        ``None``: the whole raster to its COG (:func:`engine.infer.predict_raster`)."""
-        from engine.infer import predict_raster
-
-        kwargs = {k: v for k, v in kwargs.items() if k != "device"}
-        res = predict_raster(path, self._model(spec), out_path=out_path, device=self.device,
-                             rows=band, **kwargs)
-        where = "all rows" if band is None else f"rows {band[0]}..{band[1] - 1}"
-        res.warnings.append(f"{where} on Ray worker {self._label()}")
-        return res
-
-    def predict_photo(self, path: str, spec: ModelSpec, kwargs: dict[str, Any]) -> Any:
-        """:func:`engine.infer.predict_image` of the JPEG at ``path`` (read here)."""
-        import numpy as np
-        from PIL import Image
-
-        from engine.infer import predict_image
-
-        with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
-        kwargs = {k: v for k, v in kwargs.items() if k != "device"}
-        return predict_image(rgb, self._model(spec), device=self.device, **kwargs)
-
-    def finish_banded(self, survey: SurveyInput, parts: list[str], results: list,
-                      options: Any) -> dict:
-        """Stitch a survey's band files into its probability COG, then vectorise it."""
-        from engine.banded import merge_band_results, stitch_bands
-
-        t0 = time.perf_counter()
-
-        def stitcher(_path, _model, *, out_path, **_kwargs):
-            stitch_bands(parts, out_path)
-            return merge_band_results(results, Path(out_path),
-                                      max(r.seconds for r in results))
-
-        try:
-            out = infer_survey(survey, None, options, predict=stitcher)
-        finally:
-            for p in parts:
-                Path(p).unlink(missing_ok=True)
-        out["infer"] = {**out["infer"], "executor": "ray", "worker": self._label(),
-                        "bands": len(parts), "stitch_vectorise_seconds":
-                            round(time.perf_counter() - t0, 2)}
-        return out
-
-
-def import_ray():
-    """``import ray``, or a clear error naming the extra to install.
-
-    Raises:
-        RayUnavailableError: Ray is not installed.
-    """
-    try:
-        import ray
-    except ImportError as exc:
-        raise RayUnavailableError(
-            f"--executor ray needs Ray, which is not installed here ({exc}). Install the extra "
-            f"on this machine and on every worker: {RAY_INSTALL_HINT}; or run with "
-            f"--executor local (CRACKWATCH_EXECUTOR=local).") from exc
-    return ray
-
-
-def _check_reachable(address: str) -> None:
-    """Fail fast (5 s) on a ``HOST:PORT`` nothing answers on: ``ray.init`` would retry for
-    minutes."""
-    hostport = address.removeprefix("ray://")
-    host, sep, port = hostport.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise RayUnavailableError(
-            f"--ray-address {address!r} is not auto, local or HOST:PORT (e.g. 10.0.0.5:6379, "
-            f"the address `ray start --head` printed).")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
-    except OSError as exc:
-        raise RayUnavailableError(
-            f"cannot reach the Ray cluster at {address} ({exc}). Start its head there "
-            f"(`ray start --head --port={port}`, see deploy/README.md), check the address and "
-            f"the firewall, or use --ray-address local to start a cluster on this machine."
-        ) from exc
-
-
-def connect_ray(config: ExecutorConfig) -> bool:
-    """Connect this process to the cluster of ``config.ray_address``; True when a new local
-    cluster was started here (stopped by :meth:`RayExecutor.close`).
-
-    Raises:
-        RayUnavailableError: Ray not installed; nothing answers at the address; no cluster
-            runs on this machine (``auto``).
-    """
-    ray = import_ray()
-    address = config.ray_address or os.environ.get("RAY_ADDRESS") or None
-    if address not in (None, "auto", "local"):
-        _check_reachable(address)
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
-    try:
-        if address in (None, "local"):
-            ray.init(address="local", **kwargs, **config.ray_init)
-            return True
-        ray.init(address=address, **kwargs)
-        return False
-    except ConnectionError as exc:
-        auth = "" if os.environ.get("RAY_AUTH_MODE") == "token" else (
-            " If the cluster uses token authentication (Ray 2.60's `ray start` turns it on "
-            "by default), set RAY_AUTH_MODE=token here too, with its token in "
-            "RAY_AUTH_TOKEN or ~/.ray/auth_token.")
-        raise RayUnavailableError(
-            f"cannot connect to a Ray cluster ({address}): {exc}. Start one with `ray start "
-            f"--head` (deploy/README.md), give --ray-address HOST:PORT, or --ray-address local "
-            f"to start one on this machine.{auth}") from exc
-
-
-def _translate(exc: BaseException, what: str) -> BaseException:
-    """A Ray error as the error the survey records: the worker's own exception (with the
-    worker's traceback as a note), or :class:`WorkerLostError` for a dead worker."""
-    from ray import exceptions as rex
-
-    if isinstance(exc, rex.RayTaskError):
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, Exception) and not isinstance(cause, rex.RayError):
-            try:
-                cause.add_note(f"raised on a Ray worker:\n{exc.traceback_str}")
-            except AttributeError:  # pragma: no cover - an exception without notes
-                pass
-            return cause
-    lost = tuple(getattr(rex, n) for n in (
-        "RayActorError", "WorkerCrashedError", "ObjectLostError", "OwnerDiedError",
-        "NodeDiedError", "LocalRayletDiedError") if hasattr(rex, n))
-    if isinstance(exc, lost):
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        return WorkerLostError(
-            f"the Ray worker running {what} died ({type(exc).__name__}: {first}), and Ray's "
-            f"retries were used up: it was killed, ran out of memory, or its node was lost. "
-            f"Nothing of the survey was stored; the next run processes it again.")
-    return exc
-
-
-class _Composite(Future):
-    """A future that depends on others; cancelling it cancels them."""
-
-    def __init__(self, children: Sequence[Future]):
-        super().__init__()
-        self.children = list(children)
-
-    def cancel(self) -> bool:
-        for c in self.children:
-            c.cancel()
-        return super().cancel()
-
-
-class _ActorPool:
-    """``n`` inference actors, each fed by one driver thread from a shared queue: a call goes
-    to the first idle worker (thread-safe: several site runs share the pool)."""
-
-    def __init__(self, ray, n: int, device: str, cpus: float, max_retries: int):
-        self._ray = ray
-        cuda = device.startswith("cuda")
-        self.device = "cuda" if cuda else "cpu"
-        cls = ray.remote(_Worker).options(
-            num_cpus=cpus, num_gpus=1 if cuda else 0, max_restarts=-1,
-            max_task_retries=max_retries)
-        self.actors = [cls.remote(self.device, max(1, int(cpus))) for _ in range(n)]
-        refs = [a.where.remote() for a in self.actors]
-        ready, waiting = ray.wait(refs, num_returns=len(refs), timeout=READY_TIMEOUT_S)
-        if waiting:
-            for a in self.actors:
-                ray.kill(a)
-            raise ExecutorError(
-                f"{len(waiting)} of {n} Ray workers did not start within {READY_TIMEOUT_S:g} "
-                f"s; the cluster has {ray.cluster_resources()}. Ask fewer with --ray-workers.")
-        self.where = ray.get(refs)
-        self._q: queue.Queue = queue.Queue()
-        self._threads = [threading.Thread(target=self._serve, args=(a,), daemon=True,
-                                          name=f"crackwatch-ray-{k}")
-                         for k, a in enumerate(self.actors)]
-        for t in self._threads:
-            t.start()
-
-    @property
-    def size(self) -> int:
-        return len(self.actors)
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds of all the workers' processes so far."""
-        return float(sum(self._ray.get([a.cpu_seconds.remote() for a in self.actors])))
-
-    def submit(self, method: str, *args: Any, what: str = "") -> Future:
-        fut: Future = Future()
-        self._q.put((method, args, fut, what or method))
-        return fut
-
-    def _serve(self, actor) -> None:
-        alive = True
-        while True:
-            item = self._q.get()
-            if item is None:
-                return
-            method, args, fut, what = item
-            if not fut.set_running_or_notify_cancel():
-                continue
-            if not alive:  # Ray is restarting it: a call now would fail at once
-                alive = self._wait_alive(actor)
-                if not alive:
-                    fut.set_exception(WorkerLostError(
-                        f"the Ray worker for {what} died and did not come back within "
-                        f"{READY_TIMEOUT_S:g} s; nothing of it was stored, the next run "
-                        f"processes it again."))
-                    continue
-            try:
-                fut.set_result(self._ray.get(getattr(actor, method).remote(*args)))
-            except Exception as exc:  # noqa: BLE001 - handed to whoever waits on the call
-                err = _translate(exc, what)
-                alive = not isinstance(err, WorkerLostError)
-                fut.set_exception(err)
-
-    def _wait_alive(self, actor) -> bool:
-        """Wait until a (restarting) actor answers, up to :data:`READY_TIMEOUT_S`."""
-        from ray import exceptions as rex
-
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                self._ray.get(actor.where.remote(), timeout=30)
-                return True
-            except (rex.RayActorError, rex.GetTimeoutError):
-                time.sleep(0.5)
-        return False
-
-    def close(self) -> None:
-        while True:
-            try:
-                item = self._q.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                item[2].cancel()
-        for _ in self._threads:
-            self._q.put(None)
-        for a in self.actors:
-            try:
-                self._ray.kill(a)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
-        for t in self._threads:
-            t.join(timeout=10)
-
-
 class RayExecutor:
     """Inference on a Ray cluster (see the module docstring). Connects on creation.
 
@@ -552,11 +180,11 @@ class RayExecutor:
         self._ray = import_ray()
         self._started = connect_ray(self.config)
         self._lock = threading.Lock()
-        self._pools: dict[str, _ActorPool] = {}
+        self._pools: dict[str, ActorPool] = {}
         self._refs: dict[int, tuple[Any, Any]] = {}
 
     # ---------------------------------------------------------------- workers
-    def pool(self, device: str = "cpu") -> _ActorPool:
+    def pool(self, device: str = "cpu") -> ActorPool:
         """The actors for ``device`` (``cpu`` or ``cuda``), started on first use."""
         kind = "cuda" if str(device).startswith("cuda") else "cpu"
         with self._lock:
@@ -564,7 +192,7 @@ class RayExecutor:
                 self._pools[kind] = self._start_pool(kind)
             return self._pools[kind]
 
-    def _start_pool(self, kind: str) -> _ActorPool:
+    def _start_pool(self, kind: str) -> ActorPool:
         res = self._ray.cluster_resources()
         cfg = self.config
         if kind == "cuda":
@@ -584,7 +212,7 @@ class RayExecutor:
                 f"--ray-workers {n} on {kind}, but the cluster fits {fit} ({res}); add "
                 f"nodes (`ray start --address HEAD:PORT`) or ask for at most {fit}.")
         t0 = time.perf_counter()
-        pool = _ActorPool(self._ray, n, kind, cfg.cpus_per_worker, cfg.max_retries)
+        pool = ActorPool(self._ray, n, kind, cfg.cpus_per_worker, cfg.max_retries)
         log.info("Ray: %d %s worker(s) ready in %.1f s: %s", n, kind, time.perf_counter() - t0,
                  ", ".join(f"{w['node']}:{w['pid']}" for w in pool.where))
         return pool
@@ -638,16 +266,16 @@ class RayExecutor:
             card = find_card(name, options.weights_dir)
         except (ModelNotFoundError, ModelCardError, ValueError, OSError):
             return None, None
-        return self.model_spec(name=name, weights_dir=options.weights_dir), _CardOnly(card)
+        return self.model_spec(name=name, weights_dir=options.weights_dir), CardOnly(card)
 
     # ---------------------------------------------------------------- surveys
-    def submit_survey(self, survey: SurveyInput, spec: ModelSpec, options: Any) -> Future:
+    def submit_survey(self, survey: SurveySource, spec: ModelSpec, options: Any) -> Future:
         """Start one survey's infer + vectorise on the workers; its future gives
-        :func:`infer_survey`'s dict (or raises its error). A large orthomosaic is split into
-        row bands (:meth:`plan`)."""
+        :func:`jobs.ray_pool.infer_survey_output`'s dict (or raises its error). A large
+        orthomosaic is split into row bands (:meth:`plan`)."""
         options = replace(options, work_dir=Path(options.work_dir).resolve())
         pool = self.pool(options.device)
-        if survey.source_type not in PHOTO_TYPES:
+        if not survey.is_photos:
             bands = self.plan(survey.source_path, pool.size)
             if len(bands) > 1:
                 return self._submit_banded(pool, survey, bands, spec, options)
@@ -675,7 +303,7 @@ class RayExecutor:
         bands = plan_bands(rows, n_bands, min_rows=self.config.band_rows, block_rows=block)
         return bands if len(bands) > 1 else []
 
-    def _submit_banded(self, pool: _ActorPool, survey: SurveyInput,
+    def _submit_banded(self, pool: ActorPool, survey: SurveySource,
                        bands: list[tuple[int, int]], spec: ModelSpec, options: Any) -> Future:
         t0 = time.perf_counter()
         folder = Path(options.work_dir) / "probability"
@@ -688,7 +316,7 @@ class RayExecutor:
         band_futs = [pool.submit("predict_band", survey.source_path, b, p, spec, kwargs,
                                  what=f"survey {survey.id} rows {b[0]}..{b[1] - 1}")
                      for b, p in zip(bands, parts, strict=True)]
-        result = _Composite(band_futs)
+        result = Composite(band_futs)
         left = [len(band_futs)]
         lock = threading.Lock()
 
@@ -748,6 +376,7 @@ class RayExecutor:
         Returns:
             One :class:`jobs.pipeline.SurveyResult` per survey, in order.
         """
+        from engine.survey import SurveySource
         from geodata.store.api import get_site
         from jobs.pipeline import process_survey
 
@@ -759,7 +388,7 @@ class RayExecutor:
                     sites[sv.site_id] = get_site(bind, sv.site_id)
                 site = sites[sv.site_id]
                 spec, held = self._site_model(site, options, model)
-                fut = (self.submit_survey(SurveyInput.of(sv, site), spec, options)
+                fut = (self.submit_survey(SurveySource.of(sv, site), spec, options)
                        if spec is not None else None)
                 jobs.append((sv, held, fut))
             results = []
@@ -781,9 +410,11 @@ class RayExecutor:
                          ) -> Callable[..., Any]:
         """A drop-in for :func:`engine.infer.predict_raster` (the ``crackwatch infer`` hook):
         the raster's row bands run on the workers (one band per worker), then are stitched
-        here into ``out_path`` (which, like the raster, every worker must reach)."""
+        here into ``out_path`` (which, like the raster, every worker must reach). Its bar is
+        ``progress``'s, whatever the caller's ``progress`` says."""
 
         def predict(path, _model, *, out_path, device="cpu", **kwargs):
+            kwargs.pop("progress", None)
             return self.predict_raster(path, spec, out_path=out_path, device=device,
                                        progress=progress, **kwargs)
 
@@ -885,7 +516,7 @@ def _waiter(fut: Future, survey_id: int, options: Any) -> Callable[..., dict]:
     return wait
 
 
-def _survey_error(survey: SurveyInput, exc: BaseException, options: Any) -> BaseException:
+def _survey_error(survey: SurveySource, exc: BaseException, options: Any) -> BaseException:
     """A band's error as the local step reports it (e.g. its hint for a raster without CRS
     names the survey commands, not ``crackwatch infer --crs``)."""
     from engine.errors import CRSError
@@ -897,7 +528,7 @@ def _survey_error(survey: SurveyInput, exc: BaseException, options: Any) -> Base
         raise exc
 
     try:
-        infer_survey(survey, None, options, predict=raise_it)
+        infer_survey_output(survey, None, options, predict=raise_it)
     except Exception as again:  # noqa: BLE001 - the rewritten error
         return again
     return exc  # pragma: no cover

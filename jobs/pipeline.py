@@ -24,10 +24,8 @@ goes, in small transactions of their own.
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -176,150 +174,6 @@ def pending_surveys(bind: Engine | Session, site: int | str, *, now: datetime | 
 # --------------------------------------------------------------------------------- steps
 
 
-def _infer_orthomosaic(survey: m.Survey, model: Any, opt: PipelineOptions,
-                       predict: Callable[..., Any] | None = None) -> dict[str, Any]:
-    """``predict``: what writes the probability map (default
-    :func:`engine.infer.predict_raster`; :mod:`jobs.executor` stitches row bands instead)."""
-    import rasterio
-
-    from engine.infer import predict_raster
-    from geodata.vectorise import vectorise_cracks_and_skeletons
-
-    predict = predict or predict_raster
-
-    out = Path(opt.work_dir) / "probability" / f"survey{survey.id}_probability.tif"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # per-run names: the map (and engine.infer's "<stem>.partial.tif" beside it) is written
-    # under a name of this run only, then renamed into place atomically, so two processes
-    # sharing a work dir never write one file
-    run_out = out.with_name(f"{out.stem}.run-{os.getpid()}-{uuid.uuid4().hex[:8]}.tif")
-    import warnings
-
-    from engine.errors import CRSError
-
-    try:
-        with warnings.catch_warnings():  # kept in res.warnings and recorded in the job's steps
-            warnings.simplefilter("ignore", UserWarning)
-            res = predict(survey.source_path, model, out_path=run_out,
-                          tile_size=opt.tile_size, overlap=opt.overlap,
-                          batch_size=opt.batch_size, device=opt.device, progress=False,
-                          tta=opt.tta)
-        os.replace(run_out, out)
-    except CRSError as exc:
-        if "--crs" not in str(exc):
-            raise
-        # engine.infer's hint names `crackwatch infer --crs`; a survey has no such option
-        raise CRSError(
-            f"{survey.source_path} has no CRS, so its cracks cannot be placed or measured: "
-            f"assign it (gdal_edit.py -a_srs EPSG:XXXX FILE) or georeference and export it "
-            f"again, then `crackwatch survey add` the fixed file and `crackwatch survey skip "
-            f"{survey.id}` this one") from exc
-    finally:
-        for leftover in (run_out, run_out.with_name(run_out.stem + ".partial.tif")):
-            leftover.unlink(missing_ok=True)
-    with rasterio.open(out) as src:
-        prob = src.read(1)
-        nodata = src.read_masks(1) == 0
-        transform, crs = src.transform, src.crs
-    cracks, skeletons = vectorise_cracks_and_skeletons(
-        prob, transform, crs, threshold=opt.threshold, min_area_px=opt.min_area_px,
-        nodata_mask=nodata)
-    return {"cracks": cracks, "skeletons": skeletons, "coordinate_space": "map",
-            "footprint": None, "megapixels_per_s": res.megapixels_per_s,
-            "pixel_size_m": float(abs(transform.determinant) ** 0.5),
-            "infer": {"seconds": round(res.seconds, 2), "probability_cog": str(out),
-                      "megapixels_per_s": round(res.megapixels_per_s, 3),
-                      "windows": res.windows_total, "windows_skipped": res.windows_skipped,
-                      "warnings": list(res.warnings)}}
-
-
-def _infer_photos(survey: m.Survey, site: m.Site, model: Any,
-                  opt: PipelineOptions) -> dict[str, Any]:
-    """Photos: cracks in image pixels of each photo, plus what registering them needs.
-
-    No database: per photo the metadata, its own GSD (the survey's ``--gsd-m``, else
-    EXIF/XMP; :func:`geodata.photos.ground_sample_distance_m`), a black/blur check and SIFT
-    features (:mod:`geodata.registration`), a nadir footprint when it has GPS, and its
-    cracks vectorised in pixel units. Lengths and widths are put in metres and mm in the
-    store step (:func:`_measure_photo_cracks`), once the photo's view is known: its GSD may
-    come from the view (:mod:`geodata.views`). One bad photo (unreadable, black) is recorded
-    and skipped; it does not stop the set. A black frame is not run through the model.
-    """
-    from PIL import Image
-
-    from engine.infer import predict_image
-    from geodata.errors import GSDError, PhotoMetadataError
-    from geodata.photos import ground_sample_distance_m, nadir_footprint, read_photo_set
-    from geodata.registration import photo_features, photo_quality
-    from geodata.vectorise import vectorise_cracks_and_skeletons
-    from geodata.views import SurveyPhoto
-
-    src = Path(survey.source_path)
-    metas, failures = read_photo_set(src if src.is_dir() else [src])
-    photos = [SurveyPhoto(p.name, p, problem=f"unreadable: {why}") for p, why in failures]
-    found: dict[str, tuple[gpd.GeoDataFrame, gpd.GeoSeries]] = {}
-    footprints, notes = [], []
-    pixels, model_s = 0, 0.0
-    for meta in metas:
-        name = Path(meta.path).name
-        try:
-            with Image.open(meta.path) as im:
-                rgb = np.asarray(im.convert("RGB"))
-        except OSError as exc:
-            failures.append((Path(meta.path), str(exc)))
-            photos.append(SurveyPhoto(name, Path(meta.path), problem=f"unreadable: {exc}"))
-            continue
-        try:
-            gsd = ground_sample_distance_m(meta, gsd_m=survey.pixel_size_m)
-            gsd_source = ("the survey's pixel size (--gsd-m)" if survey.pixel_size_m else
-                          "EXIF/XMP (focal length, sensor width, height above take-off)")
-        except GSDError as exc:
-            gsd, gsd_source = None, str(exc)
-        quality = photo_quality(rgb)
-        photo = SurveyPhoto(name, Path(meta.path), width_px=rgb.shape[1],
-                            height_px=rgb.shape[0], quality=quality,
-                            features=(None if quality.problem else  # refused anyway
-                                      photo_features(rgb, quality=quality, name=name)),
-                            own_gsd_m=gsd, own_gsd_source=gsd_source,
-                            gsd_given=survey.pixel_size_m is not None)
-        photos.append(photo)
-        if meta.has_gps and gsd:
-            try:
-                photo.footprint = nadir_footprint(meta, gsd, f"EPSG:{site.crs_epsg}")
-                footprints.append(photo.footprint)
-            except (PhotoMetadataError, GSDError) as exc:
-                notes.append(f"{name}: no footprint ({exc})")
-        elif not meta.has_gps:
-            notes.append(f"{name}: no GPS in EXIF; attached to the site's location")
-        if quality.problem == "black":
-            notes.append(f"{name}: {quality.reason}; not run through the model")
-            continue
-        t0 = time.perf_counter()
-        prob = predict_image(rgb, model, tile_size=opt.tile_size, overlap=opt.overlap,
-                             batch_size=opt.batch_size, device=opt.device, tta=opt.tta)
-        model_s += time.perf_counter() - t0
-        pixels += prob.size
-        cracks, sk = vectorise_cracks_and_skeletons(  # pixel units: measured in store step
-            prob, None, None, threshold=opt.threshold, min_area_px=opt.min_area_px,
-            pixel_size_m=1.0)
-        cracks["photo"] = name
-        found[name] = (cracks, sk)
-    if not any(p.problem is None for p in photos):
-        reasons = "; ".join(f"{p.name}: {r}" for p, r in failures) or "no JPEG photos found"
-        raise ValueError(f"survey {survey.id}: no photo of {src} could be processed ({reasons})")
-    footprint = None
-    if footprints:
-        import shapely
-
-        footprint = shapely.union_all(footprints)
-    mps = pixels / 1e6 / model_s if model_s else None
-    return {"photos": photos, "photo_cracks": found, "coordinate_space": "image",
-            "footprint": footprint, "megapixels_per_s": mps,
-            "infer": {"photos": len(found), "failed": [f"{p.name}: {r}" for p, r in failures],
-                      "notes": notes,
-                      "megapixels_per_s": round(mps, 3) if mps else None}}
-
-
 def _measure_photo_cracks(survey: m.Survey, out: dict[str, Any],
                           placements: dict[str, Any]) -> tuple[gpd.GeoDataFrame,
                                                                gpd.GeoSeries, list[str]]:
@@ -426,10 +280,11 @@ def process_survey(
         t0 = time.perf_counter()
         if infer is not None:
             out = infer(survey, site, model, options)
-        elif survey.source_type in ("photo", "photos"):
-            out = _infer_photos(survey, site, model, options)
         else:
-            out = _infer_orthomosaic(survey, model, options)
+            from engine.survey import InferenceSettings, SurveySource, infer_survey
+
+            out = infer_survey(SurveySource.of(survey, site), model, InferenceSettings.of(options),
+                               work_dir=options.work_dir).as_dict()
         set_job_step(bind, job_id, "infer", "succeeded",
                   **{**out["infer"], "seconds": round(time.perf_counter() - t0, 2)})
         step = "vectorise"

@@ -9,6 +9,8 @@ never :mod:`jobs.cli.main` or each other's helpers, so there is no import circle
 from __future__ import annotations
 
 import getpass
+import shlex
+import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -16,8 +18,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["BY_HELP", "SITE_HELP", "SITE_ID_HELP", "URL_HELP", "cli_actor", "console",
-           "err_console", "fail", "notifiers", "open_store", "site_ref"]
+__all__ = ["BY_HELP", "SITE_HELP", "SITE_ID_HELP", "URL_HELP", "cli_actor", "command_line",
+           "console", "err_console", "fail", "notifiers", "open_store", "site_ref"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -137,3 +139,43 @@ def notifiers() -> list:
     from jobs.notify import notifiers_from_env
 
     return notifiers_from_env()
+
+
+def command_line() -> str:
+    """The running command as a user would type it: ``crackwatch <sub> --opt value ...``.
+
+    Rebuilt from click's context (the parameters given explicitly, or that differ from their
+    defaults), so it is right however the command was invoked (shell, test runner, another
+    program).
+    """
+    try:  # typer >= 0.2x vendors its own click
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - older typer on upstream click
+        from click import get_current_context
+
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return "crackwatch " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    # The sub-command names from the context chain, not ``command_path``: under
+    # ``python -m jobs.cli`` the root's name is ``python -m jobs.cli``, not one word.
+    names, c = [], ctx
+    while c.parent is not None:
+        names.append(c.info_name)
+        c = c.parent
+    words = ["crackwatch", *reversed(names)]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        source = ctx.get_parameter_source(param.name)
+        given = source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+        if (value == param.default and not given) or value is None or value in ((), []):
+            continue
+        if getattr(param, "param_type_name", "") == "argument":
+            words += [str(v) for v in (value if isinstance(value, list | tuple) else [value])]
+            continue
+        flag = max(param.opts, key=len)
+        if isinstance(value, bool):
+            words.append(flag if value else (param.secondary_opts or [flag])[0])
+            continue
+        for v in value if isinstance(value, list | tuple) else [value]:
+            words += [flag, str(v)]
+    return " ".join(shlex.quote(w) for w in words)

@@ -37,7 +37,8 @@ def executor_from_cli(executor: str | None, ray_address: str | None, ray_workers
     """The executor the options (or settings) name: None for local, a connected
     :class:`jobs.executor.RayExecutor` for ray; a bad choice, Ray missing or an unreachable
     cluster is one ``error:`` line (``fail``)."""
-    from jobs.executor import ExecutorError, executor_config, make_executor, shared_executor
+    from jobs.executor import executor_config, make_executor, shared_executor
+    from jobs.ray_pool import ExecutorError
 
     try:
         config = executor_config(executor, ray_address, ray_workers)
@@ -68,7 +69,7 @@ def bench_ray_cmd(
     from rich.table import Table
 
     from jobs.bench_ray import bench_ray
-    from jobs.executor import ExecutorError
+    from jobs.ray_pool import ExecutorError
 
     console = Console()
     try:

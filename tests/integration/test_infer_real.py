@@ -12,7 +12,8 @@ import rasterio
 from builders import write_geotiff
 from typer.testing import CliRunner
 
-from engine.infer import StripedRasterWarning, predict_raster
+from engine.infer import predict_raster
+from engine.raster_read import StripedRasterWarning
 from engine.registry import load_model
 from jobs.cli import app
 from tests.conftest import require_real_data

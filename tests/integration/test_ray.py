@@ -32,12 +32,12 @@ from geodata.store.engine import session_scope
 from jobs.executor import (
     ExecutorConfig,
     RayExecutor,
-    RayUnavailableError,
     make_executor,
     run_sites,
 )
 from jobs.inbox import ingest
 from jobs.pipeline import PipelineOptions, run_site
+from jobs.ray_pool import RayUnavailableError
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

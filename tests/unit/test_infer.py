@@ -16,13 +16,9 @@ from rasterio.vrt import WarpedVRT
 from torch import nn
 
 from engine.errors import BandLayoutError, CRSError, RasterReadError
-from engine.infer import (
-    StripedRasterWarning,
-    blend_weights,
-    predict_image,
-    predict_raster,
-    window_starts,
-)
+from engine.infer import predict_image, predict_raster
+from engine.raster_read import StripedRasterWarning
+from engine.tiling import blend_weights, window_starts
 
 
 class ConstantModel(nn.Module):
@@ -292,7 +288,7 @@ def _naive_blend(rows, cols, tile, windows, dtype):
 
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])
 def test_row_band_blender_reuses_its_buffers_and_matches_plain_blending(dtype):
-    from engine.infer import RowBandBlender
+    from engine.tiling import RowBandBlender
 
     rng = np.random.default_rng(3)
     tile, overlap, rows, cols = 64, 16, 200, 150
