@@ -176,7 +176,9 @@ class SurveyInference:
                               "megapixels_per_s": round(res.megapixels_per_s, 3),
                               "windows": res.windows_total,
                               "windows_skipped": res.windows_skipped,
-                              "warnings": list(res.warnings)}}
+                              # the prediction's own and any other raised while predicting
+                              "warnings": list(dict.fromkeys([*res.warnings,
+                                                              *self.warnings]))}}
         return self._photos_dict()
 
     def _photos_dict(self) -> dict[str, Any]:

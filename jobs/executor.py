@@ -259,7 +259,7 @@ class RayExecutor:
             return self.model_spec(model), model
         from engine.errors import ModelCardError, ModelNotFoundError
         from engine.registry import find_card
-        from jobs.pipeline import site_model_name
+        from jobs.site_models import site_model_name
 
         name = site_model_name(site, options)[0]
         try:

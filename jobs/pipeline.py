@@ -60,6 +60,7 @@ from geodata.survey_state import (
 from jobs.inbox import INBOX_SETTLE_S, scan_inbox
 from jobs.notify import LogNotifier, Notifier
 from jobs.outbox import channel_of, deliver_pending, enqueue
+from jobs.site_models import ModelCache, load_site_model, site_model_name
 from jobs.storage_errors import storage_problem
 from jobs.survey_alerts import apply_alerts
 
@@ -76,7 +77,6 @@ __all__ = [
     "process_survey",
     "retry_notifications",
     "run_site",
-    "site_model_name",
     "survey_states",
 ]
 
@@ -294,13 +294,8 @@ def process_survey(
         step = "store_track"
         with session_scope(bind, write=True) as s:  # ONE transaction: store..alerts
             _before_step(step)
-            if "photos" in out:  # register into the site's views, then measure (mm)
-                from geodata.views import register_survey_photos
-
-                placements = register_survey_photos(s, get_survey(s, survey.id), out["photos"])
-                out["cracks"], out["skeletons"], unmeasured = _measure_photo_cracks(
-                    survey, out, placements)
-                out["registration"] = _registration(placements, unmeasured)
+            if "photos" in out:
+                _register_photos(s, survey, out)
             run = store_run(s, survey.id, out["cracks"], out["skeletons"], run_info,
                             coordinate_space=out["coordinate_space"],
                             footprint=out["footprint"], track=True,
@@ -326,14 +321,15 @@ def process_survey(
 
 def _model_for_run(model: Any, site: m.Site, options: PipelineOptions,
                    run_info: dict[str, Any]) -> Any:
-    """The infer step's start: ``model``, else the site's (:func:`_load_model`); fills
-    ``run_info`` with the model's name (before loading it, so a failure to load names it),
-    version, weights hash, tiling and start time (UTC)."""
+    """The infer step's start: ``model``, else the site's
+    (:func:`jobs.site_models.load_site_model`); fills ``run_info`` with the model's name
+    (before loading it, so a failure to load names it), version, weights hash, tiling and
+    start time (UTC)."""
     if model is None:
         run_info["model_name"] = site_model_name(site, options)[0]
     _before_step("infer")
     if model is None:
-        model = _load_model(options, site)
+        model = load_site_model(options, site)
     card = getattr(model, "card", {})
     run_info.update({
         "model_name": card.get("name", run_info["model_name"]),
@@ -357,6 +353,18 @@ def _vectorised(bind: Engine, job_id: int, out: dict[str, Any],
         else sum(len(c) for c, _ in out["photo_cracks"].values())))
     run_info["megapixels_per_s"] = out["megapixels_per_s"]
     run_info["finished_at"] = datetime.now(UTC)
+
+
+def _register_photos(s: Session, survey: m.Survey, out: dict[str, Any]) -> None:
+    """A photo survey's store step: register its photos into the site's views
+    (:func:`geodata.views.register_survey_photos`), then measure its cracks in mm
+    (:func:`_measure_photo_cracks`); sets ``out``'s ``cracks``, ``skeletons`` and
+    ``registration``. In ``s``'s transaction."""
+    from geodata.views import register_survey_photos
+
+    placements = register_survey_photos(s, get_survey(s, survey.id), out["photos"])
+    out["cracks"], out["skeletons"], unmeasured = _measure_photo_cracks(survey, out, placements)
+    out["registration"] = _registration(placements, unmeasured)
 
 
 def _registration(placements: dict[str, Any], unmeasured: list[str]) -> dict[str, Any]:
@@ -455,69 +463,6 @@ def _default_batch(device: str) -> int:
     return default_batch_size(device)
 
 
-def site_model_name(site: m.Site, options: PipelineOptions) -> tuple[str, str]:
-    """The model that processes ``site``'s surveys, and where the choice comes from.
-
-    ``options.model_name`` (``--model``) wins (``"option"``), else the site's own
-    ``model_name`` (``"site"``, set by ``crackwatch site add/set-model --model``), else the
-    shipped model of the site's profile (``"profile"``,
-    :func:`engine.registry.model_for_profile`).
-    """
-    from engine.registry import model_for_profile
-
-    if options.model_name:
-        return options.model_name, "option"
-    if site.model_name:
-        return site.model_name, "site"
-    return model_for_profile(site.profile), "profile"
-
-
-#: A cache of loaded models for a run over several sites: ``{(name, weights_dir, device):
-#: model}`` (see ``run_site(models=...)``).
-ModelCache = dict[tuple[str, str, str], Any]
-
-
-def _load_model(options: PipelineOptions, site: m.Site, cache: ModelCache | None = None
-                ) -> Any:
-    """The site's model (:func:`site_model_name`), verified, on the device; from ``cache``
-    when it holds it (a model loaded here is added to it).
-
-    Raises:
-        ModelNotFoundError, WeightsIntegrityError, ModelCardError: as
-        :func:`engine.registry.load_model`; a model named by the site that does not exist says
-        how to change the site's model.
-    """
-    from engine.errors import ModelNotFoundError
-    from engine.registry import load_model
-
-    name, source = site_model_name(site, options)
-    key = (name, str(options.weights_dir or ""), str(options.device))
-    if cache is not None and key in cache:
-        return cache[key]
-    try:
-        model = load_model(name, weights_dir=options.weights_dir, device=options.device)
-    except ModelNotFoundError as exc:
-        if source == "site":
-            raise ModelNotFoundError(
-                f"site {site.name!r} names model {name!r}, which is not installed ({exc}) Fix "
-                f"the site: `crackwatch site set-model {site.name!r} --model NAME` with a NAME "
-                f"from `crackwatch models list`, or `crackwatch site set-model {site.name!r} "
-                f"--profile-default` for the {site.profile} model.") from exc
-        if source == "profile":
-            raise ModelNotFoundError(
-                f"model {name!r} of the {site.profile} profile (engine/profile_models.json) "
-                f"is not installed ({exc}) Restore its weights and card in engine/weights "
-                f"(git checkout / git lfs pull), or give site {site.name!r} an installed "
-                f"model: `crackwatch site set-model {site.name!r} --model NAME`.") from exc
-        raise
-    log.info("site %s: model %s (%s)", site.name, name,
-             {"option": "--model", "site": "the site's own",
-              "profile": f"the {site.profile} profile's"}[source])
-    if cache is not None:
-        cache[key] = model
-    return model
-
-
 def run_site(
     bind: Engine,
     site: int | str,
@@ -605,7 +550,7 @@ def _run_site_locked(bind: Engine, site_id: int, options: PipelineOptions, *, mo
         from engine.errors import ModelCardError, ModelNotFoundError, WeightsIntegrityError
 
         try:
-            model = _load_model(options, get_site(bind, site_id), models)
+            model = load_site_model(options, get_site(bind, site_id), models)
         except (ModelNotFoundError, WeightsIntegrityError, ModelCardError) as exc:
             log.error("site %s: cannot load its model: %s", site_id, exc)  # each survey
             # records the failure (process_survey tries again and fails the same way)

@@ -66,7 +66,7 @@ def test_a_full_store_is_one_error_line_and_the_run_completes_once_there_is_room
     db = sqlite3.connect(tmp_path / "cw.db")
     db.execute("VACUUM")  # no free pages left to fill
     db.close()
-    monkeypatch.setattr(pipeline, "_load_model", lambda *a, **k: DarkModel())
+    monkeypatch.setattr(pipeline, "load_site_model", lambda *a, **k: DarkModel())
     real_connect = gs.connect
 
     def full_connect(u, **kw):  # the store cannot grow past its size: a full disk to SQLite
@@ -121,7 +121,7 @@ def test_a_full_work_folder_fails_the_survey_with_one_line_and_leaves_no_partial
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_path))  # ... then no room
 
     monkeypatch.setattr(engine.infer, "predict_raster", predict_then_disk_full)
-    monkeypatch.setattr(pipeline, "_load_model", lambda *a, **k: DarkModel())
+    monkeypatch.setattr(pipeline, "load_site_model", lambda *a, **k: DarkModel())
     work = tmp_path / "work"
     r = runner.invoke(app, ["run", "--site", "wall", "--url", url, "--work-dir", str(work)])
     assert r.exit_code == 1, r.output  # the survey failed; the command itself did not crash
@@ -152,7 +152,7 @@ def _tmpfs(path: Path, size: str):
 def test_a_really_full_work_folder_on_a_tiny_tmpfs(tmp_path, monkeypatch):
     url = _site_with_survey(tmp_path, write_ortho(tmp_path / "a.tif",
                                                   when=datetime(2026, 6, 1, tzinfo=UTC)))
-    monkeypatch.setattr(pipeline, "_load_model", lambda *a, **k: DarkModel())
+    monkeypatch.setattr(pipeline, "load_site_model", lambda *a, **k: DarkModel())
     with _tmpfs(tmp_path / "small", "1m") as small:
         (small / "work").mkdir()
         with open(small / "filler", "wb") as f:  # fill it to the last byte
