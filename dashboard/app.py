@@ -28,10 +28,7 @@ def _map_html(url: str, basemap: bool, mode: str, prefix: str) -> str:
 c.page_setup("Overview")
 st.title("Sites overview")
 url = c.store_url()
-sites = c.load_sites(url)
-if sites.empty:
-    c.empty_state("No sites in the store yet.")
-    st.stop()
+sites = c.sites_or_stop(url)
 
 open_alerts = c.load_alerts(url, None, True)
 cols = st.columns(4)

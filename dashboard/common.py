@@ -410,6 +410,25 @@ def show_map(html: str, height: int = 520, alt: str = "map") -> None:
     st.iframe(html, height=height, alt=alt)
 
 
+def line_charts(*charts: tuple[str, pd.DataFrame]) -> None:
+    """Line charts side by side, one column each: ``(caption, frame)`` pairs (a frame's
+    index is the x axis, each of its columns a line)."""
+    for column, (caption, frame) in zip(st.columns(len(charts)), charts, strict=True):
+        with column:
+            st.caption(caption)
+            st.line_chart(frame)
+
+
+def sites_or_stop(url: str, message: str = "No sites in the store yet.") -> pd.DataFrame:
+    """The store's sites (:func:`load_sites`); with none, an :func:`empty_state` saying
+    ``message`` and the page stops there."""
+    sites = load_sites(url)
+    if sites.empty:
+        empty_state(message)
+        st.stop()
+    return sites
+
+
 def empty_state(message: str, hint: str = DEMO_HINT) -> None:
     """An info box saying what is missing and what to do next (``message`` and ``hint``
     are Markdown: escape user text in them with :func:`md`)."""

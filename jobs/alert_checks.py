@@ -74,24 +74,17 @@ def scheduled_checks(database_url: str) -> int:
     """The scheduler's job (module-level, no closure): run the checks once as actor
     ``scheduler``. Returns the number of alerts raised plus notices queued; a failure is
     logged and recorded as a failed ``alert_checks`` job run, and the next cycle retries."""
-    from geodata.store import connect
+    from geodata.store.jobruns import run_store_cycle
     from jobs.notify import notifiers_from_env
 
-    engine = connect(database_url)
-    try:
+    def cycle(engine: Engine) -> int:
         r = run_checks(engine, notifiers_from_env(), actor=audit.SCHEDULER)
         if r.overdue.raised or r.overdue.resolved or r.notices:
             log.info("alert checks: %d overdue raised, %d resolved, %d escalation notice(s)",
                      len(r.overdue.raised), len(r.overdue.resolved), len(r.notices))
         return len(r.overdue.raised) + len(r.notices)
-    except Exception as exc:  # noqa: BLE001 - recorded, retried next cycle
-        from geodata.store.jobruns import record_job_failure
 
-        log.error("alert checks failed: %s", exc)
-        record_job_failure(engine, "alert_checks", None, exc)
-        return 0
-    finally:
-        engine.dispose()
+    return run_store_cycle(database_url, "alert_checks", cycle)
 
 
 def add_scheduler_job(scheduler: Any, database_url: str,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import signal
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
@@ -37,6 +37,9 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from jobs.settings import hide_password
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
 
@@ -119,25 +122,18 @@ def deliver_outbox_job(database_url: str) -> int:
     a failure of the cycle itself is logged and recorded as a failed ``deliver_outbox`` job
     run, and the next cycle tries again.
     """
-    from geodata.store import connect
+    from geodata.store.jobruns import run_store_cycle
     from jobs.notify import notifiers_from_env
     from jobs.outbox import deliver_pending
 
-    engine = connect(database_url)
-    try:
+    def cycle(engine: Engine) -> int:
         report = deliver_pending(engine, notifiers_from_env())
         if report.delivered or report.failed:
             log.info("outbox: %d notification(s) delivered, %d failed", report.delivered,
                      report.failed)
         return report.delivered
-    except Exception as exc:  # noqa: BLE001 - recorded, retried next cycle
-        from geodata.store.jobruns import record_job_failure
 
-        log.error("outbox cycle failed: %s", exc)
-        record_job_failure(engine, "deliver_outbox", None, exc)
-        return 0
-    finally:
-        engine.dispose()
+    return run_store_cycle(database_url, "deliver_outbox", cycle)
 
 
 def sync_site_jobs(scheduler: BaseScheduler, database_url: str,

@@ -37,10 +37,7 @@ def _map_html(url: str, site_id: int, survey_id: int, imagery: str | None, basem
 c.page_setup("Site")
 st.title("Site")
 url = c.store_url()
-sites = c.load_sites(url)
-if sites.empty:
-    c.empty_state("No sites in the store yet.")
-    st.stop()
+sites = c.sites_or_stop(url)
 top_left, top_right = st.columns([1, 2])
 with top_left:
     site_id = c.pick_site(sites)
@@ -224,13 +221,8 @@ if summaries.empty:
 else:
     totals = summaries.set_index("acquired_at")[["crack_count", "total_length_m",
                                                  "max_width_mm"]]
-    t1, t2 = st.columns(2)
-    with t1:
-        st.caption("Cracks per survey")
-        st.line_chart(totals[["crack_count"]])
-    with t2:
-        st.caption("Total crack length (m)")
-        st.line_chart(totals[["total_length_m"]])
+    c.line_charts(("Cracks per survey", totals[["crack_count"]]),
+                  ("Total crack length (m)", totals[["total_length_m"]]))
 
 # ---------------------------------------------------------------- one crack: growth + chips
 if chosen_crack is not None:
@@ -248,13 +240,8 @@ if chosen_crack is not None:
     series = c.load_track(url, int(track_id)) if not pd.isna(track_id) else pd.DataFrame()
     if len(series):
         measured = series.dropna(subset=["length_m"]).set_index("acquired_at")
-        g1, g2 = st.columns(2)
-        with g1:
-            st.caption("Length (m) of this crack's track")
-            st.line_chart(measured[["length_m"]])
-        with g2:
-            st.caption("Max width (mm) of this crack's track")
-            st.line_chart(measured[["max_width_mm"]])
+        c.line_charts(("Length (m) of this crack's track", measured[["length_m"]]),
+                      ("Max width (mm) of this crack's track", measured[["max_width_mm"]]))
     # before / after chips: the track's last earlier crack (else the previous survey's
     # ground at the same place) and this one
     before, before_id = None, previous_id

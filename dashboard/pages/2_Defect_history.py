@@ -15,10 +15,7 @@ from dashboard.imagery_loaders import load_view_chip
 c.page_setup("Defect history")
 st.title("Defect history")
 url = c.store_url()
-sites = c.load_sites(url)
-if sites.empty:
-    c.empty_state("No sites in the store yet.")
-    st.stop()
+sites = c.sites_or_stop(url)
 site_id = c.pick_site(sites)
 name = sites.set_index("site_id").loc[site_id, "name"]
 history = c.load_history(url, site_id)
@@ -110,15 +107,10 @@ if len(site_views):
         st.info("No crack tracked in this view yet: it needs a registered photo with cracks.")
     else:
         vh = vh.assign(crack=vh["track_id"].map(lambda t: f"track {t}"))
-        g1, g2 = st.columns(2)
-        with g1:
-            st.caption("Max width (mm) per crack")
-            st.line_chart(vh.pivot_table(index="acquired_at", columns="crack",
-                                         values="max_width_mm", aggfunc="max"))
-        with g2:
-            st.caption("Length (m) per crack")
-            st.line_chart(vh.pivot_table(index="acquired_at", columns="crack",
-                                         values="length_m", aggfunc="max"))
+        per_crack = {v: vh.pivot_table(index="acquired_at", columns="crack", values=v,
+                                       aggfunc="max") for v in ("max_width_mm", "length_m")}
+        c.line_charts(("Max width (mm) per crack", per_crack["max_width_mm"]),
+                      ("Length (m) per crack", per_crack["length_m"]))
         per_track = vh.groupby("track_id").agg(
             first=("acquired_at", "min"), last=("acquired_at", "max"),
             photos=("survey_id", "nunique"), first_width=("max_width_mm", "first"),

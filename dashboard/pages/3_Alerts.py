@@ -12,10 +12,7 @@ from dashboard.audit_view import render_audit
 user = c.page_setup("Alerts")
 st.title("Alerts")
 url = c.store_url()
-sites = c.load_sites(url)
-if sites.empty:
-    c.empty_state("No sites in the store yet, so no alerts.")
-    st.stop()
+sites = c.sites_or_stop(url, "No sites in the store yet, so no alerts.")
 
 flash = st.session_state.pop("alerts_flash", None)
 if flash:

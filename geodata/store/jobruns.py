@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -106,3 +106,21 @@ def record_job_failure(bind: Engine, job: str, site_id: int | None,
     :func:`record_job_run`)."""
     return record_job_run(bind, job, site_id, "failed",
                           error="".join(traceback.format_exception(exc)))
+
+
+def run_store_cycle(database_url: str, job: str, work: Callable[[Engine], int]) -> int:
+    """One cycle of a scheduler job over the store: ``work(engine)`` on an engine of its own
+    (disposed after). Returns what ``work`` returns; a failure of the cycle is logged and
+    recorded as a failed ``job`` run (:func:`record_job_failure`) and returns 0, so the next
+    cycle retries."""
+    from geodata.store.engine import connect
+
+    engine = connect(database_url)
+    try:
+        return work(engine)
+    except Exception as exc:  # noqa: BLE001 - recorded, retried next cycle
+        log.error("%s cycle failed: %s", job, exc)
+        record_job_failure(engine, job, None, exc)
+        return 0
+    finally:
+        engine.dispose()

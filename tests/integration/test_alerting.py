@@ -528,3 +528,34 @@ def test_the_simulated_growth_site_notifies_only_confirmed_growth(tmp_path):
                                                           "slope.opening_rate"}
     finally:
         engine.dispose()
+
+
+def test_a_failed_scheduler_cycle_is_recorded_and_the_next_one_runs(tmp_path, monkeypatch):
+    """The alert-check and outbox cycles (geodata.store.jobruns.run_store_cycle): a failure
+    is recorded as a failed job run with its traceback and returns 0; the next cycle runs."""
+    import jobs.alert_checks
+    import jobs.outbox
+    from geodata.queries import job_runs
+    from jobs.alert_checks import scheduled_checks
+    from jobs.scheduler import deliver_outbox_job
+
+    url = f"sqlite:///{tmp_path / 'cw.db'}"
+    store.upgrade(url)
+
+    def broken(*_a, **_k):
+        raise RuntimeError("disk on fire")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(jobs.alert_checks, "run_checks", broken)
+        mp.setattr(jobs.outbox, "deliver_pending", broken)
+        assert scheduled_checks(url) == 0
+        assert deliver_outbox_job(url) == 0
+    assert scheduled_checks(url) == 0 and deliver_outbox_job(url) == 0  # nothing due: runs
+    engine = store.connect(url)
+    try:
+        runs = job_runs(engine)
+    finally:
+        engine.dispose()
+    failed = runs[runs["status"] == "failed"]
+    assert sorted(failed["job"]) == ["alert_checks", "deliver_outbox"]
+    assert all("disk on fire" in e for e in failed["error"])
