@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from geodata.errors import StoreError
 from geodata.photos import PHOTO_SUFFIXES
 from geodata.severity import BRE251_CATEGORIES, bre251_name
-from geodata.store.checks import aware, geometry_in_site_crs, jsonable, projected_epsg, site_crs
+from geodata.store.checks import geometry_in_site_crs, jsonable, projected_epsg, site_crs
 from geodata.store.crack_rows import crack_rows, frame_space
 from geodata.store.engine import session_scope
 from geodata.store.lookup import _site, _survey
@@ -45,6 +45,7 @@ from geodata.store.models import (
     Survey,
     utcnow,
 )
+from geodata.timestamps import utc_aware
 
 __all__ = [
     "SEVERITY_CLASSES",
@@ -335,7 +336,7 @@ def ingest_survey(
         ``sha256`` given. CRSError: footprint in another CRS. ValueError: naive
         ``acquired_at``, bad source type, sizes or digest.
     """
-    acquired = aware(acquired_at, "acquired_at")
+    acquired = utc_aware(acquired_at, "acquired_at")
     path = Path(source_path)
     if source_type is None:
         source_type = ("photos" if path.is_dir()
@@ -487,8 +488,8 @@ def _run_row(survey_id: int, info: RunInfo, status: str, now: datetime,
         survey_id=survey_id, model_name=info.model_name, model_version=info.model_version,
         weights_sha256=info.weights_sha256, tiling=jsonable(dict(info.tiling), "tiling"),
         status=status,
-        started_at=aware(info.started_at, "started_at") if info.started_at else now,
-        finished_at=aware(finished_at, "finished_at") if finished_at else now,
+        started_at=utc_aware(info.started_at, "started_at") if info.started_at else now,
+        finished_at=utc_aware(finished_at, "finished_at") if finished_at else now,
         megapixels_per_s=info.megapixels_per_s, **fields,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from geodata.errors import CRSError
 from geodata.store.models import Site
 
 __all__ = [
-    "aware",
     "check_crs",
     "geometry_in_site_crs",
     "jsonable",
@@ -58,18 +57,6 @@ def projected_epsg(crs: Any) -> int:
             f"it corresponds to (see https://epsg.io)"
         )
     return epsg
-
-
-def aware(value: datetime, name: str) -> datetime:
-    """``value`` in UTC. Raises TypeError (not a datetime), ValueError (no timezone)."""
-    if not isinstance(value, datetime):
-        raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(
-            f"{name}={value.isoformat()} has no timezone; pass an aware datetime "
-            f"(e.g. value.replace(tzinfo=ZoneInfo(site timezone)) or tzinfo=UTC)"
-        )
-    return value.astimezone(UTC)
 
 
 def jsonable(value: Any, name: str) -> Any:

@@ -26,7 +26,7 @@ naive datetime raises ``ValueError``: the caller must say which timezone it is i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import geoalchemy2  # noqa: F401  (registers its DDL hooks before any table is created)
@@ -35,6 +35,8 @@ from geoalchemy2 import Geometry
 from sqlalchemy import DateTime, Index, LargeBinary
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from geodata.timestamps import utc_aware
 
 __all__ = ["GeometryType", "UTCDateTime", "spatial_index"]
 
@@ -99,14 +101,7 @@ class UTCDateTime(TypeDecorator):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if not isinstance(value, datetime):
-            raise TypeError(f"expected a datetime, got {type(value).__name__}")
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(
-                f"timestamp {value.isoformat()} has no timezone; pass an aware datetime, "
-                f"e.g. datetime(..., tzinfo=datetime.UTC) or dt.astimezone(UTC)"
-            )
-        value = value.astimezone(UTC)
+        value = utc_aware(value, "timestamp")
         if dialect.name == "postgresql":
             return value
         return value.replace(tzinfo=None)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Any
+
+from geodata.timestamps import utc_aware
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -92,17 +94,6 @@ def _finite(name: str, value: Any, *, minimum: float | None = None,
     return out
 
 
-def _utc(name: str, value: Any) -> datetime:
-    if not isinstance(value, datetime):
-        raise ValueError(f"{name} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(
-            f"{name} {value.isoformat()} has no timezone: pass a timezone-aware datetime, "
-            "e.g. value.replace(tzinfo=datetime.UTC) if it is already UTC"
-        )
-    return value.astimezone(UTC)
-
-
 @dataclass(frozen=True)
 class Observation:
     """One survey's measurement of one crack track.
@@ -127,7 +118,7 @@ class Observation:
     pixel_size_m: float | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "surveyed_at", _utc("surveyed_at", self.surveyed_at))
+        object.__setattr__(self, "surveyed_at", utc_aware(self.surveyed_at, "surveyed_at"))
         for name in ("length_m", "max_width_mm", "area_m2"):
             object.__setattr__(self, name, _finite(name, getattr(self, name), minimum=0.0))
         if self.pixel_size_m is not None:

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from geodata.timestamps import utc_aware
 from jobs.alerts.candidates import Forecast, ForecastStatus
-from jobs.alerts.core import Observation, _days, _finite, _sorted_observations, _utc
+from jobs.alerts.core import Observation, _days, _finite, _sorted_observations
 
 
 def growth_rates(observations: Sequence[Observation | Mapping[str, Any]], quantity: str
@@ -68,7 +69,7 @@ def _times_values(times: Sequence[datetime], values: Sequence[float]
                   ) -> tuple[list[datetime], list[float]]:
     if len(times) != len(values):
         raise ValueError(f"got {len(times)} times but {len(values)} values: give one per time")
-    t = [_utc("time", x) for x in times]
+    t = [utc_aware(x, "time") for x in times]
     v = [_finite("velocity", x) for x in values]
     for a, b in zip(t, t[1:], strict=False):
         if b <= a:
