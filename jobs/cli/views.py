@@ -43,6 +43,19 @@ def _errors() -> tuple[type[Exception], ...]:
     return (StoreError, RecordNotFoundError, ValueError, OSError)
 
 
+def _query(url: str | None, work, *args):
+    """``work(engine, *args)`` on the store at ``url`` (default: settings); a store error is
+    one ``error:`` line and exit 2."""
+    try:
+        eng = _engine(url)
+        try:
+            return work(eng, *args)
+        finally:
+            eng.dispose()
+    except _errors() as exc:
+        _fail(exc)
+
+
 def _num(v: object, fmt: str) -> str:
     import pandas as pd
 
@@ -65,12 +78,7 @@ def list_cmd(site: str | None = typer.Option(None, help="Site name (crackwatch s
     from geodata.views import site_views
 
     ref = site_ref(site, site_id)
-    try:
-        eng = _engine(url)
-        frame = site_views(eng, ref)
-        eng.dispose()
-    except _errors() as exc:
-        _fail(exc)
+    frame = _query(url, site_views, ref)
     if as_json:
         print(frame.to_json(orient="records", date_format="iso", indent=1))
         return
@@ -100,12 +108,7 @@ def photos_cmd(survey: int = typer.Option(..., help="Survey id."),
     """How each photo of a photo survey was registered (status, view, inliers, RMS, GSD)."""
     from geodata.views import survey_registrations
 
-    try:
-        eng = _engine(url)
-        frame = survey_registrations(eng, survey)
-        eng.dispose()
-    except _errors() as exc:
-        _fail(exc)
+    frame = _query(url, survey_registrations, survey)
     if as_json:
         print(frame.to_json(orient="records", indent=1))
         return
@@ -141,12 +144,7 @@ def set_scale_cmd(
 
     if (gsd_m is None) == (not clear):
         _fail(ValueError("give --gsd-m M (metres per pixel) or --clear"))
-    try:
-        eng = _engine(url)
-        v = set_view_scale(eng, view, None if clear else gsd_m)
-        eng.dispose()
-    except _errors() as exc:
-        _fail(exc)
+    v = _query(url, set_view_scale, view, None if clear else gsd_m)
     if clear:
         console.print(f"view {v.id} ({v.name}): scale cleared")
     else:
@@ -166,10 +164,11 @@ def register_pairs_cmd(
 ) -> None:
     """Register each photo of a folder to the next one (and any --pair), as the pipeline
     registers a photo into a view; print matches, inliers, RMS error (px) and the verdict."""
+    from geodata.photos import PHOTO_SUFFIXES
     from geodata.registration import DEFAULT_PARAMS, register_pair
     from geodata.views import cached_features
 
-    names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg")
+    names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES
                    and not p.name.startswith("."))
     if len(names) < 2:
         _fail(ValueError(f"{folder} holds {len(names)} JPEG photo(s); need at least 2"))
