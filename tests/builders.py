@@ -6,6 +6,10 @@ Import them as ``from builders import ...`` (``tests/`` is on ``sys.path`` throu
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +58,22 @@ def crack_frame(geoms: list[shapely.Geometry], *, crs: Any, pixel_size_m: float 
         **extra,
     }
     return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=crs), crs=crs)
+
+
+@contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler], path: str = "/", port: int = 0
+                ) -> Iterator[str]:
+    """A local HTTP server (one thread per request) answering with ``handler``, on
+    127.0.0.1 at ``port`` (0: a free one); yields its URL ending in ``path``. Shut down on
+    exit."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}{path}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -631,15 +631,22 @@ def test_new_queries(any_seeded):
 # --------------------------------------------------------------------------- more states, CLI
 
 
-def test_single_survey_and_photo_survey(tmp_path, monkeypatch):
-    from PIL import Image
-
-    url = store.sqlite_url(tmp_path / "one.db")
+def _facade_store(tmp_path, db: str, ortho: str, sha: str):
+    """A new SQLite store with structure site ``facade`` and one orthomosaic survey (T0):
+    ``(url, engine, site, survey)``."""
+    url = store.sqlite_url(tmp_path / db)
     store.upgrade(url)
     eng = store.connect(url)
     site = store.add_site(eng, "facade", profile="structure", crs_epsg=EPSG, lon=LON, lat=LAT)
-    sv = store.ingest_survey(eng, site.id, tmp_path / "o.tif", acquired_at=T0,
-                             source_type="orthomosaic", sha256="a" * 64, pixel_size_m=PIXEL_M)
+    sv = store.ingest_survey(eng, site.id, tmp_path / ortho, acquired_at=T0,
+                             source_type="orthomosaic", sha256=sha * 64, pixel_size_m=PIXEL_M)
+    return url, eng, site, sv
+
+
+def test_single_survey_and_photo_survey(tmp_path, monkeypatch):
+    from PIL import Image
+
+    url, eng, site, sv = _facade_store(tmp_path, "one.db", "o.tif", "a")
     store.store_run(eng, sv.id, crack_frame(SURVEY_CRACKS[0]), None, RUN)
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -760,12 +767,7 @@ def _parked_store(tmp_path):
     from geodata.store import models as m
     from geodata.store.engine import session_scope
 
-    url = store.sqlite_url(tmp_path / "parked.db")
-    store.upgrade(url)
-    eng = store.connect(url)
-    site = store.add_site(eng, "facade", profile="structure", crs_epsg=EPSG, lon=LON, lat=LAT)
-    sv = store.ingest_survey(eng, site.id, tmp_path / "bad.tif", acquired_at=T0,
-                             source_type="orthomosaic", sha256="d" * 64, pixel_size_m=PIXEL_M)
+    url, eng, site, sv = _facade_store(tmp_path, "parked.db", "bad.tif", "d")
     with session_scope(eng, write=True) as s:
         for k in range(3):
             s.add(m.JobRun(job="process_survey", site_id=site.id, survey_id=sv.id,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from sqlalchemy import select, update
@@ -27,6 +27,7 @@ from geodata.store.engine import session_scope
 from jobs.notify import EmailNotifier, WebhookNotifier
 from jobs.outbox import CLAIM_TIMEOUT_S, channel_of, deliver_pending, enqueue
 from jobs.pipeline import retry_notifications
+from tests.builders import http_server
 from tests.conftest import free_port
 
 EPSG = 32633
@@ -76,17 +77,8 @@ def serve(hook: Hook, port: int = 0) -> Iterator[str]:
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with http_server(Handler, "/hook", port) as url:
+        yield url
 
 
 class Recorder:

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -25,6 +25,7 @@ from jobs.notify import (
     WebhookNotifier,
     deliver,
 )
+from tests.builders import http_server
 from tests.conftest import free_port
 
 ALERT = {
@@ -83,16 +84,8 @@ def webhook_server(receiver: Receiver) -> Iterator[str]:
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}{SECRET_PATH}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with http_server(Handler, SECRET_PATH) as url:
+        yield url
 
 
 def test_webhook_retries_two_503_then_succeeds():
