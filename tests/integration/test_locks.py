@@ -12,13 +12,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from geodata import store
 from geodata.errors import SiteBusyError
 from geodata.store import models as m
 from geodata.store.engine import session_scope
-from geodata.store.locks import site_lock
+from geodata.store.locks import CLASS_ID, site_lock
 
 EPSG = 32633
 ROOT = Path(__file__).parents[2]
@@ -201,6 +201,22 @@ p.run_site(connect(sys.argv[1]), "wall", p.PipelineOptions(work_dir=Path(sys.arg
 """
 
 
+def _wait_for_dead_advisory_locks(engine, timeout_s: float = 20.0) -> None:
+    """On PostgreSQL, wait until the server has noticed a killed client and released its
+    advisory site lock (it does when it sees the connection close: at once on an idle
+    machine, later on a loaded one); nothing on SQLite."""
+    if engine.dialect.name != "postgresql":
+        return
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with engine.connect() as c:
+            held = c.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                  "AND classid = :c"), {"c": CLASS_ID}).scalar()
+        if not held or time.monotonic() > deadline:
+            return
+        time.sleep(0.1)
+
+
 def test_a_run_killed_mid_survey_is_abandoned_and_its_lock_taken_over(engine, tmp_path):
     from synthetic import DarkModel, write_ortho
 
@@ -220,6 +236,7 @@ def test_a_run_killed_mid_survey_is_abandoned_and_its_lock_taken_over(engine, tm
         killed_job = job.id
     opt = PipelineOptions(work_dir=tmp_path / "work", tile_size=256, overlap=32,
                           inbox_settle_s=0)
+    _wait_for_dead_advisory_locks(engine)
     assert run_site(engine, "wall", opt, model=DarkModel()) == []  # the abandoned run is a
     [st] = survey_states(engine, "wall")  # failure: the survey waits for its backoff
     assert (st.state, st.failures) == ("waiting", 1) and st.last_error.startswith("abandoned")
