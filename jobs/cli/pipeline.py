@@ -398,17 +398,16 @@ def demo_cmd(
     url: str | None = typer.Option(None, help=URL_HELP),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N"),
 ) -> None:
-    """Run the demo: four sites from real imagery (one SIMULATED growth site), end to end."""
+    """Run the demo end to end: five sites, three from real imagery and two SIMULATED."""
     from jobs.demo import run_demo
     from jobs.pipeline import PipelineOptions
-    from jobs.settings import get_settings
+    from jobs.settings import get_settings, hide_password
 
     settings = get_settings()
     data_dir = data_dir or settings.data_dir
     url = url or settings.model_copy(update={"data_dir": data_dir}).resolved_database_url()
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    from jobs.settings import hide_password
 
     console.print(f"CrackWatch demo: store {escape(hide_password(url))}", soft_wrap=True)
     result = run_demo(url, data_dir, options=PipelineOptions(work_dir=data_dir / "work",
