@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["utc_aware"]
+__all__ = ["duration_text", "utc_aware"]
 
 
 def utc_aware(value: Any, name: str) -> datetime:
@@ -22,3 +22,13 @@ def utc_aware(value: Any, name: str) -> datetime:
             f"{name}={value.isoformat()} has no timezone; pass an aware datetime, e.g. "
             f"value.replace(tzinfo=ZoneInfo(site timezone)), or tzinfo=UTC when it is UTC")
     return value.astimezone(UTC)
+
+
+def duration_text(seconds: float) -> str:
+    """A duration for people: whole minutes below 2 h (``"45 min"``), hours to one decimal
+    below 48 h (``"25.5 h"``), else days (``"3.2 days"``)."""
+    minutes = int(round(seconds / 60.0))
+    if minutes < 120:
+        return f"{minutes} min"
+    hours = minutes / 60.0
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"

@@ -36,6 +36,7 @@ from geodata import audit
 from geodata.alert_settings import EscalationPolicy, alerting_settings
 from geodata.store.alert_state import OpenAlert, add_escalation_notice, unacknowledged_alerts
 from geodata.store.engine import session_scope
+from geodata.timestamps import duration_text
 from jobs.outbox import enqueue
 
 if TYPE_CHECKING:
@@ -57,14 +58,6 @@ def default_recipients() -> list[str]:
     """The addresses in ``CRACKWATCH_ESCALATION_EMAIL_TO`` (comma-separated), or ``[]``."""
     raw = os.environ.get(DEFAULT_RECIPIENTS_ENV, "")
     return [r.strip() for r in raw.replace(";", ",").split(",") if r.strip()]
-
-
-def _duration(seconds: float) -> str:
-    minutes = int(round(seconds / 60.0))
-    if minutes < 120:
-        return f"{minutes} min"
-    hours = minutes / 60.0
-    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
 
 
 def escalate_unacknowledged(bind: Engine | Session, channels: Sequence[str], *,
@@ -130,9 +123,9 @@ def _send_notice(s: Session, alert: OpenAlert, policy: EscalationPolicy,
     sequence = len(alert.details.get("escalation_notices", [])) + 1
     at_level = len(_notices_at_level(alert)) + 1
     waited = (now - alert.since).total_seconds()
-    text = (f"NOT ACKNOWLEDGED {_duration(waited)} after it reached {alert.level} at "
+    text = (f"NOT ACKNOWLEDGED {duration_text(waited)} after it reached {alert.level} at "
             f"{alert.since:%Y-%m-%d %H:%M} UTC (escalation notice {at_level}, every "
-            f"{_duration(policy.after_s)} until acknowledged"
+            f"{duration_text(policy.after_s)} until acknowledged"
             + (f"; to {', '.join(recipients)}" if recipients else "")
             + f"): {alert.message}")
     item = {"alert_id": alert.id, "site": alert.site_name, "level": alert.level,
@@ -154,5 +147,5 @@ def _send_notice(s: Session, alert: OpenAlert, policy: EscalationPolicy,
                        "channels": chans, "after_s": policy.after_s,
                        "unacknowledged_s": waited, "policy": policy.source})
     log.warning("alert %s (%s, %s) not acknowledged for %s: escalation notice %d",
-                alert.id, alert.site_name, alert.level, _duration(waited), sequence)
+                alert.id, alert.site_name, alert.level, duration_text(waited), sequence)
     return {**item, "sequence": sequence, "recipients": recipients}

@@ -39,6 +39,7 @@ from geodata.store.alert_state import (
     raise_site_alert,
 )
 from geodata.store.engine import session_scope
+from geodata.timestamps import duration_text
 from jobs.outbox import enqueue
 
 if TYPE_CHECKING:
@@ -64,11 +65,6 @@ class OverdueReport:
 
     raised: list[dict[str, Any]] = field(default_factory=list)
     resolved: list[int] = field(default_factory=list)
-
-
-def _hours(seconds: float) -> str:
-    h = seconds / 3600.0
-    return f"{h / 24:.1f} days" if h >= 48 else f"{h:.1f} h"
 
 
 def check_overdue(bind: Engine | Session, channels: Sequence[str] = (), *,
@@ -128,9 +124,10 @@ def _raise(s: Session, f: Freshness, now: datetime, actor: str) -> dict[str, Any
              if f.latest_survey_at is not None else
              f"no survey since the site was created {f.baseline:%Y-%m-%d %H:%M} UTC")
     how = "set for the site" if st.interval_source == "set" else "from its schedule"
-    message = (f"no new survey for {_hours(f.age_s)}: {since}; a survey is expected every "
-               f"{_hours(st.expected_interval_s)} ({how}) plus {_hours(st.grace_s or 0)} "
-               f"grace. Check the drone flights and the upload to the inbox.")
+    every, grace = duration_text(st.expected_interval_s), duration_text(st.grace_s or 0)
+    message = (f"no new survey for {duration_text(f.age_s)}: {since}; a survey is expected "
+               f"every {every} ({how}) plus {grace} grace. Check the drone flights and the "
+               f"upload to the inbox.")
     details = {"key": "site", "unit": "h", "baseline": f.baseline.isoformat(),
                "latest_survey_at": f.latest_survey_at.isoformat() if f.latest_survey_at
                else None, "expected_interval_s": st.expected_interval_s,
