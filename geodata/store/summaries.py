@@ -40,9 +40,10 @@ def _count(s: Session, model: Any, site_id: int) -> int:
 
 def site_totals(bind: Engine | Session, names: list[str]) -> list[dict[str, Any]]:
     """Per site named in ``names`` (in that order; unknown names left out): ``site``,
-    ``profile``, ``surveys``, ``cracks`` (current runs), ``tracks`` and ``alerts`` (each
+    ``profile``, ``surveys``, ``cracks`` (current runs), ``tracks``, ``alerts`` (each
     with level, rule, message, number of escalations and :func:`alert_state`), oldest
-    raised first."""
+    raised first, and ``refused_photos``: each photo the view registration refused
+    (``photo``, ``reason``: e.g. blurred), whose cracks are stored but not tracked."""
     out = []
     with session_scope(bind) as s:
         for name in names:
@@ -59,8 +60,17 @@ def site_totals(bind: Engine | Session, names: list[str]) -> list[dict[str, Any]
                                     "escalations": len((a.details or {}).get("escalations",
                                                                              [])),
                                     "state": alert_state(a)}
-                                   for a in alerts]})
+                                   for a in alerts],
+                        "refused_photos": _refused_photos(s, site.id)})
     return out
+
+
+def _refused_photos(s: Session, site_id: int) -> list[dict[str, Any]]:
+    rows = s.execute(select(PhotoRegistration.image_name, PhotoRegistration.reason)
+                     .where(PhotoRegistration.site_id == site_id,
+                            PhotoRegistration.status == "refused")
+                     .order_by(PhotoRegistration.id))
+    return [{"photo": name, "reason": reason} for name, reason in rows]
 
 
 def alert_state(alert: Any) -> str:

@@ -429,6 +429,9 @@ def demo_cmd(
     for s in result.sites:
         for a in s["alerts"]:
             console.print(f"  [bold]{a['level']}[/] {s['site']}: {a['message']}", soft_wrap=True)
+        for r in s.get("refused_photos", []):
+            console.print(f"  {s['site']}: photo {r['photo']} {r['reason']}", soft_wrap=True,
+                          highlight=False, markup=False)
     _print_dashboard_steps(url, settings)
     if any(r.status == "failed" for r in result.processed):
         raise typer.Exit(code=1)

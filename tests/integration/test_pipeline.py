@@ -201,6 +201,11 @@ def test_demo_end_to_end_then_again_changes_nothing(tmp_path):
     growth = next(s for n, s in by_name.items() if n.startswith("SIMULATED"))
     assert growth["surveys"] == 5 and growth["tracks"] >= 1
     assert any(a["rule"] == "slope.length_rate" for a in growth["alerts"]), growth
+    # the blurred Mt Agung photo is named with why its cracks are not tracked
+    [agung] = [s for n, s in by_name.items() if n.startswith("Mt Agung")]
+    [refused] = agung["refused_photos"]
+    assert "POOR_SHARPNESS" in refused["photo"] and "blurred" in refused["reason"]
+    assert agung["tracks"] == 0
     engine = connect(url)
     with session_scope(engine) as s:
         sims = s.scalars(select(m.Survey).join(m.Site).where(m.Site.name.startswith(
