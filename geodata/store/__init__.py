@@ -10,8 +10,12 @@ Typical use (``url`` is explicit here; ``jobs.settings`` resolves the default)::
     survey = store.ingest_survey(engine, site.id, "ortho.tif", acquired_at=when)
     run = store.store_run(engine, survey.id, cracks, skeletons, {"model_name": "unet"})
 
-Modules: :mod:`.models` (tables), :mod:`.types` (geometry/timestamp columns),
-:mod:`.engine` (connect, transactions), :mod:`.migrate` (Alembic), :mod:`.api` (writes).
+Modules: :mod:`.models` (tables, by concern), :mod:`.types` (geometry/timestamp columns),
+:mod:`.engine` (connect, transactions), :mod:`.migrate` (Alembic), :mod:`.api` (writes, with
+:mod:`.checks` and :mod:`.crack_rows`). The store boundary (issue 17: nothing above
+``geodata`` uses an ORM class) is functions taking a Session or an Engine: :mod:`.lookup`,
+:mod:`.surveys`, :mod:`.jobruns`, :mod:`.schedules`, :mod:`.tracks`, :mod:`.alert_rows`,
+:mod:`.alert_state`, :mod:`.outbox`, :mod:`.summaries`, :mod:`.locks`.
 Tracking is :mod:`geodata.tracking`, reading for the dashboard :mod:`geodata.queries`,
 export :mod:`geodata.export`.
 """
