@@ -35,12 +35,11 @@ import numpy as np
 from engine.errors import CRSError
 from engine.infer import PredictionResult
 from engine.raster_read import StripedRasterWarning
+from geodata.photos import PHOTO_SOURCE_TYPES
 
 __all__ = ["InferenceSettings", "PhotoInference", "SurveyInference", "SurveySource",
-           "infer_orthomosaic", "infer_photos", "infer_survey", "PHOTO_SOURCE_TYPES"]
+           "infer_orthomosaic", "infer_photos", "infer_survey"]
 
-#: ``Survey.source_type`` values of photo surveys (anything else is an orthomosaic).
-PHOTO_SOURCE_TYPES = ("photo", "photos")
 
 
 @dataclass(frozen=True)

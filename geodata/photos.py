@@ -58,6 +58,7 @@ from geodata.photo_tags import (
 
 __all__ = [
     "KNOWN_SENSORS",
+    "PHOTO_SOURCE_TYPES",
     "PHOTO_SUFFIXES",
     "LocationSource",
     "PhotoMetadata",
@@ -74,6 +75,8 @@ LocationSource = Literal["exif", "site", "none"]
 
 #: File name suffixes (compared lower-case) that :func:`read_photo_set` picks from a folder.
 PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg"})
+#: ``Survey.source_type`` values of photo-set surveys (anything else is an orthomosaic).
+PHOTO_SOURCE_TYPES = ("photo", "photos")
 
 #: Diagonal of the 36 x 24 mm full frame, the reference of 35 mm-equivalent focal lengths.
 FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)  # 43.27 mm

@@ -10,6 +10,7 @@ import streamlit as st
 from dashboard import common as c
 from dashboard.imagery_loaders import imagery_path, load_chip, load_overview, load_photo_with_cracks
 from dashboard.maps import MapAssets, render_html, survey_map
+from geodata.photos import PHOTO_SOURCE_TYPES
 
 POPUP_FIELDS = [("crack_id", "crack"), ("track", "track"), ("length", "length"),
                 ("max_width", "max width"), ("severity", "severity"),
@@ -66,8 +67,8 @@ previous_id = ids[position - 1] if position > 0 else None
 cracks = c.load_survey_cracks(url, survey_id) if not pd.isna(row["run_id"]) else None
 photo_cracks = (c.load_survey_cracks(url, survey_id, "image")
                 if not pd.isna(row["run_id"]) else None)
-registrations = c.load_registrations(url, survey_id) if row["source_type"] in (
-    "photo", "photos") and not pd.isna(row["run_id"]) else None
+registrations = c.load_registrations(url, survey_id) if row["source_type"] in \
+    PHOTO_SOURCE_TYPES and not pd.isna(row["run_id"]) else None
 # photo cracks are tracked per view (geodata.views) when their photo was registered
 tracked = (cracks is not None and len(cracks) > 0) or (
     photo_cracks is not None and bool(photo_cracks["track_id"].notna().any()))

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from geodata import audit
+from geodata.photos import PHOTO_SOURCE_TYPES
 from geodata.store.lookup import tracked_surveys
 from geodata.store.models import Alert, Crack, CrackTrack, SurveySummary, TrackObservation, utcnow
 
@@ -32,8 +33,6 @@ __all__ = ["ALIVE_EVENTS", "AlertValues", "alert_key", "confirm_watch", "escalat
            "evaluations", "expire_watch_alerts", "image_series", "observations",
            "open_alerts_by_key", "raise_alert", "raise_watch_level", "watch_alert"]
 
-#: Source types of photo surveys (not tracked on the map).
-_PHOTO_SOURCES = ("photo", "photos")
 #: Events of a track observation in which the track has a crack of its own.
 ALIVE_EVENTS = ("new", "continued", "split")
 #: Detail keys an escalated alert keeps from its earlier details.
@@ -117,7 +116,7 @@ def evaluations(s: Session, site: Site, survey: Survey,
     newer ones were processed (out of date order) changes the growth of every later interval,
     so the rules see the history as it would have been seen in date order."""
     ordered = tracked_surveys(s, site.id)
-    if survey.source_type in _PHOTO_SOURCES:
+    if survey.source_type in PHOTO_SOURCE_TYPES:
         # photo tracks (per view, geodata.views) as of this survey, plus the photo cracks
         # not tracked in any view; "new" counts only views seen before
         last = not ordered or survey.id == ordered[-1].id
@@ -264,7 +263,7 @@ def expire_watch_alerts(s: Session, site_id: int, survey: Survey, open_alerts: O
     after the watch was raised; ``exceeding``: the ``(rule, key)`` that still exceed). Each
     is removed from ``open_alerts`` (audit ``alert.auto_resolved``). Photo surveys resolve
     nothing: they are not tracked, so they say nothing about a track's growth."""
-    if survey.source_type in _PHOTO_SOURCES:
+    if survey.source_type in PHOTO_SOURCE_TYPES:
         return
     when = survey.acquired_at
     for k, a in list(open_alerts.items()):

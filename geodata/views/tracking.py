@@ -14,6 +14,7 @@ import shapely
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from geodata.photos import PHOTO_SOURCE_TYPES
 from geodata.registration import local_scale, warp_points
 from geodata.store.models import (
     Crack,
@@ -303,7 +304,7 @@ def _update_summaries(s: Session, site_id: int, todo: list[int],
                       per_survey: dict[int, dict[str, int]], rank: dict[int, int]) -> None:
     """Photo surveys' summaries: counts and totals of all their cracks, events from views."""
     photo_surveys = [sv for sv in s.scalars(select(Survey).where(
-        Survey.id.in_(todo), Survey.source_type.in_(("photo", "photos"))))]
+        Survey.id.in_(todo), Survey.source_type.in_(PHOTO_SOURCE_TYPES)))]
     ordered = sorted(rank, key=rank.__getitem__)
     for sv in photo_surveys:
         cracks = s.execute(select(Crack.length_m, Crack.area_m2, Crack.max_width_mm)
