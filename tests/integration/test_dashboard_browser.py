@@ -52,9 +52,13 @@ def _unavailable(reason: str) -> None:
 
 
 def _wait_idle(page, timeout_ms: int = 15_000) -> None:
-    """Wait until Streamlit has finished the current script run (no "running" widget)."""
+    """Wait until Streamlit has finished the current script run (no "running" widget) and
+    has dropped the elements left from the previous run (marked ``data-stale``)."""
+    from playwright.sync_api import expect
+
     page.wait_for_timeout(300)
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=timeout_ms)
+    expect(page.locator('[data-stale="true"]')).to_have_count(0, timeout=timeout_ms)
 
 
 def _free_port() -> int:
@@ -380,6 +384,7 @@ def test_a_markdown_html_site_name_renders_as_text(static_dashboard, tmp_path: P
         sign_in(page, base, "vic")
         # Overview: the caption of sites without a location names it, as typed
         caption = page.get_by_text("Not on the map (no location):")
+        expect(caption).to_have_count(1)  # a rerun after sign-in can briefly show it twice
         expect(caption).to_be_visible()
         assert _shown(caption) == f"Not on the map (no location): {EVIL_NAME}"
         _no_markup(page)
