@@ -23,6 +23,7 @@ __all__ = [
     "PairingError",
     "PretrainedWeightsError",
     "RasterReadError",
+    "RasterRefusedError",
     "WeightsIntegrityError",
 ]
 
@@ -61,6 +62,12 @@ class ModelCardError(EngineError, ValueError):
 
 class RasterReadError(EngineError, OSError):
     """A raster cannot be read: missing, not a raster, truncated or zero-size."""
+
+
+class RasterRefusedError(RasterReadError):
+    """A raster is refused on purpose, not because it is broken: a format that can reference
+    other files or URLs (VRT, HFA), or an absurd declared size (issue 30). Copying it again
+    does not help; the message says what to do."""
 
 
 class BandLayoutError(EngineError, ValueError):

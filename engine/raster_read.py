@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import BandLayoutError, CRSError, RasterReadError
+from engine.errors import BandLayoutError, CRSError, RasterReadError, RasterRefusedError
 from geodata.crs import utm_crs_for
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STRETCH_PERCENTILES", "SUPPORTED_DTYPES", "StripedRasterWarning", "check_readable",
-           "open_raster", "projected_reader", "select_rgb_bands", "source_crs",
-           "stretch_limits", "to_uint8"]
+__all__ = ["STRETCH_PERCENTILES", "SUPPORTED_DTYPES", "SURVEY_RASTER_DRIVERS",
+           "StripedRasterWarning", "check_readable", "open_raster", "open_survey_raster",
+           "projected_reader", "select_rgb_bands", "source_crs", "stretch_limits", "to_uint8"]
 
 STRETCH_PERCENTILES = (2.0, 98.0)
 SUPPORTED_DTYPES = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"}
@@ -87,25 +87,65 @@ def to_uint8(data: np.ndarray, limits: np.ndarray | None) -> np.ndarray:
     return np.nan_to_num(np.clip(x, 0, 255), nan=0).astype(np.uint8)
 
 
-def open_raster(path: str | Path):
-    """Open ``path`` with rasterio, turning GDAL's errors into clear ones.
+#: File suffix -> the one GDAL driver a survey raster with that suffix is opened with. An
+#: orthomosaic is data, never a reference: a VRT (or a VRT renamed ``.tif``/``.img``) can
+#: point GDAL at any file on the machine or at ``/vsicurl/`` URLs, and HFA (``.img``) can
+#: name an external spill file, so neither is opened (issue 30). GDAL identifies a file by
+#: its content, so each open names its driver (``allowed_drivers``), whatever the suffix says.
+SURVEY_RASTER_DRIVERS = {".tif": "GTiff", ".tiff": "GTiff", ".jp2": "JP2OpenJPEG"}
+
+
+def open_survey_raster(path: str | Path):
+    """Open the survey raster ``path`` (a local GeoTIFF or JPEG 2000 file, see
+    :data:`SURVEY_RASTER_DRIVERS`) with rasterio, only with the driver its suffix names, and
+    refuse a declared size over :func:`geodata.plausibility.max_raster_pixels`. The caller
+    closes it.
 
     Raises:
-        RasterReadError: missing file, not a raster, truncated, or zero-size.
+        RasterRefusedError: another format (VRT, HFA, ...: the message says which formats
+            are read) or too many pixels.
+        RasterReadError: missing file, or not readable by its driver.
     """
     import rasterio
     from rasterio.errors import RasterioIOError
 
+    from geodata.plausibility import ImplausibleMetadata, check_raster_size
+
     path = Path(path)
     if not path.is_file():
         raise RasterReadError(f"Raster {path} does not exist; check the path.")
+    driver = SURVEY_RASTER_DRIVERS.get(path.suffix.lower())
+    if driver is None:
+        raise RasterRefusedError(
+            f"{path.name}: {path.suffix or 'no suffix'} is not a survey raster format; give a "
+            f"GeoTIFF (.tif, .tiff) or JPEG 2000 (.jp2) orthomosaic. A VRT is refused: it can "
+            f"make GDAL read other files or URLs (convert it: gdal_translate -of COG in.vrt "
+            f"out.tif).")
     try:
-        src = rasterio.open(path)
+        src = rasterio.open(path, driver=driver)
     except RasterioIOError as exc:
         raise RasterReadError(
-            f"{path} is not a readable raster ({exc}). Give a GeoTIFF orthomosaic (or any format "
-            f"GDAL reads); if it was copied, check it is complete."
+            f"{path} is not a readable raster for the {driver} driver ({exc}). Give a GeoTIFF "
+            f"or JPEG 2000 orthomosaic (a VRT renamed .tif is refused); if it was copied, "
+            f"check it is complete."
         ) from exc
+    try:
+        check_raster_size(src.width, src.height, path.name)
+    except ImplausibleMetadata as exc:
+        src.close()
+        raise RasterRefusedError(str(exc)) from exc
+    return src
+
+
+def open_raster(path: str | Path):
+    """Open ``path`` (:func:`open_survey_raster`), refusing a zero-size raster too.
+
+    Raises:
+        RasterReadError: missing file, not a survey raster format, not a raster, truncated,
+            zero-size or too large.
+    """
+    path = Path(path)
+    src = open_survey_raster(path)
     if src.width == 0 or src.height == 0 or src.count == 0:
         src.close()
         raise RasterReadError(f"{path} has zero size ({src.width}x{src.height}, "

@@ -55,6 +55,7 @@ from geodata.photo_tags import (
     text_tag,
     xmp_float,
 )
+from geodata.plausibility import ImplausibleMetadata, check_height_above_ground, check_photo_gsd
 
 __all__ = [
     "KNOWN_SENSORS",
@@ -353,22 +354,24 @@ def ground_sample_distance_m(
     Raises:
         GSDError: a given value is not a positive finite number, or the focal length, sensor
             width or height above ground cannot be found (the message says to pass
-            ``--altitude-m`` or ``--gsd-m``).
+            ``--altitude-m`` or ``--gsd-m``), or the height or GSD is outside what a camera
+            records (:mod:`geodata.plausibility`: e.g. an XMP ``RelativeAltitude`` of 1e30 m).
     """
+    name = meta.path.name
     if gsd_m is not None:
-        return _positive("gsd_m", gsd_m)
+        return _plausible(check_photo_gsd, _positive("gsd_m", gsd_m), name)
     if sensor_width_mm is not None:
         sensor_width_mm = _positive("sensor_width_mm", sensor_width_mm)
+    height_source = "given"
     if altitude_m is not None:
         altitude_m = _positive("altitude_m", altitude_m)
-    name = meta.path.name
     focal_mm = meta.focal_length_mm
     if focal_mm is None:
         raise GSDError(f"{name}: no focal length in EXIF, so the GSD cannot be derived; pass "
                        f"--gsd-m (metres per pixel; `crackwatch infer` and `crackwatch survey "
                        f"add`)")
     if altitude_m is None:
-        altitude_m = meta.relative_altitude_m
+        altitude_m, height_source = meta.relative_altitude_m, "DJI XMP RelativeAltitude"
         if altitude_m is None:
             asl = next((a for a in (meta.absolute_altitude_m, meta.altitude_m)
                         if a is not None), None)
@@ -385,9 +388,11 @@ def ground_sample_distance_m(
                 f"point, so it cannot be the camera height above ground; pass --altitude-m "
                 f"(height above the ground in m; `crackwatch infer`) or --gsd-m (m/px; "
                 f"`crackwatch infer` and `crackwatch survey add`)")
+    _plausible(check_height_above_ground, altitude_m, name, height_source)
     if sensor_width_mm is None:
         sensor_width_mm = sensor_width_mm_for(meta)
-    return altitude_m * sensor_width_mm / (focal_mm * meta.width_px)
+    return _plausible(check_photo_gsd,
+                      altitude_m * sensor_width_mm / (focal_mm * meta.width_px), name)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -459,6 +464,15 @@ def nadir_footprint(meta: PhotoMetadata, gsd_m: float, crs: Any) -> Polygon:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _plausible(check: Any, value: float, *args: str) -> float:
+    """``check(value, *args)`` (:mod:`geodata.plausibility`) with its refusal as a
+    :class:`GSDError`, so that every caller that handles a missing GSD handles an absurd one."""
+    try:
+        return check(value, *args)
+    except ImplausibleMetadata as exc:
+        raise GSDError(str(exc)) from exc
 
 
 def _positive(name: str, value: Any) -> float:

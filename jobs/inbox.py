@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from engine.errors import RasterRefusedError
 from geodata.photos import PHOTO_SUFFIXES
+from geodata.plausibility import ImplausibleMetadata
 from geodata.store.api import get_site, ingest_survey
 
 if TYPE_CHECKING:
@@ -26,9 +28,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["INBOX_SETTLE_S", "RASTER_SUFFIXES", "InboxRefusal", "ingest", "scan_inbox"]
+__all__ = ["INBOX_SETTLE_S", "RASTER_SUFFIXES", "REFUSED_RASTER_SUFFIXES", "InboxRefusal",
+           "ingest", "scan_inbox"]
 
-RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
+#: Raster files an inbox takes (:data:`engine.raster_read.SURVEY_RASTER_DRIVERS`); a ``.vrt``
+#: or ``.img`` is refused with the reason, since it can make GDAL read other files or URLs.
+RASTER_SUFFIXES = {".tif", ".tiff", ".jp2"}
+REFUSED_RASTER_SUFFIXES = {".vrt", ".img"}
 
 #: Seconds a file in an inbox must have been left alone (no write, no change of size, time or
 #: attributes: its ``st_ctime`` and ``st_mtime``) before it is taken; a copy in progress
@@ -60,17 +66,37 @@ def _acquired_at_of(path: Path) -> tuple[datetime, str]:
         if times:
             return min(times), "EXIF DateTimeOriginal"
     else:
-        import rasterio
+        from engine.raster_read import open_survey_raster
 
-        try:
-            with rasterio.open(path) as src:
-                stamp = src.tags().get("TIFFTAG_DATETIME")
-            if stamp:
+        with open_survey_raster(path) as src:  # refuses VRTs and absurd sizes (issue 30)
+            stamp = src.tags().get("TIFFTAG_DATETIME")
+            _check_raster_pixel_size(src, path)
+        if stamp:
+            try:
                 return datetime.strptime(stamp, "%Y:%m:%d %H:%M:%S"), "TIFFTAG_DATETIME"
-        except (rasterio.errors.RasterioIOError, ValueError):
-            pass
+            except ValueError:
+                pass
     return (datetime.fromtimestamp(path.stat().st_mtime, UTC),
             "file modification time (no acquisition time in the file)")
+
+
+def _check_raster_pixel_size(src: Any, path: Path) -> None:
+    """Refuse an orthomosaic whose pixel size is outside
+    :data:`geodata.plausibility.ORTHO_PIXEL_SIZE_M` (metres; degrees at 111,320 m each).
+
+    Raises:
+        ImplausibleMetadata: an absurd pixel size.
+    """
+    from geodata.plausibility import check_ortho_pixel_size
+
+    if src.crs is None or src.transform.is_identity:
+        return  # no georeferencing: the run says so (engine.raster_read.source_crs)
+    size = abs(src.transform.determinant) ** 0.5
+    if src.crs.is_geographic:
+        size *= 111_320.0  # metres per degree of latitude (WGS 84, rounded)
+    else:
+        size *= src.crs.linear_units_factor[1]
+    check_ortho_pixel_size(size, path.name)
 
 
 def ingest(
@@ -90,9 +116,15 @@ def ingest(
     time zone, or else the file's modification time; which one was used is recorded in the
     survey metadata (``acquired_at_source``).
 
+    Refused before anything is stored (issue 30): a raster that is not a GeoTIFF or JPEG 2000
+    file (a VRT can point at other files or URLs), one with an absurd size or pixel size, and
+    an acquisition time before 1990 or in the future (:mod:`geodata.plausibility`).
+
     Raises:
         FileNotFoundError: ``path`` does not exist.
         RecordNotFoundError: no such site. ValueError: a naive ``acquired_at``.
+        ImplausibleMetadata: an impossible acquisition time, size or pixel size.
+        RasterReadError: not a survey raster format, or unreadable.
     """
     path = Path(path)
     if not path.exists():
@@ -105,15 +137,19 @@ def ingest(
         raise ValueError(f"{path} is an empty (0-byte) file; copy it again completely.")
     from zoneinfo import ZoneInfo
 
+    from geodata.plausibility import check_acquired_at
+
     meta = dict(metadata or {})
     if acquired_at is None:
         acquired_at, source = _acquired_at_of(path)
+        check_acquired_at(acquired_at, path.name)  # naive: before a zone can overflow it
         if acquired_at.tzinfo is None:  # camera-local time: the site's time zone
             tz = get_site(bind, site).timezone
             acquired_at = acquired_at.replace(tzinfo=ZoneInfo(tz))
             source += f" (camera-local time, read in the site's time zone {tz})"
     else:
         source = "given"
+    check_acquired_at(acquired_at, path.name)
     meta.setdefault("acquired_at_source", source)
     return ingest_survey(bind, site, path.resolve(), acquired_at=acquired_at,
                          pixel_size_m=pixel_size_m, registration_error_m=registration_error_m,
@@ -164,9 +200,13 @@ def _opens_completely(path: Path) -> str | None:
     import rasterio
     from rasterio.windows import Window
 
+    from engine.raster_read import open_survey_raster
+
     try:
-        with rasterio.open(path) as src:
+        with open_survey_raster(path) as src:
             src.read(1, window=Window(0, src.height - 1, src.width, 1))  # the last row
+    except RasterRefusedError:
+        raise  # not a half-copied file: refused for good by the scan
     except (rasterio.errors.RasterioError, OSError) as exc:
         return f"{path.name} does not read completely ({exc})"
     return None
@@ -224,6 +264,10 @@ def scan_inbox(bind: Engine, site: int | str, *, settle_s: float = INBOX_SETTLE_
                 continue
         elif p.suffix.lower() in RASTER_SUFFIXES | PHOTO_SUFFIXES:
             photos = [p]
+        elif p.suffix.lower() in REFUSED_RASTER_SUFFIXES:
+            refuse(p, f"{p.suffix} files are not taken: they can make GDAL read other files or "
+                      f"URLs; convert it to a GeoTIFF (gdal_translate -of COG)", False)
+            continue
         else:
             continue
         try:
@@ -239,6 +283,8 @@ def scan_inbox(bind: Engine, site: int | str, *, settle_s: float = INBOX_SETTLE_
                 refuse(p, broken, True)
                 continue
             found.append(ingest(bind, row.id, p))
-        except (OSError, ValueError) as exc:
+        except (RasterRefusedError, ImplausibleMetadata) as exc:
+            refuse(p, str(exc), False)  # the next scan refuses it again; the rest go on
+        except (OSError, ValueError, OverflowError) as exc:
             log.error("inbox %s: cannot ingest %s: %s", inbox, p, exc)
     return found

@@ -1,4 +1,5 @@
-"""Builders shared by the unit and integration tests: synthetic GeoTIFFs and crack frames.
+"""Builders shared by the unit and integration tests: synthetic GeoTIFFs, crack frames and
+JPEGs with the EXIF/XMP asked for.
 
 Import them as ``from builders import ...`` (``tests/`` is on ``sys.path`` through
 ``tests/conftest.py``).
@@ -6,6 +7,7 @@ Import them as ``from builders import ...`` (``tests/`` is on ``sys.path`` throu
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +19,8 @@ import geopandas as gpd
 import numpy as np
 import rasterio
 import shapely
+from PIL import Image
+from PIL.TiffImagePlugin import IFDRational as R
 
 
 def write_geotiff(path: Path, data: np.ndarray, *, crs: Any, transform: Any,
@@ -77,3 +81,63 @@ def http_server(handler: type[BaseHTTPRequestHandler], path: str = "/", port: in
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+GPS_IFD, EXIF_IFD = 0x8825, 0x8769
+
+
+def dms(value_deg: float) -> tuple[R, R, R]:
+    """Degrees -> (deg, min, sec) rationals with the seconds to 1e-4 s."""
+    value_deg = abs(value_deg)
+    d = int(value_deg)
+    m = int((value_deg - d) * 60)
+    s = round(((value_deg - d) * 60 - m) * 60 * 10000)
+    return R(d), R(m), R(s, 10000)
+
+
+def with_app1(jpeg: bytes, payload: bytes) -> bytes:
+    """Insert an APP1 segment holding ``payload`` right after the SOI marker."""
+    segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    return jpeg[:2] + segment + jpeg[2:]
+
+
+def make_jpeg(path: Path, size=(40, 30), *, lat=None, lon=None, lat_ref=None, lon_ref=None,
+              gps_raw=None, altitude=None, below_sea_level=False, make=None, model=None,
+              focal_mm=None, focal35=None, taken="2024:05:01 10:20:30", offset=None,
+              xmp: bytes | None = None, exif: bool = True,
+              pixels: np.ndarray | None = None) -> Path:
+    """A grey JPEG of ``size`` = (cols, rows) (or of the RGB ``pixels``, shape (rows, cols,
+    3)) with the EXIF/XMP asked for."""
+    im = Image.new("RGB", size, (120, 120, 120)) if pixels is None else Image.fromarray(pixels)
+    ex = Image.Exif()
+    if make:
+        ex[0x010F] = make
+    if model:
+        ex[0x0110] = model
+    sub = ex.get_ifd(EXIF_IFD)
+    if taken:
+        sub[0x9003] = taken
+    if offset:
+        sub[0x9011] = offset
+    if focal_mm is not None:
+        sub[0x920A] = R(round(focal_mm * 100), 100)
+    if focal35 is not None:
+        sub[0xA405] = focal35
+    if lat is not None or gps_raw is not None:
+        gps = ex.get_ifd(GPS_IFD)
+        if gps_raw is not None:
+            gps.update(gps_raw)
+        else:
+            gps[1] = lat_ref if lat_ref is not None else ("N" if lat >= 0 else "S")
+            gps[2] = dms(lat)
+            gps[3] = lon_ref if lon_ref is not None else ("E" if lon >= 0 else "W")
+            gps[4] = dms(lon)
+        if altitude is not None:
+            gps[5] = b"\x01" if below_sea_level else b"\x00"
+            gps[6] = R(round(altitude * 100), 100)
+    kwargs = {"exif": ex} if exif else {}
+    im.save(path, "JPEG", **kwargs)
+    if xmp is not None:
+        packet = b"http://ns.adobe.com/xap/1.0/\x00" + xmp
+        path.write_bytes(with_app1(path.read_bytes(), packet))
+    return path

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import struct
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pyproj
 import pytest
+from builders import dms, make_jpeg, with_app1
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational as R
 
@@ -23,64 +23,6 @@ from geodata.photos import (
     sensor_width_mm_for,
     utm_crs_for,
 )
-
-GPS_IFD, EXIF_IFD = 0x8825, 0x8769
-
-
-def _dms(value_deg: float) -> tuple[R, R, R]:
-    """Degrees -> (deg, min, sec) rationals with the seconds to 1e-4 s."""
-    value_deg = abs(value_deg)
-    d = int(value_deg)
-    m = int((value_deg - d) * 60)
-    s = round(((value_deg - d) * 60 - m) * 60 * 10000)
-    return R(d), R(m), R(s, 10000)
-
-
-def _with_app1(jpeg: bytes, payload: bytes) -> bytes:
-    """Insert an APP1 segment holding ``payload`` right after the SOI marker."""
-    segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
-    return jpeg[:2] + segment + jpeg[2:]
-
-
-def make_jpeg(path: Path, size=(40, 30), *, lat=None, lon=None, lat_ref=None, lon_ref=None,
-              gps_raw=None, altitude=None, below_sea_level=False, make=None, model=None,
-              focal_mm=None, focal35=None, taken="2024:05:01 10:20:30", offset=None,
-              xmp: bytes | None = None, exif: bool = True) -> Path:
-    """A grey JPEG of ``size`` = (cols, rows) with the EXIF/XMP asked for."""
-    im = Image.new("RGB", size, (120, 120, 120))
-    ex = Image.Exif()
-    if make:
-        ex[0x010F] = make
-    if model:
-        ex[0x0110] = model
-    sub = ex.get_ifd(EXIF_IFD)
-    if taken:
-        sub[0x9003] = taken
-    if offset:
-        sub[0x9011] = offset
-    if focal_mm is not None:
-        sub[0x920A] = R(round(focal_mm * 100), 100)
-    if focal35 is not None:
-        sub[0xA405] = focal35
-    if lat is not None or gps_raw is not None:
-        gps = ex.get_ifd(GPS_IFD)
-        if gps_raw is not None:
-            gps.update(gps_raw)
-        else:
-            gps[1] = lat_ref if lat_ref is not None else ("N" if lat >= 0 else "S")
-            gps[2] = _dms(lat)
-            gps[3] = lon_ref if lon_ref is not None else ("E" if lon >= 0 else "W")
-            gps[4] = _dms(lon)
-        if altitude is not None:
-            gps[5] = b"\x01" if below_sea_level else b"\x00"
-            gps[6] = R(round(altitude * 100), 100)
-    kwargs = {"exif": ex} if exif else {}
-    im.save(path, "JPEG", **kwargs)
-    if xmp is not None:
-        packet = b"http://ns.adobe.com/xap/1.0/\x00" + xmp
-        path.write_bytes(_with_app1(path.read_bytes(), packet))
-    return path
-
 
 DJI_XMP_ATTRS = b"""<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF
  xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about=""
@@ -172,7 +114,7 @@ def test_photo_without_any_exif(tmp_path):
 
 def test_corrupt_exif_block_does_not_raise(tmp_path):
     path = make_jpeg(tmp_path / "a.jpg", exif=False)
-    path.write_bytes(_with_app1(path.read_bytes(), b"Exif\x00\x00" + b"\x13\x37garbage" * 8))
+    path.write_bytes(with_app1(path.read_bytes(), b"Exif\x00\x00" + b"\x13\x37garbage" * 8))
     meta = read_photo_metadata(path)
     assert not meta.has_gps and meta.lat_deg is None
     assert (meta.width_px, meta.height_px) == (40, 30)
@@ -182,7 +124,7 @@ def test_corrupt_exif_block_does_not_raise(tmp_path):
 def test_exif_with_a_bad_ifd_offset_does_not_raise(tmp_path):
     path = make_jpeg(tmp_path / "a.jpg", exif=False)
     payload = b"Exif\x00\x00MM\x00\x2a\x7f\xff\xff\xff" + b"\x00" * 20
-    path.write_bytes(_with_app1(path.read_bytes(), payload))
+    path.write_bytes(with_app1(path.read_bytes(), payload))
     meta = read_photo_metadata(path)
     assert not meta.has_gps
     assert any("corrupt" in w for w in meta.warnings)
@@ -197,7 +139,7 @@ def test_gps_with_zero_denominator_is_dropped_with_warning(tmp_path):
 
 
 def test_missing_hemisphere_ref_is_not_guessed(tmp_path):
-    gps = {2: _dms(8.3), 4: _dms(115.5)}
+    gps = {2: dms(8.3), 4: dms(115.5)}
     meta = read_photo_metadata(make_jpeg(tmp_path / "a.jpg", gps_raw=gps))
     assert not meta.has_gps
     assert any("hemisphere not guessed" in w for w in meta.warnings)
