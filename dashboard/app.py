@@ -69,8 +69,13 @@ table = pd.DataFrame({
     "cracks in latest survey": sites["site_id"].map(latest_cracks).astype("Int64"),
     "data age": [c.data_age_text(age, sid) for sid in sites["site_id"]],
     "watch": sites["watch_alerts"],
+    "trust": ["UNTRUSTED: see below" if w else "" for w in sites["warnings"]],
 })
 st.dataframe(c.level_style(table), hide_index=True, width="stretch")
+untrusted = sites[sites["warnings"].map(bool)]
+for r in untrusted.itertuples():
+    st.warning(f"**{c.md(r.name)}**: the cracks of its latest survey are not to be trusted as "
+               f"they stand. " + " ".join(c.md(w) for w in r.warnings))
 st.caption("Data age: time since the newest survey was acquired (OVERDUE past the site's "
            "expected interval plus grace: `crackwatch site overdue`). Watch: unconfirmed "
            "slope exceedances (no notification until confirmed).")

@@ -36,6 +36,7 @@ from dashboard.text import code, md
 from geodata import alerts_store, queries, store, views
 from geodata.errors import RecordNotFoundError, StoreError
 from geodata.settings import StoreSettings
+from geodata.severity import UNRESOLVED
 from geodata.store.engine import normalise_url
 
 __all__ = [
@@ -224,6 +225,13 @@ def _round_coords(c: Any, nd: int) -> Any:
     return [_round_coords(part, nd) for part in c]
 
 
+def _width(p: dict[str, Any]) -> str:
+    """A crack's max width for its popup; "not resolved" on pixels too coarse for one."""
+    if p.get("severity") == UNRESOLVED:
+        return "not resolved (pixels too coarse)"
+    return _fmt(p.get("max_width_mm"), "mm", 2)
+
+
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=16)
 def load_survey_geojson(url: str, survey_id: int, simplify_m: float | None = None
                         ) -> dict[str, Any]:
@@ -241,7 +249,7 @@ def load_survey_geojson(url: str, survey_id: int, simplify_m: float | None = Non
             "crack_id": p.get("crack_id"),
             "track": "-" if p.get("track_id") is None else str(p["track_id"]),
             "length": _fmt(p.get("length_m"), "m", 3),
-            "max_width": _fmt(p.get("max_width_mm"), "mm", 2),
+            "max_width": _width(p),
             "severity": p.get("severity"),
             "growth": growth.get(p.get("crack_id"), "not tracked"),
         }
@@ -257,7 +265,7 @@ def load_survey_geojson(url: str, survey_id: int, simplify_m: float | None = Non
                 "crack_id": p.get("crack_id"),
                 "track": "-" if p.get("track_id") is None else str(p["track_id"]),
                 "length": _fmt(p.get("length_m"), "m", 3),
-                "max_width": _fmt(p.get("max_width_mm"), "mm", 2),
+                "max_width": _width(p),
                 "severity": p.get("severity"),
                 "growth": growth.get(p.get("crack_id"), "not tracked"),
                 "position": (f"APPROXIMATE: photo {p.get('image_name')} placed by its GPS "

@@ -59,7 +59,8 @@ VENDOR_DIR = Path(__file__).resolve().parent / "static" / "vendor"
 WATCH_COLOUR = "#6a1b9a"
 #: Crack outline colours by BRE Digest 251 severity (see geodata.store.SEVERITY_CLASSES).
 SEVERITY_COLOURS = {"negligible": "#00e5ff", "very slight": "#76ff03", "slight": "#ffea00",
-                    "moderate": "#ff9100", "severe": "#ff1744", "very severe": "#d500f9"}
+                    "moderate": "#ff9100", "severe": "#ff1744", "very severe": "#d500f9",
+                    "unresolved": "#9e9e9e"}
 _UNKNOWN_COLOUR = "#ffffff"
 
 #: Above this many cracks Leaflet draws on a canvas instead of one SVG path per crack.

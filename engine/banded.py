@@ -154,10 +154,10 @@ def predict_raster_banded(path: str | Path, model, *, out_path: str | Path, n_ba
     bands on workers); its output equals ``predict_raster``'s. Band files sit beside
     ``out_path`` and are removed afterwards. ``kwargs`` as for ``predict_raster``.
     """
-    import rasterio
+    from engine.raster_read import open_survey_raster
 
     out_path = Path(out_path)
-    with rasterio.open(path) as src:
+    with open_survey_raster(path) as src:
         rows, block_rows = src.height, (src.block_shapes[0][0]
                                         if src.profile.get("tiled") else 0)
     bands = plan_bands(rows, n_bands, min_rows=min_rows, block_rows=block_rows)

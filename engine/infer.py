@@ -15,7 +15,8 @@ reading, CRS and reprojection live in :mod:`engine.raster_read`, windows and ble
 - bands whose colour interpretation is red/green/blue are used as RGB; otherwise the first
   three bands; a single band (or band + alpha) is replicated to grey RGB;
 - validity comes from GDAL's dataset mask, which honours an alpha band, a nodata value and an
-  internal mask band alike;
+  internal mask band alike, less the white or black collar at the edge of the data
+  (:func:`engine.collar.collar_mask`), which is written as nodata too;
 - 8-bit data is used as is; any other integer or float type is linearly stretched per band
   between its 2nd and 98th percentile over valid pixels of a decimated read (<= 1024 pixels on
   the long side), the default "cumulative count cut" of QGIS, then clipped to 0..255.
@@ -36,6 +37,7 @@ from torch import nn
 from tqdm import tqdm
 
 from engine.allocator import release_free_memory
+from engine.collar import collar_mask
 from engine.data import normalise
 from engine.models import SIZE_MULTIPLE, forward_proba, inference_module
 from engine.raster_read import (
@@ -199,11 +201,13 @@ def predict_image(
             :func:`engine.registry.load_model`).
         tile_size, overlap, batch_size: tiling as in :func:`predict_raster` (batch size
             None: :func:`default_batch_size`).
-        valid: optional ``(rows, cols)`` bool mask of valid pixels.
+        valid: optional ``(rows, cols)`` bool mask of valid pixels (the white or black
+            collar at the frame, :func:`engine.collar.collar_mask`, is invalid too).
         tta: test-time augmentation, as in :func:`predict_raster`.
 
     Returns:
-        ``(rows, cols)`` float32 probabilities in [0, 1]; NaN where ``valid`` is False.
+        ``(rows, cols)`` float32 probabilities in [0, 1]; NaN where ``valid`` is False and on
+        the collar.
     """
     device = torch.device(device)
     batch_size = default_batch_size(device) if batch_size is None else batch_size
@@ -228,8 +232,8 @@ def predict_image(
             num[r:r + h, c:c + w] += p * wt
             den[r:r + h, c:c + w] += wt
     out = num / np.maximum(den, 1e-12)
-    if valid is not None:
-        out[~valid] = np.nan
+    valid = np.ones((rows, cols), bool) if valid is None else np.asarray(valid, bool)
+    out[~(valid & ~collar_mask(chw, valid))] = np.nan
     return out
 
 
@@ -376,9 +380,11 @@ def _batches(reader, grid: _Grid, bands, limits, batch_size: int, gdal_lock: thr
                 continue
             with gdal_lock:
                 raw = reader.read(list(bands), window=win)
+            x = to_uint8(raw, limits)
+            frame = (r == 0, r + grid.th >= reader.height, c == 0, c + grid.tw >= reader.width)
             buf_w.append((r, c))
-            buf_x.append(to_uint8(raw, limits))
-            buf_v.append(valid)
+            buf_x.append(x)
+            buf_v.append(valid & ~collar_mask(x, valid, frame))
             if len(buf_w) == batch_size:
                 yield "batch", buf_w, np.stack(buf_x), np.stack(buf_v)
                 buf_w, buf_x, buf_v = [], [], []

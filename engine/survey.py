@@ -42,6 +42,12 @@ __all__ = ["InferenceSettings", "PhotoInference", "SurveyInference", "SurveySour
 
 
 
+#: Default edge band (px) of :class:`InferenceSettings`: a crack with half its pixels within
+#: this distance of nodata, the collar or the frame follows the edge of the data and is
+#: dropped. Measured in README "What the map shows can be trusted" (issue 25).
+EDGE_BAND_PX = 8
+
+
 @dataclass(frozen=True)
 class InferenceSettings:
     """Tiling and thresholds of one inference.
@@ -53,6 +59,9 @@ class InferenceSettings:
         tta: test-time augmentation (mean over 4 flips).
         threshold: crack probability threshold in (0, 1].
         min_area_px: cracks with fewer pixels are dropped.
+        edge_band_px: cracks with half their pixels or more within this many pixels of
+            nodata, the collar or the frame are dropped (:func:`geodata.vectorise.
+            vectorise_cracks`); 0 keeps them.
     """
 
     tile_size: int = 512
@@ -62,11 +71,14 @@ class InferenceSettings:
     tta: bool = False
     threshold: float = 0.5
     min_area_px: int = 20
+    edge_band_px: int = EDGE_BAND_PX
 
     @classmethod
     def of(cls, options: Any) -> InferenceSettings:
-        """The settings of anything with these attributes (``jobs.pipeline.PipelineOptions``)."""
-        return cls(**{f.name: getattr(options, f.name) for f in fields(cls)})
+        """The settings of anything with these attributes (``jobs.pipeline.PipelineOptions``;
+        one it lacks keeps its default)."""
+        return cls(**{f.name: getattr(options, f.name) for f in fields(cls)
+                      if hasattr(options, f.name)})
 
     def tiling(self) -> dict[str, Any]:
         """Keyword arguments of :func:`engine.infer.predict_raster` / ``predict_image``."""
@@ -297,7 +309,7 @@ def _vectorise_map(out: SurveyInference, settings: InferenceSettings) -> None:
         prob = np.nan_to_num(prob, nan=0.0)
     out.cracks, out.skeletons = vectorise_cracks_and_skeletons(
         prob, transform, crs, threshold=settings.threshold, min_area_px=settings.min_area_px,
-        nodata_mask=nodata)
+        nodata_mask=nodata, edge_band_px=settings.edge_band_px)
     out.pixel_size_m = float(abs(transform.determinant) ** 0.5)
 
 
@@ -425,7 +437,7 @@ def _vectorise_photo(photo: PhotoInference, prob: np.ndarray, settings: Inferenc
 
     cracks, skeletons = vectorise_cracks_and_skeletons(
         prob, None, None, threshold=settings.threshold, min_area_px=settings.min_area_px,
-        pixel_size_m=photo.gsd_m if measure else 1.0)
+        pixel_size_m=photo.gsd_m if measure else 1.0, edge_band_px=settings.edge_band_px)
     cracks["photo"] = photo.name
     photo.cracks, photo.skeletons = cracks, skeletons
 

@@ -7,7 +7,21 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["BRE251_CATEGORIES", "bre251_category", "bre251_name"]
+__all__ = ["BRE251_CATEGORIES", "MAX_RESOLVED_PIXEL_M", "UNRESOLVED", "bre251_category",
+           "bre251_name"]
+
+#: Coarsest pixel (m) at which a crack width is resolved. The shipped models learned cracks
+#: from imagery of roughly 0.1-5 mm per pixel (DeepCrack, UAV75, masonry patches); at 5 cm per
+#: pixel a crack narrower than 5 cm is below one pixel and every BRE Digest 251 width class
+#: (the widest bound is 25 mm) is unresolved. ``jobs.pipeline.MAX_ALERT_PIXEL_SIZE_M`` (no
+#: alert rule on coarser surveys) is this value.
+MAX_RESOLVED_PIXEL_M = 0.05
+
+#: ``Crack.severity`` of a crack found on pixels too coarse to resolve a crack width (coarser
+#: than :data:`MAX_RESOLVED_PIXEL_M`). Its
+#: width columns then hold only the pixel-quantised size of the blob (at least one pixel),
+#: never a crack width: the dashboard and exports say "not resolved" instead of a category.
+UNRESOLVED = "unresolved"
 
 #: BRE Digest 251 ("Assessment of damage in low-rise buildings", Building Research
 #: Establishment), damage category by crack width: (category, name, upper width bound in mm,

@@ -105,6 +105,10 @@ CRACK_COLUMNS: tuple[str, ...] = tuple(CRACK_DTYPES)
 _SQRT2 = math.sqrt(2.0)
 _SQUARE_TOLERANCE = 0.01  # pixel sides may differ by 1 % before we warn
 _RANGE_TOLERANCE = 1e-6  # float probabilities may exceed [0, 1] by this much (rounding)
+#: A component with at least this fraction of its pixels in the edge band (``edge_band_px``)
+#: follows the edge of the data and is dropped (measured: issue 25, README "What the map
+#: shows can be trusted").
+EDGE_FRACTION = 0.5
 
 
 # --------------------------------------------------------------------------- public API
@@ -131,6 +135,7 @@ def vectorise_cracks(
     nodata_mask: np.ndarray | None = None,
     probability_scale: float | None = None,
     pixel_size_m: float | None = None,
+    edge_band_px: int = 0,
 ) -> gpd.GeoDataFrame:
     """Vectorise and measure the cracks of one probability raster.
 
@@ -155,6 +160,10 @@ def vectorise_cracks(
             uint16, 100 for percent). ``None``: 255 for uint8, 1 for float and bool.
         pixel_size_m: ground size of one pixel in metres. Required when ``crs is None``;
             otherwise overrides the transform's pixel size for measuring only.
+        edge_band_px: drop a component when at least :data:`EDGE_FRACTION` of its pixels lie
+            within this many pixels of nodata or of the raster's frame: it follows the edge
+            of the data (a collar, an alpha boundary, a photo's frame), where crack models
+            fire on the step from ground to no ground (issue 25). 0: keep every component.
 
     Returns:
         GeoDataFrame with :data:`CRACK_COLUMNS`, one row per crack, ``crs`` = ``crs`` (a
@@ -174,6 +183,7 @@ def vectorise_cracks(
         probability, transform, crs, threshold=threshold, min_area_px=min_area_px,
         simplify_px=simplify_px, nodata_mask=nodata_mask,
         probability_scale=probability_scale, pixel_size_m=pixel_size_m, with_skeletons=False,
+        edge_band_px=edge_band_px,
     )
     return frame
 
@@ -189,6 +199,7 @@ def vectorise_cracks_and_skeletons(
     nodata_mask: np.ndarray | None = None,
     probability_scale: float | None = None,
     pixel_size_m: float | None = None,
+    edge_band_px: int = 0,
 ) -> tuple[gpd.GeoDataFrame, gpd.GeoSeries]:
     """:func:`vectorise_cracks` plus each crack's skeleton line.
 
@@ -202,6 +213,7 @@ def vectorise_cracks_and_skeletons(
         probability, transform, crs, threshold=threshold, min_area_px=min_area_px,
         simplify_px=simplify_px, nodata_mask=nodata_mask,
         probability_scale=probability_scale, pixel_size_m=pixel_size_m, with_skeletons=True,
+        edge_band_px=edge_band_px,
     )
     assert skeletons is not None
     return frame, skeletons
@@ -260,6 +272,7 @@ def _vectorise(
     probability_scale: float | None,
     pixel_size_m: float | None,
     with_skeletons: bool,
+    edge_band_px: int = 0,
 ) -> tuple[gpd.GeoDataFrame, gpd.GeoSeries | None]:
     raw = _as_2d(probability)
     _check_options(threshold, min_area_px, simplify_px, pixel_size_m)
@@ -274,6 +287,8 @@ def _vectorise(
     if nodata_mask is not None:
         mask &= valid
     labels, n = _label(mask, min_area_px)
+    if n and edge_band_px > 0:
+        labels, n = _drop_edge_followers(labels, n, ~valid, edge_band_px)
 
     frame = empty_crack_frame(frame_crs)
     frame.attrs["coordinate_space"] = space
@@ -495,12 +510,41 @@ def _label(mask: np.ndarray, min_area_px: int) -> tuple[np.ndarray, int]:
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     keep = sizes >= min_area_px
     keep[0] = False
+    return _relabel(labels, n, keep)
+
+
+def _relabel(labels: np.ndarray, n: int, keep: np.ndarray) -> tuple[np.ndarray, int]:
+    """``labels`` (1..n) with only the labels where ``keep`` (length n + 1, ``keep[0]``
+    False), renumbered 1..kept in the same order."""
     if keep[1:].all():
         return labels, n
     mapping = np.zeros(n + 1, np.int32)
     kept = int(keep.sum())
     mapping[keep] = np.arange(1, kept + 1, dtype=np.int32)
     return mapping[labels], kept
+
+
+def _drop_edge_followers(labels: np.ndarray, n: int, invalid: np.ndarray,
+                         band_px: int) -> tuple[np.ndarray, int]:
+    """``labels`` (1..n) without the components of which at least :data:`EDGE_FRACTION` of
+    the pixels lie within ``band_px`` pixels (Euclidean) of an ``invalid`` pixel or of the
+    array's frame; relabelled 1..kept in the same order. Works per component on its bounding
+    box grown by ``band_px`` (no whole-raster distance map)."""
+    padded = np.pad(invalid, band_px, constant_values=True)  # the frame counts as nodata
+    keep = np.ones(n + 1, bool)
+    keep[0] = False
+    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        r0, r1, c0, c1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+        near = padded[r0:r1 + 2 * band_px, c0:c1 + 2 * band_px]
+        if not near.any():
+            continue
+        close = ndimage.distance_transform_edt(~near)[band_px:-band_px, band_px:-band_px]
+        comp = labels[sl] == lab
+        if (close[comp] <= band_px).mean() >= EDGE_FRACTION:
+            keep[lab] = False
+    return _relabel(labels, n, keep)
 
 
 def _polygonise(

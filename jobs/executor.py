@@ -289,11 +289,12 @@ class RayExecutor:
         import rasterio
 
         from engine.banded import plan_bands
+        from engine.raster_read import open_survey_raster
 
         if n_bands < 2:
             return []
         try:
-            with rasterio.open(path) as src:
+            with open_survey_raster(path) as src:
                 if src.crs is None or src.crs.is_geographic:
                     return []
                 rows = src.height
@@ -464,9 +465,9 @@ class RayExecutor:
         kwargs["progress"] = False
         bands = self.plan(path, pool.size)
         if not bands:
-            import rasterio
+            from engine.raster_read import open_survey_raster
 
-            with rasterio.open(path) as src:
+            with open_survey_raster(path) as src:
                 bands = [(0, src.height)] if src.crs is not None and \
                     not src.crs.is_geographic else []
         t0 = time.perf_counter()

@@ -39,6 +39,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from engine.allocator import release_free_memory
+from geodata.severity import MAX_RESOLVED_PIXEL_M
 from geodata.store import REGISTRATION_STATUSES
 from geodata.store.api import RunInfo, get_site, get_survey, record_failed_run, store_run
 from geodata.store.engine import session_scope
@@ -83,14 +84,13 @@ __all__ = [
 STEPS = ("infer", "vectorise", "store_track", "alerts", "notify")
 
 
-#: Coarsest pixel (m) on which alert rules run. The shipped models learned cracks from
-#: imagery of roughly 0.1-5 mm per pixel (DeepCrack, UAV75, masonry patches); at 5 cm per
-#: pixel a crack narrower than 5 cm is below one pixel, every BRE Digest 251 width class
-#: (the widest bound is 25 mm) is unresolved, and what the model marks at such scales is
-#: more likely a path, kerb or shadow than a crack. Such surveys are still mapped and
-#: tracked; their job run says why no rule ran. A per-run override is
+#: Coarsest pixel (m) on which alert rules run: :data:`geodata.severity.MAX_RESOLVED_PIXEL_M`
+#: (5 cm; every BRE Digest 251 width class is unresolved above it, and what the model marks at
+#: such scales is more likely a path, kerb or shadow than a crack). Such surveys are still
+#: mapped and tracked, their cracks with severity ``unresolved``; their job run, the Site
+#: page and the Overview say why no rule ran. A per-run override is
 #: ``PipelineOptions.max_alert_pixel_size_m``.
-MAX_ALERT_PIXEL_SIZE_M = 0.05
+MAX_ALERT_PIXEL_SIZE_M = MAX_RESOLVED_PIXEL_M
 
 # MAX_SURVEY_FAILURES (failures before a survey is parked) and SURVEY_RETRY_BASE_S (the
 # backoff of its retries) live in geodata.survey_state with survey_states, read by the CLI
@@ -296,6 +296,7 @@ def process_survey(
             _before_step(step)
             if "photos" in out:
                 _register_photos(s, survey, out)
+            _mark_unresolved(out["cracks"], survey.pixel_size_m, options.max_alert_pixel_size_m)
             run = store_run(s, survey.id, out["cracks"], out["skeletons"], run_info,
                             coordinate_space=out["coordinate_space"],
                             footprint=out["footprint"], track=True,
@@ -343,6 +344,25 @@ def _model_for_run(model: Any, site: m.Site, options: PipelineOptions,
         "started_at": datetime.now(UTC),
     })
     return model
+
+
+def _mark_unresolved(cracks: Any, survey_pixel_m: float | None, max_pixel_m: float) -> None:
+    """Set ``severity`` to :data:`geodata.severity.UNRESOLVED` on the cracks measured with
+    pixels coarser than ``max_pixel_m`` (their ``pixel_size_m`` column, else the survey's):
+    no BRE Digest 251 category is given to a width the imagery cannot resolve (issue 25)."""
+    from geodata.severity import UNRESOLVED
+
+    if cracks is None or not len(cracks):
+        return
+    px = (cracks["pixel_size_m"].to_numpy(float) if "pixel_size_m" in cracks.columns
+          else np.full(len(cracks), np.nan))
+    if survey_pixel_m:
+        px = np.where(np.isfinite(px), px, survey_pixel_m)
+    coarse = np.isfinite(px) & (px > max_pixel_m)
+    if coarse.any():
+        if "severity" not in cracks.columns:
+            cracks["severity"] = None
+        cracks.loc[coarse, "severity"] = UNRESOLVED
 
 
 def _vectorised(bind: Engine, job_id: int, out: dict[str, Any],

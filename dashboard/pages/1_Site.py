@@ -11,6 +11,7 @@ from dashboard import common as c
 from dashboard.imagery_loaders import imagery_path, load_chip, load_overview, load_photo_with_cracks
 from dashboard.maps import MapAssets, render_html, survey_map
 from geodata.photos import PHOTO_SOURCE_TYPES
+from geodata.severity import UNRESOLVED
 
 POPUP_FIELDS = [("crack_id", "crack"), ("track", "track"), ("length", "length"),
                 ("max_width", "max width"), ("severity", "severity"),
@@ -74,8 +75,10 @@ tracked = (cracks is not None and len(cracks) > 0) or (
     photo_cracks is not None and bool(photo_cracks["track_id"].notna().any()))
 total_length_m = sum(float(f["length_m"].sum()) for f in (cracks, photo_cracks)
                      if f is not None)
+warnings = list(row.get("warnings") or [])
 cols = st.columns(4)
-cols[0].metric("Cracks", "-" if pd.isna(row["crack_count"]) else int(row["crack_count"]))
+cols[0].metric("Cracks (untrusted)" if warnings else "Cracks",
+               "-" if pd.isna(row["crack_count"]) else int(row["crack_count"]))
 cols[1].metric("Total length", "-" if cracks is None else f"{total_length_m:.2f} m")
 cols[2].metric("New cracks", int(row["new_count"]) if tracked and pd.notna(row["new_count"])
                else "-")
@@ -86,6 +89,8 @@ st.caption(f"{c.md(row['source_type'])} {c.code(row['source_path'])}"
               else f", {row['pixel_size_m'] * 1000:.1f} mm pixels")
            + (f", model {c.md(row['model_name'])}" if pd.notna(row["model_name"]) else "")
            + (" - simulated demo survey" if row["simulated"] else ""))
+for w in warnings:
+    st.warning(c.md(w))
 if pd.isna(row["run_id"]):
     state = row.get("state")
     why = f" Last error: {c.md(row['last_error'])}." if pd.notna(row.get("last_error")) else ""
@@ -117,7 +122,8 @@ if cracks is not None and len(cracks):
     ranked = ranked.head(MAX_CRACK_CHOICES)
     options = [int(i) for i in ranked["crack_id"]]
     info = {int(r.crack_id): f"crack {int(r.crack_id)}: {r.length_m:.2f} m, "
-                             f"{r.max_width_mm:.1f} mm, {r.severity}"
+                             + ("width not resolved" if r.severity == UNRESOLVED
+                                else f"{r.max_width_mm:.1f} mm, {r.severity}")
             for r in ranked.itertuples()}
     chosen_crack = pick.selectbox(
         "Crack (widest first; outlined white on the map)"
@@ -232,8 +238,9 @@ if chosen_crack is not None:
     st.subheader(f"Crack {chosen_crack}" + ("" if pd.isna(track_id) else f" (track {track_id})"))
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Length", f"{crow['length_m']:.3f} m")
-    m2.metric("Max width", f"{crow['max_width_mm']:.2f} mm")
-    m3.metric("Mean width", f"{crow['mean_width_mm']:.2f} mm")
+    resolved = crow["severity"] != UNRESOLVED
+    m2.metric("Max width", f"{crow['max_width_mm']:.2f} mm" if resolved else "not resolved")
+    m3.metric("Mean width", f"{crow['mean_width_mm']:.2f} mm" if resolved else "not resolved")
     m4.metric("Severity", crow["severity"] or "-")
     st.markdown("**Growth since the previous survey:** " + c.growth_text(
         crow.get("event"), crow.get("delta_length_m"), crow.get("delta_max_width_mm"),

@@ -30,7 +30,8 @@ def sites_overview(bind: Engine | Session) -> pd.DataFrame:
         none), ``open_alerts``, ``latest_alert_at``, ``model_name`` (the site's own model;
         ``None``: the model of its profile), ``watch_alerts`` (open unconfirmed slope
         exceedances, shown as *watch*), ``watch_level`` (the highest of their levels, or
-        ``None``).
+        ``None``), ``warnings`` (why the latest processed survey's cracks are not to be
+        trusted as they stand; empty list when none: :mod:`geodata.queries.trust`).
     """
     with session_scope(bind) as s:
         sites = s.execute(select(Site.id, Site.name, Site.profile, Site.crs_epsg, Site.lon,
@@ -46,6 +47,7 @@ def sites_overview(bind: Engine | Session) -> pd.DataFrame:
         alerts = s.execute(select(Alert.site_id, Alert.level, Alert.raised_at, Alert.watch)
                            .where(Alert.resolved_at.is_(None))).all()
     latest_count = {site_id: n for site_id, _, n in summaries}  # ordered: last one wins
+    warned = _latest_warnings(bind)
     rows = []
     for sid, name, profile, epsg, lon, lat, tz, model_name in sites:
         open_ = [(lvl, t) for a_sid, lvl, t, watch in alerts if a_sid == sid and not watch]
@@ -59,11 +61,33 @@ def sites_overview(bind: Engine | Session) -> pd.DataFrame:
             "latest_alert_at": max((t for _, t in open_), default=None),
             "model_name": model_name, "watch_alerts": len(watched),
             "watch_level": max(watched, key=_LEVEL_RANK.__getitem__, default=None),
+            "warnings": warned.get(sid, []),
         })
     cols = ["site_id", "name", "profile", "crs_epsg", "lon", "lat", "timezone", "survey_count",
             "latest_survey_at", "latest_crack_count", "alert_level", "open_alerts",
-            "latest_alert_at", "model_name", "watch_alerts", "watch_level"]
+            "latest_alert_at", "model_name", "watch_alerts", "watch_level", "warnings"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _latest_warnings(bind: Engine | Session) -> dict[int, list[str]]:
+    """Per site, the trust warnings of its latest processed survey (none: absent)."""
+    from geodata.queries.trust import survey_trust_warnings
+
+    warnings = survey_trust_warnings(bind)
+    if not warnings:
+        return {}
+    with session_scope(bind) as s:
+        done = s.execute(select(Survey.site_id, Survey.id)
+                         .join(InferenceRun, InferenceRun.survey_id == Survey.id)
+                         .where(InferenceRun.status == "succeeded")
+                         .order_by(Survey.acquired_at, Survey.id)).all()
+    latest = {site_id: survey_id for site_id, survey_id in done}  # ordered: last one wins
+    return {site_id: warnings[sv] for site_id, sv in latest.items() if sv in warnings}
+
+
+def _site_id(bind: Engine | Session, site: int | str) -> int:
+    with session_scope(bind) as s:
+        return _site(s, site).id
 
 
 def list_surveys(bind: Engine | Session, site: int | str, *,
@@ -75,12 +99,22 @@ def list_surveys(bind: Engine | Session, site: int | str, *,
         ``source_type``, ``source_path``, ``sha256``, ``pixel_size_m``,
         ``registration_error_m``, ``simulated`` (bool, from the metadata), ``run_id``,
         ``model_name``, ``crack_count``, ``total_length_m``, ``new_count``,
-        ``vanished_count``; with ``with_state`` also ``state`` (``done``, ``pending``,
+        ``vanished_count``, ``warnings`` (list of sentences: why its cracks are not to be
+        trusted as they stand, :func:`geodata.queries.trust.survey_trust_warnings`; empty
+        when none); with ``with_state`` also ``state`` (``done``, ``pending``,
         ``waiting``, ``parked``, ``skipped``: :func:`geodata.survey_state.survey_states`),
         ``failures``, ``last_error`` and ``action`` (what to do about a parked, waiting or
         skipped survey, e.g. ``crackwatch survey retry ID``).
     """
     frame = _list_surveys(bind, site)
+    if len(frame):
+        from geodata.queries.trust import survey_trust_warnings
+
+        site_id = int(_site_id(bind, site))
+        warnings = survey_trust_warnings(bind, site_id)
+        frame["warnings"] = [warnings.get(int(i), []) for i in frame["survey_id"]]
+    else:
+        frame["warnings"] = pd.Series([], dtype=object)
     if with_state:
         from geodata.survey_state import survey_states
 

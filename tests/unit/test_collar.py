@@ -1,0 +1,54 @@
+"""The collar of an orthomosaic (engine.collar) and cracks that follow the edge of the data
+(geodata.vectorise ``edge_band_px``), issue 25."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from affine import Affine
+
+from engine.collar import collar_mask
+from geodata.vectorise import vectorise_cracks
+
+T = Affine(0.002, 0, 500_000, 0, -0.002, 6_600_000)
+
+
+def _scene() -> tuple[np.ndarray, np.ndarray]:
+    """(3, 100, 100) ground with a 10 px white collar on the left (valid), nodata left of it,
+    and a white square in the middle (a white wall: not collar)."""
+    rgb = np.full((3, 100, 100), 110, np.uint8)
+    valid = np.ones((100, 100), bool)
+    valid[:, :5] = False
+    rgb[:, :, :15] = 255
+    rgb[:, 40:60, 40:60] = 255
+    return rgb, valid
+
+
+def test_collar_is_saturated_and_reaches_nodata_or_the_frame():
+    rgb, valid = _scene()
+    c = collar_mask(rgb, valid)
+    assert c[:, 5:15].all() and not c[:, :5].any()  # invalid pixels are not collar
+    assert not c[40:60, 40:60].any()  # a white wall inside the image is ground
+    assert not c[:, 15:].any()
+    black = np.zeros((3, 50, 50), np.uint8)
+    black[:, 10:40, 10:40] = 120
+    assert collar_mask(black).sum() == 50 * 50 - 30 * 30  # a black frame, no mask
+    # a window inside an orthomosaic: its inner sides are not the frame
+    assert not collar_mask(black, frame=(False, False, False, False)).any()
+    with pytest.raises(ValueError, match="uint8"):
+        collar_mask(black.astype(np.float32))
+
+
+def test_cracks_that_follow_the_edge_of_the_data_are_dropped_and_crossing_ones_kept():
+    prob = np.zeros((100, 100), np.float32)
+    prob[:, :5] = np.nan  # nodata
+    prob[10:45, 7:10] = 0.9  # along the nodata edge, 2-4 px from it
+    prob[50:53, 6:80] = 0.9  # starts at the edge and runs into the image
+    prob[20:80, 96:99] = 0.9  # along the raster frame
+    prob[30:33, 30:70] = 0.9  # in the middle
+    all_ = vectorise_cracks(prob, T, "EPSG:32633", min_area_px=5)
+    kept = vectorise_cracks(prob, T, "EPSG:32633", min_area_px=5, edge_band_px=8)
+    assert sorted(all_["area_px"]) == [3 * 35, 3 * 40, 3 * 60, 3 * 74]
+    assert sorted(kept["area_px"]) == [3 * 40, 3 * 74]
+    assert list(kept["crack_id"]) == [1, 2]  # renumbered
+    assert len(vectorise_cracks(prob, T, "EPSG:32633", min_area_px=5, edge_band_px=0)) == 4
