@@ -16,7 +16,8 @@ reading, CRS and reprojection live in :mod:`engine.raster_read`, windows and ble
   three bands; a single band (or band + alpha) is replicated to grey RGB;
 - validity comes from GDAL's dataset mask, which honours an alpha band, a nodata value and an
   internal mask band alike, less the white or black collar at the edge of the data
-  (:func:`engine.collar.collar_mask`), which is written as nodata too;
+  (:func:`engine.collar.collar_mask`, on 8-bit data only: a stretch clips real ground to 0
+  or 255), which is written as nodata too;
 - 8-bit data is used as is; any other integer or float type is linearly stretched per band
   between its 2nd and 98th percentile over valid pixels of a decimated read (<= 1024 pixels on
   the long side), the default "cumulative count cut" of QGIS, then clipped to 0..255.
@@ -384,7 +385,8 @@ def _batches(reader, grid: _Grid, bands, limits, batch_size: int, gdal_lock: thr
             frame = (r == 0, r + grid.th >= reader.height, c == 0, c + grid.tw >= reader.width)
             buf_w.append((r, c))
             buf_x.append(x)
-            buf_v.append(valid & ~collar_mask(x, valid, frame))
+            # the collar is an 8-bit export's artefact; a stretch saturates real ground
+            buf_v.append(valid if limits is not None else valid & ~collar_mask(x, valid, frame))
             if len(buf_w) == batch_size:
                 yield "batch", buf_w, np.stack(buf_x), np.stack(buf_v)
                 buf_w, buf_x, buf_v = [], [], []

@@ -62,6 +62,11 @@ class InferenceSettings:
         edge_band_px: cracks with half their pixels or more within this many pixels of
             nodata, the collar or the frame are dropped (:func:`geodata.vectorise.
             vectorise_cracks`); 0 keeps them.
+        mask_vegetation: drop cracks that lie on vegetation, where no crack in the ground can
+            be seen (:mod:`engine.observable`); None: the site profile's rule
+            (:meth:`for_profile`: on slope sites only).
+        object_filter: crack-object shape rules (:class:`geodata.crack_objects.ObjectFilter`);
+            None: the model's (:data:`engine.crack_rules.MODEL_OBJECT_FILTERS`).
     """
 
     tile_size: int = 512
@@ -72,6 +77,24 @@ class InferenceSettings:
     threshold: float = 0.5
     min_area_px: int = 20
     edge_band_px: int = EDGE_BAND_PX
+    mask_vegetation: bool | None = None
+    object_filter: Any = None
+
+    def for_profile(self, profile: str | None,
+                    model_name: str | None = None) -> InferenceSettings:
+        """These settings with the rules left None taken from ``profile``'s and
+        ``model_name``'s (:func:`engine.crack_rules.rules_for`).
+
+        Raises:
+            ValueError: an unknown profile.
+        """
+        from engine.crack_rules import rules_for
+
+        rules = rules_for(profile, model_name)
+        return replace(self, mask_vegetation=rules.mask_vegetation
+                       if self.mask_vegetation is None else self.mask_vegetation,
+                       object_filter=rules.object_filter
+                       if self.object_filter is None else self.object_filter)
 
     @classmethod
     def of(cls, options: Any) -> InferenceSettings:
@@ -79,6 +102,13 @@ class InferenceSettings:
         one it lacks keeps its default)."""
         return cls(**{f.name: getattr(options, f.name) for f in fields(cls)
                       if hasattr(options, f.name)})
+
+    def rules_dict(self) -> dict[str, Any]:
+        """The crack rules run after the model, JSON-ready (recorded with each run)."""
+        from dataclasses import asdict
+
+        return {"edge_band_px": self.edge_band_px, "mask_vegetation": bool(self.mask_vegetation),
+                "object_filter": asdict(self.object_filter) if self.object_filter else None}
 
     def tiling(self) -> dict[str, Any]:
         """Keyword arguments of :func:`engine.infer.predict_raster` / ``predict_image``."""
@@ -106,6 +136,8 @@ class PhotoInference:
             (only with ``check_quality``; no features for a refused photo).
         cracks, skeletons: its crack frame (column ``photo`` = the file name; image pixels)
             and skeleton lines; None when it was not run (failed, or a black frame).
+        observable_fraction: share of the photo not covered by vegetation (with
+            ``mask_vegetation``; :mod:`engine.observable`), else None.
     """
 
     path: Path
@@ -122,6 +154,7 @@ class PhotoInference:
     features: Any = None
     cracks: Any = None
     skeletons: Any = None
+    observable_fraction: float | None = None
 
     @property
     def name(self) -> str:
@@ -149,6 +182,10 @@ class SurveyInference:
         megapixels_per_s: orthomosaic: raster megapixels/s end to end; photos: megapixels/s
             of the model over the photos run (None: none was run).
         warnings: Python warnings raised while predicting (e.g. a striped GeoTIFF).
+        observable_fraction: orthomosaic with ``mask_vegetation``: share of its valid pixels
+            not covered by vegetation (:mod:`engine.observable`); else None.
+        crack_rules: the rules run after the model (vegetation mask, object filter, edge
+            band; :meth:`InferenceSettings.rules_dict`).
     """
 
     coordinate_space: str
@@ -162,6 +199,8 @@ class SurveyInference:
     gsd_m_given: float | None = None
     megapixels_per_s: float | None = None
     warnings: list[str] = field(default_factory=list)
+    observable_fraction: float | None = None
+    crack_rules: dict[str, Any] | None = None
 
     @property
     def photo_failures(self) -> list[tuple[Path, str]]:
@@ -187,6 +226,8 @@ class SurveyInference:
                               "megapixels_per_s": round(res.megapixels_per_s, 3),
                               "windows": res.windows_total,
                               "windows_skipped": res.windows_skipped,
+                              "observable_fraction": self.observable_fraction,
+                              "crack_rules": self.crack_rules,
                               # the prediction's own and any other raised while predicting
                               "warnings": list(dict.fromkeys([*res.warnings,
                                                               *self.warnings]))}}
@@ -221,12 +262,18 @@ class SurveyInference:
 
             footprint = shapely.union_all(footprints)
         found = {p.name: (p.cracks, p.skeletons) for p in self.photos if p.cracks is not None}
+        seen = [p.observable_fraction for p in self.photos if p.observable_fraction is not None]
         mps = self.megapixels_per_s
         return {"photos": photos, "photo_cracks": found, "coordinate_space": "image",
                 "footprint": footprint, "megapixels_per_s": mps,
                 "infer": {"photos": len(found),
                           "failed": [f"{p.name}: {r}" for p, r in self.photo_failures],
-                          "notes": notes, "megapixels_per_s": round(mps, 3) if mps else None}}
+                          "notes": notes, "megapixels_per_s": round(mps, 3) if mps else None,
+                          "observable_fraction": round(float(np.mean(seen)), 4) if seen else None,
+                          "observable_fraction_per_photo": {
+                              p.name: p.observable_fraction for p in self.photos
+                              if p.observable_fraction is not None},
+                          "crack_rules": self.crack_rules}}
 
 
 # ------------------------------------------------------------------------ orthomosaic
@@ -287,14 +334,17 @@ def infer_orthomosaic(
             leftover.unlink(missing_ok=True)
     out = SurveyInference("map", probability_path=out_path, prediction=replace(res, path=out_path),
                           megapixels_per_s=res.megapixels_per_s,
+                          crack_rules=settings.rules_dict(),
                           warnings=[str(w.message) for w in caught])
     if vectorise:
-        _vectorise_map(out, settings)
+        _vectorise_map(out, settings, Path(path))
     return out
 
 
-def _vectorise_map(out: SurveyInference, settings: InferenceSettings) -> None:
-    """Read ``out``'s probability map and set its cracks, skeletons and pixel size."""
+def _vectorise_map(out: SurveyInference, settings: InferenceSettings,
+                   source: Path | None = None) -> None:
+    """Read ``out``'s probability map and set its cracks, skeletons and pixel size (and,
+    with ``settings.mask_vegetation``, drop cracks on the vegetation of ``source``)."""
     import rasterio
 
     from geodata.vectorise import vectorise_cracks_and_skeletons
@@ -307,9 +357,19 @@ def _vectorise_map(out: SurveyInference, settings: InferenceSettings) -> None:
     if prob.dtype.kind == "f":
         nodata |= np.isnan(prob)
         prob = np.nan_to_num(prob, nan=0.0)
+    exclude = None
+    if settings.mask_vegetation and source is not None:
+        from engine.observable import vegetation_on_grid
+
+        exclude = vegetation_on_grid(source, prob.shape, transform)
+        if exclude is not None:
+            valid = ~nodata
+            out.observable_fraction = round(
+                float((valid & ~exclude).sum() / max(1, valid.sum())), 4)
     out.cracks, out.skeletons = vectorise_cracks_and_skeletons(
         prob, transform, crs, threshold=settings.threshold, min_area_px=settings.min_area_px,
-        nodata_mask=nodata, edge_band_px=settings.edge_band_px)
+        nodata_mask=nodata, edge_band_px=settings.edge_band_px, exclude_mask=exclude,
+        object_filter=settings.object_filter)
     out.pixel_size_m = float(abs(transform.determinant) ** 0.5)
 
 
@@ -364,7 +424,8 @@ def infer_photos(
     if footprint_crs is None:
         located = [m for m in metas if m.has_gps]
         footprint_crs = utm_crs_for(located[0].lon_deg, located[0].lat_deg) if located else None
-    out = SurveyInference("image", footprint_crs=footprint_crs, gsd_m_given=gsd_m)
+    out = SurveyInference("image", footprint_crs=footprint_crs, gsd_m_given=gsd_m,
+                          crack_rules=settings.rules_dict())
     out.photos = [PhotoInference(Path(p), failed_at="metadata", problem=why)
                   for p, why in failures]
     pixels, model_s = 0, 0.0
@@ -381,7 +442,13 @@ def infer_photos(
                                                                     **settings.tiling())
         model_s += time.perf_counter() - t0
         pixels += prob.size
-        _vectorise_photo(photo, prob, settings, measure)
+        exclude = None
+        if settings.mask_vegetation:
+            from engine.observable import vegetation_mask
+
+            exclude = vegetation_mask(rgb)
+            photo.observable_fraction = round(1.0 - float(exclude.mean()), 4)
+        _vectorise_photo(photo, prob, settings, measure, exclude)
     out.megapixels_per_s = pixels / 1e6 / model_s if model_s else None
     return out
 
@@ -432,12 +499,15 @@ def _photo_extras(photo: PhotoInference, rgb: np.ndarray, footprint_crs: Any,
 
 
 def _vectorise_photo(photo: PhotoInference, prob: np.ndarray, settings: InferenceSettings,
-                     measure: bool) -> None:
+                     measure: bool, exclude: np.ndarray | None = None) -> None:
+    from engine.crack_rules import photo_object_filter
     from geodata.vectorise import vectorise_cracks_and_skeletons
 
     cracks, skeletons = vectorise_cracks_and_skeletons(
         prob, None, None, threshold=settings.threshold, min_area_px=settings.min_area_px,
-        pixel_size_m=photo.gsd_m if measure else 1.0, edge_band_px=settings.edge_band_px)
+        pixel_size_m=photo.gsd_m if measure else 1.0, edge_band_px=settings.edge_band_px,
+        exclude_mask=exclude,
+        object_filter=photo_object_filter(settings.object_filter, photo.gsd_m, measure))
     cracks["photo"] = photo.name
     photo.cracks, photo.skeletons = cracks, skeletons
 
@@ -456,13 +526,14 @@ class SurveySource:
     source_type: str
     pixel_size_m: float | None = None
     site_crs_epsg: int | None = None
+    profile: str | None = None
 
     @classmethod
     def of(cls, survey: Any, site: Any) -> SurveySource:
         """From a :class:`geodata.store.models.Survey` and its ``Site``."""
         return cls(id=survey.id, site_id=site.id, source_path=str(survey.source_path),
                    source_type=survey.source_type, pixel_size_m=survey.pixel_size_m,
-                   site_crs_epsg=site.crs_epsg)
+                   site_crs_epsg=site.crs_epsg, profile=getattr(site, "profile", None))
 
     @property
     def is_photos(self) -> bool:
@@ -471,7 +542,8 @@ class SurveySource:
 
 def infer_survey(survey: SurveySource, model: Any, settings: InferenceSettings, *,
                  work_dir: str | Path,
-                 predict: Callable[..., PredictionResult] | None = None) -> SurveyInference:
+                 predict: Callable[..., PredictionResult] | None = None,
+                 model_name: str | None = None) -> SurveyInference:
     """A stored survey's imagery through the step, as the pipeline runs it (no database).
 
     Orthomosaic: :func:`infer_orthomosaic` into ``<work_dir>/probability/survey<id>_
@@ -481,6 +553,8 @@ def infer_survey(survey: SurveySource, model: Any, settings: InferenceSettings, 
 
     Args:
         predict: a drop-in for :func:`engine.infer.predict_raster` (orthomosaic only).
+        model_name: the model whose crack rules apply (default: ``model.card["name"]``;
+            for a ``predict`` that needs no ``model``).
 
     Raises:
         CRSError: the raster has no CRS (the message says how to fix the survey).
@@ -488,6 +562,9 @@ def infer_survey(survey: SurveySource, model: Any, settings: InferenceSettings, 
         What :func:`infer_orthomosaic` / :func:`infer_photos` raise.
     """
     src = Path(survey.source_path)
+    # the crack rules of the site's profile and of the model (issue 25)
+    settings = settings.for_profile(survey.profile,
+                                    model_name or getattr(model, "card", {}).get("name"))
     if survey.is_photos:
         out = infer_photos(src if src.is_dir() else [src], model, settings,
                            gsd_m=survey.pixel_size_m, footprint_crs=f"EPSG:{survey.site_crs_epsg}",

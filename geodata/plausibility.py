@@ -15,7 +15,8 @@ Each limit, with where it comes from:
   1 cm, is a lens touching the wall.
 * **Ground sample distance of a photo** in ``PHOTO_GSD_M``: a 100 mm macro lens on a
   full-frame camera at 20 cm resolves about 0.01 mm/px; a 12 MP drone camera at 1,500 m
-  about 0.5 m/px.
+  about 0.5 m/px, and a photo downscaled to a thumbnail more (WebODM's 48 px test photo at
+  100 m: 3 m/px), so the upper end is the orthomosaic's 30 m.
 * **Pixel size of an orthomosaic** in ``ORTHO_PIXEL_SIZE_M``: 0.1 mm (close-range
   photogrammetry of a wall) to 30 m (Landsat); the crack rules need 5 cm or finer anyway
   (:data:`jobs.pipeline.MAX_ALERT_PIXEL_SIZE_M`).
@@ -41,7 +42,7 @@ __all__ = ["ACQUIRED_EARLIEST", "ACQUIRED_FUTURE_SKEW", "DEFAULT_MAX_RASTER_PIXE
 ACQUIRED_EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
 ACQUIRED_FUTURE_SKEW = timedelta(days=1)
 HEIGHT_ABOVE_GROUND_M = (0.01, 1500.0)
-PHOTO_GSD_M = (1e-5, 0.5)
+PHOTO_GSD_M = (1e-5, 30.0)
 ORTHO_PIXEL_SIZE_M = (1e-4, 30.0)
 DEFAULT_MAX_RASTER_PIXELS = 4_000_000_000
 

@@ -69,15 +69,22 @@ import pyproj
 import rasterio.features
 import shapely
 from affine import Affine
-from scipy import ndimage
 from shapely.geometry import MultiPolygon, Polygon, shape
-from skimage.morphology import skeletonize
 
+from geodata.crack_objects import (
+    ObjectFilter,
+    apply_object_filter,
+    drop_edge_followers,
+    drop_excluded,
+    label_components,
+)
 from geodata.errors import CRSError
+from geodata.skeleton import measure_components
 
 __all__ = [
     "CRACK_COLUMNS",
     "CRACK_DTYPES",
+    "crack_labels",
     "empty_crack_frame",
     "vectorise_cracks",
     "vectorise_cracks_and_skeletons",
@@ -102,13 +109,8 @@ CRACK_DTYPES: dict[str, str] = {
 #: Columns of every frame returned by :func:`vectorise_cracks`, in order.
 CRACK_COLUMNS: tuple[str, ...] = tuple(CRACK_DTYPES)
 
-_SQRT2 = math.sqrt(2.0)
 _SQUARE_TOLERANCE = 0.01  # pixel sides may differ by 1 % before we warn
 _RANGE_TOLERANCE = 1e-6  # float probabilities may exceed [0, 1] by this much (rounding)
-#: A component with at least this fraction of its pixels in the edge band (``edge_band_px``)
-#: follows the edge of the data and is dropped (measured: issue 25, README "What the map
-#: shows can be trusted").
-EDGE_FRACTION = 0.5
 
 
 # --------------------------------------------------------------------------- public API
@@ -136,6 +138,8 @@ def vectorise_cracks(
     probability_scale: float | None = None,
     pixel_size_m: float | None = None,
     edge_band_px: int = 0,
+    exclude_mask: np.ndarray | None = None,
+    object_filter: ObjectFilter | None = None,
 ) -> gpd.GeoDataFrame:
     """Vectorise and measure the cracks of one probability raster.
 
@@ -160,10 +164,18 @@ def vectorise_cracks(
             uint16, 100 for percent). ``None``: 255 for uint8, 1 for float and bool.
         pixel_size_m: ground size of one pixel in metres. Required when ``crs is None``;
             otherwise overrides the transform's pixel size for measuring only.
-        edge_band_px: drop a component when at least :data:`EDGE_FRACTION` of its pixels lie
-            within this many pixels of nodata or of the raster's frame: it follows the edge
+        edge_band_px: drop a component when at least half its pixels
+            (:data:`geodata.crack_objects.EDGE_FRACTION`) lie within this many pixels
+            of nodata or of the raster's frame: it follows the edge
             of the data (a collar, an alpha boundary, a photo's frame), where crack models
             fire on the step from ground to no ground (issue 25). 0: keep every component.
+        exclude_mask: ``(rows, cols)`` bool, True where no crack can be observed (e.g.
+            vegetation, :func:`engine.observable.vegetation_mask`): a component with at
+            least half its pixels there is dropped. None: none.
+        object_filter: drop components shorter or less elongated than its rules
+            (:class:`geodata.crack_objects.ObjectFilter`; lengths in metres use the measuring
+            pixel size, so an unmeasured photo passes a filter without ``min_length_m``).
+            None: keep every shape.
 
     Returns:
         GeoDataFrame with :data:`CRACK_COLUMNS`, one row per crack, ``crs`` = ``crs`` (a
@@ -183,7 +195,7 @@ def vectorise_cracks(
         probability, transform, crs, threshold=threshold, min_area_px=min_area_px,
         simplify_px=simplify_px, nodata_mask=nodata_mask,
         probability_scale=probability_scale, pixel_size_m=pixel_size_m, with_skeletons=False,
-        edge_band_px=edge_band_px,
+        edge_band_px=edge_band_px, exclude_mask=exclude_mask, object_filter=object_filter,
     )
     return frame
 
@@ -200,6 +212,8 @@ def vectorise_cracks_and_skeletons(
     probability_scale: float | None = None,
     pixel_size_m: float | None = None,
     edge_band_px: int = 0,
+    exclude_mask: np.ndarray | None = None,
+    object_filter: ObjectFilter | None = None,
 ) -> tuple[gpd.GeoDataFrame, gpd.GeoSeries]:
     """:func:`vectorise_cracks` plus each crack's skeleton line.
 
@@ -213,7 +227,7 @@ def vectorise_cracks_and_skeletons(
         probability, transform, crs, threshold=threshold, min_area_px=min_area_px,
         simplify_px=simplify_px, nodata_mask=nodata_mask,
         probability_scale=probability_scale, pixel_size_m=pixel_size_m, with_skeletons=True,
-        edge_band_px=edge_band_px,
+        edge_band_px=edge_band_px, exclude_mask=exclude_mask, object_filter=object_filter,
     )
     assert skeletons is not None
     return frame, skeletons
@@ -273,6 +287,8 @@ def _vectorise(
     pixel_size_m: float | None,
     with_skeletons: bool,
     edge_band_px: int = 0,
+    exclude_mask: np.ndarray | None = None,
+    object_filter: ObjectFilter | None = None,
 ) -> tuple[gpd.GeoDataFrame, gpd.GeoSeries | None]:
     raw = _as_2d(probability)
     _check_options(threshold, min_area_px, simplify_px, pixel_size_m)
@@ -283,12 +299,11 @@ def _vectorise(
     valid = _valid_mask(raw, nodata_mask)
     _check_range(raw, valid, scale)
 
-    mask = raw >= threshold * scale  # NaN compares False
-    if nodata_mask is not None:
-        mask &= valid
-    labels, n = _label(mask, min_area_px)
-    if n and edge_band_px > 0:
-        labels, n = _drop_edge_followers(labels, n, ~valid, edge_band_px)
+    labels, n, rows, skeleton_geoms = _components(
+        raw, valid, nodata_mask is not None, scale, threshold=threshold,
+        min_area_px=min_area_px, edge_band_px=edge_band_px, exclude_mask=exclude_mask,
+        object_filter=object_filter, measure_px_m=measure_px_m,
+        skeleton_transform=transform if with_skeletons else None)
 
     frame = empty_crack_frame(frame_crs)
     frame.attrs["coordinate_space"] = space
@@ -297,8 +312,6 @@ def _vectorise(
         return frame, skel
 
     polygons = _polygonise(labels, n, transform, simplify_px * geom_px)
-    rows, skeleton_geoms = _measure(labels, raw, scale, measure_px_m,
-                                    transform if with_skeletons else None)
     data = {c: pd.Series(v, dtype=CRACK_DTYPES[c]) for c, v in rows.items()}
     geoms = [polygons[lab] for lab in rows["crack_id"]]
     frame = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=frame_crs), crs=frame_crs)
@@ -310,6 +323,67 @@ def _vectorise(
         else None
     )
     return frame, skeletons
+
+
+def crack_labels(
+    probability: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    min_area_px: int = 20,
+    nodata_mask: np.ndarray | None = None,
+    pixel_size_m: float = 1.0,
+    edge_band_px: int = 0,
+    exclude_mask: np.ndarray | None = None,
+    object_filter: ObjectFilter | None = None,
+) -> tuple[np.ndarray, int]:
+    """The crack components :func:`vectorise_cracks` would keep, as a label raster (no
+    polygons; for evaluating the pipeline on labelled images).
+
+    Args: as :func:`vectorise_cracks` (``probability`` float in [0, 1], uint8 or bool);
+        ``pixel_size_m`` only serves ``object_filter.min_length_m``.
+
+    Returns:
+        ``(labels, n)``: ``(rows, cols)`` int32, 0 = no crack, 1..n the kept cracks.
+
+    Raises:
+        ValueError: as :func:`vectorise_cracks`.
+    """
+    raw = _as_2d(probability)
+    _check_options(threshold, min_area_px, 0.0, pixel_size_m)
+    scale = _probability_scale(raw, None)
+    valid = _valid_mask(raw, nodata_mask)
+    _check_range(raw, valid, scale)
+    labels, n, _, _ = _components(raw, valid, nodata_mask is not None, scale,
+                                  threshold=threshold, min_area_px=min_area_px,
+                                  edge_band_px=edge_band_px, exclude_mask=exclude_mask,
+                                  object_filter=object_filter, measure_px_m=pixel_size_m,
+                                  skeleton_transform=None)
+    return labels, n
+
+
+def _components(raw: np.ndarray, valid: np.ndarray, has_nodata: bool, scale: float, *,
+                threshold: float, min_area_px: int, edge_band_px: int,
+                exclude_mask: np.ndarray | None, object_filter: ObjectFilter | None,
+                measure_px_m: float, skeleton_transform: Affine | None):
+    """(labels, n, measured rows, skeleton lines) of the kept crack components (the
+    rules of :mod:`geodata.crack_objects`, in order)."""
+    mask = raw >= threshold * scale  # NaN compares False
+    if has_nodata:
+        mask &= valid
+    labels, n = label_components(mask, min_area_px)
+    if n and edge_band_px > 0:
+        labels, n = drop_edge_followers(labels, n, ~valid, edge_band_px)
+    if n and exclude_mask is not None:
+        labels, n = drop_excluded(labels, n, exclude_mask)
+    rows: dict[str, list] = {}
+    skeleton_geoms: list = []
+    if n:
+        rows, skeleton_geoms = measure_components(labels, raw, scale, measure_px_m,
+                                                 skeleton_transform, CRACK_COLUMNS)
+        if object_filter is not None and object_filter.active:
+            labels, n, rows, skeleton_geoms = apply_object_filter(
+                object_filter, labels, n, rows, skeleton_geoms, measure_px_m)
+    return labels, n, rows, skeleton_geoms
 
 
 def _check_options(threshold: float, min_area_px: int, simplify_px: float,
@@ -336,46 +410,6 @@ def _check_range(raw: np.ndarray, valid: np.ndarray, scale: float) -> None:
                 f"probabilities must lie in [0, 1] after dividing by probability_scale="
                 f"{scale}, found [{lo}, {hi}]; pass probability_scale (e.g. 255 or 100)"
             )
-
-
-def _measure(labels: np.ndarray, raw: np.ndarray, scale: float, measure_px_m: float,
-             skeleton_transform: Affine | None) -> tuple[dict[str, list], list]:
-    """Per labelled component (``labels`` 1..n): the frame's columns but the geometry, as lists
-    (``rows``), and, with ``skeleton_transform``, its skeleton line in those coordinates
-    (empty list without). Length from the skeleton, widths from the distance transform on
-    it, probabilities from ``raw / scale`` (see the module docstring)."""
-    rows: dict[str, list] = {c: [] for c in CRACK_COLUMNS if c != "geometry"}
-    skeleton_geoms: list = []
-    pixel_area_m2 = measure_px_m * measure_px_m
-    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:  # cannot happen after sequential relabelling; keep labels aligned
-            continue
-        r0, c0 = sl[0].start, sl[1].start
-        # pad by one background pixel so the bbox edge is background for thinning and EDT
-        comp = np.pad(labels[sl] == lab, 1)
-        skel = skeletonize(comp)
-        if not skel.any():  # defensive: thinning keeps >= 1 pixel of a non-empty component
-            skel = comp.copy()
-        dt = ndimage.distance_transform_edt(comp)
-        widths_px = 2.0 * dt[skel] - 1.0
-        length_px = _skeleton_length_px(skel)
-        values = raw[sl][comp[1:-1, 1:-1]].astype(np.float64) / scale
-        area_px = int(comp.sum())
-
-        rows["crack_id"].append(lab)
-        rows["length_m"].append(length_px * measure_px_m)
-        rows["mean_width_mm"].append(float(widths_px.mean()) * measure_px_m * 1000.0)
-        rows["max_width_mm"].append(float(widths_px.max()) * measure_px_m * 1000.0)
-        rows["area_m2"].append(area_px * pixel_area_m2)
-        rows["mean_probability"].append(float(values.mean()))
-        rows["max_probability"].append(float(values.max()))
-        rows["length_px"].append(length_px)
-        rows["area_px"].append(area_px)
-        rows["pixel_size_m"].append(measure_px_m)
-        if skeleton_transform is not None:
-            # padded (r, c) -> raster (r0 + r - 1, c0 + c - 1)
-            skeleton_geoms.append(_skeleton_line(skel, r0 - 1, c0 - 1, skeleton_transform))
-    return rows, skeleton_geoms
 
 
 def _as_2d(probability: np.ndarray) -> np.ndarray:
@@ -501,52 +535,6 @@ def _projected_metric_crs(crs: Any) -> pyproj.CRS:
     return pcrs
 
 
-def _label(mask: np.ndarray, min_area_px: int) -> tuple[np.ndarray, int]:
-    """8-connected labels (int32, 1..n sequential) with components < min_area_px removed."""
-    labels = np.zeros(mask.shape, np.int32)
-    n = ndimage.label(mask, structure=np.ones((3, 3), bool), output=labels)
-    if n == 0:
-        return labels, 0
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    keep = sizes >= min_area_px
-    keep[0] = False
-    return _relabel(labels, n, keep)
-
-
-def _relabel(labels: np.ndarray, n: int, keep: np.ndarray) -> tuple[np.ndarray, int]:
-    """``labels`` (1..n) with only the labels where ``keep`` (length n + 1, ``keep[0]``
-    False), renumbered 1..kept in the same order."""
-    if keep[1:].all():
-        return labels, n
-    mapping = np.zeros(n + 1, np.int32)
-    kept = int(keep.sum())
-    mapping[keep] = np.arange(1, kept + 1, dtype=np.int32)
-    return mapping[labels], kept
-
-
-def _drop_edge_followers(labels: np.ndarray, n: int, invalid: np.ndarray,
-                         band_px: int) -> tuple[np.ndarray, int]:
-    """``labels`` (1..n) without the components of which at least :data:`EDGE_FRACTION` of
-    the pixels lie within ``band_px`` pixels (Euclidean) of an ``invalid`` pixel or of the
-    array's frame; relabelled 1..kept in the same order. Works per component on its bounding
-    box grown by ``band_px`` (no whole-raster distance map)."""
-    padded = np.pad(invalid, band_px, constant_values=True)  # the frame counts as nodata
-    keep = np.ones(n + 1, bool)
-    keep[0] = False
-    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        r0, r1, c0, c1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
-        near = padded[r0:r1 + 2 * band_px, c0:c1 + 2 * band_px]
-        if not near.any():
-            continue
-        close = ndimage.distance_transform_edt(~near)[band_px:-band_px, band_px:-band_px]
-        comp = labels[sl] == lab
-        if (close[comp] <= band_px).mean() >= EDGE_FRACTION:
-            keep[lab] = False
-    return _relabel(labels, n, keep)
-
-
 def _polygonise(
     labels: np.ndarray, n: int, transform: Affine, tolerance: float
 ) -> dict[int, MultiPolygon]:
@@ -582,52 +570,3 @@ def _polygonal(geom: Any) -> MultiPolygon:
         merged = shapely.union_all(flat)
         flat = list(shapely.get_parts(merged))
     return MultiPolygon(flat)
-
-
-def _skeleton_links(skel: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Links of the skeleton's pixel graph as (rows, cols) of start pixels plus step.
-
-    ``skel`` must have a background border (one zero pixel all round). Returns a list of
-    ``(rows, cols, (dr, dc))`` with one entry per link direction: right, down, down-right,
-    down-left. Diagonal links are kept only where neither orthogonal corner pixel is set.
-    """
-    s = skel
-    core = s[1:-1, 1:-1]
-    right = core & s[1:-1, 2:]
-    down = core & s[2:, 1:-1]
-    down_right = core & s[2:, 2:] & ~s[1:-1, 2:] & ~s[2:, 1:-1]
-    down_left = core & s[2:, :-2] & ~s[1:-1, :-2] & ~s[2:, 1:-1]
-    out = []
-    for m, step in ((right, (0, 1)), (down, (1, 0)), (down_right, (1, 1)), (down_left, (1, -1))):
-        r, c = np.nonzero(m)
-        out.append((r + 1, c + 1, np.array(step)))
-    return out
-
-
-def _skeleton_length_px(skel: np.ndarray) -> float:
-    """Skeleton length in pixels: orthogonal links 1, diagonal links sqrt(2), each once."""
-    links = _skeleton_links(skel)
-    n_orth = len(links[0][0]) + len(links[1][0])
-    n_diag = len(links[2][0]) + len(links[3][0])
-    return float(n_orth + _SQRT2 * n_diag)
-
-
-def _skeleton_line(skel: np.ndarray, row_off: int, col_off: int, transform: Affine) -> Any:
-    """The skeleton's links as merged lines through pixel centres in map coordinates."""
-
-    def to_xy(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        x = cols + col_off + 0.5
-        y = rows + row_off + 0.5
-        a, b, c, d, e, f = transform[:6]
-        return np.stack([a * x + b * y + c, d * x + e * y + f], axis=-1)
-
-    segments = []
-    for rows, cols, (dr, dc) in _skeleton_links(skel):
-        if len(rows):
-            segments.append(np.stack([to_xy(rows, cols), to_xy(rows + dr, cols + dc)], axis=1))
-    if not segments:
-        r, c = np.nonzero(skel)
-        x, y = to_xy(r[:1], c[:1])[0]
-        return shapely.Point(x, y)
-    lines = shapely.linestrings(np.concatenate(segments))
-    return shapely.line_merge(shapely.MultiLineString(list(lines)))

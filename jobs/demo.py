@@ -1,4 +1,4 @@
-"""``crackwatch demo``: five sites from real imagery, run through the whole pipeline.
+"""``crackwatch demo``: six sites from real imagery, run through the whole pipeline.
 
 Sites (sample files ship in ``jobs/demo_data/`` with their licenses beside them):
 
@@ -10,6 +10,11 @@ Sites (sample files ship in ``jobs/demo_data/`` with their licenses beside them)
   Its EXIF has no height above ground, so the GSD uses an *assumed* flight height
   (:data:`AGUNG_ASSUMED_HEIGHT_M`, recorded). No labelled slope-crack data exists here:
   whatever the model marks on this vegetated slope is not a measured accuracy.
+* **Rock cut** (``slope``): four real rock-face photos with labelled fractures (the first
+  four of the rockfracture test split by name, AGPL-3.0), run through the slope profile's
+  pipeline: what the slope model finds, next to the Mt Agung photo where it must find
+  nothing. No EXIF: the GSD is *assumed* (:data:`ROCKCUT_ASSUMED_GSD_M`) and the position
+  *assigned*, both recorded.
 * **WebODM park** (``structure``): the real WebODM test orthophoto (EPSG:32615, 0.5 m
   pixels, AGPL-3.0), run as an orthomosaic survey.
 * **SIMULATED growth** (``slope``): one real UAV75 crack image; the earlier "surveys" have
@@ -47,6 +52,8 @@ import shapely
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 UAV75_ASSUMED_GSD_M = 0.00025  # 0.25 mm/px: an assumption, UAV75 publishes no GSD
 AGUNG_ASSUMED_HEIGHT_M = 100.0  # assumed height above ground; the EXIF has none
+#: 2.5 mm/px: an assumption (a 400 px photo of about 1 m of rock face); the photos have no EXIF.
+ROCKCUT_ASSUMED_GSD_M = 0.0025
 GROWTH_GSD_M = 0.002  # 2 mm/px, assigned
 GROWTH_EPSG = 32632
 GROWTH_ORIGIN = (650_000.0, 5_650_000.0)  # assigned upper-left corner, EPSG:32632 metres
@@ -422,7 +429,7 @@ def _lineages(links: dict[int, tuple[int | None, int | None]], tracks: set[int])
 
 
 def demo_sites(work: Path) -> list[DemoSite]:
-    """The five demo sites with their surveys (the simulated files are generated here)."""
+    """The six demo sites with their surveys (the simulated files are generated here)."""
     import rasterio
     from pyproj import Transformer
 
@@ -460,6 +467,7 @@ def demo_sites(work: Path) -> list[DemoSite]:
                            "metadata": {"pixel_size_source": (
                                f"EXIF focal length and sensor, ASSUMED height above ground "
                                f"{AGUNG_ASSUMED_HEIGHT_M:g} m (not in the EXIF)")}}]),
+        _rock_cut_site(),
         DemoSite("WebODM park (real orthophoto)", "structure", 32615, o_lon, o_lat,
                  "America/Chicago", note="real orthophoto, 0.5 m pixels",
                  surveys=[{"path": ortho}]),
@@ -490,6 +498,25 @@ def demo_sites(work: Path) -> list[DemoSite]:
                                    f"it from their view")} if k == 0 else {})}}
                           for k, (folder, when) in enumerate(inspections)]),
     ]
+
+
+def _rock_cut_site() -> DemoSite:
+    """The rock cut: four real rockfracture test photos (AGPL-3.0), GSD assumed, position
+    assigned (issue 25: what the slope model finds, next to the Mt Agung photo)."""
+    return DemoSite(
+        "Rock cut (real rock-face photos, assigned position)", "slope", 32750, 115.5050,
+        -8.3420, "Asia/Makassar",
+        note="real labelled rock fractures; GSD assumed, position assigned",
+        surveys=[{"path": DEMO_DATA / "rockfracture" / "photos",
+                  "acquired_at": datetime(2021, 6, 11, 3, 0, tzinfo=UTC),
+                  "pixel_size_m": ROCKCUT_ASSUMED_GSD_M,
+                  "metadata": {
+                      "pixel_size_source": f"given (ASSUMED {ROCKCUT_ASSUMED_GSD_M * 1000:g} "
+                                           f"mm/px; the photos have no EXIF)",
+                      "position_source": "ASSIGNED (no GPS in the photos)",
+                      "acquired_at_source": "ASSUMED from the file names (Unix time "
+                                            "1623382976)",
+                      "license": "AGPL-3.0 (rockfracture)"}}])
 
 
 def _inspection_gsd() -> float:

@@ -359,7 +359,7 @@ class RayExecutor:
                 result.set_exception(_survey_error(survey, errors[0], options))
                 return
             fin = pool.submit("finish_banded", survey, parts, [f.result() for f in band_futs],
-                              options, what=f"survey {survey.id} (stitch + vectorise)")
+                              options, spec.name, what=f"survey {survey.id} (stitch + vectorise)")
             result.children.append(fin)
             fin.add_done_callback(finished)
 

@@ -121,6 +121,9 @@ class PipelineOptions:
             (:data:`MAX_SURVEY_FAILURES`).
         survey_retry_base_s: backoff after a survey's first failure, seconds, doubled per
             failure (:data:`SURVEY_RETRY_BASE_S`).
+        object_filter: crack-object rules for every site of the run
+            (:class:`geodata.crack_objects.ObjectFilter`); None: each site profile's
+            and model's (:func:`engine.crack_rules.rules_for`).
     """
 
     work_dir: Path
@@ -138,6 +141,7 @@ class PipelineOptions:
     inbox_settle_s: float = INBOX_SETTLE_S
     max_survey_failures: int = MAX_SURVEY_FAILURES
     survey_retry_base_s: float = SURVEY_RETRY_BASE_S
+    object_filter: Any = None
 
 
 @dataclass
@@ -373,6 +377,11 @@ def _vectorised(bind: Engine, job_id: int, out: dict[str, Any],
         else sum(len(c) for c, _ in out["photo_cracks"].values())))
     run_info["megapixels_per_s"] = out["megapixels_per_s"]
     run_info["finished_at"] = datetime.now(UTC)
+    infer = out.get("infer", {})
+    if infer.get("crack_rules"):
+        run_info["tiling"] = {**run_info.get("tiling", {}), "crack_rules": infer["crack_rules"]}
+    if infer.get("observable_fraction") is not None:
+        run_info["observable_fraction"] = infer["observable_fraction"]
 
 
 def _register_photos(s: Session, survey: m.Survey, out: dict[str, Any]) -> None:

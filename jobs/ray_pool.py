@@ -75,16 +75,18 @@ class CardOnly:
 
 
 def infer_survey_output(survey: Any, model: Any, options: Any,
-                        predict: Callable[..., Any] | None = None) -> dict[str, Any]:
+                        predict: Callable[..., Any] | None = None,
+                        model_name: str | None = None) -> dict[str, Any]:
     """One survey's infer + vectorise as :func:`jobs.pipeline.process_survey` runs them
     locally: :func:`engine.survey.infer_survey` with the run's options, as the dict the
     pipeline stores (:meth:`engine.survey.SurveyInference.as_dict`). ``survey``: an
     :class:`engine.survey.SurveySource`; ``predict`` replaces
-    :func:`engine.infer.predict_raster` for an orthomosaic (the band stitcher)."""
+    :func:`engine.infer.predict_raster` for an orthomosaic (the band stitcher);
+    ``model_name``: whose crack rules apply when ``model`` is None (the stitcher's run)."""
     from engine.survey import InferenceSettings, infer_survey
 
     return infer_survey(survey, model, InferenceSettings.of(options), work_dir=options.work_dir,
-                        predict=predict).as_dict()
+                        predict=predict, model_name=model_name).as_dict()
 
 
 # ------------------------------------------------------------------------------ workers
@@ -159,7 +161,7 @@ class RayWorker:
         return predict_image(rgb, self._model(spec), device=self.device, **kwargs)
 
     def finish_banded(self, survey: Any, parts: list[str], results: list,
-                      options: Any) -> dict:
+                      options: Any, model_name: str | None = None) -> dict:
         """Stitch a survey's band files into its probability COG, then vectorise it."""
         from engine.banded import merge_band_results, stitch_bands
 
@@ -171,7 +173,8 @@ class RayWorker:
                                       max(r.seconds for r in results))
 
         try:
-            out = infer_survey_output(survey, None, options, predict=stitcher)
+            out = infer_survey_output(survey, None, options, predict=stitcher,
+                                      model_name=model_name)
         finally:
             for p in parts:
                 Path(p).unlink(missing_ok=True)

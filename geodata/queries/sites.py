@@ -98,7 +98,8 @@ def list_surveys(bind: Engine | Session, site: int | str, *,
         GeoDataFrame (footprint geometry, site CRS): ``survey_id``, ``acquired_at`` (UTC),
         ``source_type``, ``source_path``, ``sha256``, ``pixel_size_m``,
         ``registration_error_m``, ``simulated`` (bool, from the metadata), ``run_id``,
-        ``model_name``, ``crack_count``, ``total_length_m``, ``new_count``,
+        ``model_name``, ``crack_count``, ``observable_fraction`` (share of the ground not
+        vegetation; None without the mask), ``total_length_m``, ``new_count``,
         ``vanished_count``, ``warnings`` (list of sentences: why its cracks are not to be
         trusted as they stand, :func:`geodata.queries.trust.survey_trust_warnings`; empty
         when none); with ``with_state`` also ``state`` (``done``, ``pending``,
@@ -149,6 +150,7 @@ def _list_surveys(bind: Engine | Session, site: int | str) -> gpd.GeoDataFrame:
             "simulated": bool((sv.meta or {}).get("simulated", False)),
             "run_id": run.id if run else None, "model_name": run.model_name if run else None,
             "crack_count": run.crack_count if run else None,
+            "observable_fraction": run.observable_fraction if run else None,
             "total_length_m": sm.total_length_m if sm else None,
             "new_count": sm.new_count if sm else None,
             "vanished_count": sm.vanished_count if sm else None,
@@ -156,9 +158,10 @@ def _list_surveys(bind: Engine | Session, site: int | str) -> gpd.GeoDataFrame:
         })
     cols = ["survey_id", "acquired_at", "source_type", "source_path", "sha256", "pixel_size_m",
             "registration_error_m", "simulated", "run_id", "model_name", "crack_count",
-            "total_length_m", "new_count", "vanished_count"]
+            "observable_fraction", "total_length_m", "new_count", "vanished_count"]
     frame = pd.DataFrame(rows, columns=[*cols, "geometry"])
     for c in ("run_id", "crack_count", "new_count", "vanished_count"):
         frame[c] = frame[c].astype("Int64")
+    frame["observable_fraction"] = frame["observable_fraction"].astype("float64")
     return gpd.GeoDataFrame(frame.drop(columns="geometry"),
                             geometry=gpd.GeoSeries(list(frame["geometry"]), crs=epsg), crs=epsg)

@@ -76,6 +76,8 @@ class RunInfo:
 
     ``tiling``: JSON-able parameters (tile size, overlap, threshold, min area...).
     ``started_at`` / ``finished_at``: aware datetimes (default: now).
+    ``observable_fraction``: share of the survey's valid pixels where cracks can be seen
+    (:mod:`engine.observable`), or None.
     """
 
     model_name: str
@@ -85,6 +87,7 @@ class RunInfo:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     megapixels_per_s: float | None = None
+    observable_fraction: float | None = None
 
     @classmethod
     def coerce(cls, info: RunInfo | Mapping[str, Any]) -> RunInfo:
@@ -490,7 +493,8 @@ def _run_row(survey_id: int, info: RunInfo, status: str, now: datetime,
         status=status,
         started_at=utc_aware(info.started_at, "started_at") if info.started_at else now,
         finished_at=utc_aware(finished_at, "finished_at") if finished_at else now,
-        megapixels_per_s=info.megapixels_per_s, **fields,
+        megapixels_per_s=info.megapixels_per_s, observable_fraction=info.observable_fraction,
+        **fields,
     )
 
 

@@ -36,6 +36,10 @@ def infer_cmd(
     weights_dir: Path | None = typer.Option(None, help="Extra folder of weights + cards."),
     tta: bool = typer.Option(False, help="Test-time augmentation: average each window over 4 "
                              "flips (4x slower, slightly more accurate)."),
+    profile: str | None = typer.Option(None, help="Site profile whose crack rules run after the "
+                                       "model (slope: vegetation masked; shape rules), as the "
+                                       "nightly job runs them (default: the profile the model "
+                                       "serves, else structure)."),
     executor: str | None = executor_option(),
     ray_address: str | None = ray_address_option(),
     ray_workers: int | None = ray_workers_option(),
@@ -69,9 +73,9 @@ def infer_cmd(
     except (ModelNotFoundError, WeightsIntegrityError) as exc:
         _fail(exc)
     out.mkdir(parents=True, exist_ok=True)
-    settings = InferenceSettings(tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-                                 device=device, tta=tta, threshold=threshold,
-                                 min_area_px=min_area_px)
+    settings = _settings(InferenceSettings(
+        tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, tta=tta,
+        threshold=threshold, min_area_px=min_area_px), net.card["name"], profile)
     spec = None if ex is None else ex.model_spec(name=net.card["name"], weights_dir=weights_dir)
     try:
         if is_photo:
@@ -88,6 +92,17 @@ def infer_cmd(
     finally:
         if ex is not None:
             ex.close()
+
+
+def _settings(settings, model_name: str, profile: str | None):
+    """``settings`` with the crack rules of ``profile`` (default: the one the model serves)
+    and of the model, as the nightly job runs them; a bad profile is one error line."""
+    from jobs.cli.pipeline_eval import profile_of
+
+    try:
+        return settings.for_profile(profile_of(model_name, profile), model_name)
+    except ValueError as exc:
+        _fail(exc)
 
 
 def _summary_table(title: str, gdf, extra: dict) -> Table:

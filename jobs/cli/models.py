@@ -46,15 +46,31 @@ def evaluate(
                              "slower)."),
     worst: int = typer.Option(5, min=0, help="List the N images with the most wrong pixels at "
                               "0.5 (every image's counts are in the --out report)."),
+    profile: str | None = typer.Option(None, help="Site profile whose pipeline rules "
+                                       "--suite field and --filter-sweep apply (default: the "
+                                       "profile the model serves)."),
+    filter_sweep: bool = typer.Option(False, "--filter-sweep", help="Sweep the crack-object "
+                                      "shape rules: recall of labelled crack length vs false "
+                                      "cracks per MP on whole crack-free photos."),
 ) -> None:
     """Pooled pixel precision/recall/F1/IoU at 0.5 and ODS, tolerant metrics, beside the papers."""
     from engine.evaluate import evaluate_model
     from engine.registry import DEFAULT_MODEL, load_model, record_metrics
 
+    if filter_sweep:
+        from jobs.cli.pipeline_eval import profile_of, run_filter_sweep
+
+        name = model[0] if model else DEFAULT_MODEL
+        try:
+            net = load_model(name, weights_dir=weights_dir, device=device)
+            run_filter_sweep(name, net, profile_of(name, profile), data_root, limit, device, out)
+        except (*_evaluation_errors(), ValueError) as exc:
+            _fail(exc)
+        return
     if suite is not None:
         if suite != "field":
             _fail(ValueError(f"--suite {suite!r}: the only suite is 'field'."))
-        _evaluate_field(model, weights_dir, data_root, limit, device, out)
+        _evaluate_field(model, weights_dir, data_root, limit, device, out, profile)
         return
     if model and len(model) > 1:
         _fail(ValueError("give one --model (several only with --suite field)."))
@@ -100,10 +116,15 @@ def _profile_models() -> list[str]:
 
 
 def _evaluate_field(models: list[str] | None, weights_dir: Path | None, data_root: Path | None,
-                    limit: int | None, device: str, out: Path | None) -> None:
-    """``crackwatch evaluate --suite field``: one table over models x test sets."""
+                    limit: int | None, device: str, out: Path | None,
+                    profile: str | None = None) -> None:
+    """``crackwatch evaluate --suite field``: one table over models x test sets, then each
+    model alone beside its profile's whole pipeline."""
+    from engine.crack_rules import rules_for
     from engine.evaluate import FIELD_NEGATIVES, evaluate_field_suite
+    from engine.pipeline_eval import evaluate_pipeline
     from engine.registry import load_model
+    from jobs.cli.pipeline_eval import print_pipeline, profile_of
 
     reports = []
     try:
@@ -111,7 +132,10 @@ def _evaluate_field(models: list[str] | None, weights_dir: Path | None, data_roo
             net = load_model(name, weights_dir=weights_dir, device=device)
             reports.append(evaluate_field_suite(net, data_root=data_root, device=device,
                                                 limit=limit))
-    except _evaluation_errors() as exc:
+            prof = profile_of(name, profile)
+            reports[-1]["pipeline"] = {"profile": prof, **evaluate_pipeline(
+                net, rules_for(prof, name), data_root=data_root, device=device, limit=limit)}
+    except (*_evaluation_errors(), ValueError) as exc:
         _fail(exc)
     part = f", first {limit} images of each set" if limit else ""
     t = Table(title=f"Field suite: IoU, F1, precision, recall at 0.5 and at the best "
@@ -136,6 +160,8 @@ def _evaluate_field(models: list[str] | None, weights_dir: Path | None, data_roo
                   f"{g['crack_pixel_pct']:.3f}", str(g["components"]),
                   f"{g['components_per_mp']:.2f}")
     console.print(n)
+    for r in reports:
+        print_pipeline(r["model"], r["pipeline"]["profile"], r["pipeline"])
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"suite": "field", "command": command_line(),

@@ -424,7 +424,8 @@ def demo_dashboard(tmp_path: Path):
 def test_demo_photo_site_defect_history_shows_tracked_cracks(demo_dashboard, tmp_path: Path):
     """After ``crackwatch demo``: the SIMULATED photo-inspection site's Defect history lists
     its photo tracks, charts width and length per view and shows before/after crops; the
-    Site page lists its views. (Runs the whole demo first: minutes on 2 cores.)"""
+    Site page lists its views; the Overview flags the Mt Agung and WebODM sites and their
+    Site pages say why (issue 25). (Runs the whole demo first: minutes on 2 cores.)"""
     from urllib.parse import quote
 
     from playwright.sync_api import expect, sync_playwright
@@ -463,6 +464,20 @@ def test_demo_photo_site_defect_history_shows_tracked_cracks(demo_dashboard, tmp
         expect(page.get_by_text("Photo registration")).to_be_visible()
         _wait_idle(page, 60_000)
         page.screenshot(path=str(tmp_path / "site_photo_views.png"))
+
+        # issue 25: untrusted surveys said loudly, on the Overview and on their Site pages
+        page.goto(base)
+        _wait_idle(page, 60_000)
+        for name in ("Mt Agung slope (real DJI photo)", "WebODM park (real orthophoto)"):
+            expect(page.locator('[data-testid="stAlert"]').filter(has_text=name)
+                   ).to_have_count(1)
+        page.goto(f"{base}/Site?site={quote('WebODM park (real orthophoto)')}")
+        expect(page.get_by_text("no crack width is resolved")).to_be_visible()
+        page.goto(f"{base}/Site?site={quote('Mt Agung slope (real DJI photo)')}")
+        expect(page.get_by_text("of the ground is observable")).to_be_visible()
+        expect(page.get_by_text("refused by the photo check")).to_be_visible()
+        _wait_idle(page, 60_000)
+        page.screenshot(path=str(tmp_path / "site_agung_warnings.png"))
         b.browser.close()
     assert b.outside == [], f"requests left this machine: {b.outside}"
     assert (tmp_path / "defect_history_photo_site.png").stat().st_size > 10_000

@@ -5,11 +5,13 @@ orthophoto (0.5 m pixels): no crack along the footprint's edge, every crack 'unr
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
 
 from geodata import queries, store
+from geodata.crack_objects import ObjectFilter
 from geodata.severity import UNRESOLVED
 from geodata.store import models as m
 from geodata.store.engine import session_scope
@@ -25,8 +27,11 @@ def test_a_survey_with_unresolvable_pixels_is_said_loudly(engine, tmp_path):
     path = shutil.copy(ortho, tmp_path / "park.tif")
     site = store.add_site(engine, "park", profile="structure", crs_epsg=32615)
     sv = ingest(engine, site.id, path)
+    # without the object rules (which leave the park no crack at all) the 3 candidates
+    # inside the footprint show how coarse pixels are marked
     r = process_survey(engine, sv.id, PipelineOptions(work_dir=tmp_path / "work",
-                                                      tile_size=256, overlap=32))
+                                                      tile_size=256, overlap=32,
+                                                      object_filter=ObjectFilter()))
     assert r.status == "succeeded", r.error
     assert r.alerts_raised == [] and "not resolved" in r.alerts_skipped
     with session_scope(engine) as s:
@@ -36,3 +41,42 @@ def test_a_survey_with_unresolvable_pixels_is_said_loudly(engine, tmp_path):
     assert "0.5 m" in warning and "no crack width is resolved" in warning
     overview = queries.sites_overview(engine).set_index("name")
     assert overview.loc["park", "warnings"] == [warning]
+
+
+def test_the_park_with_the_structure_rules_has_no_crack(engine, tmp_path):
+    ortho = require_real_data("geo", "webodm_fixtures", "orthophoto.tif")
+    path = shutil.copy(ortho, tmp_path / "park.tif")
+    site = store.add_site(engine, "park", profile="structure", crs_epsg=32615)
+    sv = ingest(engine, site.id, path)
+    r = process_survey(engine, sv.id, PipelineOptions(work_dir=tmp_path / "work",
+                                                      tile_size=256, overlap=32))
+    assert r.status == "succeeded" and r.cracks == 0
+    with session_scope(engine) as s:
+        run = s.scalars(select(m.InferenceRun).where(m.InferenceRun.survey_id == sv.id)).one()
+        assert run.tiling["crack_rules"]["object_filter"]["min_length_px"] == 50
+        assert run.observable_fraction is None  # structure sites: no vegetation mask
+
+
+def test_low_observable_ground_and_a_model_outside_its_profile_are_flagged(engine):
+    from engine.profiles import read_profile_models
+
+    structure_model = read_profile_models()["structure"]
+    site = store.add_site(engine, "hill", profile="slope", crs_epsg=32633)
+    with session_scope(engine, write=True) as s:
+        sv = m.Survey(site_id=site.id, source_path="/x/hill.tif", source_type="orthomosaic",
+                      sha256="0" * 64, pixel_size_m=0.01, meta={},
+                      acquired_at=datetime(2026, 6, 1, tzinfo=UTC))
+        s.add(sv)
+        s.flush()
+        s.add(m.InferenceRun(survey_id=sv.id, model_name=structure_model, status="succeeded",
+                             tiling={}, observable_fraction=0.23))
+        survey_id = sv.id
+    from geodata.queries.trust import survey_trust_warnings
+
+    warnings = survey_trust_warnings(engine, site.id)[survey_id]
+    assert any("Only 23% of the ground is observable" in w for w in warnings), warnings
+    assert any(structure_model in w and "structure profile's model" in w
+               for w in warnings), warnings
+    # stored, and exported with the surveys layer (geodata.export)
+    surveys = queries.list_surveys(engine, site.id)
+    assert surveys["observable_fraction"].iloc[0] == pytest.approx(0.23)

@@ -52,3 +52,23 @@ def test_cracks_that_follow_the_edge_of_the_data_are_dropped_and_crossing_ones_k
     assert sorted(kept["area_px"]) == [3 * 40, 3 * 74]
     assert list(kept["crack_id"]) == [1, 2]  # renumbered
     assert len(vectorise_cracks(prob, T, "EPSG:32633", min_area_px=5, edge_band_px=0)) == 4
+
+
+def test_vegetation_is_not_observable_ground_but_a_plant_in_a_fracture_is():
+    from engine.observable import vegetation_mask
+
+    rgb = np.full((120, 120, 3), 120, np.uint8)  # grey rock
+    rgb[:, :60] = (60, 140, 50)  # a bush covering the left half
+    rgb[80:84, 60:] = (20, 20, 20)  # a fracture ...
+    rgb[80:84, 90:100] = (60, 140, 50)  # ... with a plant growing in it
+    veg = vegetation_mask(rgb)
+    assert veg[:, :60].all() and veg[:, 60:63].all()  # the canopy's edge too
+    assert not veg[:, 70:].any()  # the plant in the fracture is narrower than the opening
+    assert np.array_equal(veg, vegetation_mask(np.ascontiguousarray(rgb.transpose(2, 0, 1))))
+    prob = np.zeros((120, 120), np.float32)
+    prob[30:33, 5:55] = 0.9  # a dark gap in the canopy
+    prob[80:84, 62:118] = 0.9  # the fracture
+    kept = vectorise_cracks(prob, T, "EPSG:32633", min_area_px=5, exclude_mask=veg)
+    assert list(kept["area_px"]) == [4 * 56]
+    with pytest.raises(ValueError, match="exclude_mask shape"):
+        vectorise_cracks(prob, T, "EPSG:32633", exclude_mask=veg[:10])

@@ -48,10 +48,13 @@ def test_growth_sequence_reveals_the_crack_and_says_simulated(tmp_path):
 
 
 def test_demo_sample_files_ship_with_their_licenses():
-    for folder in ("uav75", "agung_dji", "webodm"):
+    for folder in ("uav75", "agung_dji", "webodm", "rockfracture"):
         licenses = list((DEMO_DATA / folder).glob("LICENSE*"))
         assert licenses, folder
     assert len(list((DEMO_DATA / "uav75" / "photos").glob("*.jpg"))) == 3
+    photos = sorted(p.stem for p in (DEMO_DATA / "rockfracture" / "photos").glob("*.jpg"))
+    assert photos == sorted(p.stem for p in (DEMO_DATA / "rockfracture" / "masks").glob("*.png"))
+    assert len(photos) == 4 and "AGPL" in (DEMO_DATA / "rockfracture" / "README.md").read_text()
 
 
 def test_simulated_inspections_are_marked_deterministic_and_carry_their_truth(tmp_path):

@@ -122,7 +122,9 @@ class Survey(Base):
 
 
 class InferenceRun(Base):
-    """One model run over a survey; ``tiling`` holds tile size, overlap, threshold... (JSON)."""
+    """One model run over a survey; ``tiling`` holds tile size, overlap, threshold and the
+    profile's crack rules (JSON); ``observable_fraction``: the share of the survey's valid
+    pixels not masked as vegetation (slope sites; NULL without the mask)."""
 
     __tablename__ = "inference_run"
     __table_args__ = (
@@ -142,6 +144,7 @@ class InferenceRun(Base):
     megapixels_per_s: Mapped[float | None] = mapped_column(Float)
     crack_count: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+    observable_fraction: Mapped[float | None] = mapped_column(Float)
 
 
 class CrackTrack(Base):
