@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 
 import geopandas as gpd
+import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -31,7 +32,7 @@ from geodata.queries import list_surveys, site_cracks, site_tracks
 from geodata.store.api import _site
 from geodata.store.engine import session_scope
 
-__all__ = ["EXPORT_FORMATS", "EXPORT_LAYERS", "export_audit", "export_site"]
+__all__ = ["EXPORT_FORMATS", "EXPORT_LAYERS", "csv_safe", "export_audit", "export_site"]
 
 #: Formats :func:`export_site` writes.
 EXPORT_FORMATS = ("gpkg", "geojson", "csv")
@@ -107,9 +108,28 @@ def export_site(
             opts = {"RFC7946": "YES"} if rfc7946 and gdf.crs is not None else {}
             _write(gdf, path, driver="GeoJSON", layer_options=opts)
         else:
-            _write(gdf, path, driver="CSV", layer_options={"GEOMETRY": "AS_WKT"})
+            _write(csv_safe(gdf), path, driver="CSV", layer_options={"GEOMETRY": "AS_WKT"})
         paths.append(path)
     return paths
+
+
+#: A CSV cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV
+#: Injection"): ``=HYPERLINK(...)`` in a site name or a note would be live in Excel.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell that a spreadsheet would run as a formula prefixed
+    with ``'`` (OWASP CSV injection advice); numbers and geometry are left alone."""
+    out = frame.copy()
+    geometry = getattr(frame, "_geometry_column_name", None)
+    for col in out.columns:
+        if col == geometry or out[col].dtype.kind not in "OSU" and \
+                str(out[col].dtype) not in ("string", "str"):
+            continue
+        out[col] = [f"'{v}" if isinstance(v, str) and v.startswith(_FORMULA_START) else v
+                    for v in out[col]]
+    return out
 
 
 def _write(gdf: gpd.GeoDataFrame, path: Path, *, driver: str, layer: str | None = None,
@@ -158,6 +178,6 @@ def export_audit(
     frame["at"] = [t.isoformat() for t in frame["at"]]
     frame["details"] = [json.dumps(d, sort_keys=True, default=str) for d in frame["details"]]
     tmp = out.with_name(out.name + ".part")
-    frame.to_csv(tmp, index=False, encoding="utf-8")
+    csv_safe(frame).to_csv(tmp, index=False, encoding="utf-8")
     tmp.replace(out)
     return [out]

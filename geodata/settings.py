@@ -1,6 +1,9 @@
 """Where the store is: the settings both the jobs and the dashboard read.
 
-Variables (prefix ``CRACKWATCH_``, also read from an optional ``.env`` file):
+Variables (prefix ``CRACKWATCH_``) come from the environment only: a ``.env`` file in the
+current folder is *not* read (issue 30: one left in a folder silently moved the store and
+the users file). Services set them with systemd's ``EnvironmentFile=``
+(``deploy/crackwatch.env.example``); a shell can ``set -a; . FILE; set +a``.
 
 * ``CRACKWATCH_DATA_DIR``: where CrackWatch keeps its data; default
   ``$XDG_DATA_HOME/crackwatch`` or ``~/.local/share/crackwatch``.
@@ -38,8 +41,8 @@ class StoreSettings(BaseSettings):
     """The data folder and store URL from ``CRACKWATCH_*`` variables (see the module
     docstring)."""
 
-    model_config = SettingsConfigDict(env_prefix="CRACKWATCH_", env_file=".env",
-                                      env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CRACKWATCH_", env_file=None,
+                                      extra="ignore")
 
     data_dir: Path = Field(default_factory=default_data_dir,
                            description="Folder for the SQLite store and other data.")

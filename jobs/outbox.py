@@ -13,9 +13,15 @@ notification. After the commit a sender (:func:`deliver_pending`) delivers the r
    next try (``next_attempt_at``: exponential backoff, :data:`BASE_BACKOFF_S` doubled per
    failed try, capped at :data:`MAX_BACKOFF_S`).
 
-A sender that dies between sending and marking leaves the row ``sending``; after
-:data:`CLAIM_TIMEOUT_S` any sender takes it again. So a notification is delivered at least
-once and, unless a sender dies in exactly that window, exactly once per channel and level.
+A sender that dies between sending and marking leaves the row ``sending``. The next sender
+on the same host sees that the claimant's process is gone (:func:`geodata.store.locks.
+owner_is_alive`) and sends the row again at once; a claimant on another host is presumed
+dead after :data:`CLAIM_TIMEOUT_S`. The receiver may then have the message already, so every
+try of a row carries the same key (:func:`idempotency_key`): the webhook's
+``Idempotency-Key`` header (and ``crackwatch.idempotency_key`` in its JSON), the e-mail's
+``Message-ID``. A receiver that drops a repeated key gets each notification exactly once
+per channel and level; one that does not gets a repeat only when a sender died in that
+window, right away rather than 15 minutes late.
 
 Every ``crackwatch run`` resends everything not yet delivered for its site
 (``respect_backoff=False``); the scheduler sends due rows of every site on its own cycle
@@ -67,7 +73,9 @@ __all__ = [
     "OutboxReport",
     "channel_of",
     "deliver_pending",
+    "dead_senders",
     "enqueue",
+    "idempotency_key",
     "sender_id",
 ]
 
@@ -83,6 +91,26 @@ CLAIM_TIMEOUT_S = 15 * 60.0
 def sender_id() -> str:
     """``host:pid`` of this process: who claimed a row (shown on a ``sending`` row)."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def idempotency_key(row_id: int, alert_id: int) -> str:
+    """The key every try of outbox row ``row_id`` carries (``crackwatch-a<alert>-n<row>``)."""
+    return f"crackwatch-a{int(alert_id)}-n{int(row_id)}"
+
+
+def dead_senders(bind: Engine) -> list[str]:
+    """``host:pid`` claimants of ``sending`` rows whose process is gone on this host."""
+    from geodata.store.locks import owner_is_alive
+    from geodata.store.outbox import sending_owners
+
+    with session_scope(bind) as s:
+        owners = sending_owners(s)
+    dead = []
+    for owner in owners:
+        host, _, pid = owner.rpartition(":")
+        if pid.isdigit() and owner_is_alive(host, int(pid)) is False:
+            dead.append(owner)
+    return dead
 
 
 def channel_of(notifier: Notifier) -> str:
@@ -186,17 +214,20 @@ def deliver_pending(
     if not by_channel:
         return report
     now = now or datetime.now(UTC)
+    dead = dead_senders(bind)  # their rows are due now, not after the claim timeout
     with session_scope(bind) as s:
         ids = due_notifications(s, by_channel, now=now, claim_timeout_s=CLAIM_TIMEOUT_S,
                                 respect_backoff=respect_backoff, site_id=site_id,
-                                alert_ids=alert_ids)
+                                alert_ids=alert_ids, dead_owners=dead)
     me = sender_id()
     for row_id in ids:
-        row = _claim(bind, row_id, me, now, respect_backoff)
+        row = _claim(bind, row_id, me, now, respect_backoff, dead)
         if row is None:
             continue  # another sender took it (or it was delivered meanwhile)
         notifier = by_channel[row["channel"]]
-        result = deliver(row["payload"], [notifier])[0]
+        payload = {**row["payload"], "idempotency_key": idempotency_key(row_id,
+                                                                        row["alert_id"])}
+        result = deliver(payload, [notifier])[0]
         _mark(bind, row_id, result)
         if result.ok:
             report.delivered += 1
@@ -208,12 +239,12 @@ def deliver_pending(
 
 
 def _claim(bind: Engine, row_id: int, owner: str, now: datetime,
-           respect_backoff: bool) -> dict[str, Any] | None:
+           respect_backoff: bool, dead_owners: Sequence[str] = ()) -> dict[str, Any] | None:
     """Take row ``row_id`` for sending if it is still due; its data, or None if not ours."""
     with session_scope(bind, write=True) as s:
         return claim_notification(s, row_id, owner=owner, now=now,
                                   claim_timeout_s=CLAIM_TIMEOUT_S,
-                                  respect_backoff=respect_backoff)
+                                  respect_backoff=respect_backoff, dead_owners=dead_owners)
 
 
 def _mark(bind: Engine, row_id: int, result: DeliveryResult) -> None:

@@ -1,4 +1,5 @@
-"""CrackWatch settings, read from the environment (and an optional ``.env`` file).
+"""CrackWatch settings, read from the environment only (never from a ``.env`` file in the
+current folder: :mod:`geodata.settings`).
 
 Only ``jobs`` (and the dashboard) read settings; ``engine`` and ``geodata`` take explicit
 arguments. The settings the dashboard reads too (``CRACKWATCH_DATA_DIR``,

@@ -50,9 +50,12 @@ def normalise_url(url: str | URL) -> URL:
     """
     try:
         u = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        import re
+
+        shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", str(url))  # never print a password
         raise StoreError(
-            f"cannot parse database URL {url!r}: {exc}; expected e.g. "
+            f"cannot parse database URL {shown!r}: {exc}; expected e.g. "
             f"sqlite:////var/lib/crackwatch/crackwatch.db or "
             f"postgresql+psycopg://user@host:5432/crackwatch"
         ) from exc
@@ -117,6 +120,10 @@ def connect(
             _install_sqlite_hooks(engine, busy_timeout_ms, read_only=True)
             return engine
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            # owner-only (0600): the store holds sites, alerts and the audit trail; SQLite
+            # gives its -wal and -shm files the database file's permissions
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = create_engine(u, echo=echo)
         _install_sqlite_hooks(engine, busy_timeout_ms)
         return engine

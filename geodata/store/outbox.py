@@ -22,7 +22,7 @@ from geodata import audit
 from geodata.store.models import Alert, Notification, utcnow
 
 __all__ = ["claim_notification", "due_notifications", "mark_notification",
-           "queue_notifications"]
+           "queue_notifications", "sending_owners"]
 
 
 def queue_notifications(s: Session, alert_id: int, channels: Iterable[str], *, level: str,
@@ -69,31 +69,44 @@ def queue_notifications(s: Session, alert_id: int, channels: Iterable[str], *, l
     return added
 
 
-def _due(now: datetime, respect_backoff: bool, claim_timeout_s: float) -> Any:
+def sending_owners(s: Session) -> list[str]:
+    """The distinct ``claimed_by`` (``host:pid``) of the rows now ``sending``."""
+    return [o for o in s.scalars(select(Notification.claimed_by).distinct()
+                                 .where(Notification.status == "sending")) if o]
+
+
+def _due(now: datetime, respect_backoff: bool, claim_timeout_s: float,
+         dead_owners: Sequence[str] = ()) -> Any:
     """Rows to (re)send: pending or failed (past their backoff when ``respect_backoff``), and
-    rows ``sending`` for longer than ``claim_timeout_s`` (their sender died)."""
+    rows ``sending`` for longer than ``claim_timeout_s`` or claimed by one of
+    ``dead_owners`` (their sender died)."""
     stale = now - timedelta(seconds=claim_timeout_s)
     retry = Notification.status.in_(("pending", "failed"))
     if respect_backoff:
         retry = and_(retry, or_(Notification.next_attempt_at.is_(None),
                                 Notification.next_attempt_at <= now))
-    abandoned = and_(Notification.status == "sending", Notification.last_attempt_at < stale)
+    gone = Notification.last_attempt_at < stale
+    if dead_owners:
+        gone = or_(gone, Notification.claimed_by.in_(list(dead_owners)))
+    abandoned = and_(Notification.status == "sending", gone)
     return or_(retry, abandoned)
 
 
 def due_notifications(s: Session, channels: Iterable[str], *, now: datetime,
                       claim_timeout_s: float, respect_backoff: bool = True,
                       site_id: int | None = None,
-                      alert_ids: Iterable[int] | None = None) -> list[int]:
+                      alert_ids: Iterable[int] | None = None,
+                      dead_owners: Sequence[str] = ()) -> list[int]:
     """Ids of the rows of ``channels`` due at ``now`` (UTC), oldest first.
 
     Due: ``pending`` or ``failed`` (with ``respect_backoff``, only once ``next_attempt_at``
-    has passed), or ``sending`` since more than ``claim_timeout_s`` seconds (abandoned).
-    ``site_id`` / ``alert_ids`` narrow to one site's / these alerts' rows.
+    has passed), or ``sending`` since more than ``claim_timeout_s`` seconds or claimed by
+    one of ``dead_owners`` (abandoned). ``site_id`` / ``alert_ids`` narrow to one site's /
+    these alerts' rows.
     """
     q = (select(Notification.id)
          .where(Notification.channel.in_(list(channels)),
-                _due(now, respect_backoff, claim_timeout_s))
+                _due(now, respect_backoff, claim_timeout_s, dead_owners))
          .order_by(Notification.id))
     if site_id is not None:
         q = q.where(Notification.site_id == site_id)
@@ -103,8 +116,8 @@ def due_notifications(s: Session, channels: Iterable[str], *, now: datetime,
 
 
 def claim_notification(s: Session, row_id: int, *, owner: str, now: datetime,
-                       claim_timeout_s: float,
-                       respect_backoff: bool = True) -> dict[str, Any] | None:
+                       claim_timeout_s: float, respect_backoff: bool = True,
+                       dead_owners: Sequence[str] = ()) -> dict[str, Any] | None:
     """Take row ``row_id`` for sending with one conditional ``UPDATE`` if it is still due
     (see :func:`due_notifications`): ``sending``, ``claimed_by`` ``owner``, tried now.
 
@@ -114,7 +127,8 @@ def claim_notification(s: Session, row_id: int, *, owner: str, now: datetime,
     """
     res = s.execute(
         update(Notification)
-        .where(Notification.id == row_id, _due(now, respect_backoff, claim_timeout_s))
+        .where(Notification.id == row_id,
+               _due(now, respect_backoff, claim_timeout_s, dead_owners))
         .values(status="sending", claimed_by=owner, last_attempt_at=utcnow())
         .execution_options(synchronize_session=False))
     if res.rowcount != 1:

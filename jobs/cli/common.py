@@ -19,10 +19,30 @@ from rich.console import Console
 from rich.markup import escape
 
 __all__ = ["BY_HELP", "SITE_HELP", "SITE_ID_HELP", "URL_HELP", "cli_actor", "command_line",
-           "console", "err_console", "fail", "notifiers", "open_store", "site_ref"]
+           "console", "err_console", "fail", "notifiers", "open_store", "site_ref", "visible"]
 
-console = Console()
-err_console = Console(stderr=True)
+#: C0 and C1 control characters but newline and tab: a terminal runs them (issue 30: a site
+#: or file named with ``ESC ] 0 ; ... BEL`` retitled the terminal, ``ESC [ 31 m`` recoloured it).
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)]
+            if c not in (0x09, 0x0A)}
+
+
+def visible(text: str) -> str:
+    """``text`` with every terminal control character shown as ``\\xNN`` (never run)."""
+    return text.translate(_CONTROL)
+
+
+class SafeConsole(Console):
+    """A Rich console that shows control characters in what it prints (``\\x1b``) instead
+    of sending them to the terminal: every string it renders, table cells included, goes
+    through :func:`visible` (Rich's own styles are added after, so colours still work)."""
+
+    def render_str(self, text: str, **kwargs):  # noqa: D102 - Console's
+        return super().render_str(visible(text), **kwargs)
+
+
+console = SafeConsole()
+err_console = SafeConsole(stderr=True)
 
 
 def fail(exc: Exception) -> NoReturn:

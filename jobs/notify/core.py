@@ -53,6 +53,10 @@ class AlertMessage:
     ``alert_id``) with :meth:`from_any`. ``measured_value`` and ``threshold`` are in ``unit``.
     ``recipients``: addresses that replace a notifier's own for this message (the
     second-level list of an escalation notice, :mod:`jobs.escalation`); empty: its own.
+    ``idempotency_key``: the same for every try of one outbox row
+    (:func:`jobs.outbox.idempotency_key`): a webhook sends it as the ``Idempotency-Key``
+    header, an e-mail as its ``Message-ID``, so a receiver that got a message twice (a
+    sender killed between sending and recording it) can drop the second.
     """
 
     site: Any
@@ -69,6 +73,7 @@ class AlertMessage:
     action: str | None = None
     alert_id: Any = None
     recipients: tuple[str, ...] = ()
+    idempotency_key: str | None = None
 
     def __post_init__(self) -> None:
         level = str(self.level).strip().lower()
@@ -150,7 +155,7 @@ class AlertMessage:
             "forecast": dict(self.forecast) if self.forecast else None,
             "resolution_warnings": list(self.resolution_warnings),
             "observed_at": self.observed_at, "action": self.action, "alert_id": self.alert_id,
-            "recipients": list(self.recipients),
+            "recipients": list(self.recipients), "idempotency_key": self.idempotency_key,
         }
 
 

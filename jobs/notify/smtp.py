@@ -117,6 +117,8 @@ class EmailNotifier:
         email["Subject"] = f"{self.subject_prefix} {msg.subject}".strip()
         email["From"] = self.sender
         email["To"] = ", ".join(self._to(msg))
+        if msg.idempotency_key:  # one Message-ID for every try: receivers drop a repeat
+            email["Message-ID"] = f"<{msg.idempotency_key}@crackwatch.invalid>"
         lines = [msg.summary(), "", "Details:"]
         for key, value in msg.to_dict().items():
             if value not in (None, "", [], {}):

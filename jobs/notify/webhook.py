@@ -137,16 +137,16 @@ class WebhookNotifier:
         """
         self.last_attempts = 0
         body = json.dumps(self.payload(alert), default=str).encode("utf-8")
+        key = AlertMessage.from_any(alert).idempotency_key
+        headers = {"Content-Type": "application/json; charset=utf-8",
+                   "User-Agent": "crackwatch-notify",
+                   **({"Idempotency-Key": key} if key else {})}
         url = self.resolved_url()
         where = _safe_url(url)
         opener = urllib.request.build_opener()
         for attempt in range(1, self.attempts + 1):
             self.last_attempts = attempt
-            request = urllib.request.Request(
-                url, data=body, method="POST",
-                headers={"Content-Type": "application/json; charset=utf-8",
-                         "User-Agent": "crackwatch-notify"},
-            )
+            request = urllib.request.Request(url, data=body, method="POST", headers=headers)
             retry_after = None
             try:
                 with opener.open(request, timeout=self.timeout_s) as response:
