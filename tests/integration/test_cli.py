@@ -114,6 +114,33 @@ def test_evaluate_field_suite_one_table_and_json(tmp_path: Path):
     assert neg["dataset"] == "terrain-negatives-test" and neg["images"] == 2
     assert neg["crack_pixel_pct"] >= 0 and neg["components"] >= 0
     assert "Field suite" in r.output and "crack-free terrain" in r.output
+    # the whole pipeline beside the model alone (issue 25)
+    pipe = one["pipeline"]
+    assert pipe["profile"] == "structure"
+    assert set(pipe["sets"]) == {"deepcrack-test", "uav75-test", "rockfracture-test",
+                                 "brighton-test-photos"}
+    for name, sides in pipe["sets"].items():
+        assert sides["pipeline"]["components"] <= sides["model"]["components"], name
+    assert "model alone vs the structure pipeline" in r.output
+
+
+@pytest.mark.realdata
+def test_filter_sweep_prints_the_trade_off_table(tmp_path: Path):
+    out = tmp_path / "sweep.json"
+    r = runner.invoke(app, ["evaluate", "--filter-sweep", "--model",
+                            "crackwatch-unet-lite0-slope2", "--limit", "1", "--data-root",
+                            str(DATA_ROOT), "--out", str(out)], env={"COLUMNS": "250"})
+    assert r.exit_code == 0, r.output
+    rep = json.loads(out.read_text())
+    assert rep["profile"] == "slope" and len(rep["rows"]) >= 10
+    off, strict = rep["rows"][0], rep["rows"][-1]
+    assert off["filter"]["min_length_px"] == 0
+    for name in ("deepcrack-test", "rockfracture-test"):
+        assert 0 <= off[name]["length_recall"] <= 1
+    # a stricter rule never keeps more false cracks on the crack-free photo
+    assert strict["brighton-test-photos"]["components"] <= \
+        off["brighton-test-photos"]["components"]
+    assert "object rules vs pooled IoU" in r.output
 
 
 def test_evaluate_unknown_suite_is_a_clear_error():
