@@ -126,7 +126,11 @@ def test_dashboard_behind_nginx_and_caddy_with_tls(tmp_path: Path):
                 context = browser.new_context(ignore_https_errors=True)
                 page = context.new_page()
                 page.set_default_timeout(30_000)
-                page.goto(base)
+                resp = page.goto(base)
+                # issue 30: no framing by other sites; the maps (same-origin iframes) still show
+                assert resp.headers.get("x-frame-options") == "SAMEORIGIN", resp.headers
+                assert resp.headers.get("content-security-policy") == "frame-ancestors 'self'"
+                assert resp.headers.get("x-content-type-options") == "nosniff"
                 page.get_by_label("Username").fill("olga")
                 page.get_by_label("Password", exact=True).fill(USERS["olga"][0])
                 page.get_by_role("button", name="Sign in").click()
