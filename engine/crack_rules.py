@@ -26,7 +26,7 @@ __all__ = ["MODEL_OBJECT_FILTERS", "PROFILE_MASK_VEGETATION", "CrackRules", "kep
 
 @dataclass(frozen=True)
 class CrackRules:
-    """What the pipeline does after the model (the crack-object rules of a profile).
+    """What the pipeline does after the model (a site profile's and a model's rules).
 
     Attributes:
         threshold: crack probability threshold.
@@ -106,7 +106,6 @@ def rules_for(profile: str | None, model_name: str | None = None) -> CrackRules:
                          f"{', '.join(PROFILE_MASK_VEGETATION)}.")
     return CrackRules(mask_vegetation=PROFILE_MASK_VEGETATION[key],
                       object_filter=MODEL_OBJECT_FILTERS.get(model_name or "", ObjectFilter()))
-
 
 
 def photo_object_filter(object_filter: ObjectFilter | None, gsd_m: float | None,
