@@ -123,6 +123,7 @@ def _whole_photos(model, folder: Path, names: Sequence[str], device: str,
                   progress: bool) -> Iterable[_Cached]:
     from engine.data import read_rgb
     from engine.infer import predict_image
+    from geodata.errors import GeodataError
     from geodata.photos import ground_sample_distance_m, read_photo_metadata
 
     for name in names:
@@ -130,7 +131,7 @@ def _whole_photos(model, folder: Path, names: Sequence[str], device: str,
         rgb = read_rgb(path)
         try:
             gsd = ground_sample_distance_m(read_photo_metadata(path))
-        except Exception:  # noqa: BLE001 - the length rule is then not applied
+        except GeodataError:  # no usable EXIF: the metre rule is then not applied
             gsd = None
         prob = predict_image(rgb, model, device=device)
         yield _Cached(name, prob, rgb, None, None, gsd)

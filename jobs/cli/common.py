@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 
 __all__ = ["BY_HELP", "SITE_HELP", "SITE_ID_HELP", "URL_HELP", "cli_actor", "command_line",
-           "console", "err_console", "fail", "notifiers", "open_store", "site_ref", "visible"]
+           "console", "err_console", "fail", "notifiers", "open_store", "profile_of", "site_ref",
+           "visible"]
 
 #: C0 and C1 control characters but newline and tab: a terminal runs them (issue 30: a site
 #: or file named with ``ESC ] 0 ; ... BEL`` retitled the terminal, ``ESC [ 31 m`` recoloured it).
@@ -199,3 +200,13 @@ def command_line() -> str:
         for v in value if isinstance(value, list | tuple) else [value]:
             words += [flag, str(v)]
     return " ".join(shlex.quote(w) for w in words)
+
+
+def profile_of(model_name: str, profile: str | None) -> str:
+    """``profile`` if given, else the site profile the model serves (``structure`` when it
+    serves none)."""
+    from engine.registry import PROFILE_MODELS
+
+    if profile:
+        return profile
+    return next((p for p, m in PROFILE_MODELS.items() if m == model_name), "structure")

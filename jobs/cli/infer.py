@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from jobs.cli.common import _fail, console, err_console
+from jobs.cli.common import _fail, console, err_console, profile_of
 from jobs.cli.ray import executor_from_cli, executor_option, ray_address_option, ray_workers_option
 
 __all__ = ["register"]
@@ -97,8 +97,6 @@ def infer_cmd(
 def _settings(settings, model_name: str, profile: str | None):
     """``settings`` with the crack rules of ``profile`` (default: the one the model serves)
     and of the model, as the nightly job runs them; a bad profile is one error line."""
-    from jobs.cli.pipeline_eval import profile_of
-
     try:
         return settings.for_profile(profile_of(model_name, profile), model_name)
     except ValueError as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from jobs.cli.common import _fail, command_line, console
+from jobs.cli.common import _fail, command_line, console, profile_of
 
 __all__ = ["print_report", "register"]
 
@@ -58,7 +58,7 @@ def evaluate(
     from engine.registry import DEFAULT_MODEL, load_model, record_metrics
 
     if filter_sweep:
-        from jobs.cli.pipeline_eval import profile_of, run_filter_sweep
+        from jobs.cli.pipeline_eval import run_filter_sweep
 
         name = model[0] if model else DEFAULT_MODEL
         try:
@@ -124,7 +124,7 @@ def _evaluate_field(models: list[str] | None, weights_dir: Path | None, data_roo
     from engine.evaluate import FIELD_NEGATIVES, evaluate_field_suite
     from engine.pipeline_eval import evaluate_pipeline
     from engine.registry import load_model
-    from jobs.cli.pipeline_eval import print_pipeline, profile_of
+    from jobs.cli.pipeline_eval import print_pipeline
 
     reports = []
     try:

@@ -11,23 +11,13 @@ from rich.table import Table
 
 from jobs.cli.common import command_line, console
 
-__all__ = ["SWEEP_GRID", "print_pipeline", "run_filter_sweep", "profile_of"]
+__all__ = ["SWEEP_GRID", "print_pipeline", "run_filter_sweep"]
 
 #: ``--filter-sweep``: (min skeleton length px, min elongation, min peak probability), 0 = off.
 SWEEP_GRID = ((0, 0, 0), (30, 0, 0), (50, 0, 0), (100, 0, 0), (0, 6, 0), (0, 10, 0),
               (30, 6, 0), (50, 6, 0), (50, 10, 0), (100, 10, 0), (0, 0, 0.7), (0, 0, 0.75),
               (0, 0, 0.8), (50, 0, 0.7), (50, 0, 0.75), (50, 0, 0.78), (100, 0, 0.75),
               (50, 10, 0.7))
-
-
-def profile_of(model_name: str, profile: str | None) -> str:
-    """``profile`` if given, else the site profile the model serves (``structure`` when it
-    serves none)."""
-    from engine.registry import PROFILE_MODELS
-
-    if profile:
-        return profile
-    return next((p for p, m in PROFILE_MODELS.items() if m == model_name), "structure")
 
 
 def _pct(x: float | None, digits: int = 1) -> str:
