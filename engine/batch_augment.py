@@ -116,6 +116,11 @@ class BatchCropSampler:
         self._identity_taps = (self._taps == 0).float()[None]
         self._hue = _hue_matrices(self.device)
 
+    @property
+    def generators(self) -> list[torch.Generator]:
+        """The sampler's random generators (image choice, augmentation), for a resumed run."""
+        return [self._pick, self._rand]
+
     def __len__(self) -> int:
         return self.canvas.shape[0]
 

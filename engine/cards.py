@@ -14,10 +14,13 @@ from pathlib import Path
 from engine.errors import ModelCardError, ModelNotFoundError
 from engine.profiles import SITE_PROFILES
 
-__all__ = ["WEIGHTS_DIR", "find_card", "list_cards", "read_card", "search_dirs"]
+__all__ = ["EXPERIMENTS_DIR", "WEIGHTS_DIR", "ancestors", "find_card", "lineage_root", "list_cards",
+           "read_card", "search_dirs"]
 
 #: The shipped weights and cards.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: Cards of runs tried and not shipped (no weights), for lineage and the README.
+EXPERIMENTS_DIR = WEIGHTS_DIR / "experiments"
 
 
 def search_dirs(weights_dir: Path | None) -> list[Path]:
@@ -92,3 +95,36 @@ def find_card(name: str, weights_dir: Path | None = None) -> dict:
         f"No model named {name!r} in {', '.join(map(str, search_dirs(weights_dir)))}. "
         f"Available: {available}. See `crackwatch models list`."
     )
+
+
+def ancestors(card: dict) -> list[dict]:
+    """The lineage of a model's weights from its card, nearest first, ending with the root
+    (``{"from": "ImageNet ..." | "random init" | "unknown ..."}``): the card's
+    ``lineage_chain`` when it has one (cards written since issue 26), else rebuilt from
+    ``training.initialised_from`` / ``pretrained_encoder`` and the ancestors' cards
+    (:func:`find_card` in the shipped weights, then :data:`EXPERIMENTS_DIR`)."""
+    if card.get("lineage_chain"):
+        return [dict(x) for x in card["lineage_chain"]]
+    t = card.get("training", {})
+    if t.get("pretrained_encoder"):
+        p = t["pretrained_encoder"]
+        return [{"from": f"ImageNet ({p.get('package', 'pretrained encoder')})",
+                 "encoder": p.get("encoder")}]
+    init = t.get("initialised_from")
+    if not init:
+        return [{"from": "random init"}]
+    step = {k: init.get(k) for k in ("name", "sha256", "minutes", "command")}
+    try:
+        parent = find_card(init["name"])
+    except ModelNotFoundError:
+        try:
+            parent = find_card(init["name"], EXPERIMENTS_DIR)
+        except ModelNotFoundError:
+            return [step, {"from": f"unknown (no card for {init['name']} here)"}]
+    return [step, *ancestors(parent)]
+
+
+def lineage_root(card: dict) -> str:
+    """Where a model's weights started, back through every ancestor: ``"ImageNet (...)"``,
+    ``"random init"`` or ``"unknown ..."`` (:func:`ancestors`)."""
+    return ancestors(card)[-1]["from"]

@@ -25,12 +25,13 @@ def sha256_file(path: Path) -> str:
 
 
 def fp16_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state dict with floating tensors cast to float16, contiguous, on CPU."""
+    """A copy of the model's state dict with floating tensors cast to float16, contiguous, on
+    CPU (integer buffers are copied too: a CPU model's own tensors would otherwise keep
+    changing inside a saved "best epoch" state)."""
     out = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu()
-        if v.is_floating_point():
-            v = v.to(torch.float16)
+        v = v.to(torch.float16) if v.is_floating_point() else v.clone()
         out[k] = v.contiguous()
     return out
 

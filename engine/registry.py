@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.cards import WEIGHTS_DIR, find_card, list_cards  # noqa: F401 - re-exported
+from engine.cards import WEIGHTS_DIR, ancestors, find_card, lineage_root, list_cards  # noqa: F401
 from engine.checkpoint import load_state, sha256_file, write_card
 from engine.errors import ModelCardError, ModelNotFoundError, WeightsIntegrityError
 from engine.models import build_model
@@ -114,6 +114,18 @@ def _fmt(x, pct: bool = True) -> str:
     return f"{100 * x:.1f}" if pct else f"{x}"
 
 
+def _start(card: dict) -> str:
+    """Where the weights started, for the Architecture line (issue 26: never "random init"
+    when an ancestor was pretrained)."""
+    root = lineage_root(card)
+    if root == "random init":
+        return "random init, no pretrained weights"
+    if root.startswith("ImageNet"):
+        return (f"encoder pretrained on {root}" if not card.get("training", {})
+                .get("initialised_from") else f"fine-tuned from a line that starts at {root}")
+    return root
+
+
 def render_model_card(card: dict) -> str:
     """Markdown model card made only from the JSON card (so every number is a measured one)."""
     a, t = card["architecture"], card.get("training", {})
@@ -123,7 +135,7 @@ def render_model_card(card: dict) -> str:
         f"- **Task**: {card.get('task', '')}",
         *([f"- **Serves**: {card['site_profile']} sites"] if card.get("site_profile") else []),
         f"- **Architecture**: {a.get('family')} with a {a.get('encoder')} encoder "
-        f"(random init, no pretrained weights), {a.get('parameters', 0) / 1e6:.2f} M parameters, "
+        f"({_start(card)}), {a.get('parameters', 0) / 1e6:.2f} M parameters, "
         f"dropout: {a.get('dropout', '-')}",
         f"- **Weights**: `{card['weights']['file']}`, fp16 safetensors, "
         f"{card['weights']['bytes'] / 1e6:.1f} MB, sha256 `{card['weights']['sha256']}`",
@@ -135,6 +147,18 @@ def render_model_card(card: dict) -> str:
         f"`{card.get('git_sha')}`",
         f"- **Command**: `{card.get('command')}`",
     ]
+    if t.get("steps"):
+        lines.append(f"- **Training steps**: {t['steps']} of batch {t.get('batch_size')} "
+                     f"({t.get('crops_seen')} crops), {t.get('torch_threads')} torch threads, "
+                     f"{t.get('minutes')} min wall time; resumed "
+                     f"{len(t.get('resume_points', []))} time(s)"
+                     + "".join(f"; after epoch {p['after_epoch']} (step {p['step']}, "
+                               f"{p['minutes']} min, {p['at']})"
+                               for p in t.get("resume_points", [])))
+    chain = ancestors(card)
+    lines.append("- **Lineage**: " + " <- ".join(
+        [f"`{card['name']}`"] + [f"`{x['name']}`" if x.get("name") else x["from"]
+                                 for x in chain]))
     init = t.get("initialised_from")
     if init:
         lines.append(f"- **Initialised from**: `{init.get('name')}` (sha256 "

@@ -231,10 +231,28 @@ def _load(name: str, data_root: Path, limit: int | None) -> list[Sample]:
     return load_dataset(name, data_root, limit)[0]
 
 
+class EpochBatches:
+    """One epoch of training batches per call (dicts of ``image``, ``mask``, ``weight``;
+    ``config.samples_per_epoch // config.batch_size`` of them), with the sampler's random
+    state (:meth:`state_dict` / :meth:`load_state_dict`) for a resumed run."""
+
+    def __init__(self, make: Callable, generators: list[torch.Generator]):
+        self._make, self._generators = make, generators
+
+    def __call__(self):
+        return self._make()
+
+    def state_dict(self) -> list[torch.Tensor]:
+        return [g.get_state() for g in self._generators]
+
+    def load_state_dict(self, states: list[torch.Tensor]) -> None:
+        for g, st in zip(self._generators, states, strict=True):
+            g.set_state(st)
+
+
 def training_batches(config: TrainConfig,
-                     parts: list[tuple[list[Sample], float, tuple[float, float]]]):
-    """A callable giving one epoch of training batches (dicts of ``image``, ``mask``,
-    ``weight``; ``config.samples_per_epoch // config.batch_size`` of them) from ``parts``:
+                     parts: list[tuple[list[Sample], float, tuple[float, float]]]) -> EpochBatches:
+    """An :class:`EpochBatches` giving one epoch of training batches from ``parts``:
     ``(samples, sampling_weight, zoom_range)`` per training set, sampled by weight.
 
     ``config.augment``: ``"per-crop"``, a DataLoader over :class:`CrackSegDataset` (with
@@ -247,19 +265,21 @@ def training_batches(config: TrainConfig,
 
         crops = BatchCropSampler(parts, config.crop_size, config.planking_weight,
                                  config.device, config.seed)
-        return lambda: crops.batches(steps, config.batch_size)
+        return EpochBatches(lambda: crops.batches(steps, config.batch_size),
+                            crops.generators)
     datasets, weights = [], []
     for samples, w, zoom in parts:
         datasets.append(CrackSegDataset(samples, config.crop_size, zoom,
                                         config.planking_weight))
         weights += [w / len(samples)] * len(samples)
+    generator = torch.Generator().manual_seed(config.seed)
     sampler = WeightedRandomSampler(weights, config.samples_per_epoch, replacement=True,
-                                    generator=torch.Generator().manual_seed(config.seed))
+                                    generator=generator)
     loader = DataLoader(ConcatDataset(datasets), batch_size=config.batch_size,
                         sampler=sampler, num_workers=config.workers,
                         persistent_workers=config.workers > 0,
                         pin_memory=config.device.startswith("cuda"), drop_last=True)
-    return lambda: loader
+    return EpochBatches(lambda: loader, [generator])
 
 
 def lr_factor(step: int, progress: float, warmup_steps: int) -> float:
@@ -269,6 +289,77 @@ def lr_factor(step: int, progress: float, warmup_steps: int) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+#: A run's resumable state, written after every epoch beside the weights.
+RESUME_SUFFIX = ".resume.pt"
+RESUME_FORMAT = "crackwatch-train-resume-1"
+#: Settings a resumed run may change (the machine it runs on, its budget); everything else
+#: comes from the checkpoint so that the run goes on as it started.
+RESUMABLE_OVERRIDES = ("max_minutes", "epochs", "patience", "threads", "device", "workers")
+
+
+def resume_path(out_dir: Path, name: str) -> Path:
+    """``<out_dir>/<name>.resume.pt``: the resumable state of training run ``name``."""
+    return Path(out_dir) / f"{name}{RESUME_SUFFIX}"
+
+
+def load_resume(out_dir: Path, name: str) -> dict:
+    """The resumable state of run ``name`` in ``out_dir`` (``torch.load`` with
+    ``weights_only=True``: tensors and plain containers only, no pickled code).
+
+    Raises:
+        FileNotFoundError: no checkpoint for ``name`` (says which file and how one is made).
+        ValueError: the file is not a CrackWatch resume checkpoint.
+    """
+    path = resume_path(out_dir, name)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No resume checkpoint {path}: a run writes one after each epoch into its --out-dir; "
+            f"give the same --out-dir and the run's --name.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise ValueError(f"{path} is not a readable resume checkpoint ({exc}).") from exc
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+        raise ValueError(f"{path} is not a CrackWatch resume checkpoint ({RESUME_FORMAT}).")
+    return state
+
+
+def resumed_config(saved: dict, **overrides) -> TrainConfig:
+    """The :class:`TrainConfig` of a saved run, with :data:`RESUMABLE_OVERRIDES` replaced
+    where ``overrides`` gives a value other than ``None``.
+
+    Raises:
+        ValueError: an override of a setting that cannot change mid-run.
+    """
+    bad = sorted(k for k, v in overrides.items() if v is not None
+                 and k not in RESUMABLE_OVERRIDES)
+    if bad:
+        raise ValueError(f"--resume goes on with the run's own settings; only "
+                         f"{', '.join(RESUMABLE_OVERRIDES)} may change (got {', '.join(bad)}).")
+    cfg = dict(saved["config"])
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    for k in ("zoom_range", "native_scale_sets", "val_sets"):
+        cfg[k] = tuple(cfg[k])
+    return TrainConfig(**cfg)
+
+
+def _rng_state() -> dict:
+    n = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": (n[0], torch.from_numpy(n[1].astype(np.int64)), int(n[2]), int(n[3]),
+                      float(n[4])),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in st["python"]))
+    n = st["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    if st["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
 def train_segmentation(
     config: TrainConfig,
     *,
@@ -276,8 +367,17 @@ def train_segmentation(
     out_dir: Path,
     command: str = "",
     progress: bool = True,
+    resume: dict | None = None,
 ) -> dict:
     """Train a model and write its checkpoint and model card. Returns the card.
+
+    After every epoch the run's whole state (model, optimiser, EMA, sampler and random-number
+    states, history, best weights, steps and minutes so far) goes to
+    ``<out_dir>/<name>.resume.pt`` (:func:`resume_path`); ``resume`` (that file, read by
+    :func:`load_resume`, with ``config`` from :func:`resumed_config`) goes on from its last
+    epoch: the time budget and the learning-rate schedule count the minutes of every sitting,
+    and the card lists each ``resume_points`` entry. With ``workers=0`` a resumed run draws the
+    same batches as an uninterrupted one.
 
     Raises:
         DataNotFoundError, PairingError, ImageReadError, MaskShapeError: bad training data.
@@ -292,13 +392,50 @@ def train_segmentation(
         raise ValueError(f"samples_per_epoch ({config.samples_per_epoch}) is smaller than "
                          f"batch_size ({config.batch_size}): no full batch per epoch.")
     epoch_batches = training_batches(config, parts)
-    model, init_card, pretrained = _initial_model(config, arch)
+    if resume is None:
+        model, init_card, pretrained = _initial_model(config, arch)
+        lineage = _lineage(config, init_card, pretrained)
+    else:
+        model = build_model(arch).to(config.device).to(memory_format=torch.channels_last)
+        init_card, pretrained = resume["init_card"], resume["pretrained"]
+        lineage = resume.get("lineage", [])
     ema = WeightEMA(model, config.ema_decay) if config.ema_decay else None
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sha_at_start = git_sha()  # the code that trains, not whatever HEAD is when it ends
-    run = _fit(config, model, ema, opt, epoch_batches, val_sets, steps_per_epoch, progress)
+    run = _Run(_Clock(config, steps_per_epoch * config.epochs))
+    if resume is None:
+        sha_at_start = git_sha()  # the code that trains, not whatever HEAD is when it ends
+    else:
+        sha_at_start = resume["git_sha"]
+        _restore(resume, model, ema, opt, epoch_batches, run)
+        run.resume_points.append({"after_epoch": len(run.history), "step": run.clock.step,
+                                  "minutes": round(run.clock.offset_s / 60, 2),
+                                  "git_sha": git_sha(), "command": command,
+                                  "hardware": hardware(config.device),
+                                  "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        command = resume["command"]
+
+    def save_resume() -> None:
+        state = {"format": RESUME_FORMAT, "config": asdict(config), "git_sha": sha_at_start,
+                 "command": command, "init_card": init_card, "pretrained": pretrained,
+                 "lineage": lineage, "model": model.state_dict(),
+                 "optimizer": opt.state_dict(),
+                 "ema": ({"state": ema.module.state_dict(), "updates": ema.updates}
+                         if ema is not None else None),
+                 "sampler": epoch_batches.state_dict(), "rng": _rng_state(),
+                 "run": {"history": run.history, "best": run.best, "best_state": run.best_state,
+                         "best_epoch": run.best_epoch, "bad_epochs": run.bad_epochs,
+                         "step": run.clock.step, "elapsed_s": run.clock.elapsed(),
+                         "resume_points": run.resume_points}}
+        path = resume_path(out_dir, config.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)  # a run killed mid-write keeps the previous epoch's state
+
+    _fit(config, model, ema, opt, epoch_batches, val_sets, steps_per_epoch, progress, run,
+         save_resume)
     card = {
-        **_card_header(config, arch, model),
+        **_card_header(config, arch, model, lineage),
         "training_data": [
             {"dataset": n, "sampling_weight": w, "license": DATASETS[n].license,
              "citation": DATASETS[n].citation, "domain": DATASETS[n].domain}
@@ -309,6 +446,10 @@ def train_segmentation(
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
             "epochs_run": len(run.history), "best_epoch": run.best_epoch,
             "stop_reason": run.stop_reason, "minutes": round(run.clock.elapsed() / 60, 2),
+            "steps": run.clock.step,
+            "crops_seen": run.clock.step * config.batch_size,
+            "torch_threads": torch.get_num_threads(),
+            "resume_points": run.resume_points,
             "images": {n: len(p[0]) for n, p in zip(config.train_sets, parts, strict=True)},
             "loss": "per-image soft Dice + BCE (planking pixels weighted)", "optimizer": "Adam",
             "weights_saved": (f"exponential moving average of the weights, decay "
@@ -331,6 +472,40 @@ def train_segmentation(
     }
     save_checkpoint(run.best_state, card, Path(out_dir))
     return card
+
+
+def _restore(saved: dict, model: CrackSegmenter, ema: WeightEMA | None,
+             opt: torch.optim.Optimizer, epoch_batches: EpochBatches, run: _Run) -> None:
+    """Load a resume checkpoint's state into a freshly built run."""
+    model.load_state_dict(saved["model"])
+    opt.load_state_dict(saved["optimizer"])
+    if ema is not None:
+        if saved["ema"] is None:
+            raise ValueError("The checkpoint has no EMA state but the run keeps one.")
+        ema.module.load_state_dict(saved["ema"]["state"])
+        ema.updates = saved["ema"]["updates"]
+    epoch_batches.load_state_dict(saved["sampler"])
+    _set_rng_state(saved["rng"])
+    r = saved["run"]
+    run.history, run.best, run.best_state = r["history"], r["best"], r["best_state"]
+    run.best_epoch, run.bad_epochs = r["best_epoch"], r["bad_epochs"]
+    run.clock.step, run.clock.offset_s = r["step"], r["elapsed_s"]
+    run.resume_points = list(r["resume_points"])
+
+
+def _lineage(config: TrainConfig, init_card: dict | None, pretrained: dict | None) -> list[dict]:
+    """Every ancestor of the weights a run starts from, nearest first: the ``init_from``
+    model, its own ancestors (from its card), and last the root, ``{"from": "ImageNet ..."}``
+    or ``{"from": "random init"}`` (issue 26: a card never says random init when an ancestor
+    was pretrained)."""
+    if pretrained:
+        return [{"from": f"ImageNet ({pretrained.get('package', 'pretrained encoder')})",
+                 "encoder": pretrained.get("encoder")}]
+    if not init_card:
+        return [{"from": "random init"}]
+    from engine.cards import ancestors, find_card
+
+    return [dict(init_card), *ancestors(find_card(config.init_from, config.init_weights_dir))]
 
 
 def _checked_architecture(config: TrainConfig) -> dict:
@@ -440,13 +615,15 @@ class _Clock:
     total_steps: int
     t_start: float = field(default_factory=time.perf_counter)
     step: int = 0
+    #: Seconds trained in earlier sittings of a resumed run.
+    offset_s: float = 0.0
 
     @property
     def budget_s(self) -> float | None:
         return self.config.max_minutes * 60 if self.config.max_minutes else None
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.t_start
+        return self.offset_s + time.perf_counter() - self.t_start
 
     def lr(self) -> float:
         """The learning rate of the next step (:func:`lr_factor` by steps or time budget,
@@ -468,15 +645,21 @@ class _Run:
     best_epoch: int = 0
     bad_epochs: int = 0
     stop_reason: str = "max epochs"
+    resume_points: list[dict] = field(default_factory=list)
 
 
 def _fit(config: TrainConfig, model: CrackSegmenter, ema: WeightEMA | None,
          opt: torch.optim.Optimizer, epoch_batches: Callable, val_sets: dict[str, list[Sample]],
-         steps_per_epoch: int, progress: bool) -> _Run:
-    """Train ``model`` epoch by epoch, validating after each, until ``config.epochs``, early
-    stopping (``config.patience``) or the time budget (``config.max_minutes``)."""
-    run = _Run(_Clock(config, steps_per_epoch * config.epochs))
-    for epoch in range(1, config.epochs + 1):
+         steps_per_epoch: int, progress: bool, run: _Run,
+         after_epoch: Callable[[], None] | None = None) -> _Run:
+    """Train ``model`` epoch by epoch from the epoch after ``run.history``, validating after
+    each (then ``after_epoch()``), until ``config.epochs``, early stopping
+    (``config.patience``) or the time budget (``config.max_minutes``)."""
+    for epoch in range(len(run.history) + 1, config.epochs + 1):
+        if run.bad_epochs >= config.patience or (run.clock.budget_s and
+                                                  run.clock.elapsed() >= run.clock.budget_s):
+            run.stop_reason = "nothing left to do on resume (patience or budget spent)"
+            break
         model.train()
         bar = tqdm(epoch_batches(), desc=f"epoch {epoch}/{config.epochs}",
                    disable=not progress, unit="batch", leave=False, total=steps_per_epoch)
@@ -498,6 +681,8 @@ def _fit(config: TrainConfig, model: CrackSegmenter, ema: WeightEMA | None,
             run.best_epoch = epoch
         else:
             run.bad_epochs += 1
+        if after_epoch is not None:
+            after_epoch()
         if progress:
             tqdm.write(
                 f"epoch {epoch:3d}  loss {np.mean(losses):.4f}  val IoU "
@@ -554,7 +739,8 @@ def _validate(kept: torch.nn.Module, val_sets: dict[str, list[Sample]], device: 
     return val, neg, score
 
 
-def _card_header(config: TrainConfig, arch: dict, model: CrackSegmenter) -> dict:
+def _card_header(config: TrainConfig, arch: dict, model: CrackSegmenter,
+                 lineage: list[dict] | None = None) -> dict:
     """The card's fields that describe the model rather than its training: name, task,
     architecture (with parameter count and tensor shapes), input normalisation, tiling."""
     return {
@@ -567,6 +753,7 @@ def _card_header(config: TrainConfig, arch: dict, model: CrackSegmenter) -> dict
                          "output": "(B, 1, H, W) logits; sigmoid gives crack probability"},
         "normalisation": {"scale": "1/255", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
                           "channel_order": "RGB"},
+        "lineage_chain": lineage or [],
         "tile_size": config.crop_size,
         "receptive_overlap_px": 64,
         "threshold": 0.5,

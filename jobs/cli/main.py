@@ -112,10 +112,26 @@ def train_segment(
     augment: str = typer.Option("per-crop", help="per-crop: torchvision transforms per crop; "
                                 "batched: whole batches cropped and augmented on --device "
                                 "(for a GPU)."),
+    resume: str | None = typer.Option(None, help="Go on with run NAME from its last epoch "
+                                      "(<out-dir>/NAME.resume.pt, written after every epoch): "
+                                      "its own settings, except --max-minutes (the new total "
+                                      "budget), --threads, --device and --workers."),
 ) -> None:
     """Train a crack segmentation model (Dice + BCE, Adam, early stopping on validation IoU)."""
-    from engine.train import TrainConfig, train_segmentation
+    from engine.train import TrainConfig, load_resume, resumed_config, train_segmentation
 
+    if resume:
+        try:
+            saved = load_resume(out_dir, resume)
+            cfg = resumed_config(saved, max_minutes=max_minutes, threads=threads,
+                                 device=None if device == "cpu" else device,
+                                 workers=workers or None)
+            card = train_segmentation(cfg, data_root=data_root, out_dir=out_dir,
+                                      command=command_line(), resume=saved)
+        except (FileNotFoundError, *_training_errors()) as exc:
+            _fail(exc)
+        _print_trained(card, out_dir)
+        return
     sets = _train_sets(train_set)
     cfg = TrainConfig(name=name, architecture=architecture, encoder=encoder,
                       encoder_depth=encoder_depth, encoder_weights=encoder_weights,
@@ -134,10 +150,16 @@ def train_segment(
                                   command=command_line())
     except _training_errors() as exc:
         _fail(exc)
+    _print_trained(card, out_dir)
+
+
+def _print_trained(card: dict, out_dir: Path) -> None:
     v = card["metrics"]["validation"]
+    t = card["training"]
     console.print(f"[green]wrote[/] {out_dir / card['weights']['file']} "
                   f"({card['weights']['bytes'] / 1e6:.1f} MB) and {card['name']}.json; best epoch "
-                  f"{card['training']['best_epoch']}, validation IoU {v['val_iou']}")
+                  f"{t['best_epoch']}, validation IoU {v['val_iou']}; {t['steps']} steps in "
+                  f"{t['minutes']} min ({len(t['resume_points'])} resume point(s))")
 
 
 def _train_sets(items: list[str]) -> dict[str, float]:

@@ -235,3 +235,65 @@ def test_imagenet_encoder_trains_and_the_card_records_its_source(tmp_path: Path)
         train_segmentation(TrainConfig(encoder="efficientnet-lite0", encoder_weights="imagenet",
                                        init_from="crackwatch-unet-mnv2-gpu-ft2"),
                            data_root=DATA_ROOT, out_dir=tmp_path, progress=False)
+
+
+def test_a_resumed_run_goes_on_exactly_as_an_uninterrupted_one(tmp_path: Path, monkeypatch):
+    """Model, optimiser, EMA, sampler and random-number states all come back: a 3-epoch run
+    killed in its third epoch and resumed gives the weights of 3 epochs in one go; the card
+    records the resume point, the steps of both sittings and the lineage back to random
+    init."""
+    from safetensors.torch import load_file
+
+    import engine.train as train_mod
+    from engine.train import load_resume, resume_path, resumed_config
+
+    require_real_data("segmentation", "deepcrack", "train")
+    base = dict(train_sets={"deepcrack-train": 1.0}, val_sets=(), samples_per_epoch=8,
+                batch_size=2, crop_size=64, max_images_per_set=4, ema_decay=0.9, patience=10,
+                threads=1)
+    whole = train_segmentation(TrainConfig(name="r", epochs=3, **base), data_root=DATA_ROOT,
+                               out_dir=tmp_path / "whole", progress=False)
+    validate, calls = train_mod._validate, []
+
+    def killed_in_epoch_3(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the run dies before epoch 3's checkpoint
+        return validate(*args)
+
+    monkeypatch.setattr(train_mod, "_validate", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_segmentation(TrainConfig(name="r", epochs=3, **base), data_root=DATA_ROOT,
+                           out_dir=tmp_path / "split", progress=False, command="first sitting")
+    monkeypatch.setattr(train_mod, "_validate", validate)
+    saved = load_resume(tmp_path / "split", "r")
+    assert len(saved["run"]["history"]) == 2 and saved["run"]["step"] == 8
+    resumed = train_segmentation(resumed_config(saved, threads=1), data_root=DATA_ROOT,
+                                 out_dir=tmp_path / "split", progress=False,
+                                 command="second sitting", resume=saved)
+    assert [h["train_loss"] for h in resumed["history"]] == pytest.approx(
+        [h["train_loss"] for h in whole["history"]], rel=1e-5)
+    a = load_file(str(tmp_path / "whole" / "r.safetensors"))
+    b = load_file(str(tmp_path / "split" / "r.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    t = resumed["training"]
+    assert t["steps"] == 12 and t["crops_seen"] == 24 and t["epochs_run"] == 3
+    assert [p["after_epoch"] for p in t["resume_points"]] == [2]
+    assert resumed["command"] == "first sitting"
+    assert resumed["lineage_chain"] == [{"from": "random init"}]
+    assert resume_path(tmp_path / "split", "r").is_file()
+
+
+def test_resume_refuses_a_missing_checkpoint_and_changed_settings(tmp_path: Path):
+    from engine.train import load_resume, resumed_config
+
+    with pytest.raises(FileNotFoundError, match="same --out-dir"):
+        load_resume(tmp_path, "nothing")
+    (tmp_path / "bad.resume.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable resume checkpoint"):
+        load_resume(tmp_path, "bad")
+    saved = {"config": {"name": "x", "zoom_range": [1, 1], "native_scale_sets": [],
+                        "val_sets": []}}
+    with pytest.raises(ValueError, match="only max_minutes"):
+        resumed_config(saved, lr=0.1)
+    assert resumed_config(saved, max_minutes=5.0).max_minutes == 5.0

@@ -135,3 +135,29 @@ def test_list_cards_skips_what_is_no_card_and_says_why_without_torch(tmp_path: P
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == [str(len(names)), "False"]
+
+
+def test_the_card_names_every_ancestor_back_to_imagenet_or_random_init():
+    """Issue 26: the slope model descends from an ImageNet encoder through two cards; its
+    rendered Architecture line must not say random init. The old structure line starts at
+    random init and says so."""
+    from engine.cards import ancestors, find_card, lineage_root
+    from engine.registry import render_model_card
+
+    slope = find_card("crackwatch-unet-lite0-slope2")
+    chain = ancestors(slope)
+    assert [x.get("name") for x in chain[:-1]] == ["crackwatch-unet-lite0-slope",
+                                                   "crackwatch-unet-lite0-concrete"]
+    assert lineage_root(slope).startswith("ImageNet")
+    text = render_model_card(slope)
+    arch = next(line for line in text.splitlines() if "**Architecture**" in line)
+    assert "random init" not in arch and "ImageNet" in arch
+    assert "`crackwatch-unet-lite0-concrete` <- ImageNet" in text
+    assert lineage_root(find_card("crackwatch-unet-mnv2-gpu-ft2")) == "random init"
+
+
+def test_a_card_with_an_unknown_ancestor_says_so(tmp_path: Path):
+    from engine.cards import lineage_root
+
+    card = {"name": "x", "training": {"initialised_from": {"name": "gone-model"}}}
+    assert lineage_root(card) == "unknown (no card for gone-model here)"
