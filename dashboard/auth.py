@@ -4,12 +4,18 @@
 until someone signs in, the page shows only the sign-in form and stops. Sign-in is
 streamlit-authenticator 0.4 (``Authenticate.login``) against the users file of
 :mod:`geodata.users` (bcrypt hashes, one role per user; ``CRACKWATCH_USERS_FILE``, default
-``<data dir>/users.yaml``), which ``crackwatch user add|list|remove`` manages. The file is
+``<data dir>/users.yaml``), which ``crackwatch user add|list|passwd|remove`` manages. The file is
 read again on every run, so a removed user is signed out at their next click and a changed
 role applies at once. A signed-in browser keeps a cookie (a JWT signed with the file's
-``cookie.key``, ``cookie.expiry_days`` days, default 7; 0: no cookie, sign in again after a
-reload); the library sets it from JavaScript, so it is neither HttpOnly nor Secure: serve
-the dashboard over TLS (``deploy/README.md``).
+``cookie.key``, ``cookie.expiry_days`` days, default 0.5 = 12 hours; 0: no cookie, sign in
+again after a reload). The library sets it from JavaScript, so no proxy can make it HttpOnly
+(the limits that remain: the short lifetime, the key drawn anew by ``user passwd`` and
+``user remove``, which revokes every cookie, and TLS from the proxy, ``deploy/README.md``).
+
+Failed sign-ins are throttled (:mod:`dashboard.signin_throttle`): 5 failures for one
+username or 20 from one address within 15 minutes lock it for 15 minutes, during which no
+password is even checked. A session whose user's password changed since sign-in is signed
+out at its next click.
 
 A fresh install has no users file: every page then says how to create the first admin
 (``crackwatch user add NAME --role admin``) and shows nothing else; nobody can sign in
@@ -30,14 +36,16 @@ from typing import Any
 
 import streamlit as st
 
+from dashboard.signin_throttle import THROTTLE, client_address, minutes
 from dashboard.text import code, md
-from geodata.users import ROLES, UsersFileError, load_config, role_at_least
+from geodata.users import ROLES, UsersFileError, credential_fingerprint, load_config, role_at_least
 
 __all__ = ["SESSION_KEY", "SignedIn", "current_user", "require_sign_in", "users_file"]
 
 #: Where the signed-in user of this session is kept (a :class:`SignedIn`).
 SESSION_KEY = "cw_signed_in"
 _FLASH = "cw_auth_flash"
+_FINGERPRINT = "cw_credential_fingerprint"
 LOGIN_FIELDS = {"Form name": "Sign in to CrackWatch", "Username": "Username",
                 "Password": "Password", "Login": "Sign in"}
 
@@ -147,6 +155,7 @@ def require_sign_in() -> SignedIn:
     cookie = config["cookie"]
     authenticator = stauth.Authenticate(config["credentials"], cookie["name"], cookie["key"],
                                         float(cookie["expiry_days"]), auto_hash=False)
+    attempt = _throttle(authenticator)
     was_signed_in = bool(st.session_state.get("authentication_status"))
     try:
         if not was_signed_in:
@@ -161,11 +170,19 @@ def require_sign_in() -> SignedIn:
     status = st.session_state.get("authentication_status")
     name = st.session_state.get("username")
     if status and name not in users:  # removed since signing in
-        authenticator.logout(location="unrendered")
-        st.session_state[_FLASH] = f"User {md(name)} no longer exists: sign in again."
-        st.rerun()
+        _sign_out(authenticator, f"User {md(name)} no longer exists: sign in again.")
+    if status:
+        fingerprint = credential_fingerprint(users[name])
+        if st.session_state.setdefault(_FINGERPRINT, fingerprint) != fingerprint:
+            _sign_out(authenticator, f"The password of {md(name)} was changed: sign in again.")
     if not status:
-        if status is False:
+        if attempt.get("locked"):
+            left, what = attempt["locked"]
+            whose = "username" if what == "user" else "address"
+            st.error(f"Too many failed sign-ins for this {whose}: sign-in is locked for "
+                     f"{minutes(left)}. Ask an admin if you forgot the password"
+                     f" ({code('crackwatch user passwd NAME')}).")
+        elif status is False:
             st.error("Wrong username or password.")
         st.caption("No account? Ask an admin: accounts are made with "
                    f"{code('crackwatch user add')} on the server.")
@@ -181,6 +198,55 @@ def require_sign_in() -> SignedIn:
         authenticator.logout("Sign out", location="sidebar", key="cw_logout")
     if not st.session_state.get("authentication_status"):  # "Sign out" was clicked
         st.session_state.pop(SESSION_KEY, None)
+        st.session_state.pop(_FINGERPRINT, None)
         st.info("Signed out.")
         st.stop()
     return user
+
+
+def _sign_out(authenticator: Any, why: str) -> None:
+    """End this session's sign-in (and its cookie), say why on the sign-in form, redraw."""
+    authenticator.logout(location="unrendered")
+    st.session_state.pop(_FINGERPRINT, None)
+    st.session_state[_FLASH] = why
+    st.rerun()
+
+
+def _client() -> str | None:
+    try:
+        return client_address(st.context.ip_address, dict(st.context.headers))
+    except Exception:  # noqa: BLE001 - no request context (bare script): no address
+        return None
+
+
+def _throttle(authenticator: Any) -> dict[str, Any]:
+    """Put :data:`dashboard.signin_throttle.THROTTLE` in front of the library's password check
+    of this run; returns what it saw (``locked``: ``(seconds, "user" | "client")`` when a
+    submitted sign-in was refused unchecked)."""
+    ctrl = authenticator.authentication_controller
+    check = ctrl.login
+    seen: dict[str, Any] = {}
+    client = _client()
+
+    def throttled_login(username: str | None = None, password: str | None = None,
+                        *args: Any, **kwargs: Any) -> bool | None:
+        if not username:  # a cookie sign-in (token), not a typed password
+            return check(username, password, *args, **kwargs)
+        name = username.lower().strip()
+        left, what = THROTTLE.locked_for(name, client)
+        if left > 0:
+            seen["locked"] = (left, what)
+            st.session_state["authentication_status"] = None
+            return False
+        ok = check(username, password, *args, **kwargs)
+        if ok:
+            THROTTLE.record_success(name)
+        else:
+            THROTTLE.record_failure(name, client)
+            left, what = THROTTLE.locked_for(name, client)
+            if left > 0:
+                seen["locked"] = (left, what)
+        return ok
+
+    ctrl.login = throttled_login
+    return seen

@@ -6,7 +6,7 @@ the dashboard, :mod:`dashboard.auth`)::
     cookie:                      # the "stay signed in" cookie: a JWT signed with key
       name: crackwatch_auth
       key: <random, made when the file is created>
-      expiry_days: 7
+      expiry_days: 0.5           # 12 hours (files made before issue 30: 7)
     credentials:
       usernames:
         ana:
@@ -18,7 +18,14 @@ the dashboard, :mod:`dashboard.auth`)::
 Where: ``CRACKWATCH_USERS_FILE``, default ``<data dir>/users.yaml``
 (:meth:`geodata.settings.StoreSettings.resolved_users_file`). Written with mode 0600 (it holds the
 cookie key) by replacing the file atomically, so a reader never sees half a file. Managed
-with ``crackwatch user add|list|remove`` (:mod:`jobs.cli.users`); the dashboard only reads it.
+with ``crackwatch user add|list|passwd|remove`` (:mod:`jobs.cli.users`); the dashboard only
+reads it.
+
+Revocation: ``user passwd`` and ``user remove`` draw a new ``cookie.key``, so every
+stay-signed-in cookie made before stops working (everyone signs in again: the cookie carries
+only a username and an expiry, so one user's cookies cannot be told apart from another's);
+an open dashboard session whose user's password hash changed since sign-in
+(:func:`credential_fingerprint`) is signed out at its next click.
 
 Roles (:data:`ROLES`), each including the ones before it:
 
@@ -53,20 +60,27 @@ __all__ = [
     "check_role",
     "hash_password",
     "list_users",
+    "credential_fingerprint",
+    "find_user",
     "load_config",
     "remove_user",
+    "set_password",
     "role_at_least",
 ]
 
 #: The roles, least to most rights.
 ROLES = ("viewer", "operator", "admin")
 COOKIE_NAME = "crackwatch_auth"
-COOKIE_EXPIRY_DAYS = 7
+#: Lifetime of the stay-signed-in cookie: 12 hours, one working shift (OWASP Session
+#: Management Cheat Sheet: an absolute timeout of 4-8 hours for office-hours applications;
+#: the dashboard is also read on night call-outs). Was 7 days before issue 30.
+COOKIE_EXPIRY_DAYS = 0.5
 BCRYPT_ROUNDS = 12
 MIN_PASSWORD_BYTES = 8
 MAX_PASSWORD_BYTES = 72  # bcrypt uses (and bcrypt >= 5 accepts) at most 72 bytes
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,63}$")
-_HEADER = ("# CrackWatch dashboard sign-in users: manage with `crackwatch user add|list|remove`.\n"
+_HEADER = ("# CrackWatch dashboard sign-in users: manage with\n"
+           "# `crackwatch user add|list|passwd|remove`.\n"
            "# Passwords are bcrypt hashes; cookie.key signs the stay-signed-in cookie (keep "
            "this file private).\n")
 
@@ -243,8 +257,60 @@ def add_user(path: Path, username: str, password: str, role: str, *,
     return User(name, role, entry.get("email"))
 
 
+def credential_fingerprint(user: dict[str, Any]) -> str:
+    """A short digest of a users-file entry's password hash: a dashboard session keeps the one
+    of its sign-in and is signed out when it changes (``user passwd``, or remove + add)."""
+    import hashlib
+
+    return hashlib.sha256(str(user.get("password", "")).encode()).hexdigest()[:16]
+
+
+def find_user(path: Path, username: str) -> User:
+    """The user ``username`` of the file (no hash).
+
+    Raises:
+        FileNotFoundError, UsersFileError: as :func:`load_config`.
+        UnknownUserError: no such user (the message lists who exists).
+    """
+    users = load_config(path)["credentials"]["usernames"]
+    name = _existing(path, users, username)
+    return User(name, users[name]["roles"][0], users[name].get("email") or None)
+
+
+def _existing(path: Path, users: dict[str, Any], username: str) -> str:
+    name = (username or "").strip().lower()
+    if name not in users:
+        raise UnknownUserError(f"no user {username!r} in {path}; users: "
+                               f"{', '.join(sorted(users)) or 'none'}")
+    return name
+
+
+def _rotate_cookie_key(config: dict[str, Any]) -> None:
+    config["cookie"]["key"] = secrets.token_urlsafe(32)
+
+
+def set_password(path: Path, username: str, password: str) -> User:
+    """Give an existing user a new password; every stay-signed-in cookie stops working (new
+    cookie key) and the user's open sessions end at their next click.
+
+    Raises:
+        FileNotFoundError, UsersFileError: as :func:`load_config`.
+        UnknownUserError: no such user.
+        ValueError: an unusable password (see :func:`hash_password`).
+    """
+    config = load_config(path)
+    users = config["credentials"]["usernames"]
+    name = _existing(path, users, username)
+    users[name]["password"] = hash_password(password)
+    _rotate_cookie_key(config)
+    _write(Path(path), config)
+    u = users[name]
+    return User(name, u["roles"][0], u.get("email") or None)
+
+
 def remove_user(path: Path, username: str) -> User:
-    """Remove a user; their dashboard session ends at their next click.
+    """Remove a user; their dashboard session ends at their next click and every
+    stay-signed-in cookie stops working (new cookie key).
 
     Raises:
         FileNotFoundError, UsersFileError: as :func:`load_config`.
@@ -252,10 +318,8 @@ def remove_user(path: Path, username: str) -> User:
     """
     config = load_config(path)
     users = config["credentials"]["usernames"]
-    name = (username or "").strip().lower()
-    if name not in users:
-        raise UnknownUserError(f"no user {username!r} in {path}; users: "
-                               f"{', '.join(sorted(users)) or 'none'}")
+    name = _existing(path, users, username)
     gone = users.pop(name)
+    _rotate_cookie_key(config)
     _write(Path(path), config)
     return User(name, gone["roles"][0], gone.get("email") or None)

@@ -8,7 +8,7 @@ Commands:
     crackwatch infer PATH ...         orthomosaic or photos -> probability COG + cracks GeoPackage
                                       (jobs/cli/infer.py)
     crackwatch bench model|train|infer  throughput figures (jobs/cli/bench.py)
-    crackwatch user add|list|remove   dashboard sign-in users and roles (jobs/cli/users.py)
+    crackwatch user add|list|passwd|remove   dashboard sign-in users and roles (jobs/cli/users.py)
 """
 
 from __future__ import annotations
@@ -229,6 +229,10 @@ _register_ray_commands(bench_app)
 from jobs.cli.views import register as _register_view_commands  # noqa: E402
 
 _register_view_commands(app)
+
+from jobs.cli.tiles import register as _register_tiles_command  # noqa: E402
+
+_register_tiles_command(train_app)
 
 # A full disk, a read-only store folder or an unwritable --work-dir: one error line, exit 2.
 from jobs.storage_errors import install as _install_storage_errors  # noqa: E402

@@ -100,12 +100,39 @@ def user_list(users_file: Path | None = typer.Option(None, help=FILE_HELP)) -> N
     console.print(t)
 
 
+@user_app.command("passwd")
+def user_passwd(
+    name: str = typer.Argument(..., help="Username whose password changes."),
+    password_stdin: bool = typer.Option(False, "--password-stdin",
+                                        help="Read the new password from the first line of "
+                                             "standard input instead of asking."),
+    users_file: Path | None = typer.Option(None, help=FILE_HELP),
+) -> None:
+    """Change a user's password; every stay-signed-in cookie stops working (everyone signs in
+    again) and the user's open dashboard sessions end at their next click."""
+    from geodata.users import find_user, set_password
+
+    path = _path(users_file)
+    try:  # say that the user is unknown before asking for a password
+        find_user(path, name)
+    except (LookupError, ValueError, OSError) as exc:
+        _fail(exc)
+    password = _read_password(password_stdin)
+    try:
+        user = set_password(path, name, password)
+    except (LookupError, ValueError, OSError) as exc:
+        _fail(exc)
+    console.print(f"new password for [bold]{escape(user.username)}[/] ({user.role}); "
+                  f"stay-signed-in cookies were revoked")
+
+
 @user_app.command("remove")
 def user_remove(
     name: str = typer.Argument(..., help="Username to remove."),
     users_file: Path | None = typer.Option(None, help=FILE_HELP),
 ) -> None:
-    """Remove a user (their dashboard session ends at their next click)."""
+    """Remove a user (their dashboard session ends at their next click; every stay-signed-in
+    cookie is revoked)."""
     from geodata.users import remove_user
 
     path = _path(users_file)

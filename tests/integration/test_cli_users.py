@@ -117,6 +117,39 @@ def test_user_list_and_remove(users_env, tmp_path, monkeypatch):
     assert "Traceback" not in r.output
 
 
+def test_user_passwd_changes_the_hash_and_revokes_every_cookie(users_env):
+    """Issue 30, item 6: `user passwd` (and `user remove`) draw a new cookie key, so a
+    stay-signed-in cookie signed with the old one no longer verifies; an unknown user is one
+    error line before any password is asked for; a new file's cookie lasts 12 hours."""
+    import bcrypt
+
+    def state() -> tuple[str, str]:
+        c = yaml.safe_load(users_env.read_text())
+        return c["cookie"]["key"], c["credentials"]["usernames"]["ana"]["password"]
+
+    for name in ("ana", "bob"):
+        assert runner.invoke(app, ["user", "add", name, "--role", "viewer",
+                                   "--password-stdin"], input=f"{name}-password\n").exit_code == 0
+    assert yaml.safe_load(users_env.read_text())["cookie"]["expiry_days"] == 0.5
+    key, old_hash = state()
+    r = runner.invoke(app, ["user", "passwd", "nobody"])
+    assert r.exit_code == 2 and "no user 'nobody'" in r.output and "Password" not in r.output
+    r = runner.invoke(app, ["user", "passwd", "ANA", "--password-stdin"],
+                      input="short\n")
+    assert r.exit_code == 2 and "8 to 72 bytes" in r.output
+    assert state() == (key, old_hash)  # a refused change changes nothing
+    r = runner.invoke(app, ["user", "passwd", "ANA", "--password-stdin"],
+                      input="ana-new-password\n")
+    assert r.exit_code == 0 and "cookies were revoked" in r.output
+    new_key, new_hash = state()
+    assert new_key != key and len(new_key) >= 32
+    assert bcrypt.checkpw(b"ana-new-password", new_hash.encode())
+    assert not bcrypt.checkpw(b"ana-password", new_hash.encode())
+    assert stat.S_IMODE(users_env.stat().st_mode) == 0o600
+    assert runner.invoke(app, ["user", "remove", "bob"]).exit_code == 0
+    assert state()[0] != new_key
+
+
 def test_demo_prints_the_store_url_with_the_password_masked(users_env, monkeypatch):
     from jobs import demo
 

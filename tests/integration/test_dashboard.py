@@ -915,6 +915,59 @@ def test_a_removed_user_is_signed_out_at_the_next_click(app_env, tmp_path, monke
     _only_the_sign_in_form(at)
 
 
+def test_five_wrong_passwords_lock_the_username_not_the_others(app_env, monkeypatch):
+    """Issue 30, item 6: 5 failed sign-ins lock that username for 15 minutes, during which
+    even the right password is refused unchecked; another user still signs in."""
+    from dashboard import signin_throttle
+
+    monkeypatch.setattr(signin_throttle.THROTTLE, "_failures", {})
+    at = signed_in_app(None)
+    at.run()
+    for i in range(5):
+        at.text_input[0].input("olga")
+        at.text_input[1].input(f"guess-{i}")
+        at.button[0].click().run()
+    assert "sign-in is locked for 15 minutes" in texts(at)
+    at.text_input[0].input("olga")
+    at.text_input[1].input(USERS["olga"][0])
+    at.button[0].click().run()
+    assert "Too many failed sign-ins for this username" in texts(at)
+    assert not at.session_state["authentication_status"]
+    _only_the_sign_in_form(at)
+    at.text_input[0].input("ada")
+    at.text_input[1].input(USERS["ada"][0])
+    at.button[0].click().run()
+    assert at.session_state["authentication_status"] is True
+
+
+def test_a_changed_password_signs_the_open_session_out(app_env, tmp_path, monkeypatch):
+    """`user passwd` (or remove + add with a new password) ends a session signed in with the
+    old one at its next click, and draws a new cookie key (every old cookie is void)."""
+    import yaml
+
+    from geodata.users import add_user, remove_user, set_password
+
+    path = tmp_path / "users.yaml"
+    add_user(path, "temp", "temp-password", "operator")
+    monkeypatch.setenv("CRACKWATCH_USERS_FILE", str(path))
+    key = yaml.safe_load(path.read_text())["cookie"]["key"]
+    at = run_page(user="temp")
+    assert "Sites overview" in texts(at)
+    at.run()
+    assert "Sites overview" in texts(at)  # nothing changed: still signed in
+    set_password(path, "temp", "new-temp-password")
+    assert yaml.safe_load(path.read_text())["cookie"]["key"] != key
+    at.run()
+    assert not at.exception
+    assert "The password of temp was changed: sign in again." in texts(at)
+    _only_the_sign_in_form(at)
+    at = run_page(user="temp")
+    remove_user(path, "temp")
+    add_user(path, "temp", "third-temp-password", "operator")
+    at.run()
+    assert "The password of temp was changed" in texts(at)
+
+
 def test_markdown_in_user_text_is_escaped(app_env, tmp_path, monkeypatch):
     """Site names (and other user text) go into Markdown escaped: the source shows every
     special character backslashed, so it renders as the text typed (the browser test looks

@@ -297,3 +297,41 @@ def test_resume_refuses_a_missing_checkpoint_and_changed_settings(tmp_path: Path
     with pytest.raises(ValueError, match="only max_minutes"):
         resumed_config(saved, lr=0.1)
     assert resumed_config(saved, max_minutes=5.0).max_minutes == 5.0
+
+
+def test_tile_table_trains_three_starts_and_writes_a_gate(tmp_path: Path):
+    """`crackwatch train tiles` on a few real images: the three rows of seed 004's table (random
+    init, ImageNet, ImageNet -> concrete -> slope) with accuracy, balanced accuracy and the
+    rock-tiles-only figure; the chosen start's fp16 weights load back into the classifier."""
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from engine.tile_classifier import GATE_NAME, TileClassifier, tile_label
+    from jobs.cli.main import app
+
+    require_real_data("segmentation", "rockfracture", "train")
+    out = tmp_path / "tiles"
+    res = CliRunner().invoke(app, ["train", "tiles", "--steps", "2", "--concrete-steps", "2",
+                                   "--batch-size", "4", "--limit", "3", "--out-dir", str(out)])
+    assert res.exit_code == 0, res.output
+    table = json.loads((out / "tile_transfer_table.json").read_text())
+    assert [r["start"] for r in table["rows"]] == ["random init", "ImageNet",
+                                                    "ImageNet -> concrete -> slope"]
+    for r in table["rows"]:
+        assert 0 <= r["accuracy"] <= 1 and 0 <= r["rock_tiles_only"]["balanced_accuracy"] <= 1
+        assert r["tiles"] == r["crack_tiles"] + r["no_crack_tiles"] > 0
+    card = json.loads((out / f"{GATE_NAME}.json").read_text())
+    assert card["chosen_on"] == "best validation balanced accuracy"
+    state = load_file(str(out / f"{GATE_NAME}.safetensors"))
+    model = TileClassifier()
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in state.items()})
+    assert model(torch.zeros(2, 3, 128, 128)).shape == (2,)
+    import numpy as np
+
+    assert tile_label(np.zeros((128, 128), bool)) == 0
+    stray = np.zeros((128, 128), bool)
+    stray[0, :10] = True
+    assert tile_label(stray) is None  # 10 stray pixels: neither class
+    stray[:, 60:62] = True
+    assert tile_label(stray) == 1

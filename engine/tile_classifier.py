@@ -1,0 +1,328 @@
+"""Crack / no-crack tile classifier: seed 004's transfer table, measured the way the seed does.
+
+The seed paper (``../shared/docs/papers/transfer-learning-slope-surface-cracks.txt``) trains
+image classifiers on a concrete crack set and fine-tunes them on a small slope set: LeNet5 on
+slope tiles reaches 72.5 % without transfer and 98.1 % with it. Here the same question is asked
+of an EfficientNet-Lite0 encoder with a small head (global average pool, dropout, one logit),
+on ``TILE`` x ``TILE`` px tiles:
+
+* **slope tiles**: rock-face fracture photos (``rockfracture-*``; the only labelled slope data,
+  AGPL-3.0) cut into a grid, plus the reviewed crack-free terrain cells of the brighton_beach
+  drone photos (``terrain-negatives-*``);
+* **concrete tiles** (the transfer source): DeepCrack and masonry.
+
+A tile is **crack** when at least :data:`CRACK_MIN_FRACTION` of its pixels are labelled crack,
+**no crack** when none is, and left out in between (a few stray label pixels at a tile edge are
+neither). Training draws balanced batches (half of each class) with flips, 90-degree turns and
+a mild colour jitter; the kept weights are those of the best validation balanced accuracy.
+
+Three starts, as the seed's table: random init, ImageNet, ImageNet -> concrete -> slope
+(:func:`transfer_table`). Accuracy is reported on the test split with balanced accuracy beside
+it, since the slope test tiles are mostly crack-free.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from engine.data import IMAGENET_MEAN, IMAGENET_STD, Sample
+
+#: Tile side in pixels (the classifier's input).
+TILE = 128
+#: A tile with at least this fraction of crack pixels is a crack tile (0.5 %: 82 px of a 128 px
+#: tile, a 2 px wide fracture about 40 px long); with none it is crack-free; between, left out.
+CRACK_MIN_FRACTION = 0.005
+LITE0 = "efficientnet-lite0"
+
+_MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+_STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+
+class TileClassifier(nn.Module):
+    """EfficientNet-Lite0 encoder (the segmentation models' encoder, so segmentation and
+    classification weights transfer both ways) + global average pool + dropout + one logit.
+
+    Input ``(B, 3, H, W)`` ImageNet-normalised float (H, W multiples of 32); output ``(B,)``
+    crack logits (``sigmoid``: probability that the tile shows a crack).
+    """
+
+    def __init__(self, dropout: float = 0.2):
+        super().__init__()
+        from engine.models import build_model
+        from engine.train import TrainConfig, model_architecture
+
+        arch = model_architecture(TrainConfig(encoder=LITE0))
+        self.encoder = build_model(arch).net.encoder
+        channels = self.encoder.out_channels[-1]
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.encoder(x)[-1]
+        return self.head(F.adaptive_avg_pool2d(f, 1).flatten(1)).squeeze(1)
+
+
+def tile_label(mask_tile: np.ndarray) -> int | None:
+    """1 (crack), 0 (crack-free) or ``None`` (left out) for a tile's bool crack mask."""
+    frac = float(mask_tile.mean())
+    if frac >= CRACK_MIN_FRACTION:
+        return 1
+    return 0 if frac == 0.0 else None
+
+
+@dataclass
+class Tiles:
+    """Labelled tiles: ``images`` ``(N, TILE, TILE, 3)`` uint8 RGB, ``labels`` ``(N,)`` int64
+    (1 crack), ``source`` the dataset name of each tile."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    source: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def counts(self) -> dict[str, int]:
+        return {"crack": int(self.labels.sum()), "no_crack": int((self.labels == 0).sum())}
+
+
+def cut_tiles(samples: Sequence[Sample], name: str, stride: int | None = None,
+              tile: int = TILE) -> Tiles:
+    """A grid of ``tile`` px tiles (``stride``, default ``tile``: no overlap) over each sample,
+    labelled by :func:`tile_label`; left-out tiles are dropped. Images smaller than a tile are
+    skipped."""
+    stride = stride or tile
+    imgs, labels = [], []
+    for s in samples:
+        rows, cols = s.mask.shape
+        for r in range(0, rows - tile + 1, stride):
+            for c in range(0, cols - tile + 1, stride):
+                lab = tile_label(s.mask[r:r + tile, c:c + tile])
+                if lab is None:
+                    continue
+                imgs.append(s.image[r:r + tile, c:c + tile])
+                labels.append(lab)
+    images = np.stack(imgs) if imgs else np.zeros((0, tile, tile, 3), np.uint8)
+    return Tiles(images, np.asarray(labels, np.int64), [name] * len(labels))
+
+
+def join(*parts: Tiles) -> Tiles:
+    return Tiles(np.concatenate([p.images for p in parts]),
+                 np.concatenate([p.labels for p in parts]),
+                 [s for p in parts for s in p.source])
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """``(N, H, W, 3)`` uint8 -> ``(N, 3, H, W)`` ImageNet-normalised float32."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    return (x - _MEAN) / _STD
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Per-batch flips and 90-degree turn, per-image brightness/contrast jitter (+-20 %), on
+    ``(B, 3, H, W)`` uint8-scaled [0, 1] floats."""
+    if torch.rand(1, generator=gen) < 0.5:
+        x = x.flip(3)
+    if torch.rand(1, generator=gen) < 0.5:
+        x = x.flip(2)
+    k = int(torch.randint(0, 4, (1,), generator=gen))
+    x = torch.rot90(x, k, (2, 3))
+    b = 1 + 0.4 * (torch.rand(len(x), 1, 1, 1, generator=gen) - 0.5)
+    c = 1 + 0.4 * (torch.rand(len(x), 1, 1, 1, generator=gen) - 0.5)
+    m = x.mean(dim=(1, 2, 3), keepdim=True)
+    return ((x - m) * c + m * b).clamp(0, 1)
+
+
+@torch.no_grad()
+def predict(model: TileClassifier, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Crack probability per tile, ``(N,)`` float32, for ``(N, H, W, 3)`` uint8 tiles."""
+    model.eval()
+    out = [torch.sigmoid(model(to_tensor(images[i:i + batch])))
+           for i in range(0, len(images), batch)]
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def scores(prob: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, balanced accuracy (mean of the two class recalls), precision and recall of
+    the crack class at ``threshold``, and the tile counts."""
+    pred = prob >= threshold
+    pos, neg = labels == 1, labels == 0
+    tp, tn = int((pred & pos).sum()), int((~pred & neg).sum())
+    fp, fn = int((pred & neg).sum()), int((~pred & pos).sum())
+    rec = tp / max(1, tp + fn)
+    spec = tn / max(1, tn + fp)
+    return {"accuracy": (tp + tn) / max(1, len(labels)), "balanced_accuracy": (rec + spec) / 2,
+            "precision": tp / max(1, tp + fp), "recall": rec, "specificity": spec,
+            "tiles": len(labels), "crack_tiles": int(pos.sum()), "no_crack_tiles": int(neg.sum())}
+
+
+@dataclass
+class TileRun:
+    """A trained classifier's record: its start, steps, minutes, validation history, best
+    step and the kept weights."""
+
+    start: str
+    steps: int
+    minutes: float
+    history: list[dict]
+    best_step: int
+    best_state: dict
+
+
+def train_tiles(model: TileClassifier, train: Tiles, val: Tiles, *, start: str,
+                steps: int = 600, batch_size: int = 32, lr: float = 1e-3,
+                eval_every: int = 100, seed: int = 0, progress: bool = True) -> TileRun:
+    """Train ``model`` on balanced batches of ``train``; validate every ``eval_every`` steps
+    (balanced accuracy on ``val``); keep the best weights (loaded back into ``model``).
+
+    Adam, cosine learning rate from ``lr`` to 1 %, BCE loss.
+
+    Raises:
+        ValueError: ``train`` lacks one of the two classes.
+    """
+    pos = np.flatnonzero(train.labels == 1)
+    neg = np.flatnonzero(train.labels == 0)
+    if not len(pos) or not len(neg):
+        raise ValueError(f"Training tiles need both classes; got {train.counts()}.")
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
+    history, best, best_step, best_state = [], -1.0, 0, None
+    t0 = time.perf_counter()
+    half = batch_size // 2
+    for step in tqdm(range(1, steps + 1), desc=f"tiles ({start})", disable=not progress,
+                     leave=False):
+        model.train()
+        idx = np.concatenate([rng.choice(pos, half), rng.choice(neg, batch_size - half)])
+        x = torch.from_numpy(train.images[idx]).permute(0, 3, 1, 2).float() / 255.0
+        x = (_augment(x, gen) - _MEAN) / _STD
+        y = torch.from_numpy(train.labels[idx]).float()
+        for g in opt.param_groups:
+            g["lr"] = lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        loss = F.binary_cross_entropy_with_logits(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % eval_every == 0 or step == steps:
+            s = scores(predict(model, val.images), val.labels)
+            history.append({"step": step, "loss": round(float(loss.detach()), 4),
+                            "val_accuracy": round(s["accuracy"], 4),
+                            "val_balanced_accuracy": round(s["balanced_accuracy"], 4)})
+            if s["balanced_accuracy"] > best:
+                best, best_step = s["balanced_accuracy"], step
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    return TileRun(start, steps, round((time.perf_counter() - t0) / 60, 2), history, best_step,
+                   best_state)
+
+
+def new_classifier(start: str, init_state: dict | None = None) -> TileClassifier:
+    """A classifier for ``start``: ``"random"``, ``"imagenet"`` (encoder from the ImageNet
+    weights of :mod:`engine.pretrained`), or ``"state"`` (``init_state``, a whole classifier's
+    state dict, e.g. the concrete stage's)."""
+    model = TileClassifier()
+    if start == "imagenet":
+        from engine.pretrained import imagenet_encoder_state
+
+        state, _ = imagenet_encoder_state(LITE0)
+        model.encoder.load_state_dict(state, strict=True)
+    elif start == "state":
+        model.load_state_dict(init_state)
+    elif start != "random":
+        raise ValueError(f"start must be random, imagenet or state; got {start!r}.")
+    return model
+
+
+#: Where the shipped tile gate lives (its own folder: it is no segmentation model, so the
+#: segmentation registry does not list it).
+GATE_DIR = __import__("pathlib").Path(__file__).resolve().parent / "weights" / "tile_gate"
+GATE_NAME = "crackwatch-tilecls-lite0-slope"
+SEED_TABLE = {"paper": "transfer-learning-slope-surface-cracks (seed 004)",
+              "model": "LeNet5", "without_transfer": 0.725, "with_transfer": 0.981}
+
+
+def slope_tiles(split: str, data_root=None, limit: int | None = None) -> Tiles:
+    """Slope tiles of ``split`` (train / val / test): rockfracture tiles and terrain-negative
+    tiles (:func:`cut_tiles`, no overlap)."""
+    from engine.data import load_dataset
+
+    rock = load_dataset(f"rockfracture-{split}", data_root, limit)[0]
+    terrain = load_dataset(f"terrain-negatives-{split}", data_root, limit)[0]
+    return join(cut_tiles(rock, f"rockfracture-{split}"),
+                cut_tiles(terrain, f"terrain-negatives-{split}"))
+
+
+def concrete_tiles(data_root=None, limit: int | None = None) -> tuple[Tiles, Tiles]:
+    """``(train, val)`` concrete tiles: DeepCrack train and masonry, every 8th image held out
+    for validation (the transfer source's own stopping rule)."""
+    from engine.data import load_dataset
+
+    train, val = [], []
+    for name in ("deepcrack-train", "masonry"):
+        samples = load_dataset(name, data_root, limit)[0]
+        train.append(cut_tiles([s for i, s in enumerate(samples) if i % 8], name))
+        val.append(cut_tiles([s for i, s in enumerate(samples) if not i % 8], name))
+    return join(*train), join(*val)
+
+
+def transfer_table(*, data_root=None, steps: int = 600, concrete_steps: int | None = None,
+                   batch_size: int = 32, limit: int | None = None, threads: int | None = None,
+                   progress: bool = True) -> tuple[dict, dict[str, TileRun]]:
+    """Seed 004's table for the Lite0 tile classifier: train on slope tiles from random init,
+    from ImageNet, and from ImageNet -> concrete (``concrete_steps`` on concrete tiles first);
+    score each on the slope test tiles.
+
+    Returns ``(report, runs)``: ``report["rows"]`` one dict per start with test accuracy,
+    balanced accuracy, precision, recall, minutes and best step; ``runs`` the trained runs by
+    start name (``"concrete"`` too).
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    train, val, test = (slope_tiles(s, data_root, limit) for s in ("train", "val", "test"))
+    c_train, c_val = concrete_tiles(data_root, limit)
+    runs: dict[str, TileRun] = {}
+    concrete = new_classifier("imagenet")
+    runs["concrete"] = train_tiles(concrete, c_train, c_val, start="imagenet -> concrete",
+                                   steps=concrete_steps or steps, batch_size=batch_size,
+                                   progress=progress)
+    rows = []
+    for start, label in (("random", "random init"), ("imagenet", "ImageNet"),
+                         ("state", "ImageNet -> concrete -> slope")):
+        torch.manual_seed(0)
+        model = new_classifier(start, runs["concrete"].best_state if start == "state" else None)
+        run = train_tiles(model, train, val, start=label, steps=steps, batch_size=batch_size,
+                          progress=progress)
+        runs[start] = run
+        prob = predict(model, test.images)
+        s = scores(prob, test.labels)
+        rock = np.array([src.startswith("rockfracture") for src in test.source])
+        r = scores(prob[rock], test.labels[rock])
+        rows.append({"start": label, **{k: round(v, 4) if isinstance(v, float) else v
+                                        for k, v in s.items()},
+                     "rock_tiles_only": {k: round(v, 4) if isinstance(v, float) else v
+                                         for k, v in r.items()},
+                     "best_step": run.best_step, "steps": run.steps, "minutes": run.minutes,
+                     "history": run.history})
+    report = {
+        "task": "crack / no-crack tile classification", "tile_px": TILE,
+        "crack_min_fraction": CRACK_MIN_FRACTION, "encoder": LITE0,
+        "batch_size": batch_size, "torch_threads": torch.get_num_threads(),
+        "tiles": {"slope-train": train.counts(), "slope-val": val.counts(),
+                  "slope-test": test.counts(), "concrete-train": c_train.counts(),
+                  "concrete-val": c_val.counts()},
+        "concrete_stage": {"steps": runs["concrete"].steps, "minutes": runs["concrete"].minutes,
+                           "best_step": runs["concrete"].best_step,
+                           "history": runs["concrete"].history},
+        "seed_table": SEED_TABLE,
+        "rows": rows,
+    }
+    return report, runs
