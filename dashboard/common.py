@@ -233,6 +233,18 @@ def _width(p: dict[str, Any]) -> str:
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=16)
+def load_unobservable(url: str, survey_id: int) -> tuple[dict[str, Any] | None, float]:
+    """``(geometry, area_m2)``: the survey's not-observable ground as a GeoJSON geometry in
+    EPSG:4326 (7 decimals), or None; and its area in m2."""
+    series = queries.survey_unobservable(engine(url), survey_id)
+    if series.empty:
+        return None, 0.0
+    geom = json.loads(series.to_crs(4326).to_json(drop_id=True))["features"][0]["geometry"]
+    return {"type": geom["type"], "coordinates": _round_coords(geom["coordinates"], 7)}, \
+        series.attrs["area_m2"]
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=16)
 def load_survey_geojson(url: str, survey_id: int, simplify_m: float | None = None
                         ) -> dict[str, Any]:
     """A survey's cracks for the map: simplified, EPSG:4326, 7 decimals (~1 cm), with the

@@ -239,6 +239,11 @@ def _fc_bounds(fc: Mapping[str, Any]) -> tuple[float, float, float, float] | Non
     return min(ys), min(xs), max(ys), max(xs)
 
 
+#: Legend text and colour of the not-observable ground (vegetation) layer.
+NOT_OBSERVABLE = "not observable (vegetation): no crack data"
+NOT_OBSERVABLE_COLOUR = "#607d8b"
+
+
 def survey_map(
     cracks: Mapping[str, Any],
     *,
@@ -248,6 +253,7 @@ def survey_map(
     basemap: bool = False,
     highlight_crack_id: int | None = None,
     popup_fields: list[tuple[str, str]] | None = None,
+    unobservable: Mapping[str, Any] | None = None,
 ) -> folium.Map:
     """One survey's crack polygons over the survey's own imagery.
 
@@ -261,6 +267,9 @@ def survey_map(
         basemap: add OpenStreetMap tiles (online only; off by default).
         highlight_crack_id: outline this crack thicker.
         popup_fields: ``(property, label)`` pairs shown in a crack's popup.
+        unobservable: GeoJSON geometry (EPSG:4326) of the ground the run could not see
+            (vegetation on a slope, :mod:`engine.observable`), drawn hatched grey as
+            "not observable": no crack there means nothing, not "no crack".
     """
     n = len(cracks.get("features", []))
     m = _new_map(assets, basemap=basemap, prefer_canvas=n > CANVAS_THRESHOLD)
@@ -279,6 +288,16 @@ def survey_map(
         fb = _fc_bounds({"features": [{"geometry": footprint}]})
         if fb:
             bounds.append(fb)
+    if unobservable is not None:
+        folium.GeoJson({"type": "Feature", "properties": {"what": NOT_OBSERVABLE},
+                        "geometry": unobservable},
+                       name="not observable (vegetation)",
+                       style_function=lambda _f: {"color": NOT_OBSERVABLE_COLOUR, "weight": 1,
+                                                  "opacity": 0.8,
+                                                  "fillColor": NOT_OBSERVABLE_COLOUR,
+                                                  "fillOpacity": 0.45},
+                       tooltip=folium.GeoJsonTooltip(fields=["what"], labels=False),
+                       ).add_to(m)
     if n:
         fields = popup_fields or [("crack_id", "crack")]
 
@@ -302,7 +321,8 @@ def survey_map(
         cb = _fc_bounds(cracks)
         if cb:
             bounds.append(cb)
-    _legend(m, "crack severity (BRE 251)", list(SEVERITY_COLOURS.items()))
+    _legend(m, "crack severity (BRE 251)", list(SEVERITY_COLOURS.items())
+            + ([(NOT_OBSERVABLE, NOT_OBSERVABLE_COLOUR)] if unobservable is not None else []))
     folium.LayerControl(collapsed=True).add_to(m)
     _fit(m, bounds)
     return m

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["DILATION_PX", "EXG_THRESHOLD", "OPENING_PX", "read_vegetation_mask",
-           "vegetation_mask", "vegetation_on_grid"]
+__all__ = ["DILATION_PX", "EXG_THRESHOLD", "OPENING_PX", "POLYGON_MAX_SIDE_PX",
+           "read_vegetation_mask", "vegetation_mask", "vegetation_on_grid",
+           "vegetation_polygons"]
 
 #: ExG (chromatic coordinates) above which a pixel is vegetation.
 EXG_THRESHOLD = 0.10
@@ -37,6 +38,10 @@ EXG_THRESHOLD = 0.10
 OPENING_PX = 15
 #: Side (px) of the square dilation that covers the canopy's edge and its shadowed gaps.
 DILATION_PX = 7
+#: The "not observable" map layer is drawn from the mask reduced to at most this many pixels
+#: on its longer side (majority of each block), so that a 20,000 px orthomosaic gives a
+#: layer of kilobytes, not of megabytes.
+POLYGON_MAX_SIDE_PX = 1024
 
 
 def vegetation_mask(rgb: np.ndarray) -> np.ndarray:
@@ -100,3 +105,42 @@ def vegetation_on_grid(source: Path, shape: tuple[int, int], transform: Any
     with rasterio.open(source, driver=SURVEY_RASTER_DRIVERS.get(source.suffix.lower())) as src:
         same = (src.height, src.width) == shape and src.transform == transform
     return read_vegetation_mask(str(source)) if same else None
+
+
+def vegetation_polygons(mask: np.ndarray, transform: Any, *,
+                        max_side_px: int = POLYGON_MAX_SIDE_PX) -> Any:
+    """The not-observable ground of a map as one (Multi)Polygon, for the map layer.
+
+    Args:
+        mask: ``(rows, cols)`` bool, True where not observable (:func:`vegetation_mask` on
+            the map's grid).
+        transform: the map's affine geotransform (pixel -> map CRS).
+        max_side_px: the mask is reduced by whole blocks (majority vote) until its longer
+            side is at most this, polygonised there (``rasterio.features.shapes``) and
+            simplified by one reduced pixel; patches smaller than 4 reduced pixels are left
+            out.
+
+    Returns:
+        A shapely geometry in the map's CRS (units of ``transform``), or None when nothing
+        is masked.
+    """
+    import shapely
+    from affine import Affine
+    from rasterio import features
+
+    if not mask.any():
+        return None
+    f = max(1, int(np.ceil(max(mask.shape) / max_side_px)))
+    rows, cols = (mask.shape[0] // f) * f, (mask.shape[1] // f) * f
+    if f > 1 and rows and cols:
+        coarse = mask[:rows, :cols].reshape(rows // f, f, cols // f, f).mean(axis=(1, 3)) >= 0.5
+    else:
+        coarse = mask
+    grid = transform @ Affine.scale(f, f)
+    polys = [shapely.geometry.shape(g) for g, v in
+             features.shapes(coarse.astype(np.uint8), mask=coarse, transform=grid) if v]
+    pixel = abs(grid.a * grid.e - grid.b * grid.d)
+    polys = [p for p in polys if p.area >= 4 * pixel]
+    if not polys:
+        return None
+    return shapely.simplify(shapely.union_all(polys), pixel ** 0.5, preserve_topology=True)

@@ -184,6 +184,9 @@ class SurveyInference:
         warnings: Python warnings raised while predicting (e.g. a striped GeoTIFF).
         observable_fraction: orthomosaic with ``mask_vegetation``: share of its valid pixels
             not covered by vegetation (:mod:`engine.observable`); else None.
+        unobservable: orthomosaic with ``mask_vegetation``: the vegetation as a one-row
+            GeoSeries in ``crs`` (:func:`engine.observable.vegetation_polygons`, the map's
+            "not observable" layer); None without the mask or with nothing masked.
         crack_rules: the rules run after the model (vegetation mask, object filter, edge
             band; :meth:`InferenceSettings.rules_dict`).
     """
@@ -201,6 +204,7 @@ class SurveyInference:
     warnings: list[str] = field(default_factory=list)
     observable_fraction: float | None = None
     crack_rules: dict[str, Any] | None = None
+    unobservable: Any = None
 
     @property
     def photo_failures(self) -> list[tuple[Path, str]]:
@@ -210,8 +214,8 @@ class SurveyInference:
     def as_dict(self) -> dict[str, Any]:
         """The infer step's output as :func:`jobs.pipeline.process_survey` stores it.
 
-        Orthomosaic: ``cracks``, ``skeletons``, ``pixel_size_m``; photos: ``photos``
-        (:class:`geodata.views.SurveyPhoto`) and ``photo_cracks`` (``{name: (cracks,
+        Orthomosaic: ``cracks``, ``skeletons``, ``pixel_size_m``, ``unobservable``; photos:
+        ``photos`` (:class:`geodata.views.SurveyPhoto`) and ``photo_cracks`` (``{name: (cracks,
         skeletons)}`` in pixel units). Both: ``coordinate_space``, ``footprint`` (union of
         the photos' footprints, or None), ``megapixels_per_s`` and ``infer`` (what the job
         run records for the step).
@@ -220,7 +224,7 @@ class SurveyInference:
             res = self.prediction
             return {"cracks": self.cracks, "skeletons": self.skeletons, "coordinate_space": "map",
                     "footprint": None, "megapixels_per_s": res.megapixels_per_s,
-                    "pixel_size_m": self.pixel_size_m,
+                    "pixel_size_m": self.pixel_size_m, "unobservable": self.unobservable,
                     "infer": {"seconds": round(res.seconds, 2),
                               "probability_cog": str(self.probability_path),
                               "megapixels_per_s": round(res.megapixels_per_s, 3),
@@ -363,9 +367,16 @@ def _vectorise_map(out: SurveyInference, settings: InferenceSettings,
 
         exclude = vegetation_on_grid(source, prob.shape, transform)
         if exclude is not None:
+            from engine.observable import vegetation_polygons
+
             valid = ~nodata
             out.observable_fraction = round(
                 float((valid & ~exclude).sum() / max(1, valid.sum())), 4)
+            area = vegetation_polygons(exclude & valid, transform)
+            if area is not None:
+                import geopandas as gpd
+
+                out.unobservable = gpd.GeoSeries([area], crs=crs)
     out.cracks, out.skeletons = vectorise_cracks_and_skeletons(
         prob, transform, crs, threshold=settings.threshold, min_area_px=settings.min_area_px,
         nodata_mask=nodata, edge_band_px=settings.edge_band_px, exclude_mask=exclude,

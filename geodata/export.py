@@ -3,7 +3,9 @@
 * ``gpkg``: one file with layers ``cracks`` (every current crack of every survey, with
   ``acquired_at`` and ``track_id``), ``tracks`` (each track's history row and its last
   polygon), ``surveys`` (footprints), all in the site CRS; plus ``photo_cracks`` (image
-  pixel coordinates, no CRS) when the site has photo cracks. Opens in QGIS as is.
+  pixel coordinates, no CRS) when the site has photo cracks, and ``not_observable`` (per
+  survey, the ground its run could not see: vegetation on slope orthomosaics) when there is
+  any. Opens in QGIS as is.
 * ``geojson``: ``PATH`` holds the cracks; ``<stem>_tracks.geojson`` and
   ``<stem>_surveys.geojson`` lie beside it. Coordinates stay in the site CRS (a ``crs``
   member names it; nothing is reprojected silently) unless ``rfc7946=True``, which
@@ -28,7 +30,7 @@ import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from geodata.queries import list_surveys, site_cracks, site_tracks
+from geodata.queries import list_surveys, site_cracks, site_tracks, site_unobservable
 from geodata.store.api import _site
 from geodata.store.engine import session_scope
 
@@ -37,7 +39,8 @@ __all__ = ["EXPORT_FORMATS", "EXPORT_LAYERS", "csv_safe", "export_audit", "expor
 #: Formats :func:`export_site` writes.
 EXPORT_FORMATS = ("gpkg", "geojson", "csv")
 #: Layers :func:`export_site` writes (``layer=``), and ``audit`` (:func:`export_audit`).
-EXPORT_LAYERS = ("cracks", "tracks", "surveys", "photo_cracks", "audit")
+EXPORT_LAYERS = ("cracks", "tracks", "surveys", "photo_cracks", "not_observable",
+                 "audit")
 
 
 def export_site(
@@ -56,8 +59,9 @@ def export_site(
         out: the GeoPackage, or the cracks file (GeoJSON/CSV; companions beside it).
         fmt: ``"gpkg"``, ``"geojson"`` or ``"csv"``.
         rfc7946: GeoJSON only: reproject to EPSG:4326 (RFC 7946) instead of the site CRS.
-        layer: only this layer (``cracks``, ``tracks``, ``surveys``, ``photo_cracks``),
-            written to ``out`` itself; ``audit`` is :func:`export_audit`. ``None``: all.
+        layer: only this layer (``cracks``, ``tracks``, ``surveys``, ``photo_cracks``,
+            ``not_observable``), written to ``out`` itself; ``audit`` is
+            :func:`export_audit`. ``None``: all.
 
     Returns:
         The paths written.
@@ -84,8 +88,11 @@ def export_site(
             "surveys": list_surveys(s, site_row.id, with_state=False),
         }
         photo = site_cracks(s, site_row.id, coordinate_space="image")
+        hidden = site_unobservable(s, site_row.id)
     if len(photo) or layer == "photo_cracks":
         layers["photo_cracks"] = photo
+    if len(hidden) or layer == "not_observable":
+        layers["not_observable"] = hidden
     if layer is not None:
         layers = {"cracks": layers[layer]}  # the one layer goes to ``out`` itself
 

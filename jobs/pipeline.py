@@ -304,7 +304,8 @@ def process_survey(
             run = store_run(s, survey.id, out["cracks"], out["skeletons"], run_info,
                             coordinate_space=out["coordinate_space"],
                             footprint=out["footprint"], track=True,
-                            tolerance_px=options.tolerance_px)
+                            tolerance_px=options.tolerance_px,
+                            unobservable=out.get("unobservable"))
             new_tracks = new_track_count(s, survey.id)
             step = "alerts"
             _before_step(step)

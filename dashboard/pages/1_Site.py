@@ -31,8 +31,10 @@ def _map_html(url: str, site_id: int, survey_id: int, imagery: str | None, basem
         ov, problem = load_overview(Path(imagery))
         if ov is not None:
             overlay = (ov.data_uri(), ov.bounds)
+    unobservable, _area = c.load_unobservable(url, survey_id)
     m = survey_map(fc, assets=MapAssets(mode, prefix), overlay=overlay, footprint=footprint,
-                   basemap=basemap, highlight_crack_id=highlight, popup_fields=POPUP_FIELDS)
+                   basemap=basemap, highlight_crack_id=highlight, popup_fields=POPUP_FIELDS,
+                   unobservable=unobservable)
     return render_html(m), problem
 
 
@@ -160,6 +162,14 @@ if (cracks is not None and len(cracks)) or row["footprint_wgs84"] is not None \
             notes.append(f"{n_placed} photo cracks are placed APPROXIMATELY, through their "
                          f"photo's GPS footprint (nadir camera assumed; +/- {err:g} m GPS "
                          f"error); measure them on the photo below.")
+    _unobservable, unobservable_m2 = c.load_unobservable(url, survey_id)
+    if _unobservable is not None:
+        seen = row.get("observable_fraction")
+        notes.append(f"Grey: ground the model could not see (vegetation, "
+                     f"{unobservable_m2:,.0f} m2"
+                     + (f"; {100 * seen:.0f} % of the survey was observable" if pd.notna(seen)
+                        else "")
+                     + "): no crack drawn there means no data, not no crack.")
     if problem:
         notes.append(c.md(problem))
     elif show_imagery and imagery is None:

@@ -15,8 +15,10 @@ from geodata.queries.alerts import all_alerts, site_alerts, undelivered_notifica
 from geodata.queries.cracks import (
     CRACK_FIELDS,
     site_cracks,
+    site_unobservable,
     survey_cracks,
     survey_cracks_geojson,
+    survey_unobservable,
 )
 from geodata.queries.runs import inference_runs, job_runs
 from geodata.queries.sites import list_surveys, sites_overview
@@ -40,9 +42,11 @@ __all__ = [
     "site_defect_history",
     "site_survey_summaries",
     "site_tracks",
+    "site_unobservable",
     "sites_overview",
     "survey_cracks",
     "survey_cracks_geojson",
     "survey_track_events",
+    "survey_unobservable",
     "track_timeseries",
 ]

@@ -13,13 +13,15 @@ from sqlalchemy.orm import Session
 
 from geodata.store.engine import session_scope
 from geodata.store.lookup import _site, _survey
-from geodata.store.models import Crack, Site, Survey
+from geodata.store.models import Crack, InferenceRun, Site, Survey
 
 __all__ = [
     "CRACK_FIELDS",
     "site_cracks",
     "survey_cracks",
     "survey_cracks_geojson",
+    "site_unobservable",
+    "survey_unobservable",
 ]
 
 
@@ -156,3 +158,49 @@ def survey_cracks_geojson(
     fc["survey_id"] = int(survey_id)
     fc["skipped_image_cracks"] = int(skipped)
     return fc
+
+
+def survey_unobservable(bind: Engine | Session, survey_id: int) -> gpd.GeoSeries:
+    """Where the survey's current run could not see the ground (vegetation on a slope site,
+    :mod:`engine.observable`): a GeoSeries of zero or one (Multi)Polygon in the site CRS
+    (``area_m2`` in its ``attrs``). Empty for runs without the vegetation mask.
+
+    Raises:
+        RecordNotFoundError: no such survey.
+    """
+    with session_scope(bind) as s:
+        survey = _survey(s, survey_id)
+        epsg = s.get(Site, survey.site_id).crs_epsg
+        geom = s.scalar(select(InferenceRun.unobservable).where(
+            InferenceRun.survey_id == survey_id, InferenceRun.status == "succeeded")
+            .order_by(InferenceRun.id.desc()).limit(1))
+    series = gpd.GeoSeries([geom] if geom is not None else [], crs=epsg)
+    series.attrs["area_m2"] = float(series.area.sum())
+    return series
+
+
+def site_unobservable(bind: Engine | Session, site: int | str) -> gpd.GeoDataFrame:
+    """Every survey's not-observable ground (:func:`survey_unobservable`) of a site, for
+    export: ``survey_id``, ``acquired_at`` (UTC), ``run_id``, ``observable_fraction``,
+    ``area_m2``; geometry in the site CRS. Surveys without one are left out.
+
+    Raises:
+        RecordNotFoundError: no such site.
+    """
+    with session_scope(bind) as s:
+        site_row = _site(s, site)
+        rows = s.execute(
+            select(Survey.id, Survey.acquired_at, InferenceRun.id,
+                   InferenceRun.observable_fraction, InferenceRun.unobservable)
+            .join(InferenceRun, InferenceRun.survey_id == Survey.id)
+            .where(Survey.site_id == site_row.id, InferenceRun.status == "succeeded",
+                   InferenceRun.unobservable.is_not(None))
+            .order_by(Survey.acquired_at, Survey.id)).all()
+        epsg = site_row.crs_epsg
+    frame = gpd.GeoDataFrame(
+        {"survey_id": [r[0] for r in rows], "acquired_at": [r[1] for r in rows],
+         "run_id": [r[2] for r in rows], "observable_fraction": [r[3] for r in rows]},
+        geometry=gpd.GeoSeries([r[4] for r in rows], crs=epsg), crs=epsg)
+    frame["observable_fraction"] = frame["observable_fraction"].astype("float64")
+    frame.insert(4, "area_m2", frame.geometry.area.astype("float64"))
+    return frame

@@ -393,6 +393,7 @@ def store_run(
     footprint: Any = None,
     track: bool = True,
     tolerance_px: float = 3.0,
+    unobservable: Any = None,
 ) -> InferenceRun:
     """Store one inference run's cracks for a survey, in ONE transaction.
 
@@ -417,6 +418,8 @@ def store_run(
         footprint: update the survey's footprint (as in :func:`ingest_survey`).
         track: re-track the site from this survey on, in the same transaction.
         tolerance_px: tracking tolerance in pixels (plus the survey's registration error).
+        unobservable: where the run could not see the ground (a shapely geometry in the site
+            CRS, or a GeoSeries whose CRS must be the site's), stored on the run; None: none.
 
     Returns:
         The new ``InferenceRun`` (status ``succeeded``, ``crack_count`` set).
@@ -445,6 +448,7 @@ def store_run(
                   .values(status="superseded"))
         s.execute(delete(Crack).where(Crack.survey_id == survey.id))
         run = _run_row(survey.id, info, "succeeded", now, info.finished_at,
+                       geometry_in_site_crs(unobservable, site_row, "unobservable"),
                        crack_count=len(rows))
         s.add(run)
         s.flush()
@@ -485,7 +489,8 @@ def record_failed_run(
 
 
 def _run_row(survey_id: int, info: RunInfo, status: str, now: datetime,
-             finished_at: datetime | None, **fields: Any) -> InferenceRun:
+             finished_at: datetime | None, unobservable: Any = None,
+             **fields: Any) -> InferenceRun:
     """A new ``inference_run`` row of ``info`` (times default to ``now``)."""
     return InferenceRun(
         survey_id=survey_id, model_name=info.model_name, model_version=info.model_version,
@@ -494,7 +499,7 @@ def _run_row(survey_id: int, info: RunInfo, status: str, now: datetime,
         started_at=utc_aware(info.started_at, "started_at") if info.started_at else now,
         finished_at=utc_aware(finished_at, "finished_at") if finished_at else now,
         megapixels_per_s=info.megapixels_per_s, observable_fraction=info.observable_fraction,
-        **fields,
+        unobservable=unobservable, **fields,
     )
 
 

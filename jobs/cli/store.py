@@ -88,8 +88,9 @@ def export_cmd(
     rfc7946: bool = typer.Option(False, help="GeoJSON: reproject to WGS 84 (RFC 7946) instead "
                                              "of keeping the site CRS."),
     layer: str | None = typer.Option(None, "--layer", help="Only this layer: cracks | tracks "
-                                     "| surveys | photo_cracks, or audit (the audit trail, "
-                                     "CSV; of every site unless --site is given)."),
+                                     "| surveys | photo_cracks | not_observable, or audit "
+                                     "(the audit trail, CSV; of every site unless --site is "
+                                     "given)."),
 ) -> None:
     """Export a site's cracks, tracks and surveys (GeoPackage layers cracks/tracks/surveys),
     or the audit trail (--layer audit --format csv)."""

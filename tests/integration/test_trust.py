@@ -80,3 +80,53 @@ def test_low_observable_ground_and_a_model_outside_its_profile_are_flagged(engin
     # stored, and exported with the surveys layer (geodata.export)
     surveys = queries.list_surveys(engine, site.id)
     assert surveys["observable_fraction"].iloc[0] == pytest.approx(0.23)
+
+
+def test_the_vegetation_of_a_slope_orthomosaic_is_stored_drawn_and_exported(engine, tmp_path):
+    """Issue 25: the ground the model could not see is a map layer, not only a percentage:
+    stored per run in the site CRS, drawn grey on the Site map, exported as its own layer."""
+    import pyogrio
+
+    from dashboard.maps import NOT_OBSERVABLE, MapAssets, render_html, survey_map
+    from geodata.export import export_site
+
+    ortho = require_real_data("geo", "webodm_fixtures", "orthophoto.tif")
+    path = shutil.copy(ortho, tmp_path / "park.tif")
+    site = store.add_site(engine, "park-slope", profile="slope", crs_epsg=32615)
+    sv = ingest(engine, site.id, path)
+    r = process_survey(engine, sv.id, PipelineOptions(work_dir=tmp_path / "work",
+                                                      tile_size=256, overlap=32))
+    assert r.status == "succeeded", r.error
+    with session_scope(engine) as s:
+        run = s.scalars(select(m.InferenceRun).where(m.InferenceRun.survey_id == sv.id)).one()
+        seen, hidden = run.observable_fraction, run.unobservable
+    assert hidden is not None and hidden.geom_type in ("Polygon", "MultiPolygon")
+    assert 0.0 < seen < 1.0
+    import rasterio
+
+    from engine.observable import read_vegetation_mask
+
+    with rasterio.open(path) as src:
+        valid = src.dataset_mask() > 0
+        pixel_m2 = abs(src.transform.determinant)
+    masked_m2 = float((read_vegetation_mask(str(path)) & valid).sum()) * pixel_m2
+    # the layer is the mask as polygons (simplified by one pixel: within 2 %)
+    assert hidden.area == pytest.approx(masked_m2, rel=0.02)
+    series = queries.survey_unobservable(engine, sv.id)
+    assert len(series) == 1 and series.crs.to_epsg() == 32615
+    assert series.attrs["area_m2"] == pytest.approx(hidden.area)
+    # drawn: the map gets the grey layer and its legend entry
+    from dashboard.common import load_unobservable
+
+    geom, area = load_unobservable(engine.url.render_as_string(hide_password=False), sv.id)
+    assert geom["type"] in ("Polygon", "MultiPolygon") and area == pytest.approx(hidden.area)
+    html = render_html(survey_map({"type": "FeatureCollection", "features": []},
+                                  assets=MapAssets("inline", ""), unobservable=geom))
+    assert "not observable (vegetation)" in html and NOT_OBSERVABLE in html
+    # exported as a layer QGIS opens
+    [gpkg] = export_site(engine, site.id, tmp_path / "park.gpkg")
+    layers = [name for name, _ in pyogrio.list_layers(gpkg)]
+    assert "not_observable" in layers
+    frame = pyogrio.read_dataframe(gpkg, layer="not_observable")
+    assert list(frame["survey_id"]) == [sv.id] and frame.crs.to_epsg() == 32615
+    assert frame["area_m2"].iloc[0] == pytest.approx(hidden.area)

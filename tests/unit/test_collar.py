@@ -72,3 +72,20 @@ def test_vegetation_is_not_observable_ground_but_a_plant_in_a_fracture_is():
     assert list(kept["area_px"]) == [4 * 56]
     with pytest.raises(ValueError, match="exclude_mask shape"):
         vectorise_cracks(prob, T, "EPSG:32633", exclude_mask=veg[:10])
+
+
+def test_the_not_observable_layer_is_the_mask_as_polygons_in_map_units():
+    from engine.observable import vegetation_polygons
+
+    t = Affine(0.05, 0, 500000, 0, -0.05, 4000000)  # 5 cm pixels, UTM metres
+    mask = np.zeros((3000, 2000), bool)
+    mask[:1000, :1000] = True  # a 50 x 50 m bush
+    mask[2000:2003, 1500:1503] = True  # a 3 px speck: below the layer's resolution
+    geom = vegetation_polygons(mask, t)
+    assert geom.area == pytest.approx(50 * 50, rel=0.01)
+    minx, miny, maxx, maxy = geom.bounds
+    assert (minx, maxy) == pytest.approx((500000, 4000000)) and maxx == pytest.approx(500050)
+    assert vegetation_polygons(np.zeros((10, 10), bool), t) is None
+    # the reduced grid keeps the layer small: at most ~1024 px a side are polygonised
+    ring = len(geom.exterior.coords) if geom.geom_type == "Polygon" else 0
+    assert 0 < ring <= 10

@@ -124,7 +124,9 @@ class Survey(Base):
 class InferenceRun(Base):
     """One model run over a survey; ``tiling`` holds tile size, overlap, threshold and the
     profile's crack rules (JSON); ``observable_fraction``: the share of the survey's valid
-    pixels not masked as vegetation (slope sites; NULL without the mask)."""
+    pixels not masked as vegetation (slope sites; NULL without the mask); ``unobservable``: that
+    vegetation as one (Multi)Polygon in the site CRS (orthomosaics of slope sites; NULL
+    otherwise), the map's "not observable" layer."""
 
     __tablename__ = "inference_run"
     __table_args__ = (
@@ -145,6 +147,7 @@ class InferenceRun(Base):
     crack_count: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     observable_fraction: Mapped[float | None] = mapped_column(Float)
+    unobservable: Mapped[Any] = mapped_column(GeometryType, nullable=True)
 
 
 class CrackTrack(Base):
