@@ -283,6 +283,46 @@ class SurveyInference:
 # ------------------------------------------------------------------------ orthomosaic
 
 
+#: A run file untouched this long whose process is gone is a killed run's leftover.
+STALE_RUN_FILE_S = 600
+
+
+def remove_stale_run_files(out_path: Path, *, now: float | None = None) -> list[Path]:
+    """Delete what killed runs left beside ``out_path``: ``<stem>.run-<pid>-<id>.tif`` and
+    its ``.partial.tif`` whose process ``pid`` is not running on this machine and that were
+    not written for :data:`STALE_RUN_FILE_S` (a run on another machine sharing the folder
+    keeps writing its file, so it is never taken for dead). Returns the files removed."""
+    import re
+
+    now = time.time() if now is None else now
+    pattern = re.compile(re.escape(out_path.stem) + r"\.run-(\d+)-[0-9a-f]+(\.partial)?\.tif$")
+    removed = []
+    for f in out_path.parent.glob(f"{out_path.stem}.run-*.tif"):
+        hit = pattern.match(f.name)
+        if not hit:
+            continue
+        pid = int(hit.group(1))
+        try:
+            age = now - f.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if pid == os.getpid() or age < STALE_RUN_FILE_S or _pid_alive(pid):
+            continue
+        f.unlink(missing_ok=True)
+        removed.append(f)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or an absurd pid): leave its file alone
+    return True
+
+
 def infer_orthomosaic(
     path: str | Path,
     model: Any,
@@ -299,8 +339,9 @@ def infer_orthomosaic(
 
     The map is written under a name of this run only (``<stem>.run-<pid>-<random>.tif``,
     and :func:`engine.infer.predict_raster`'s ``.partial.tif`` beside it), then renamed to
-    ``out_path`` atomically, so two processes sharing a folder never write one file. Then it
-    is read whole (uint8: one byte per pixel) and vectorised with its nodata mask
+    ``out_path`` atomically, so two processes sharing a folder never write one file; such
+    files that a killed run left behind are deleted first (:func:`remove_stale_run_files`).
+    Then it is read whole (uint8: one byte per pixel) and vectorised with its nodata mask
     (:func:`geodata.vectorise.vectorise_cracks_and_skeletons`: cracks in the map's CRS,
     lengths in m, widths in mm).
 
@@ -326,6 +367,7 @@ def infer_orthomosaic(
         from engine.infer import predict_raster as predict
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_run_files(out_path)
     run_out = out_path.with_name(f"{out_path.stem}.run-{os.getpid()}-{uuid.uuid4().hex[:8]}.tif")
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, inspect, select, table, text
 from sqlalchemy.engine import URL
 
 from geodata.errors import StoreError
@@ -28,7 +28,9 @@ __all__ = [
     "MIGRATIONS_DIR",
     "alembic_config",
     "current_revision",
+    "DataLossError",
     "downgrade",
+    "downgrade_losses",
     "head_revision",
     "include_object_for",
     "upgrade",
@@ -125,13 +127,90 @@ def upgrade(bind: str | URL | Engine, revision: str = "head") -> str:
     return _migrate(bind, revision, "upgrade")
 
 
-def downgrade(bind: str | URL | Engine, revision: str) -> str:
-    """Take the schema of the database at ``bind`` back to ``revision`` (e.g. ``"0003"``).
+class DataLossError(StoreError):
+    """A downgrade would destroy stored records and was not allowed to."""
 
-    For going back to an older CrackWatch; data in the dropped columns and tables is lost.
-    Returns the revision the database is at afterwards.
+
+def _inventory(conn: Any) -> dict[str, tuple[int, list[str]]]:
+    """``{table: (rows, columns)}`` of the CrackWatch tables visible on ``conn``."""
+    insp = inspect(conn)
+    out = {}
+    for name in insp.get_table_names():
+        if name in POSTGIS_TABLES or name == "alembic_version":
+            continue
+        rows = conn.execute(select(func.count()).select_from(table(name))).scalar_one()
+        out[name] = (int(rows), [c["name"] for c in insp.get_columns(name)])
+    return out
+
+
+def downgrade_losses(bind: str | URL | Engine, revision: str) -> list[str]:
+    """What taking the schema back to ``revision`` would destroy, one sentence per loss: rows
+    of tables it drops, rows it deletes from tables it keeps (e.g. tracks of photo cracks),
+    and filled values of columns it drops.
+
+    Measured, not listed by hand: the downgrade is run inside a transaction that is then
+    rolled back (SQLite and PostgreSQL both roll DDL back), counting rows before and after.
 
     Raises:
         StoreError: the database cannot be reached or the migration failed (with the cause).
     """
+    engine = bind if isinstance(bind, Engine) else connect(bind)
+    cfg = alembic_config(engine.url)
+    try:
+        with engine.execution_options(**{WRITE_OPTION: True}).connect() as conn:
+            trans = conn.begin()
+            try:
+                before = _inventory(conn)
+                cfg.attributes["connection"] = conn
+                command.downgrade(cfg, revision)
+                after = _inventory(conn)
+            finally:
+                trans.rollback()
+            losses = []
+            for name, (rows, cols) in before.items():
+                if name not in after:
+                    if rows:
+                        losses.append(f"table {name}: all {rows} rows (the table is dropped)")
+                    continue
+                if after[name][0] < rows:
+                    losses.append(f"table {name}: {rows - after[name][0]} of {rows} rows "
+                                  f"deleted")
+                for col in sorted(set(cols) - set(after[name][1])):
+                    filled = conn.execute(select(func.count()).select_from(table(name)).where(
+                        text(f'"{col}" IS NOT NULL'))).scalar_one()
+                    if filled:
+                        losses.append(f"column {name}.{col}: {filled} values (the column is "
+                                      f"dropped)")
+            conn.rollback()
+    except Exception as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        raise StoreError(f"cannot check a downgrade of the database {where} to {revision}: "
+                         f"{exc}") from exc
+    finally:
+        if engine is not bind:
+            engine.dispose()
+    return losses
+
+
+def downgrade(bind: str | URL | Engine, revision: str, *, allow_data_loss: bool = False) -> str:
+    """Take the schema of the database at ``bind`` back to ``revision`` (e.g. ``"0003"``),
+    for going back to an older CrackWatch.
+
+    A downgrade that would destroy stored records (:func:`downgrade_losses`: rows of dropped
+    tables, rows it deletes, filled dropped columns) is refused unless ``allow_data_loss``;
+    export the sites first (``crackwatch export``). Returns the revision the database is at
+    afterwards.
+
+    Raises:
+        DataLossError: records would be lost and ``allow_data_loss`` is False (the message
+            lists them); nothing was changed.
+        StoreError: the database cannot be reached or the migration failed (with the cause).
+    """
+    if not allow_data_loss:
+        losses = downgrade_losses(bind, revision)
+        if losses:
+            raise DataLossError(
+                f"a downgrade to {revision} would destroy: " + "; ".join(losses)
+                + ". Export the sites first (`crackwatch export`), then repeat with --yes "
+                  "(allow_data_loss=True); nothing was changed.")
     return _migrate(bind, revision, "downgrade")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from jobs.cli.common import _fail
@@ -63,6 +64,38 @@ def db_upgrade(
     console.print(f"[green]store at revision {now}[/] ({shown})")
 
 
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: str = typer.Argument(..., help="Target revision, e.g. 0007 (see `crackwatch db "
+                                   "current`)."),
+    url: str | None = typer.Option(None, help=URL_HELP),
+    yes: bool = typer.Option(False, "--yes", help="Go on although stored records would be "
+                             "lost (they are listed first)."),
+) -> None:
+    """Take the store's schema back to an older revision (to run an older CrackWatch).
+
+    First measures what would be lost (a trial downgrade that is rolled back) and lists it;
+    without --yes, a downgrade that loses records changes nothing."""
+    from geodata.store import connect
+    from geodata.store.migrate import DataLossError, downgrade, downgrade_losses
+
+    try:
+        engine = connect(_url(url), must_exist=True)
+        losses = downgrade_losses(engine, revision)
+        for line in losses:
+            console.print(f"[yellow]would lose[/] {escape(line)}", soft_wrap=True)
+        if losses and not yes:
+            raise DataLossError(f"not downgraded: {len(losses)} kind(s) of stored records "
+                                f"would be lost (above). Export the sites first (`crackwatch "
+                                f"export`), then repeat with --yes.")
+        now = downgrade(engine, revision, allow_data_loss=True)
+        engine.dispose()
+    except _store_errors() as exc:
+        _fail(exc)
+    console.print(f"[green]store at revision {now}[/]"
+                  + (" (nothing was lost)" if not losses else ""))
+
+
 @db_app.command("current")
 def db_current(url: str | None = typer.Option(None, help=URL_HELP)) -> None:
     """Print the store's schema revision and the newest one shipped."""
@@ -103,7 +136,7 @@ def export_cmd(
             layer != "audit" and site is None and site_id is None):
         _fail(ValueError("give the site as --site NAME or --site-id ID (one of them)"))
     try:
-        engine = connect(_url(url), must_exist=True)
+        engine = connect(_url(url), read_only=True)  # it only reads: works on a read-only store
         ref = site_id if site_id is not None else site
         if layer == "audit":
             paths = export_audit(engine, out, fmt, site=ref)

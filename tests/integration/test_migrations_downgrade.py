@@ -4,6 +4,8 @@ brings it all back."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from alembic import command
 from sqlalchemy import inspect, select, text
 
@@ -79,3 +81,42 @@ def test_downgrade_0003_then_0002_keeps_what_is_still_to_do_and_upgrades_back(en
             assert {n.status for n in s.scalars(select(m.Notification))} == {"delivered"}
     finally:
         store.upgrade(engine)  # the PostGIS database is shared by the session's tests
+
+
+def test_a_downgrade_that_would_lose_records_is_measured_listed_and_refused(engine, tmp_path):
+    """Issue 30, item 7: going back to 0006 drops the photo views and the runs' observable
+    ground: the CLI lists what would be lost (measured by a trial downgrade that is rolled
+    back), changes nothing without --yes, and downgrades with it."""
+    import pytest
+    import shapely
+    from typer.testing import CliRunner
+
+    from geodata.store.migrate import DataLossError, downgrade, downgrade_losses
+    from jobs.cli import app
+
+    site = store.add_site(engine, "hill", profile="slope", crs_epsg=EPSG)
+    with session_scope(engine, write=True) as s:
+        sv = m.Survey(site_id=site.id, source_path="/x/h.tif", source_type="orthomosaic",
+                      sha256="1" * 64, meta={},
+                      acquired_at=datetime(2026, 6, 1, tzinfo=UTC))
+        s.add(sv)
+        s.flush()
+        s.add(m.InferenceRun(survey_id=sv.id, model_name="x", status="succeeded", tiling={},
+                             observable_fraction=0.5,
+                             unobservable=shapely.set_srid(shapely.box(0, 0, 1, 1), EPSG)))
+    assert downgrade_losses(engine, head_revision()) == []  # nothing to lose: nothing listed
+    assert sorted(downgrade_losses(engine, "0007")) == [
+        "column inference_run.observable_fraction: 1 values (the column is dropped)",
+        "column inference_run.unobservable: 1 values (the column is dropped)"]
+    assert current_revision(engine) == head_revision()  # the trial was rolled back
+    with pytest.raises(DataLossError, match="observable_fraction"):
+        downgrade(engine, "0007")
+    assert current_revision(engine) == head_revision()
+    url = engine.url.render_as_string(hide_password=False)
+    r = CliRunner().invoke(app, ["db", "downgrade", "0007", "--url", url])
+    assert r.exit_code == 2 and "would lose" in r.output and "not downgraded" in r.output
+    assert current_revision(engine) == head_revision()
+    r = CliRunner().invoke(app, ["db", "downgrade", "0007", "--url", url, "--yes"])
+    assert r.exit_code == 0 and "store at revision 0007" in r.output, r.output
+    assert current_revision(engine) == "0007"
+    assert store.upgrade(engine) == head_revision()

@@ -132,7 +132,7 @@ def test_legacy_job_table_is_dropped_unread_and_the_downgrade_leaves_it_to_apsch
     assert not marker.exists()  # the planted row was dropped, never unpickled
 
     # 0006's downgrade is a no-op: an older CrackWatch's job store makes its table again
-    downgrade(fresh_url, "0004")
+    downgrade(fresh_url, "0004", allow_data_loss=True)
     assert current_revision(fresh_url) == "0004"
     assert "apscheduler_jobs" not in _scan_store(fresh_url)
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore

@@ -216,6 +216,12 @@ def test_write_commands_on_a_read_only_store_folder_are_one_error_line(tmp_path)
             assert "--url" in line and "Traceback" not in r.output
         r = runner.invoke(app, ["site", "list", "--url", url])  # reading still works
         assert r.exit_code == 0 and "wall" in r.output, r.output
+        # export only reads (issue 30, item 7): it works on the read-only store too
+        for args in (["--site", "wall", "--out", str(tmp_path / "wall.gpkg")],
+                     ["--layer", "audit", "--format", "csv", "--out",
+                      str(tmp_path / "audit.csv")]):
+            r = runner.invoke(app, ["export", *args, "--url", url])
+            assert r.exit_code == 0 and "wrote" in r.output, r.output
 
 
 def test_storage_problem_names_the_fault_or_nothing():

@@ -127,7 +127,7 @@ def test_migration_0004_site_model_name_up_and_down(engine):
     store.set_site_model(engine, site.id, "some-model")
     before = snapshot(engine)
     try:
-        assert downgrade(engine, "0003") == "0003"
+        assert downgrade(engine, "0003", allow_data_loss=True) == "0003"
         assert "model_name" not in _site_columns(engine)
         with engine.connect() as conn:
             assert conn.scalar(text("SELECT count(*) FROM survey")) == 1

@@ -278,8 +278,14 @@ def test_migration_0007_up_and_down_removes_photo_tracks_and_keeps_the_rest(engi
         s.add(m.Alert(site_id=site.id, track_id=track, survey_id=s2.id, level="yellow",
                       rule="structure.bre251", message="wide", details={}))
     assert track is not None
+    from geodata.store.migrate import DataLossError, downgrade_losses
+
+    losses = downgrade_losses(engine, "0004")  # issue 30, item 7: said before, refused
+    assert any(loss.startswith("table crack_track:") and "deleted" in loss for loss in losses)
+    with pytest.raises(DataLossError, match="crack_track"):
+        downgrade(engine, "0004")
     try:
-        assert downgrade(engine, "0004") == "0004"
+        assert downgrade(engine, "0004", allow_data_loss=True) == "0004"
         with engine.connect() as conn:
             tables = {r[0] for r in conn.execute(text(
                 "SELECT table_name FROM information_schema.tables" if engine.dialect.name ==

@@ -326,3 +326,34 @@ def test_row_band_blender_reuses_its_buffers_and_matches_plain_blending(dtype):
     if want_m is not None:
         assert np.array_equal(out_m, want_m)
     assert band.take(band.top, dtype) is None
+
+
+def test_a_killed_runs_probability_files_are_removed_by_the_next_run(tmp_path):
+    """Issue 30, item 7: files of a run killed mid-prediction (dead pid, not written for 10
+    minutes) go; a live run's (this pid, or a recent file that may belong to a run on another
+    machine sharing the folder) and other files stay."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from engine.survey import STALE_RUN_FILE_S, remove_stale_run_files
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    out = tmp_path / "ortho_prob.tif"
+    old = time.time() - STALE_RUN_FILE_S - 5
+    names = {f"ortho_prob.run-{dead}-ab12cd34.tif": True,
+             f"ortho_prob.run-{dead}-ab12cd34.partial.tif": True,
+             f"ortho_prob.run-{os.getpid()}-0000aaaa.partial.tif": False,  # this process
+             f"other.run-{dead}-ab12cd34.tif": False,  # another map's
+             "ortho_prob.tif": False}
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, (old, old))
+    recent = tmp_path / f"ortho_prob.run-{dead}-ffff0000.partial.tif"
+    recent.write_bytes(b"x")  # still being written (by a run elsewhere): kept
+    removed = remove_stale_run_files(out)
+    assert sorted(p.name for p in removed) == sorted(n for n, gone in names.items() if gone)
+    assert recent.exists()
+    assert all((tmp_path / n).exists() != gone for n, gone in names.items())
