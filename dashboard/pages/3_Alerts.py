@@ -45,7 +45,11 @@ if not open_.empty and not user.can_act:
             f"resolving alerts needs the operator or admin role. Ask an admin "
             f"(`crackwatch user add NAME --role operator`).")
 elif not open_.empty:
-    with st.form("alert_action", clear_on_submit=True):
+    if st.session_state.pop("alerts_clear_note", False):
+        st.session_state.pop("alert_note", None)  # after a save: an empty note for the next
+    # Not clear_on_submit: a failed save must keep the alert, the action and the note that
+    # were chosen (issue 28: it reset to the first alert, and the next Save acted on that).
+    with st.form("alert_action"):
         st.markdown("**Acknowledge or resolve an alert**")
         alert_id = st.selectbox("Alert", list(labels), format_func=labels.get,
                                 key="alert_pick")
@@ -57,14 +61,16 @@ elif not open_.empty:
         note = st.text_area("Note", key="alert_note",
                             placeholder="what you saw, checked or did")
         submitted = st.form_submit_button("Save")
+        outcome = st.empty()  # the save's error shows here, at the form, not below the fold
     if submitted:
         fn = c.acknowledge if action == "Acknowledge" else c.resolve
         error = fn(url, int(alert_id), user.username, note)
         if error:
-            st.error(c.md(error))
+            outcome.error(f"Alert #{alert_id} was not changed: {c.md(error)}")
         else:
             st.session_state["alerts_flash"] = (
                 f"Alert #{alert_id} {'acknowledged' if action == 'Acknowledge' else 'resolved'}.")
+            st.session_state["alerts_clear_note"] = True
             st.rerun()
 
 st.subheader("History")

@@ -886,6 +886,34 @@ def test_viewer_sees_alerts_but_cannot_acknowledge(app_env, tmp_path, monkeypatc
     eng.dispose()
 
 
+def test_a_failed_save_keeps_its_alert_and_the_next_save_acts_on_it(app_env, tmp_path,
+                                                                     monkeypatch):
+    """Issue 28, item 2: Resolve on the second alert without a note fails with the error at
+    the form; the form still names that alert and action (it reset to the first alert, and
+    the next Save acted on that one); with a note the next Save resolves that alert."""
+    seeded = seed_store(tmp_path)
+    monkeypatch.setenv("CRACKWATCH_DATABASE_URL", seeded["url"])
+    first, second = seeded["alert_ids"][:2]
+    at = run_page("pages/3_Alerts.py", user="ada")
+    at.selectbox(key="alert_pick").set_value(second)
+    at.radio(key="alert_action_kind").set_value("Resolve")
+    [b for b in at.button if b.label == "Save"][0].click().run()
+    assert not at.exception
+    assert any(f"Alert #{second} was not changed" in e.value for e in at.error)
+    assert at.selectbox(key="alert_pick").value == second
+    assert at.radio(key="alert_action_kind").value == "Resolve"
+    at.text_area(key="alert_note").input("sealed and photographed")
+    [b for b in at.button if b.label == "Save"][0].click().run()
+    assert not at.exception
+    eng = store.connect(seeded["url"])
+    with Session(eng) as s:
+        assert s.get(store.Alert, second).resolve_note == "sealed and photographed (ada)"
+        assert s.get(store.Alert, first).resolved_at is None
+    eng.dispose()
+    assert f"Alert #{second} resolved." in texts(at)
+    assert at.text_area(key="alert_note").value == ""  # a fresh note for the next alert
+
+
 def test_admin_acknowledges_as_self(app_env, tmp_path, monkeypatch):
     seeded = seed_store(tmp_path)
     monkeypatch.setenv("CRACKWATCH_DATABASE_URL", seeded["url"])
