@@ -365,14 +365,31 @@ def normalise(image: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def build_augmentation(crop_size: int) -> v2.Compose:
+def build_augmentation(crop_size: int, style: bool = False) -> v2.Compose:
     """Training augmentation (torchvision.transforms.v2) applied jointly to image and masks.
 
     Random crop (padded where the image is smaller; padding gets loss weight 0), D4 flips and
     90-degree rotations, a small free rotation, colour jitter, occasional blur and grayscale.
     Colour ops touch only the image; geometric ops use nearest interpolation on masks.
+
+    ``style=True`` adds what breaks one photo set's style (issue 26: the slope model learned
+    the rockfracture photos, not rock fractures): stronger colour and hue jitter, blur more
+    often and stronger (sigma up to 2 px), and JPEG re-compression at quality 25-90 on half
+    the crops (``v2.JPEG``, on the uint8 crop).
     """
     fill = {tv_tensors.Image: 0, tv_tensors.Mask: 0}
+    if style:
+        return v2.Compose([
+            v2.RandomCrop(crop_size, pad_if_needed=True, fill=fill),
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.RandomChoice([v2.RandomRotation((a, a)) for a in (0, 90)]),
+            v2.RandomApply([v2.RandomRotation(12, fill=fill)], p=0.3),
+            v2.ColorJitter(brightness=0.5, contrast=0.5, saturation=0.6, hue=0.08),
+            v2.RandomGrayscale(p=0.15),
+            v2.RandomApply([v2.GaussianBlur(7, sigma=(0.1, 2.0))], p=0.4),
+            v2.RandomApply([v2.JPEG((25, 90))], p=0.5),
+        ])
     return v2.Compose([
         v2.RandomCrop(crop_size, pad_if_needed=True, fill=fill),
         v2.RandomHorizontalFlip(),
@@ -399,6 +416,7 @@ class CrackSegDataset(Dataset):
         crop_size: training crop side in pixels; ``None`` returns whole images (validation).
         zoom_range: random rescale factor range applied before cropping (1.0 = native GSD).
         planking_weight: loss weight on planking pixels.
+        style_augment: :func:`build_augmentation` with ``style=True``.
     """
 
     def __init__(
@@ -407,12 +425,13 @@ class CrackSegDataset(Dataset):
         crop_size: int | None = 256,
         zoom_range: tuple[float, float] = (0.75, 1.33),
         planking_weight: float = 3.0,
+        style_augment: bool = False,
     ):
         self.samples = list(samples)
         self.crop_size = crop_size
         self.zoom_range = zoom_range
         self.planking_weight = planking_weight
-        self.augment = build_augmentation(crop_size) if crop_size else None
+        self.augment = build_augmentation(crop_size, style_augment) if crop_size else None
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -110,6 +110,9 @@ class TrainConfig:
     #: in the main process or ``workers``); ``"batched"``: whole batches cropped and augmented
     #: on ``device`` (:class:`engine.batch_augment.BatchCropSampler`), for GPU machines.
     augment: str = "per-crop"
+    #: Per-crop augmentation that breaks a photo set's style (stronger colour, blur, JPEG;
+    #: :func:`engine.data.build_augmentation`); ``"per-crop"`` only.
+    style_augment: bool = False
 
 
 def model_architecture(config: TrainConfig) -> dict:
@@ -270,7 +273,7 @@ def training_batches(config: TrainConfig,
     datasets, weights = [], []
     for samples, w, zoom in parts:
         datasets.append(CrackSegDataset(samples, config.crop_size, zoom,
-                                        config.planking_weight))
+                                        config.planking_weight, config.style_augment))
         weights += [w / len(samples)] * len(samples)
     generator = torch.Generator().manual_seed(config.seed)
     sampler = WeightedRandomSampler(weights, config.samples_per_epoch, replacement=True,
@@ -528,6 +531,8 @@ def _checked_architecture(config: TrainConfig) -> dict:
         raise ValueError(f"holdout_by must be 'photo' or 'image'; got {config.holdout_by!r}.")
     if config.augment not in ("per-crop", "batched"):
         raise ValueError(f"augment must be 'per-crop' or 'batched'; got {config.augment!r}.")
+    if config.style_augment and config.augment == "batched":
+        raise ValueError("style_augment applies to augment='per-crop' only.")
     if config.workers and config.augment == "batched":
         raise ValueError("workers apply to augment='per-crop' only: batched augmentation runs "
                          "on the training device; drop --workers.")

@@ -112,6 +112,11 @@ def train_segment(
     augment: str = typer.Option("per-crop", help="per-crop: torchvision transforms per crop; "
                                 "batched: whole batches cropped and augmented on --device "
                                 "(for a GPU)."),
+    style_augment: bool = typer.Option(False, "--style-augment", help="Augmentation that "
+                                       "breaks one photo set's style: stronger colour, blur, "
+                                       "JPEG re-compression (per-crop only)."),
+    zoom: str | None = typer.Option(None, help="Random rescale range LO,HI before cropping "
+                                    "(default 0.75,1.33)."),
     resume: str | None = typer.Option(None, help="Go on with run NAME from its last epoch "
                                       "(<out-dir>/NAME.resume.pt, written after every epoch): "
                                       "its own settings, except --max-minutes (the new total "
@@ -144,7 +149,8 @@ def train_segment(
                       init_from=init_from,
                       init_weights_dir=str(init_weights_dir) if init_weights_dir else None,
                       ema_decay=ema_decay, workers=workers, augment=augment,
-                      holdout_by=holdout_by)
+                      holdout_by=holdout_by, style_augment=style_augment,
+                      **({"zoom_range": _zoom(zoom)} if zoom else {}))
     try:
         card = train_segmentation(cfg, data_root=data_root, out_dir=out_dir,
                                   command=command_line())
@@ -160,6 +166,18 @@ def _print_trained(card: dict, out_dir: Path) -> None:
                   f"({card['weights']['bytes'] / 1e6:.1f} MB) and {card['name']}.json; best epoch "
                   f"{t['best_epoch']}, validation IoU {v['val_iou']}; {t['steps']} steps in "
                   f"{t['minutes']} min ({len(t['resume_points'])} resume point(s))")
+
+
+def _zoom(text: str) -> tuple[float, float]:
+    """``--zoom LO,HI`` as a range (one ``error:`` line when it is not two positive numbers,
+    low first)."""
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+        if not 0 < lo <= hi:
+            raise ValueError
+    except ValueError:
+        _fail(ValueError(f"--zoom {text!r}: expected LO,HI with 0 < LO <= HI, e.g. 0.5,1.6"))
+    return lo, hi
 
 
 def _train_sets(items: list[str]) -> dict[str, float]:

@@ -82,3 +82,34 @@ def test_whole_image_item_unaugmented(tiny_dataset: Path):
     item = CrackSegDataset(samples, crop_size=None)[1]
     assert item["image"].shape == (3, 48, 64)
     assert torch.equal(item["mask"][0].bool(), torch.from_numpy(samples[1].mask))
+
+
+def test_style_augmentation_recompresses_and_blurs_and_keeps_the_labels(tiny_dataset: Path):
+    """Issue 26: --style-augment adds JPEG re-compression and stronger blur and colour; the
+    mask goes through the geometry only (still 0/1, crack pixels kept)."""
+    from torchvision.transforms import v2
+
+    from engine.data import build_augmentation, load_dataset
+
+    kinds = {type(t).__name__ for t in build_augmentation(64, style=True).transforms}
+    inner = {type(t.transforms[0]).__name__ for t in build_augmentation(64, style=True)
+             .transforms if isinstance(t, v2.RandomApply)}
+    assert "ColorJitter" in kinds and {"JPEG", "GaussianBlur"} <= inner
+    assert "JPEG" not in {type(t.transforms[0]).__name__ for t in build_augmentation(64)
+                          .transforms if isinstance(t, v2.RandomApply)}
+    samples, _ = load_dataset(tiny_dataset)
+    ds = CrackSegDataset(samples, crop_size=32, zoom_range=(0.5, 1.6), style_augment=True)
+    torch.manual_seed(0)
+    for i in range(len(ds)):
+        item = ds[i]
+        assert item["image"].shape == (3, 32, 32)
+        assert set(item["mask"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_a_bad_zoom_range_is_one_error_line():
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    r = CliRunner().invoke(app, ["train", "segment", "--zoom", "1.5,0.5"])
+    assert r.exit_code == 2 and "--zoom '1.5,0.5': expected LO,HI" in r.output
