@@ -35,6 +35,8 @@ class CrackRules:
             drop_edge_followers`).
         mask_vegetation: candidates on vegetation are dropped (:mod:`engine.observable`).
         object_filter: shape rules (:class:`geodata.crack_objects.ObjectFilter`).
+        tile_gate: candidates half on tiles the crack / no-crack tile classifier
+            (:mod:`engine.tile_classifier`) sees no crack in are dropped.
     """
 
     threshold: float = 0.5
@@ -42,6 +44,7 @@ class CrackRules:
     edge_band_px: int = 8
     mask_vegetation: bool = False
     object_filter: ObjectFilter = field(default_factory=ObjectFilter)
+    tile_gate: bool = False
 
 
 #: Object rules per shipped model, chosen from ``crackwatch evaluate --filter-sweep`` (README,
@@ -61,7 +64,8 @@ PROFILE_MASK_VEGETATION: dict[str, bool] = {"slope": True, "structure": False}
 
 def kept_cracks(prob: np.ndarray, rgb: np.ndarray, rules: CrackRules,
                 pixel_size_m: float | None = None,
-                vegetation: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+                vegetation: np.ndarray | None = None,
+                no_crack: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """The crack components the pipeline keeps on one photo.
 
     Args:
@@ -71,6 +75,8 @@ def kept_cracks(prob: np.ndarray, rgb: np.ndarray, rules: CrackRules,
         pixel_size_m: ground sample distance (m/px) for ``min_length_m``; None: not applied.
         vegetation: the photo's vegetation mask if already computed (else computed here when
             ``rules.mask_vegetation``).
+        no_crack: with ``rules.tile_gate``, the tile gate's no-crack tiles
+            (:func:`engine.tile_classifier.no_crack_tiles`; computed here when None).
 
     Returns:
         ``(labels, n)`` as :func:`geodata.vectorise.crack_labels`.
@@ -83,6 +89,12 @@ def kept_cracks(prob: np.ndarray, rgb: np.ndarray, rules: CrackRules,
         from engine.observable import vegetation_mask
 
         exclude = vegetation if vegetation is not None else vegetation_mask(rgb)
+    if rules.tile_gate:
+        if no_crack is None:
+            from engine.tile_classifier import load_gate, no_crack_tiles
+
+            no_crack = no_crack_tiles(rgb, load_gate())
+        exclude = no_crack if exclude is None else exclude | no_crack
     shape = rules.object_filter
     if pixel_size_m is None and shape.min_length_m:
         shape = replace(shape, min_length_m=0.0)

@@ -100,6 +100,14 @@ class _Cached:
     skeleton: np.ndarray | None
     pixel_size_m: float | None
     vegetation: np.ndarray | None = None
+    no_crack: np.ndarray | None = None
+
+    def no_crack_tiles(self) -> np.ndarray:
+        if self.no_crack is None:
+            from engine.tile_classifier import no_crack_tiles
+
+            self.no_crack = no_crack_tiles(self.rgb, _gate())
+        return self.no_crack
 
     def vegetation_mask(self) -> np.ndarray:
         if self.vegetation is None:
@@ -107,6 +115,18 @@ class _Cached:
 
             self.vegetation = vegetation_mask(self.rgb)
         return self.vegetation
+
+
+_GATE: list = []
+
+
+def _gate():
+    """The shipped tile gate, loaded once per process."""
+    if not _GATE:
+        from engine.tile_classifier import load_gate
+
+        _GATE.append(load_gate())
+    return _GATE[0]
 
 
 def _labelled(model, dataset: str, data_root: Path | None, device: str, limit: int | None,
@@ -164,7 +184,8 @@ def _measure_set(items: Sequence[_Cached], rules: CrackRules | None) -> dict:
             pred, n = _model_alone(it.prob, CrackRules())
         else:
             labels, n = kept_cracks(it.prob, it.rgb, rules, it.pixel_size_m,
-                                    it.vegetation_mask() if rules.mask_vegetation else None)
+                                    it.vegetation_mask() if rules.mask_vegetation else None,
+                                    it.no_crack_tiles() if rules.tile_gate else None)
             pred = labels > 0
         counts.add(pred, it.label, it.skeleton, n)
     return counts.report()
@@ -192,18 +213,23 @@ def evaluate_pipeline(model, rules: CrackRules, *, data_root: Path | None = None
 
 def filter_sweep(model, base: CrackRules, filters: Sequence[ObjectFilter], *,
                  data_root: Path | None = None, device: str = "cpu", limit: int | None = None,
-                 progress: bool = True, sets: Sequence[str] = PIPELINE_SETS) -> list[dict]:
+                 progress: bool = True, sets: Sequence[str] = PIPELINE_SETS,
+                 tile_gate: bool = False) -> list[dict]:
     """``base`` with each of ``filters`` on every set, the probabilities computed once.
 
     Returns one row per filter: ``{"filter": {...}, name: {...}}`` with the measures of
-    :func:`evaluate_pipeline` per set.
+    :func:`evaluate_pipeline` per set; with ``tile_gate`` a second row per filter with the
+    shipped tile gate (:mod:`engine.tile_classifier`) on (``filter["tile_gate"]``).
     """
     data = _sources(model, data_root, device, limit, progress, sets)
     rows = []
     for f in filters:
-        rules = replace(base, object_filter=f)
-        rows.append({"filter": {"min_length_m": f.min_length_m, "min_length_px": f.min_length_px,
-                                "min_elongation": f.min_elongation,
-                                "min_peak_probability": f.min_peak_probability},
-                     **{name: _measure_set(items, rules) for name, items in data.items()}})
+        for gate in ((False, True) if tile_gate else (False,)):
+            rules = replace(base, object_filter=f, tile_gate=gate)
+            rows.append({"filter": {"min_length_m": f.min_length_m,
+                                    "min_length_px": f.min_length_px,
+                                    "min_elongation": f.min_elongation,
+                                    "min_peak_probability": f.min_peak_probability,
+                                    **({"tile_gate": True} if gate else {})},
+                         **{name: _measure_set(items, rules) for name, items in data.items()}})
     return rows

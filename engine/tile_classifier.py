@@ -326,3 +326,61 @@ def transfer_table(*, data_root=None, steps: int = 600, concrete_steps: int | No
         "rows": rows,
     }
     return report, runs
+
+
+def load_gate(weights_dir=None, device: str = "cpu") -> TileClassifier:
+    """The shipped tile gate (:data:`GATE_NAME` in :data:`GATE_DIR`, or ``weights_dir``),
+    its weights checked against the card's SHA-256, in ``eval()`` mode.
+
+    Raises:
+        ModelNotFoundError: no gate there (train one with ``crackwatch train tiles``).
+        WeightsIntegrityError: the weights do not match the card.
+    """
+    import json
+    from pathlib import Path
+
+    from engine.checkpoint import load_state, sha256_file
+    from engine.errors import ModelNotFoundError, WeightsIntegrityError
+
+    folder = Path(weights_dir) if weights_dir else GATE_DIR
+    card_path, weights = folder / f"{GATE_NAME}.json", folder / f"{GATE_NAME}.safetensors"
+    if not card_path.is_file() or not weights.is_file():
+        raise ModelNotFoundError(f"No tile gate {GATE_NAME} in {folder}: train one with "
+                                 f"`crackwatch train tiles` (it writes weights and card).")
+    card = json.loads(card_path.read_text())
+    if sha256_file(weights) != card["weights"]["sha256"]:
+        raise WeightsIntegrityError(f"{weights} does not match the SHA-256 in {card_path}; "
+                                    f"restore the file that came with the card.")
+    model = TileClassifier()
+    model.load_state_dict(load_state(weights))
+    model.card = card
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def no_crack_tiles(rgb: np.ndarray, gate: TileClassifier, threshold: float = 0.5,
+                   tile: int = TILE, batch: int = 64) -> np.ndarray:
+    """Where the gate sees no crack: ``(rows, cols)`` bool, True on every ``tile`` px tile
+    whose crack probability is below ``threshold``. Tiles lie on a grid from the top left;
+    the last row and column of tiles are aligned to the image's edge (overlapping the one
+    before), so every pixel is judged. An image smaller than a tile is never gated (all
+    False).
+
+    Args:
+        rgb: ``(rows, cols, 3)`` uint8.
+    """
+    rows, cols = rgb.shape[:2]
+    out = np.zeros((rows, cols), bool)
+    if rows < tile or cols < tile:
+        return out
+    tops = sorted({*range(0, rows - tile + 1, tile), rows - tile})
+    lefts = sorted({*range(0, cols - tile + 1, tile), cols - tile})
+    corners = [(r, c) for r in tops for c in lefts]
+    tiles = np.stack([rgb[r:r + tile, c:c + tile] for r, c in corners])
+    prob = predict(gate, tiles, batch)
+    crack = np.zeros((rows, cols), bool)
+    for (r, c), p in zip(corners, prob, strict=True):
+        if p >= threshold:
+            crack[r:r + tile, c:c + tile] = True  # a tile that overlaps a crack tile keeps it
+    out[:] = ~crack
+    return out

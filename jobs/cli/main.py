@@ -109,6 +109,10 @@ def train_segment(
                                 "(use several on a GPU machine)."),
     holdout_by: str = typer.Option("photo", help="Hold-out of the train sets without a val "
                                    "split: whole source photos (photo) or single images (image)."),
+    holdout_fraction: float = typer.Option(0.1, min=0.0, max=0.5, help="Share of each train "
+                                           "set without a val split held out for validation "
+                                           "(0: none, so only --val-set sets select the "
+                                           "epoch)."),
     augment: str = typer.Option("per-crop", help="per-crop: torchvision transforms per crop; "
                                 "batched: whole batches cropped and augmented on --device "
                                 "(for a GPU)."),
@@ -149,7 +153,8 @@ def train_segment(
                       init_from=init_from,
                       init_weights_dir=str(init_weights_dir) if init_weights_dir else None,
                       ema_decay=ema_decay, workers=workers, augment=augment,
-                      holdout_by=holdout_by, style_augment=style_augment,
+                      holdout_by=holdout_by, holdout_fraction=holdout_fraction,
+                      style_augment=style_augment,
                       **({"zoom_range": _zoom(zoom)} if zoom else {}))
     try:
         card = train_segmentation(cfg, data_root=data_root, out_dir=out_dir,

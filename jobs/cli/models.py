@@ -52,6 +52,8 @@ def evaluate(
     filter_sweep: bool = typer.Option(False, "--filter-sweep", help="Sweep the crack-object "
                                       "shape rules: recall of labelled crack length vs false "
                                       "cracks per MP on whole crack-free photos."),
+    tile_gate: bool = typer.Option(False, "--tile-gate", help="--filter-sweep: each rule "
+                                   "also with the shipped crack / no-crack tile gate."),
 ) -> None:
     """Pooled pixel precision/recall/F1/IoU at 0.5 and ODS, tolerant metrics, beside the papers."""
     from engine.evaluate import evaluate_model
@@ -63,7 +65,8 @@ def evaluate(
         name = model[0] if model else DEFAULT_MODEL
         try:
             net = load_model(name, weights_dir=weights_dir, device=device)
-            run_filter_sweep(name, net, profile_of(name, profile), data_root, limit, device, out)
+            run_filter_sweep(name, net, profile_of(name, profile), data_root, limit, device, out,
+                             tile_gate=tile_gate)
         except (*_evaluation_errors(), ValueError) as exc:
             _fail(exc)
         return

@@ -41,7 +41,8 @@ def print_pipeline(model_name: str, profile: str, report: dict) -> None:
 
 
 def run_filter_sweep(model_name: str, net, profile: str, data_root: Path | None,
-                     limit: int | None, device: str, out: Path | None) -> list[dict]:
+                     limit: int | None, device: str, out: Path | None,
+                     tile_gate: bool = False) -> list[dict]:
     """Sweep :data:`SWEEP_GRID` on the profile's other rules; print and optionally write it."""
     from dataclasses import replace
 
@@ -53,7 +54,7 @@ def run_filter_sweep(model_name: str, net, profile: str, data_root: Path | None,
     grid = [ObjectFilter(min_length_px=a, min_elongation=b, min_peak_probability=c)
             for a, b, c in SWEEP_GRID]
     rows = filter_sweep(net, replace(base, object_filter=ObjectFilter()), grid,
-                        data_root=data_root, device=device, limit=limit)
+                        data_root=data_root, device=device, limit=limit, tile_gate=tile_gate)
     sets = [k for k in rows[0] if k != "filter"]
     t = Table(title=f"{model_name}, {profile} pipeline: object rules vs pooled IoU and recall "
                     f"of labelled crack length (%), and crack pixels and false cracks per MP on "
@@ -61,6 +62,8 @@ def run_filter_sweep(model_name: str, net, profile: str, data_root: Path | None,
     t.add_column("min length px", justify="right")
     t.add_column("min elongation", justify="right")
     t.add_column("min peak prob.", justify="right")
+    if tile_gate:
+        t.add_column("tile gate")
     for s in sets:
         t.add_column(f"{s} {'crack px % / per MP' if s.startswith('brighton') else 'IoU / R'}",
                      justify="right")
@@ -68,6 +71,7 @@ def run_filter_sweep(model_name: str, net, profile: str, data_root: Path | None,
         f = r["filter"]
         t.add_row(f"{f['min_length_px']:g}", f"{f['min_elongation']:g}",
                   f"{f['min_peak_probability']:g}",
+                  *(["on" if f.get("tile_gate") else "-"] if tile_gate else []),
                   *[f"{r[s]['crack_pixel_pct']:.3f} / {r[s]['components_per_mp']:.2f}"
                     if s.startswith("brighton")
                     else f"{_pct(r[s].get('iou'))} / {_pct(r[s].get('length_recall'))}"
