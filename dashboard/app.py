@@ -15,6 +15,7 @@ import streamlit as st
 
 from dashboard import common as c
 from dashboard.maps import render_html, sites_map
+from geodata.levels import level_rank
 
 
 @st.cache_data(ttl=c.CACHE_TTL_S, show_spinner=False)
@@ -31,11 +32,16 @@ url = c.store_url()
 sites = c.sites_or_stop(url)
 
 open_alerts = c.load_alerts(url, None, True)
-cols = st.columns(4)
+age = c.load_data_age(url).set_index("site_id")
+ages = [c.data_age_text(age, sid) for sid in sites["site_id"]]
+overdue = ["OVERDUE" in a for a in ages]
+cols = st.columns(7)
 cols[0].metric("Sites", len(sites))
 cols[1].metric("Open alerts", len(open_alerts))
-cols[2].metric("Sites at red", int((sites["alert_level"] == "red").sum()))
-cols[3].metric("Sites at orange", int((sites["alert_level"] == "orange").sum()))
+for col, level in zip(cols[2:5], ("red", "orange", "yellow"), strict=True):
+    col.metric(f"Sites at {level}", int((sites["alert_level"] == level).sum()))
+cols[5].metric("Sites on watch", int((sites["watch_alerts"] > 0).sum()))
+cols[6].metric("Sites overdue", sum(overdue))
 
 basemap = st.toggle("Online basemap (OpenStreetMap; needs internet)", value=False,
                     key="overview_basemap")
@@ -51,27 +57,35 @@ unplaced = sites[sites["lon"].isna() | sites["lat"].isna()]
 if len(unplaced) and len(placed):
     st.caption("Not on the map (no location): " + ", ".join(map(c.md, unplaced["name"])))
 
-st.subheader("Sites")
+st.subheader("Sites, worst first")
 # cracks of each site's latest processed survey (map and photo cracks: the survey summary
 # counts map cracks only)
 runs = c.load_inference_runs(url)
 done = runs[runs["status"] == "succeeded"].sort_values(["acquired_at", "run_id"])
 latest_cracks = done.groupby("site_id")["crack_count"].last()
 defaults = c.profile_models()
-age = c.load_data_age(url).set_index("site_id")
 table = pd.DataFrame({
-    "site": sites["name"], "profile": sites["profile"],
+    "site": sites["name"],
+    "open": [f"Site?site={int(i)}" for i in sites["site_id"]],
+    "profile": sites["profile"],
     "model": [c.model_label(p, n, defaults)
               for p, n in zip(sites["profile"], sites["model_name"], strict=True)],
     "level": sites["alert_level"],
     "open alerts": sites["open_alerts"], "surveys": sites["survey_count"],
     "latest survey (UTC)": sites["latest_survey_at"].map(c.when),
     "cracks in latest survey": sites["site_id"].map(latest_cracks).astype("Int64"),
-    "data age": [c.data_age_text(age, sid) for sid in sites["site_id"]],
+    "data age": ages,
     "watch": sites["watch_alerts"],
     "trust": ["UNTRUSTED: see below" if w else "" for w in sites["warnings"]],
 })
-st.dataframe(c.level_style(table), hide_index=True, width="stretch")
+# triage order (issue 28): red, orange, yellow, then watch, overdue, green; names within
+order = sorted(range(len(table)), key=lambda i: (
+    -level_rank(table["level"].iloc[i]), -int(table["watch"].iloc[i] > 0), not overdue[i],
+    str(table["site"].iloc[i]).lower()))
+table = table.iloc[order].reset_index(drop=True)
+st.dataframe(c.level_style(table), hide_index=True, width="stretch",
+             column_config={"open": st.column_config.LinkColumn(
+                 "open", display_text="open site", help="The site's map, cracks and growth")})
 untrusted = sites[sites["warnings"].map(bool)]
 for r in untrusted.itertuples():
     st.warning(f"**{c.md(r.name)}**: the cracks of its latest survey are not to be trusted as "

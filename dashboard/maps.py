@@ -37,7 +37,7 @@ import pandas as pd
 from branca.element import Element, MacroElement
 from jinja2 import Template
 
-from geodata.levels import LEVEL_COLOURS  # marker colour per alert level
+from geodata.levels import LEVEL_COLOURS, level_rank  # marker colour per alert level
 
 __all__ = [
     "LEAFLET_VERSION",
@@ -184,6 +184,12 @@ def sites_map(sites: pd.DataFrame, *, assets: MapAssets, basemap: bool = False
     """
     m = _new_map(assets, basemap=basemap)
     placed = sites.dropna(subset=["lon", "lat"])
+    # the worst level is drawn last, on top of nearby sites (issue 28: a yellow site was
+    # hidden under green ones)
+    rank = [(level_rank(lv), int(w or 0)) for lv, w in zip(
+        placed["alert_level"], placed.get("watch_alerts", pd.Series(0, index=placed.index)),
+        strict=True)]
+    placed = placed.iloc[sorted(range(len(placed)), key=rank.__getitem__)]
     layer = folium.FeatureGroup(name="sites")
     for row in placed.itertuples(index=False):
         colour = LEVEL_COLOURS.get(row.alert_level, "#607d8b")

@@ -276,6 +276,10 @@ def test_overview_page(app_env):
     assert "Sites=2" in body and "Open alerts=2" in body and "Sites at red=1" in body
     sites, alerts = frames(at)[:2]
     assert set(sites["site"]) == {SITE, EMPTY_SITE}
+    # issue 28: the status list is worst first and links to each site's page
+    assert list(sites["site"])[0] == SITE and list(sites["level"]) == ["red", "green"]
+    assert sites["open"].iloc[0].startswith("Site?site=")
+    assert "Sites at yellow=0" in body and "Sites on watch=0" in body
     assert sites.set_index("site").loc[SITE, "level"] == "red"
     assert sites.set_index("site").loc[EMPTY_SITE, "level"] == "green"
     assert int(sites.set_index("site").loc[SITE, "cracks in latest survey"]) == 3
@@ -293,6 +297,8 @@ def test_overview_page(app_env):
     (html,) = iframes(at)
     assert "L.circleMarker" in html and SITE in html
     assert "#c62828" in html  # red marker
+    # the worst site is drawn last, on top of its neighbours
+    assert html.index('"fillColor": "#c62828"') > html.index('"fillColor": "#2e7d32"')
     assert_offline(html)
 
 
