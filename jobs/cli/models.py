@@ -73,7 +73,8 @@ def evaluate(
     if suite is not None:
         if suite != "field":
             _fail(ValueError(f"--suite {suite!r}: the only suite is 'field'."))
-        _evaluate_field(model, weights_dir, data_root, limit, device, out, profile)
+        _evaluate_field(model, weights_dir, data_root, limit, device, out, profile,
+                        update_card=update_card)
         return
     if model and len(model) > 1:
         _fail(ValueError("give one --model (several only with --suite field)."))
@@ -120,9 +121,11 @@ def _profile_models() -> list[str]:
 
 def _evaluate_field(models: list[str] | None, weights_dir: Path | None, data_root: Path | None,
                     limit: int | None, device: str, out: Path | None,
-                    profile: str | None = None) -> None:
+                    profile: str | None = None, update_card: bool = False) -> None:
     """``crackwatch evaluate --suite field``: one table over models x test sets, then each
-    model alone beside its profile's whole pipeline."""
+    model alone beside its profile's whole pipeline; ``update_card``: each report (and the
+    command) goes into its model's card as ``metrics.field_suite`` (what ``crackwatch models
+    table`` renders)."""
     from engine.crack_rules import rules_for
     from engine.evaluate import FIELD_NEGATIVES, evaluate_field_suite
     from engine.pipeline_eval import evaluate_pipeline
@@ -165,6 +168,18 @@ def _evaluate_field(models: list[str] | None, weights_dir: Path | None, data_roo
     console.print(n)
     for r in reports:
         print_pipeline(r["model"], r["pipeline"]["profile"], r["pipeline"])
+    if update_card and limit:
+        console.print("[yellow]--limit: the cards were not updated (a partial suite)[/]")
+    elif update_card:
+        from engine.checkpoint import write_card
+        from engine.registry import find_card
+
+        for r in reports:
+            card = find_card(r["model"], weights_dir)
+            path = Path(card.pop("_card_path"))
+            card.setdefault("metrics", {})["field_suite"] = {"command": command_line(), **r}
+            write_card(card, path)
+            console.print(f"field suite recorded in {path}")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"suite": "field", "command": command_line(),
@@ -329,9 +344,32 @@ def models_list(
     console.print(t)
 
 
+def models_table(
+    write: Path | None = typer.Option(None, help="Replace the generated table in this file "
+                                      "(e.g. README.md) instead of printing it."),
+    weights_dir: Path | None = typer.Option(None, help="Extra folder of weights + cards."),
+) -> None:
+    """The README's model table (field suite per shipped model), from the cards only."""
+    from engine.registry import FIELD_TABLE_END, FIELD_TABLE_START, list_cards, render_field_table
+
+    table = render_field_table(list_cards(weights_dir))
+    if write is None:
+        console.print(table, markup=False, highlight=False, soft_wrap=True)
+        return
+    text = write.read_text()
+    a, b = text.find(FIELD_TABLE_START), text.find(FIELD_TABLE_END)
+    if a < 0 or b < a:
+        _fail(ValueError(f"{write} has no generated model table to replace; put the two "
+                         f"marker lines ({FIELD_TABLE_START} ... {FIELD_TABLE_END}) where it "
+                         f"goes."))
+    write.write_text(text[:a] + table + text[b + len(FIELD_TABLE_END):])
+    console.print(f"model table written to {write}")
+
+
 def register(app: typer.Typer, models_app: typer.Typer) -> None:
     """Add ``evaluate`` to the main app and the model commands to its ``models`` group."""
     app.command("evaluate")(evaluate)
+    models_app.command("table")(models_table)
     models_app.command("calibrate")(models_calibrate)
     models_app.command("card")(models_card)
     models_app.command("list")(models_list)

@@ -161,3 +161,14 @@ def test_a_card_with_an_unknown_ancestor_says_so(tmp_path: Path):
 
     card = {"name": "x", "training": {"initialised_from": {"name": "gone-model"}}}
     assert lineage_root(card) == "unknown (no card for gone-model here)"
+
+
+def test_the_readme_model_table_is_the_one_the_cards_give():
+    """Issue 26, item 6: the README's model table is generated from the shipped cards
+    (`crackwatch models table --write README.md`), so it cannot drift from them."""
+    from engine.registry import FIELD_TABLE_END, FIELD_TABLE_START, render_field_table
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    a, b = readme.index(FIELD_TABLE_START), readme.index(FIELD_TABLE_END)
+    assert readme[a:b + len(FIELD_TABLE_END)] == render_field_table(list_cards()), \
+        "run `crackwatch models table --write README.md`"
