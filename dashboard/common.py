@@ -31,6 +31,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from dashboard import auth
+from dashboard.charts import line_charts, one_survey_text, time_chart  # noqa: F401
 from dashboard.maps import LEVEL_COLOURS, MapAssets
 from dashboard.text import code, md
 from geodata import alerts_store, queries, store, views
@@ -428,62 +429,6 @@ def map_assets() -> MapAssets:
 def show_map(html: str, height: int = 520, alt: str = "map") -> None:
     """Show a rendered folium map (its own document) in an iframe."""
     st.iframe(html, height=height, alt=alt)
-
-
-def line_charts(*charts: tuple[str, pd.DataFrame]) -> None:
-    """Time-series charts side by side, one column each: ``(caption, frame)`` pairs, a
-    frame's index the survey times (UTC), each of its columns a line.
-
-    Dates on the time axis (``YYYY-MM-DD``; a time of day is never the only label), a point
-    per survey, and where a series has fewer than two surveys a sentence with its one value
-    instead of an empty plot (issue 28, item 4).
-    """
-    for column, (caption, frame) in zip(st.columns(len(charts)), charts, strict=True):
-        with column:
-            st.caption(caption)
-            chart = time_chart(frame, caption)
-            if chart is None:
-                st.markdown(one_survey_text(frame))
-            else:
-                st.altair_chart(chart, width="stretch")
-
-
-def time_chart(frame: pd.DataFrame, title: str) -> Any | None:
-    """An Altair line chart of ``frame`` (index: times; columns: series) with a date axis and
-    a point per survey; None when no series has two values (nothing to draw a line from)."""
-    import altair as alt
-
-    data = frame.copy()
-    data.index = pd.to_datetime(data.index, utc=True).tz_convert(None)
-    data.index.name = "survey (UTC)"
-    long = data.reset_index().melt(id_vars="survey (UTC)", var_name="series",
-                                   value_name="value").dropna(subset=["value"])
-    if long.empty or long.groupby("series")["value"].count().max() < 2:
-        return None
-    many_days = (long["survey (UTC)"].max() - long["survey (UTC)"].min()) >= pd.Timedelta(days=2)
-    axis = alt.Axis(format="%Y-%m-%d" if many_days else "%Y-%m-%d %H:%M", labelAngle=-30,
-                    title="survey date (UTC)")
-    enc = {"x": alt.X("survey (UTC):T", axis=axis),
-           "y": alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
-           "tooltip": [alt.Tooltip("survey (UTC):T", format="%Y-%m-%d %H:%M"), "series:N",
-                       alt.Tooltip("value:Q", format=",.3~f")]}
-    if long["series"].nunique() > 1:
-        enc["color"] = alt.Color("series:N", title=None)
-    return alt.Chart(long).mark_line(point=True).encode(**enc).properties(height=260)
-
-
-def one_survey_text(frame: pd.DataFrame) -> str:
-    """What a chart with fewer than two surveys says instead: each series' one value and its
-    date, and that a trend needs a second survey."""
-    parts = []
-    for name in frame.columns:
-        col = frame[name].dropna()
-        if len(col):
-            when_ = pd.Timestamp(col.index[-1])
-            parts.append(f"{md(str(name))}: {col.iloc[-1]:,.3g} on "
-                         f"{when_.strftime('%Y-%m-%d')}")
-    seen = "; ".join(parts) if parts else "no measurement yet"
-    return f"One survey so far ({seen}): the trend appears with the second survey."
 
 
 def sites_or_stop(url: str, message: str = "No sites in the store yet.") -> pd.DataFrame:

@@ -250,6 +250,7 @@ NOT_OBSERVABLE = "not observable (vegetation): no crack data"
 NOT_OBSERVABLE_COLOUR = "#607d8b"
 
 
+# long-function: one folium map, layer by layer (imagery, footprint, not observable, cracks).
 def survey_map(
     cracks: Mapping[str, Any],
     *,

@@ -55,6 +55,9 @@ class CrackRules:
 #: on DeepCrack sit near its threshold (a 0.75 seed halves DeepCrack IoU), so it gets shape
 #: rules only, the most that costs DeepCrack and UAV75 <= 1 IoU point: 50 px, elongation 10.
 MODEL_OBJECT_FILTERS: dict[str, ObjectFilter] = {
+    # issue 26's structure model (2026-12-06 sweep, README): 30 px and elongation 6 cost
+    # DeepCrack 0 and UAV75 0.4 IoU points; 50 px would cost UAV75 2.7
+    "crackwatch-unet-lite0-structure": ObjectFilter(min_length_px=30, min_elongation=6.0),
     "crackwatch-unet-lite0-slope2": ObjectFilter(min_length_px=50, min_peak_probability=0.75),
     "crackwatch-unet-mnv2-concrete-neg": ObjectFilter(min_length_px=50, min_elongation=10.0),
 }

@@ -35,6 +35,7 @@ import numpy as np
 from engine.errors import CRSError
 from engine.infer import PredictionResult
 from engine.raster_read import StripedRasterWarning
+from engine.run_files import remove_stale_run_files
 from geodata.photos import PHOTO_SOURCE_TYPES
 
 __all__ = ["InferenceSettings", "PhotoInference", "SurveyInference", "SurveySource",
@@ -184,9 +185,8 @@ class SurveyInference:
         warnings: Python warnings raised while predicting (e.g. a striped GeoTIFF).
         observable_fraction: orthomosaic with ``mask_vegetation``: share of its valid pixels
             not covered by vegetation (:mod:`engine.observable`); else None.
-        unobservable: orthomosaic with ``mask_vegetation``: the vegetation as a one-row
-            GeoSeries in ``crs`` (:func:`engine.observable.vegetation_polygons`, the map's
-            "not observable" layer); None without the mask or with nothing masked.
+        unobservable: the vegetation as a one-row GeoSeries in ``crs`` (the map's "not
+            observable" layer, :func:`engine.observable.vegetation_polygons`), or None.
         crack_rules: the rules run after the model (vegetation mask, object filter, edge
             band; :meth:`InferenceSettings.rules_dict`).
     """
@@ -283,46 +283,6 @@ class SurveyInference:
 # ------------------------------------------------------------------------ orthomosaic
 
 
-#: A run file untouched this long whose process is gone is a killed run's leftover.
-STALE_RUN_FILE_S = 600
-
-
-def remove_stale_run_files(out_path: Path, *, now: float | None = None) -> list[Path]:
-    """Delete what killed runs left beside ``out_path``: ``<stem>.run-<pid>-<id>.tif`` and
-    its ``.partial.tif`` whose process ``pid`` is not running on this machine and that were
-    not written for :data:`STALE_RUN_FILE_S` (a run on another machine sharing the folder
-    keeps writing its file, so it is never taken for dead). Returns the files removed."""
-    import re
-
-    now = time.time() if now is None else now
-    pattern = re.compile(re.escape(out_path.stem) + r"\.run-(\d+)-[0-9a-f]+(\.partial)?\.tif$")
-    removed = []
-    for f in out_path.parent.glob(f"{out_path.stem}.run-*.tif"):
-        hit = pattern.match(f.name)
-        if not hit:
-            continue
-        pid = int(hit.group(1))
-        try:
-            age = now - f.stat().st_mtime
-        except FileNotFoundError:
-            continue
-        if pid == os.getpid() or age < STALE_RUN_FILE_S or _pid_alive(pid):
-            continue
-        f.unlink(missing_ok=True)
-        removed.append(f)
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True  # another user's process (or an absurd pid): leave its file alone
-    return True
-
-
 def infer_orthomosaic(
     path: str | Path,
     model: Any,
@@ -339,11 +299,10 @@ def infer_orthomosaic(
 
     The map is written under a name of this run only (``<stem>.run-<pid>-<random>.tif``,
     and :func:`engine.infer.predict_raster`'s ``.partial.tif`` beside it), then renamed to
-    ``out_path`` atomically, so two processes sharing a folder never write one file; such
-    files that a killed run left behind are deleted first (:func:`remove_stale_run_files`).
-    Then it is read whole (uint8: one byte per pixel) and vectorised with its nodata mask
-    (:func:`geodata.vectorise.vectorise_cracks_and_skeletons`: cracks in the map's CRS,
-    lengths in m, widths in mm).
+    ``out_path`` atomically, so two processes sharing a folder never write one file (a killed
+    run's are deleted first: :mod:`engine.run_files`). Then it is read whole (uint8) and
+    vectorised with its nodata mask (:func:`geodata.vectorise.vectorise_cracks_and_skeletons`:
+    cracks in the map's CRS, lengths in m, widths in mm).
 
     Args:
         path: the raster (GeoTIFF or anything GDAL reads).
@@ -405,19 +364,17 @@ def _vectorise_map(out: SurveyInference, settings: InferenceSettings,
         prob = np.nan_to_num(prob, nan=0.0)
     exclude = None
     if settings.mask_vegetation and source is not None:
-        from engine.observable import vegetation_on_grid
+        import geopandas as gpd
+
+        from engine.observable import vegetation_on_grid, vegetation_polygons
 
         exclude = vegetation_on_grid(source, prob.shape, transform)
         if exclude is not None:
-            from engine.observable import vegetation_polygons
-
             valid = ~nodata
             out.observable_fraction = round(
                 float((valid & ~exclude).sum() / max(1, valid.sum())), 4)
             area = vegetation_polygons(exclude & valid, transform)
             if area is not None:
-                import geopandas as gpd
-
                 out.unobservable = gpd.GeoSeries([area], crs=crs)
     out.cracks, out.skeletons = vectorise_cracks_and_skeletons(
         prob, transform, crs, threshold=settings.threshold, min_area_px=settings.min_area_px,

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
 from engine.checkpoint import fp16_state_dict, save_checkpoint
@@ -35,15 +34,32 @@ from engine.data import (
     DATASETS,
     IMAGENET_MEAN,
     IMAGENET_STD,
-    CrackSegDataset,
     Sample,
     default_data_root,
-    load_dataset,
 )
 from engine.ema import WeightEMA
 from engine.evaluate import crack_fraction, pooled_iou
 from engine.losses import dice_bce_loss
 from engine.models import ARCHITECTURES, CrackSegmenter, build_model, count_parameters
+from engine.train_data import (  # noqa: F401 - re-exported: bench, the CLI and tests use them
+    EpochBatches,
+    _load,
+    _split,
+    _training_data,
+    holdout_samples,
+    training_batches,
+    zoom_range_for,
+)
+from engine.train_resume import (  # noqa: F401 - re-exported: the CLI and tests use them here
+    RESUMABLE_OVERRIDES,
+    RESUME_FORMAT,
+    RESUME_SUFFIX,
+    _rng_state,
+    load_resume,
+    restore,
+    resume_path,
+    resumed_config,
+)
 
 DEFAULT_WEIGHTS = {"deepcrack-train": 0.35, "uav75-train": 0.5, "masonry": 0.15}
 #: Validation score = mean pooled IoU of the labelled validation sets minus this times the
@@ -179,112 +195,6 @@ def hardware(device: str) -> str:
     return desc
 
 
-def _split(samples: list, fraction: float, seed: int,
-           group: Callable[[str], str] | None = None) -> tuple[list, list]:
-    """Deterministic hold-out of about ``fraction`` of ``samples``: returns (train, holdout).
-
-    With ``group`` (stem -> source photo) whole photos are held out, shuffled with ``seed``
-    and taken until at least ``round(len * fraction)`` images are out, so that tiles of one
-    photo never sit on both sides (they are near-duplicates: a per-image hold-out then
-    measures recall of photos seen in training, not of new ones). Without ``group``, single
-    images are held out.
-    """
-    k = max(1, round(len(samples) * fraction)) if fraction > 0 else 0
-    if group is None:
-        idx = list(range(len(samples)))
-        random.Random(seed).shuffle(idx)
-        hold = set(idx[:k])
-    else:
-        photos: dict[str, list[int]] = {}
-        for i, s in enumerate(samples):
-            photos.setdefault(group(s.stem), []).append(i)
-        names = sorted(photos)
-        random.Random(seed).shuffle(names)
-        hold = set()
-        for name in names:
-            if len(hold) >= k or len(hold) + len(photos[name]) >= len(samples):
-                break  # (never hold out every image)
-            hold.update(photos[name])
-    return ([s for i, s in enumerate(samples) if i not in hold],
-            [s for i, s in enumerate(samples) if i in hold])
-
-
-def holdout_samples(name: str, training: dict, data_root: Path | None = None) -> list[Sample]:
-    """The hold-out a training run validated on, ``"<dataset>-holdout"`` (e.g.
-    ``deepcrack-train-holdout``), rebuilt from the card's ``training`` block (its
-    ``holdout_fraction``, ``seed`` and ``holdout_by``; cards without ``holdout_by`` held out
-    single images).
-
-    Raises:
-        ValueError: ``name`` is not a hold-out of a catalogue dataset that gets one.
-    """
-    base = name.removesuffix("-holdout")
-    if base == name or base not in DATASETS or DATASETS[base].has_val_split:
-        raise ValueError(f"{name!r} is not a training hold-out; hold-outs are "
-                         f"<dataset>-holdout of a set without its own val split, e.g. "
-                         f"deepcrack-train-holdout or masonry-holdout.")
-    samples = _load(base, Path(data_root) if data_root else default_data_root(), None)
-    by = training.get("holdout_by", "image")
-    group = DATASETS[base].source_photo if by == "photo" else None
-    return _split(samples, training.get("holdout_fraction", 0.1), training.get("seed", 0),
-                  group)[1]
-
-
-def _load(name: str, data_root: Path, limit: int | None) -> list[Sample]:
-    return load_dataset(name, data_root, limit)[0]
-
-
-class EpochBatches:
-    """One epoch of training batches per call (dicts of ``image``, ``mask``, ``weight``;
-    ``config.samples_per_epoch // config.batch_size`` of them), with the sampler's random
-    state (:meth:`state_dict` / :meth:`load_state_dict`) for a resumed run."""
-
-    def __init__(self, make: Callable, generators: list[torch.Generator]):
-        self._make, self._generators = make, generators
-
-    def __call__(self):
-        return self._make()
-
-    def state_dict(self) -> list[torch.Tensor]:
-        return [g.get_state() for g in self._generators]
-
-    def load_state_dict(self, states: list[torch.Tensor]) -> None:
-        for g, st in zip(self._generators, states, strict=True):
-            g.set_state(st)
-
-
-def training_batches(config: TrainConfig,
-                     parts: list[tuple[list[Sample], float, tuple[float, float]]]) -> EpochBatches:
-    """An :class:`EpochBatches` giving one epoch of training batches from ``parts``:
-    ``(samples, sampling_weight, zoom_range)`` per training set, sampled by weight.
-
-    ``config.augment``: ``"per-crop"``, a DataLoader over :class:`CrackSegDataset` (with
-    ``config.workers`` processes), or ``"batched"``, a
-    :class:`engine.batch_augment.BatchCropSampler` on ``config.device``.
-    """
-    steps = config.samples_per_epoch // config.batch_size
-    if config.augment == "batched":
-        from engine.batch_augment import BatchCropSampler
-
-        crops = BatchCropSampler(parts, config.crop_size, config.planking_weight,
-                                 config.device, config.seed)
-        return EpochBatches(lambda: crops.batches(steps, config.batch_size),
-                            crops.generators)
-    datasets, weights = [], []
-    for samples, w, zoom in parts:
-        datasets.append(CrackSegDataset(samples, config.crop_size, zoom,
-                                        config.planking_weight, config.style_augment))
-        weights += [w / len(samples)] * len(samples)
-    generator = torch.Generator().manual_seed(config.seed)
-    sampler = WeightedRandomSampler(weights, config.samples_per_epoch, replacement=True,
-                                    generator=generator)
-    loader = DataLoader(ConcatDataset(datasets), batch_size=config.batch_size,
-                        sampler=sampler, num_workers=config.workers,
-                        persistent_workers=config.workers > 0,
-                        pin_memory=config.device.startswith("cuda"), drop_last=True)
-    return EpochBatches(lambda: loader, [generator])
-
-
 def lr_factor(step: int, progress: float, warmup_steps: int) -> float:
     """Linear warm-up, then cosine decay to 1 % over ``progress`` in [0, 1]."""
     if step < warmup_steps:
@@ -292,77 +202,8 @@ def lr_factor(step: int, progress: float, warmup_steps: int) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-#: A run's resumable state, written after every epoch beside the weights.
-RESUME_SUFFIX = ".resume.pt"
-RESUME_FORMAT = "crackwatch-train-resume-1"
-#: Settings a resumed run may change (the machine it runs on, its budget); everything else
-#: comes from the checkpoint so that the run goes on as it started.
-RESUMABLE_OVERRIDES = ("max_minutes", "epochs", "patience", "threads", "device", "workers")
-
-
-def resume_path(out_dir: Path, name: str) -> Path:
-    """``<out_dir>/<name>.resume.pt``: the resumable state of training run ``name``."""
-    return Path(out_dir) / f"{name}{RESUME_SUFFIX}"
-
-
-def load_resume(out_dir: Path, name: str) -> dict:
-    """The resumable state of run ``name`` in ``out_dir`` (``torch.load`` with
-    ``weights_only=True``: tensors and plain containers only, no pickled code).
-
-    Raises:
-        FileNotFoundError: no checkpoint for ``name`` (says which file and how one is made).
-        ValueError: the file is not a CrackWatch resume checkpoint.
-    """
-    path = resume_path(out_dir, name)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"No resume checkpoint {path}: a run writes one after each epoch into its --out-dir; "
-            f"give the same --out-dir and the run's --name.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise ValueError(f"{path} is not a readable resume checkpoint ({exc}).") from exc
-    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
-        raise ValueError(f"{path} is not a CrackWatch resume checkpoint ({RESUME_FORMAT}).")
-    return state
-
-
-def resumed_config(saved: dict, **overrides) -> TrainConfig:
-    """The :class:`TrainConfig` of a saved run, with :data:`RESUMABLE_OVERRIDES` replaced
-    where ``overrides`` gives a value other than ``None``.
-
-    Raises:
-        ValueError: an override of a setting that cannot change mid-run.
-    """
-    bad = sorted(k for k, v in overrides.items() if v is not None
-                 and k not in RESUMABLE_OVERRIDES)
-    if bad:
-        raise ValueError(f"--resume goes on with the run's own settings; only "
-                         f"{', '.join(RESUMABLE_OVERRIDES)} may change (got {', '.join(bad)}).")
-    cfg = dict(saved["config"])
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
-    for k in ("zoom_range", "native_scale_sets", "val_sets"):
-        cfg[k] = tuple(cfg[k])
-    return TrainConfig(**cfg)
-
-
-def _rng_state() -> dict:
-    n = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": (n[0], torch.from_numpy(n[1].astype(np.int64)), int(n[2]), int(n[3]),
-                      float(n[4])),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def _set_rng_state(st: dict) -> None:
-    torch.set_rng_state(st["torch"])
-    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in st["python"]))
-    n = st["numpy"]
-    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
-    if st["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
+# long-function: one run end to end (data, model, resume state, fit, the card); the card dict is
+# most of it, and splitting it would scatter what lands in the card.
 def train_segmentation(
     config: TrainConfig,
     *,
@@ -409,7 +250,7 @@ def train_segmentation(
         sha_at_start = git_sha()  # the code that trains, not whatever HEAD is when it ends
     else:
         sha_at_start = resume["git_sha"]
-        _restore(resume, model, ema, opt, epoch_batches, run)
+        restore(resume, model, ema, opt, epoch_batches, run)
         run.resume_points.append({"after_epoch": len(run.history), "step": run.clock.step,
                                   "minutes": round(run.clock.offset_s / 60, 2),
                                   "git_sha": git_sha(), "command": command,
@@ -477,25 +318,6 @@ def train_segmentation(
     return card
 
 
-def _restore(saved: dict, model: CrackSegmenter, ema: WeightEMA | None,
-             opt: torch.optim.Optimizer, epoch_batches: EpochBatches, run: _Run) -> None:
-    """Load a resume checkpoint's state into a freshly built run."""
-    model.load_state_dict(saved["model"])
-    opt.load_state_dict(saved["optimizer"])
-    if ema is not None:
-        if saved["ema"] is None:
-            raise ValueError("The checkpoint has no EMA state but the run keeps one.")
-        ema.module.load_state_dict(saved["ema"]["state"])
-        ema.updates = saved["ema"]["updates"]
-    epoch_batches.load_state_dict(saved["sampler"])
-    _set_rng_state(saved["rng"])
-    r = saved["run"]
-    run.history, run.best, run.best_state = r["history"], r["best"], r["best_state"]
-    run.best_epoch, run.bad_epochs = r["best_epoch"], r["bad_epochs"]
-    run.clock.step, run.clock.offset_s = r["step"], r["elapsed_s"]
-    run.resume_points = list(r["resume_points"])
-
-
 def _lineage(config: TrainConfig, init_card: dict | None, pretrained: dict | None) -> list[dict]:
     """Every ancestor of the weights a run starts from, nearest first: the ``init_from``
     model, its own ancestors (from its card), and last the root, ``{"from": "ImageNet ..."}``
@@ -548,30 +370,6 @@ def _seed(config: TrainConfig) -> None:
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed)
-
-
-def _training_data(config: TrainConfig, data_root: Path) -> tuple[list, dict[str, list[Sample]]]:
-    """``(parts, val_sets)``: per training set ``(samples, sampling_weight, zoom_range)`` (as
-    :func:`training_batches` takes them), and the validation sets by name, the hold-outs of
-    sets without their own validation split (``"<name>-holdout"``) first."""
-    parts, val_sets = [], {}
-    for name, w in config.train_sets.items():
-        samples = _load(name, data_root, config.max_images_per_set)
-        has_val_split = DATASETS[name].has_val_split  # UAV75, rockfracture, negatives
-        if not has_val_split and config.holdout_fraction > 0:
-            group = DATASETS[name].source_photo if config.holdout_by == "photo" else None
-            samples, hold = _split(samples, config.holdout_fraction, config.seed, group)
-            if hold:
-                val_sets[f"{name}-holdout"] = hold
-        parts.append((samples, w, zoom_range_for(config, name)))
-    for name in config.val_sets:
-        val_sets[name] = _load(name, data_root, config.max_images_per_set)
-    return parts, val_sets
-
-
-def zoom_range_for(config: TrainConfig, name: str) -> tuple[float, float]:
-    """The zoom range training set ``name`` is augmented with (none for native-scale sets)."""
-    return (1.0, 1.0) if name in config.native_scale_sets else config.zoom_range
 
 
 def _initial_model(config: TrainConfig, arch: dict) -> tuple[CrackSegmenter, dict | None,

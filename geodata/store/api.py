@@ -382,6 +382,7 @@ def ingest_survey(
 # --------------------------------------------------------------------------- runs
 
 
+# long-function: one transaction whose steps must stay together; most lines are its docstring.
 def store_run(
     bind: Engine | Session,
     survey_id: int,

@@ -61,6 +61,7 @@ def train_pack_data(
                       "libjpeg-turbo-progs for a smaller copy)[/]")
 
 
+# long-function: a Typer command: one option per TrainConfig field, each with its help.
 @train_app.command("segment")
 def train_segment(
     name: str = typer.Option("crackwatch-unet-mnv2", help="Model name (stem of weights/card)."),

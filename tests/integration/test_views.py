@@ -349,17 +349,14 @@ def test_simulated_inspections_meet_the_registration_and_lineage_targets(simulat
     assert regs[("SIMULATED_pier.jpg", "registered")] == 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "measured: the last inspection's width growth is 1.1 px off. The warped photo's "
-    "segmentation has one 3-px-wide spot on the newly revealed 1-2 px crack where the "
-    "un-warped image has 1.83 px: max width (2 x distance-to-edge - 1) jumps a step "
-    "(1, 1.83, 3 px) under re-projection. The other intervals are within 0.03 px."))
 def test_simulated_inspections_width_growth_within_half_a_pixel_everywhere(simulated_site,
                                                                           model):
     from jobs.demo import photo_inspection_figures
 
     engine, name, truth = simulated_site
     f = photo_inspection_figures(engine, name, truth, model=model)
+    # an xfail until issue 26's structure model (the earlier model was 1.1 px off on the last
+    # inspection: a 3-px spot on the newly revealed 1-2 px crack under re-projection)
     assert f["max_width_growth_error_px"] <= 0.5, f["width"]
 
 
@@ -411,8 +408,14 @@ def test_dashboard_lists_views_and_shows_defect_history_per_view(simulated_site,
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     assert "Photo views: cracks over time" in [h.value for h in at.subheader]
+    pick = at.selectbox(key="dh_view")  # views by tracks, most first: pick the crack wall's
+    wall = next(o for o in pick.options if "SIMULATED_crack_wall" in o)  # "view 1: ..."
+    pick.set_value(int(wall.split(":")[0].split()[1]))
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
     captions = [c for im in at.get("image") for c in im.captions]
-    assert any(c.startswith("before: SIMULATED_crack_wall.jpg of 2026-03-02") for c in captions)
+    assert any(c.startswith("before: SIMULATED_crack_wall.jpg of 2026-03-02")
+               for c in captions), captions
     assert any(c.startswith("after: SIMULATED_crack_wall.jpg of 2026-05-25") for c in captions)
     at.switch_page("pages/1_Site.py")
     at.run()

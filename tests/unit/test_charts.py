@@ -3,7 +3,7 @@ sentence instead of an empty chart for one survey."""
 
 import pandas as pd
 
-from dashboard.common import one_survey_text, time_chart
+from dashboard.charts import one_survey_text, time_chart
 
 
 def _frame(times, values):

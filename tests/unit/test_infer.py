@@ -337,7 +337,7 @@ def test_a_killed_runs_probability_files_are_removed_by_the_next_run(tmp_path):
     import sys
     import time
 
-    from engine.survey import STALE_RUN_FILE_S, remove_stale_run_files
+    from engine.run_files import STALE_RUN_FILE_S, remove_stale_run_files
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
