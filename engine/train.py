@@ -58,7 +58,6 @@ from engine.train_resume import (  # noqa: F401 - re-exported: the CLI and tests
     load_resume,
     restore,
     resume_path,
-    resumed_config,
 )
 
 DEFAULT_WEIGHTS = {"deepcrack-train": 0.35, "uav75-train": 0.5, "masonry": 0.15}
@@ -200,6 +199,25 @@ def lr_factor(step: int, progress: float, warmup_steps: int) -> float:
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def resumed_config(saved: dict, **overrides) -> TrainConfig:
+    """The :class:`TrainConfig` of a saved run, with :data:`RESUMABLE_OVERRIDES` replaced
+    where ``overrides`` gives a value other than ``None``.
+
+    Raises:
+        ValueError: an override of a setting that cannot change mid-run.
+    """
+    bad = sorted(k for k, v in overrides.items() if v is not None
+                 and k not in RESUMABLE_OVERRIDES)
+    if bad:
+        raise ValueError(f"--resume goes on with the run's own settings; only "
+                         f"{', '.join(RESUMABLE_OVERRIDES)} may change (got {', '.join(bad)}).")
+    cfg = dict(saved["config"])
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    for k in ("zoom_range", "native_scale_sets", "val_sets"):
+        cfg[k] = tuple(cfg[k])
+    return TrainConfig(**cfg)
 
 
 # long-function: one run end to end (data, model, resume state, fit, the card); the card dict is

@@ -7,15 +7,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
 
 from engine.data import DATASETS, CrackSegDataset, Sample, default_data_root, load_dataset
 
-if TYPE_CHECKING:
-    from engine.train import TrainConfig
 
 def _split(samples: list, fraction: float, seed: int,
            group: Callable[[str], str] | None = None) -> tuple[list, list]:
@@ -91,7 +89,7 @@ class EpochBatches:
             g.set_state(st)
 
 
-def training_batches(config: TrainConfig,
+def training_batches(config: Any,
                      parts: list[tuple[list[Sample], float, tuple[float, float]]]) -> EpochBatches:
     """An :class:`EpochBatches` giving one epoch of training batches from ``parts``:
     ``(samples, sampling_weight, zoom_range)`` per training set, sampled by weight.
@@ -123,7 +121,7 @@ def training_batches(config: TrainConfig,
     return EpochBatches(lambda: loader, [generator])
 
 
-def _training_data(config: TrainConfig, data_root: Path) -> tuple[list, dict[str, list[Sample]]]:
+def _training_data(config: Any, data_root: Path) -> tuple[list, dict[str, list[Sample]]]:
     """``(parts, val_sets)``: per training set ``(samples, sampling_weight, zoom_range)`` (as
     :func:`training_batches` takes them), and the validation sets by name, the hold-outs of
     sets without their own validation split (``"<name>-holdout"``) first."""
@@ -142,7 +140,7 @@ def _training_data(config: TrainConfig, data_root: Path) -> tuple[list, dict[str
     return parts, val_sets
 
 
-def zoom_range_for(config: TrainConfig, name: str) -> tuple[float, float]:
+def zoom_range_for(config: Any, name: str) -> tuple[float, float]:
     """The zoom range training set ``name`` is augmented with (none for native-scale sets)."""
     return (1.0, 1.0) if name in config.native_scale_sets else config.zoom_range
 

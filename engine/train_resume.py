@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    from engine.train import EpochBatches, TrainConfig, _Run
 
 #: A run's resumable state, written after every epoch beside the weights.
 RESUME_SUFFIX = ".resume.pt"
@@ -55,27 +52,6 @@ def load_resume(out_dir: Path, name: str) -> dict:
     return state
 
 
-def resumed_config(saved: dict, **overrides) -> TrainConfig:
-    """The :class:`TrainConfig` of a saved run, with :data:`RESUMABLE_OVERRIDES` replaced
-    where ``overrides`` gives a value other than ``None``.
-
-    Raises:
-        ValueError: an override of a setting that cannot change mid-run.
-    """
-    bad = sorted(k for k, v in overrides.items() if v is not None
-                 and k not in RESUMABLE_OVERRIDES)
-    if bad:
-        raise ValueError(f"--resume goes on with the run's own settings; only "
-                         f"{', '.join(RESUMABLE_OVERRIDES)} may change (got {', '.join(bad)}).")
-    from engine.train import TrainConfig
-
-    cfg = dict(saved["config"])
-    cfg.update({k: v for k, v in overrides.items() if v is not None})
-    for k in ("zoom_range", "native_scale_sets", "val_sets"):
-        cfg[k] = tuple(cfg[k])
-    return TrainConfig(**cfg)
-
-
 def _rng_state() -> dict:
     n = np.random.get_state()
     return {"torch": torch.get_rng_state(), "python": random.getstate(),
@@ -94,7 +70,7 @@ def _set_rng_state(st: dict) -> None:
 
 
 def restore(saved: dict, model: torch.nn.Module, ema: Any,
-             opt: torch.optim.Optimizer, epoch_batches: EpochBatches, run: _Run) -> None:
+             opt: torch.optim.Optimizer, epoch_batches: Any, run: Any) -> None:
     """Load a resume checkpoint's state into a freshly built run."""
     model.load_state_dict(saved["model"])
     opt.load_state_dict(saved["optimizer"])
