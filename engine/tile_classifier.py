@@ -27,6 +27,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -243,7 +244,7 @@ def new_classifier(start: str, init_state: dict | None = None) -> TileClassifier
 
 #: Where the shipped tile gate lives (its own folder: it is no segmentation model, so the
 #: segmentation registry does not list it).
-GATE_DIR = __import__("pathlib").Path(__file__).resolve().parent / "weights" / "tile_gate"
+GATE_DIR = Path(__file__).resolve().parent / "weights" / "tile_gate"
 GATE_NAME = "crackwatch-tilecls-lite0-slope"
 SEED_TABLE = {"paper": "transfer-learning-slope-surface-cracks (seed 004)",
               "model": "LeNet5", "without_transfer": 0.725, "with_transfer": 0.981}
@@ -337,7 +338,6 @@ def load_gate(weights_dir=None, device: str = "cpu") -> TileClassifier:
         WeightsIntegrityError: the weights do not match the card.
     """
     import json
-    from pathlib import Path
 
     from engine.checkpoint import load_state, sha256_file
     from engine.errors import ModelNotFoundError, WeightsIntegrityError
@@ -370,9 +370,8 @@ def no_crack_tiles(rgb: np.ndarray, gate: TileClassifier, threshold: float = 0.5
         rgb: ``(rows, cols, 3)`` uint8.
     """
     rows, cols = rgb.shape[:2]
-    out = np.zeros((rows, cols), bool)
     if rows < tile or cols < tile:
-        return out
+        return np.zeros((rows, cols), bool)
     tops = sorted({*range(0, rows - tile + 1, tile), rows - tile})
     lefts = sorted({*range(0, cols - tile + 1, tile), cols - tile})
     corners = [(r, c) for r in tops for c in lefts]
@@ -382,5 +381,4 @@ def no_crack_tiles(rgb: np.ndarray, gate: TileClassifier, threshold: float = 0.5
     for (r, c), p in zip(corners, prob, strict=True):
         if p >= threshold:
             crack[r:r + tile, c:c + tile] = True  # a tile that overlaps a crack tile keeps it
-    out[:] = ~crack
-    return out
+    return ~crack
