@@ -41,11 +41,14 @@ def time_chart(frame: pd.DataFrame, title: str) -> Any | None:
                                    value_name="value").dropna(subset=["value"])
     if long.empty or long.groupby("series")["value"].count().max() < 2:
         return None
+    counts = bool((long["value"] == long["value"].round()).all())
     many_days = (long["survey (UTC)"].max() - long["survey (UTC)"].min()) >= pd.Timedelta(days=2)
     axis = alt.Axis(format="%Y-%m-%d" if many_days else "%Y-%m-%d %H:%M", labelAngle=-30,
                     title="survey date (UTC)")
     enc = {"x": alt.X("survey (UTC):T", axis=axis),
-           "y": alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
+           "y": alt.Y("value:Q", title=title, scale=alt.Scale(zero=False),
+                      # counts read as whole numbers (no 1.2 cracks on the axis)
+                      axis=alt.Axis(tickMinStep=1, format="d") if counts else alt.Axis()),
            "tooltip": [alt.Tooltip("survey (UTC):T", format="%Y-%m-%d %H:%M"), "series:N",
                        alt.Tooltip("value:Q", format=",.3~f")]}
     if long["series"].nunique() > 1:

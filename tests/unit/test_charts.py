@@ -33,3 +33,10 @@ def test_one_survey_is_a_sentence_not_an_empty_chart():
     text = one_survey_text(one)
     assert "0.84 on 2026-06-01" in text and "second survey" in text
     assert time_chart(_frame(["2026-06-01", "2026-06-02"], [None, 1.0]), "x") is None
+
+
+def test_a_count_series_has_whole_number_ticks():
+    spec = time_chart(pd.DataFrame({"crack_count": [1, 1, 2]}, index=pd.DatetimeIndex(
+        pd.to_datetime(["2026-06-01", "2026-06-02", "2026-06-03"], utc=True))),
+        "Cracks per survey").to_dict()
+    assert spec["encoding"]["y"]["axis"] == {"format": "d", "tickMinStep": 1}
