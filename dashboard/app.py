@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import common as c
+from dashboard.alert_view import show_alerts
 from dashboard.maps import render_html, sites_map
 from geodata.levels import level_rank
 
@@ -98,6 +99,5 @@ st.subheader("Open alerts")
 if open_alerts.empty:
     st.success("No open alerts: every site is green.")
 else:
-    alerts = c.alerts_table(open_alerts)
-    st.dataframe(c.level_style(alerts), hide_index=True, width="stretch")
+    show_alerts(open_alerts)
     st.page_link("pages/3_Alerts.py", label="Acknowledge or resolve alerts")

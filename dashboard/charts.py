@@ -1,5 +1,6 @@
 """Time-series charts of the dashboard (issue 28, item 4): dates on the axis, a point per
-survey, and a sentence instead of an empty chart for one survey."""
+survey, the threshold lines of the rule that fired, and a sentence instead of an empty chart
+for one survey."""
 
 from __future__ import annotations
 
@@ -9,29 +10,37 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.text import md
+from geodata.levels import LEVEL_COLOURS
 
 
-def line_charts(*charts: tuple[str, pd.DataFrame]) -> None:
-    """Time-series charts side by side, one column each: ``(caption, frame)`` pairs, a
-    frame's index the survey times (UTC), each of its columns a line.
+def line_charts(*charts: tuple) -> None:
+    """Time-series charts side by side, one column each: ``(caption, frame)`` or
+    ``(caption, frame, lines)`` tuples, a frame's index the survey times (UTC), each of its
+    columns a line; ``lines`` threshold lines as :func:`time_chart` takes them.
 
     Dates on the time axis (``YYYY-MM-DD``; a time of day is never the only label), a point
     per survey, and where a series has fewer than two surveys a sentence with its one value
     instead of an empty plot (issue 28, item 4).
     """
-    for column, (caption, frame) in zip(st.columns(len(charts)), charts, strict=True):
+    for column, (caption, frame, *rest) in zip(st.columns(len(charts)), charts, strict=True):
         with column:
             st.caption(caption)
-            chart = time_chart(frame, caption)
+            chart = time_chart(frame, caption, rest[0] if rest else None)
             if chart is None:
                 st.markdown(one_survey_text(frame))
             else:
                 st.altair_chart(chart, width="stretch")
 
 
-def time_chart(frame: pd.DataFrame, title: str) -> Any | None:
+def time_chart(frame: pd.DataFrame, title: str,
+               lines: list[dict[str, Any]] | None = None) -> Any | None:
     """An Altair line chart of ``frame`` (index: times; columns: series) with a date axis and
-    a point per survey; None when no series has two values (nothing to draw a line from)."""
+    a point per survey; None when no series has two values (nothing to draw a line from) and
+    there are no ``lines`` (one rate against its thresholds is still worth a chart).
+
+    ``lines``: horizontal threshold lines, ``{"level", "value", "label"}`` each (an alert's
+    ``chart["lines"]``, :func:`jobs.alerts.chart.rule_chart`), dashed in the level's colour
+    and labelled; the y scale takes them in, so a line above the data is still drawn."""
     import altair as alt
 
     data = frame.copy()
@@ -39,8 +48,8 @@ def time_chart(frame: pd.DataFrame, title: str) -> Any | None:
     data.index.name = "survey (UTC)"
     long = data.reset_index().melt(id_vars="survey (UTC)", var_name="series",
                                    value_name="value").dropna(subset=["value"])
-    if long.empty or long.groupby("series")["value"].count().max() < 2:
-        return None
+    if long.empty or (long.groupby("series")["value"].count().max() < 2 and not lines):
+        return None  # one value and no threshold to hold it against: a sentence instead
     counts = bool((long["value"] == long["value"].round()).all())
     many_days = (long["survey (UTC)"].max() - long["survey (UTC)"].min()) >= pd.Timedelta(days=2)
     axis = alt.Axis(format="%Y-%m-%d" if many_days else "%Y-%m-%d %H:%M", labelAngle=-30,
@@ -53,7 +62,20 @@ def time_chart(frame: pd.DataFrame, title: str) -> Any | None:
                        alt.Tooltip("value:Q", format=",.3~f")]}
     if long["series"].nunique() > 1:
         enc["color"] = alt.Color("series:N", title=None)
-    return alt.Chart(long).mark_line(point=True).encode(**enc).properties(height=260)
+    chart = alt.Chart(long).mark_line(point=True).encode(**enc)
+    if lines:
+        rules = pd.DataFrame([{"value": float(x["value"]), "label": str(x["label"]),
+                               "colour": LEVEL_COLOURS.get(str(x["level"]), "#888888")}
+                              for x in lines])
+        base = alt.Chart(rules)
+        rule = base.mark_rule(strokeDash=[6, 4], strokeWidth=2).encode(
+            y="value:Q", color=alt.Color("colour:N", scale=None),
+            tooltip=[alt.Tooltip("label:N", title="threshold")])
+        text = base.mark_text(align="left", dx=4, dy=-6, fontSize=11).encode(
+            y="value:Q", x=alt.value(0), text="label:N",
+            color=alt.Color("colour:N", scale=None))
+        chart = alt.layer(chart, rule, text)
+    return chart.properties(height=260)
 
 
 def one_survey_text(frame: pd.DataFrame) -> str:

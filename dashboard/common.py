@@ -34,6 +34,7 @@ from dashboard import auth
 from dashboard.charts import line_charts, one_survey_text, time_chart  # noqa: F401
 from dashboard.maps import LEVEL_COLOURS, MapAssets
 from dashboard.text import code, md
+from dashboard.units import area_text, length_text, width_text  # noqa: F401
 from geodata import alerts_store, queries, store, views
 from geodata.errors import RecordNotFoundError, StoreError
 from geodata.settings import StoreSettings
@@ -464,23 +465,6 @@ def with_unit(value: Any, unit: Any) -> str:
     return f"{value:.4g}{u}"
 
 
-def alerts_table(alerts: pd.DataFrame) -> pd.DataFrame:
-    """Open-alert rows for display: level, rule, measured vs threshold, forecast..."""
-    return pd.DataFrame({
-        "alert": alerts["alert_id"], "site": alerts["site_name"], "level": alerts["level"],
-        "rule": alerts["rule"],
-        "measured": [with_unit(v, u) for v, u in zip(alerts["measured_value"], alerts["unit"],
-                                                     strict=True)],
-        "threshold": [with_unit(v, u) for v, u in zip(alerts["threshold"], alerts["unit"],
-                                                      strict=True)],
-        "forecast": alerts["forecast"].fillna("-"), "state": alerts["state"],
-        "raised (UTC)": alerts["raised_at"].map(when),
-        "acknowledged by": alerts["acknowledged_by"].fillna("-"),
-        "notifications": alerts["delivery"].replace("", "-"),
-        "message": alerts["message"],
-    })
-
-
 def data_age_text(age: pd.DataFrame, site_id: Any) -> str:
     """``"3.2 h (expected every 24 h)"``, ``"9.1 days OVERDUE (expected every 1 day)"``
     or ``"no survey yet"``, from :func:`load_data_age` rows indexed by ``site_id``."""
@@ -507,6 +491,17 @@ def when(value: Any) -> str:
                                             and pd.isna(value)):
         return "-"
     return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
+
+
+def link_params(names: tuple[str, ...]) -> dict[str, int]:
+    """The whole-number query parameters of a link (``?survey=12&track=37``) among
+    ``names``; anything else (missing, text, negative) is left out."""
+    found = {}
+    for name in names:
+        value = st.query_params.get(name)
+        if value is not None and str(value).isdigit():
+            found[name] = int(value)
+    return found
 
 
 def pick_site(sites: pd.DataFrame, *, label: str = "Site") -> int:

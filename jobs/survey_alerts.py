@@ -23,6 +23,7 @@ from geodata.store.alert_rows import (
     watch_alert,
 )
 from jobs import alerts as rules
+from jobs.alerts.chart import rule_chart
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -80,6 +81,9 @@ def _values(site: Site, c: Any) -> tuple[AlertValues, dict[str, Any]]:
         details["confirmation"] = c.confirmation
     if c.forecast is not None:
         details["forecast"] = c.forecast.to_dict()
+    chart = rule_chart(site.profile, (site.thresholds or {}).get(site.profile) or None, c.rule)
+    if chart is not None:
+        details["chart"] = chart  # the series and threshold lines the dashboard draws
     message = c.message if key.startswith(("site", "track:")) else f"{key}: {c.message}"
     value = float(c.measured_value)
     threshold = None if c.threshold is None else float(c.threshold)

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import common as c
+from dashboard.alert_view import alert_action_form, crack_name, rule_chart_of, show_alerts
 from dashboard.imagery_loaders import imagery_path, load_chip, load_overview, load_photo_with_cracks
 from dashboard.maps import MapAssets, render_html, survey_map
 from geodata.photos import PHOTO_SOURCE_TYPES
@@ -38,7 +39,7 @@ def _map_html(url: str, site_id: int, survey_id: int, imagery: str | None, basem
     return render_html(m), problem
 
 
-c.page_setup("Site")
+user = c.page_setup("Site")
 st.title("Site")
 url = c.store_url()
 sites = c.sites_or_stop(url)
@@ -57,9 +58,25 @@ if surveys.empty:
 labels = {int(r.survey_id): f"{c.when(r.acquired_at)} (#{int(r.survey_id)})"
           for r in surveys.itertuples()}
 ids = list(labels)
+site_alerts = c.load_alerts(url, site_id)
+link = c.link_params(("survey", "track", "alert"))  # an alert's link: its survey and crack
+if link and st.session_state.get("site_link_applied") != (site_id, link):
+    # apply a link once, so that the user can move on from it
+    st.session_state["site_link_applied"] = (site_id, link)
+    if link.get("survey") in ids:
+        st.session_state["site_survey"] = link["survey"]
+    st.session_state["site_track_wanted"] = link.get("track")
+if st.session_state.get("site_survey") not in ids:
+    st.session_state.pop("site_survey", None)  # another site's survey
+linked = site_alerts[site_alerts["alert_id"] == link["alert"]] if "alert" in link else None
+if linked is not None and len(linked):
+    a = linked.iloc[0]
+    st.info(f"Opened from alert #{int(a['alert_id'])}: {a['level'].upper()} "
+            f"{c.md(a['rule'])} on {crack_name(a['track_id'])} ({a['state']}).")
 if len(ids) > 1:
-    survey_id = top_right.select_slider("Survey date (UTC)", options=ids, value=ids[-1],
-                                       format_func=labels.get, key="site_survey")
+    survey_id = top_right.select_slider(
+        "Survey date (UTC)", options=ids, format_func=labels.get, key="site_survey",
+        **({} if "site_survey" in st.session_state else {"value": ids[-1]}))
 else:
     survey_id = ids[0]
     top_right.markdown(f"**Survey date (UTC):** {labels[survey_id]} (the only survey)")
@@ -123,7 +140,18 @@ if cracks is not None and len(cracks):
     ranked = cracks.sort_values(["max_width_mm", "length_m"], ascending=False)
     ranked = ranked.head(MAX_CRACK_CHOICES)
     options = [int(i) for i in ranked["crack_id"]]
-    info = {int(r.crack_id): f"crack {int(r.crack_id)}: {r.length_m:.2f} m, "
+    wanted = st.session_state.pop("site_track_wanted", None)
+    by_track = cracks.dropna(subset=["track_id"]).set_index("track_id")["crack_id"]
+    if wanted is not None and wanted in by_track.index:
+        st.session_state["site_crack"] = int(by_track.loc[wanted])
+    elif wanted is not None:
+        st.warning(f"Crack track {wanted} has no crack in this survey (it merged or "
+                   f"vanished); pick another survey on the slider.")
+    if st.session_state.get("site_crack") not in options:
+        st.session_state.pop("site_crack", None)
+    info = {int(r.crack_id): (f"track {int(r.track_id)} (crack #{int(r.crack_id)} of this "
+                              f"survey)" if pd.notna(r.track_id) else crack_name(None, r.crack_id))
+                             + f": {c.length_text(r.length_m)}, "
                              + ("width not resolved" if r.severity == UNRESOLVED
                                 else f"{r.max_width_mm:.1f} mm, {r.severity}")
             for r in ranked.itertuples()}
@@ -245,21 +273,41 @@ else:
 if chosen_crack is not None:
     crow = cracks.set_index("crack_id").loc[chosen_crack]
     track_id = crow["track_id"]
-    st.subheader(f"Crack {chosen_crack}" + ("" if pd.isna(track_id) else f" (track {track_id})"))
+    st.subheader(f"Crack track {int(track_id)} (crack #{chosen_crack} of this survey)"
+                 if pd.notna(track_id) else f"Crack #{chosen_crack} (not tracked)")
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Length", f"{crow['length_m']:.3f} m")
+    m1.metric("Length", c.length_text(crow["length_m"]))
     resolved = crow["severity"] != UNRESOLVED
-    m2.metric("Max width", f"{crow['max_width_mm']:.2f} mm" if resolved else "not resolved")
-    m3.metric("Mean width", f"{crow['mean_width_mm']:.2f} mm" if resolved else "not resolved")
+    m2.metric("Max width", c.width_text(crow["max_width_mm"]) if resolved else "not resolved")
+    m3.metric("Mean width", c.width_text(crow["mean_width_mm"]) if resolved
+              else "not resolved")
     m4.metric("Severity", crow["severity"] or "-")
     st.markdown("**Growth since the previous survey:** " + c.growth_text(
         crow.get("event"), crow.get("delta_length_m"), crow.get("delta_max_width_mm"),
         crow.get("days_since_previous")))
+    # the alerts on this crack: what fired, who acknowledged it and when; act right here
+    on_track = site_alerts[site_alerts["track_id"] == track_id] if pd.notna(track_id) \
+        else site_alerts.iloc[:0]
+    flash = st.session_state.pop("site_alert_flash", None)
+    if flash:
+        st.success(flash)
+    if len(on_track):
+        st.markdown(f"**Alerts on this crack ({len(on_track)})**")
+        show_alerts(on_track, details_limit=3)
+        alert_action_form(url, user, on_track[on_track["state"] != "resolved"],
+                          key="site_alert", flash_key="site_alert_flash")
     series = c.load_track(url, int(track_id)) if not pd.isna(track_id) else pd.DataFrame()
     if len(series):
         measured = series.dropna(subset=["length_m"]).set_index("acquired_at")
-        c.line_charts(("Length (m) of this crack's track", measured[["length_m"]]),
-                      ("Max width (mm) of this crack's track", measured[["max_width_mm"]]))
+        spec = rule_chart_of(on_track)
+        charts = [("Length (m) of this crack's track", measured[["length_m"]]),
+                  ("Max width (mm) of this crack's track", measured[["max_width_mm"]],
+                   spec["lines"] if spec and spec["series"] == "max_width_mm" else None)]
+        if spec and spec["series"] != "max_width_mm" and spec["series"] in series.columns:
+            rate = series.dropna(subset=[spec["series"]]).set_index("acquired_at")
+            charts.append((f"{spec['title']}, the rule that fired", rate[[spec["series"]]],
+                           spec["lines"]))
+        c.line_charts(*charts)
     # before / after chips: the track's last earlier crack (else the previous survey's
     # ground at the same place) and this one
     before, before_id = None, previous_id

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import common as c
+from dashboard.alert_view import alert_action_form, show_alerts
 from dashboard.audit_view import render_audit
 
 user = c.page_setup("Alerts")
@@ -35,43 +36,10 @@ st.subheader(f"Open alerts ({len(open_)})")
 if open_.empty:
     st.success("Every alert is resolved.")
 else:
-    view = c.alerts_table(open_)
-    st.dataframe(c.level_style(view), hide_index=True, width="stretch")
+    show_alerts(open_)
 
-    labels = {int(r.alert_id): f"#{r.alert_id} {r.level.upper()} {r.site_name}: {r.rule} "
-                               f"({r.state})" for r in open_.itertuples()}
-if not open_.empty and not user.can_act:
-    st.info(f"You are signed in as {c.md(user.username)} ({user.role}): acknowledging and "
-            f"resolving alerts needs the operator or admin role. Ask an admin "
-            f"(`crackwatch user add NAME --role operator`).")
-elif not open_.empty:
-    if st.session_state.pop("alerts_clear_note", False):
-        st.session_state.pop("alert_note", None)  # after a save: an empty note for the next
-    # Not clear_on_submit: a failed save must keep the alert, the action and the note that
-    # were chosen (issue 28: it reset to the first alert, and the next Save acted on that).
-    with st.form("alert_action"):
-        st.markdown("**Acknowledge or resolve an alert**")
-        alert_id = st.selectbox("Alert", list(labels), format_func=labels.get,
-                                key="alert_pick")
-        action = st.radio("Action", ["Acknowledge", "Resolve"], horizontal=True,
-                          key="alert_action_kind",
-                          help="Acknowledge: seen, stays open. Resolve: dealt with, closes "
-                               "it (a note is required).")
-        st.caption(f"Recorded as {c.md(user.username)}.")
-        note = st.text_area("Note", key="alert_note",
-                            placeholder="what you saw, checked or did")
-        submitted = st.form_submit_button("Save")
-        outcome = st.empty()  # the save's error shows here, at the form, not below the fold
-    if submitted:
-        fn = c.acknowledge if action == "Acknowledge" else c.resolve
-        error = fn(url, int(alert_id), user.username, note)
-        if error:
-            outcome.error(f"Alert #{alert_id} was not changed: {c.md(error)}")
-        else:
-            st.session_state["alerts_flash"] = (
-                f"Alert #{alert_id} {'acknowledged' if action == 'Acknowledge' else 'resolved'}.")
-            st.session_state["alerts_clear_note"] = True
-            st.rerun()
+if not open_.empty:
+    alert_action_form(url, user, open_)
 
 st.subheader("History")
 history = pd.DataFrame({

@@ -65,7 +65,10 @@ def all_alerts(
         exceedance that notified nobody), ``raised_at``, ``acknowledged_at``,
         ``acknowledged_by``, ``acknowledge_note``, ``resolved_at``, ``resolve_note``,
         ``delivery`` (per channel of the notifications outbox at the alert's current level:
-        ``"webhook: failed (HTTP 500 ...), log: delivered"``; ``""`` when none was queued).
+        ``"webhook: failed (HTTP 500 ...), log: delivered"``; ``""`` when none was queued),
+        ``chart`` (``details["chart"]``: the track series the rule reads and the site's
+        threshold lines when it fired, see :func:`jobs.alerts.chart.rule_chart`; None for
+        site-wide rules and alerts raised before it was recorded).
 
     Raises:
         RecordNotFoundError: ``site`` given and unknown.
@@ -73,7 +76,7 @@ def all_alerts(
     cols = ["alert_id", "site_id", "site_name", "level", "rule", "track_id", "survey_id",
             "measured_value", "threshold", "unit", "message", "forecast", "state", "raised_at",
             "acknowledged_at", "acknowledged_by", "acknowledge_note", "resolved_at",
-            "resolve_note", "delivery"]
+            "resolve_note", "delivery", "chart"]
     with session_scope(bind) as s:
         stmt = select(Alert, Site.name).join(Site, Site.id == Alert.site_id)
         if site is not None:
@@ -102,6 +105,7 @@ def all_alerts(
             "resolved_at": a.resolved_at, "resolve_note": a.resolve_note,
             "delivery": ", ".join(text for (lvl, text) in delivery.get(a.id, [])
                                   if lvl == a.level),
+            "chart": details.get("chart"),
         })
     frame = pd.DataFrame(rows, columns=cols)
     for c in ("track_id", "survey_id"):

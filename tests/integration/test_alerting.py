@@ -281,6 +281,11 @@ def test_an_unconfirmed_exceedance_notifies_nobody_and_its_confirmation_does(eng
     ov = queries.sites_overview(engine).iloc[0]
     assert (ov["alert_level"], ov["watch_alerts"], ov["watch_level"]) == ("green", 1, "yellow")
     assert queries.all_alerts(engine).iloc[0]["state"] == "watch"
+    # the alert carries the chart the dashboard draws: its series and the site's thresholds
+    chart = queries.all_alerts(engine).iloc[0]["chart"]
+    assert chart["series"] == "length_rate_m_per_day"
+    assert [(x["level"], x["value"]) for x in chart["lines"]] == [
+        ("yellow", 0.05), ("orange", 0.2), ("red", 1.0)]
 
     # the next survey confirms it: the same alert is promoted and announced
     sv = ingest(engine, "cut", write_ortho(tmp_path / "cut2.tif", when=T0 + timedelta(days=2),

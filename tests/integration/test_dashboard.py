@@ -30,9 +30,11 @@ from rasterio.transform import from_origin
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dashboard.alert_view import alert_link
 from engine.cards import list_cards
 from geodata import alerts_store, queries, store
 from geodata.errors import RecordNotFoundError, StoreError
+from jobs.alerts.chart import rule_chart
 
 streamlit_testing = pytest.importorskip("streamlit.testing.v1")
 AppTest = streamlit_testing.AppTest
@@ -135,7 +137,9 @@ def seed_store(folder: Path, *, with_imagery: bool = True, url: str | None = Non
                         level="orange", rule="slope.opening_rate", measured_value=0.067,
                         threshold=0.05, message="crack opening 0.067 mm/day >= 0.05",
                         raised_at=T0 + timedelta(days=30, hours=1),
-                        details={"unit": "mm/day"}),
+                        details={"unit": "mm/day", "chart": rule_chart(
+                            "slope", {"opening_rate_mm_per_day": [0.05, 0.5, 2.0]},
+                            "slope.opening_rate")}),
             store.Alert(site_id=site.id, track_id=track_a, survey_id=survey_ids[1],
                         level="red", rule="slope.inverse_velocity", measured_value=5.2,
                         threshold=7.0, message="time of failure forecast within 7 days",
@@ -290,10 +294,13 @@ def test_overview_page(app_env):
     assert sites.set_index("site").loc[EMPTY_SITE, "model"] == "crackwatch-unet-mnv2"
     assert set(alerts["level"]) == {"red", "orange"}
     by_rule = alerts.set_index("rule")
-    assert "2024-06-05 12:00 UTC, 5.2 days" in by_rule.loc["slope.inverse_velocity", "forecast"]
     assert by_rule.loc["slope.opening_rate", "measured"] == "0.067 mm/day"
     assert by_rule.loc["slope.opening_rate", "threshold"] == "0.05 mm/day"
-    assert by_rule.loc["slope.opening_rate", "forecast"] == "-"
+    # issue 28: each alert links to its crack on the Site page; the forecast and message
+    # follow the table in full
+    link = by_rule.loc["slope.opening_rate", "crack"]
+    assert link.startswith("Site?site=") and "&track=" in link and "&alert=" in link
+    assert "forecast: failure forecast 2024-06-05 12:00 UTC, 5.2 days" in body
     (html,) = iframes(at)
     assert "L.circleMarker" in html and SITE in html
     assert "#c62828" in html  # red marker
@@ -312,8 +319,9 @@ def test_site_page_map_growth_and_chips(app_env):
     assert "L.imageOverlay" in html and "data:image/png;base64," in html
     assert html.count('"type": "Feature"') + html.count('"type":"Feature"') >= 3
     assert "growth since previous survey" in html and "+0.400 m length" in html
-    # growth charts of the chosen (widest) crack and site totals, before/after chips
-    assert len(at.get("vega_lite_chart")) == 4
+    # growth charts of the chosen (widest) crack and site totals, the rate of the rule that
+    # fired on it (its alerts are shown with it), before/after chips
+    assert len(at.get("vega_lite_chart")) == 5 and "Alerts on this crack (2)" in body
     captions = [c for im in at.get("image") for c in im.captions]
     assert len(captions) == 2
     assert captions[0].startswith("before: survey of 2024-05-01 08:00")
@@ -334,6 +342,47 @@ def test_site_page_map_growth_and_chips(app_env):
     assert not at.exception
     assert "Cracks=2" in texts(at)
     assert "first survey" in texts(at)
+
+
+def test_an_alert_opens_its_crack_on_the_site_page(app_env):
+    """Issue 28, item 3: the alert's link opens the Site page on its survey and crack, with
+    the alerts of that crack, the rule's threshold lines and the form to act right there."""
+    orange, _red = app_env["alert_ids"]
+    eng = store.connect(app_env["url"])
+    alert = next(r for r in queries.all_alerts(eng).itertuples() if r.alert_id == orange)
+    first_crack = queries.survey_track_events(eng, app_env["survey_ids"][0])
+    eng.dispose()
+    at = signed_in_app("olga", timeout=90)
+    at.run()
+    link = dict(p.split("=") for p in alert_link(alert).split("?")[1].split("&"))
+    for k, v in link.items():
+        at.query_params[k] = v
+    at.switch_page("pages/1_Site.py")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    body = texts(at)
+    track = int(alert.track_id)
+    assert f"Opened from alert #{orange}: ORANGE slope.opening_rate on track {track}" in body
+    assert at.select_slider(key="site_survey").value == app_env["survey_ids"][1]
+    chosen = at.selectbox(key="site_crack")
+    assert chosen.format_func(chosen.value).startswith(f"track {track} (crack #")
+    assert f"Crack track {track} (crack #" in body and "Alerts on this crack (2)" in body
+    # the rate chart of the rule that fired, with the site's three threshold lines
+    specs = [json.loads(ch.proto.spec) for ch in at.get("vega_lite_chart")]
+    lined = [sp for sp in specs if any(layer.get("mark", {}).get("type") == "rule"
+                                       for layer in sp.get("layer", []))]
+    assert len(lined) == 1
+    labels = re.findall(r"(?:yellow|orange|red) [0-9.]+ mm/day", json.dumps(lined[0]) + "".join(
+        str(ch.proto) for ch in at.get("vega_lite_chart")))
+    assert {"yellow 0.05 mm/day", "orange 0.5 mm/day", "red 2 mm/day"} <= set(labels)
+    # acknowledged right there, recorded as the signed-in user, and the form stays on it
+    at.selectbox(key="site_alert_pick").set_value(orange)
+    at.text_area(key="site_alert_note").input("seen from the site page")
+    [b for b in at.button if b.label == "Save"][0].click().run()
+    assert not at.exception
+    assert f"Alert #{orange} acknowledged. Recorded as olga." in texts(at)
+    assert at.selectbox(key="site_crack").value == chosen.value  # still on the crack
+    assert len(first_crack)  # the store has a first survey to go back to
 
 
 def test_site_page_without_imagery_and_without_surveys(app_env, tmp_path, monkeypatch):

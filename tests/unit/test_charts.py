@@ -4,6 +4,7 @@ sentence instead of an empty chart for one survey."""
 import pandas as pd
 
 from dashboard.charts import one_survey_text, time_chart
+from geodata.levels import LEVEL_COLOURS
 
 
 def _frame(times, values):
@@ -40,3 +41,30 @@ def test_a_count_series_has_whole_number_ticks():
         pd.to_datetime(["2026-06-01", "2026-06-02", "2026-06-03"], utc=True))),
         "Cracks per survey").to_dict()
     assert spec["encoding"]["y"]["axis"] == {"format": "d", "tickMinStep": 1}
+
+
+def test_threshold_lines_are_drawn_dashed_in_their_level_colour():
+    from jobs.alerts.chart import rule_chart
+
+    chart = rule_chart("slope", None, "slope.opening_rate")
+    spec = time_chart(_frame(["2026-06-01", "2026-06-15", "2026-07-01"], [0.1, 0.3, 2.4]),
+                      chart["title"], chart["lines"]).to_dict()
+    rule = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "rule")
+    data = spec["datasets"][rule["data"]["name"]]
+    assert [(d["value"], d["colour"]) for d in data] == [
+        (0.5, LEVEL_COLOURS["yellow"]), (2.0, LEVEL_COLOURS["orange"]),
+        (10.0, LEVEL_COLOURS["red"])]
+    assert rule["mark"]["strokeDash"] == [6, 4]
+    assert any(layer["mark"]["type"] == "text" for layer in spec["layer"])
+    assert "yellow 0.5 mm/day" in [d["label"] for d in data]
+
+
+def test_rule_chart_of_a_structure_site_draws_the_bre251_bounds():
+    from jobs.alerts.chart import rule_chart
+
+    chart = rule_chart("structure", {"category_levels": [
+        "green", "yellow", "yellow", "orange", "red", "red"]}, "structure.bre251")
+    assert chart["series"] == "max_width_mm"
+    assert [(x["level"], x["value"]) for x in chart["lines"]] == [
+        ("yellow", 0.1), ("orange", 5.0), ("red", 15.0)]
+    assert rule_chart("slope", None, "slope.new_cracks") is None
