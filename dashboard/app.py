@@ -92,12 +92,14 @@ for r in untrusted.itertuples():
     st.warning(f"**{c.md(r.name)}**: the cracks of its latest survey are not to be trusted as "
                f"they stand. " + " ".join(c.md(w) for w in r.warnings))
 st.caption("Data age: time since the newest survey was acquired (OVERDUE past the site's "
-           "expected interval plus grace: `crackwatch site overdue`). Watch: unconfirmed "
-           "slope exceedances (no notification until confirmed).")
+           "expected interval plus grace; OLD past 30 days on a site without one: set it "
+           "with `crackwatch site overdue`). Watch: unconfirmed slope exceedances (no "
+           "notification until confirmed).")
 
 st.subheader("Open alerts")
 if open_alerts.empty:
     st.success("No open alerts: every site is green.")
 else:
     show_alerts(open_alerts)
-    st.page_link("pages/3_Alerts.py", label="Acknowledge or resolve alerts")
+    st.page_link("pages/3_Alerts.py", label="Acknowledge or resolve alerts on the Alerts page",
+                 icon=":material/arrow_forward:")

@@ -203,13 +203,6 @@ def load_survey_cracks(url: str, survey_id: int, coordinate_space: str = "map"
     return gpd.GeoDataFrame(merged, geometry="geometry", crs=cracks.crs)
 
 
-def _fmt(value: Any, unit: str, digits: int = 3, signed: bool = False) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)) or (
-            not isinstance(value, (int, float)) and pd.isna(value)):
-        return "-"
-    return f"{value:{'+' if signed else ''}.{digits}f} {unit}"
-
-
 def growth_text(event: Any, delta_length_m: Any, delta_max_width_mm: Any, days: Any) -> str:
     """One line of a crack's growth since the previous survey of its track."""
     if event is None or (not isinstance(event, str) and pd.isna(event)):
@@ -217,8 +210,8 @@ def growth_text(event: Any, delta_length_m: Any, delta_max_width_mm: Any, days: 
     if event in ("new", "split") or pd.isna(delta_length_m):
         return "new crack" if event == "new" else f"{event} (no earlier measurement)"
     span = f" in {days:.0f} d" if isinstance(days, float) and math.isfinite(days) else ""
-    return (f"{_fmt(delta_length_m, 'm', 3, True)} length, "
-            f"{_fmt(delta_max_width_mm, 'mm', 2, True)} max width{span}")
+    return (f"{length_text(delta_length_m, signed=True)} length, "
+            f"{width_text(delta_max_width_mm, signed=True)} max width{span}")
 
 
 def _round_coords(c: Any, nd: int) -> Any:
@@ -231,7 +224,7 @@ def _width(p: dict[str, Any]) -> str:
     """A crack's max width for its popup; "not resolved" on pixels too coarse for one."""
     if p.get("severity") == UNRESOLVED:
         return "not resolved (pixels too coarse)"
-    return _fmt(p.get("max_width_mm"), "mm", 2)
+    return width_text(p.get("max_width_mm"))
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=16)
@@ -262,7 +255,7 @@ def load_survey_geojson(url: str, survey_id: int, simplify_m: float | None = Non
         f["properties"] = {  # only what the popup shows: 10k features stay small
             "crack_id": p.get("crack_id"),
             "track": "-" if p.get("track_id") is None else str(p["track_id"]),
-            "length": _fmt(p.get("length_m"), "m", 3),
+            "length": length_text(p.get("length_m")),
             "max_width": _width(p),
             "severity": p.get("severity"),
             "growth": growth.get(p.get("crack_id"), "not tracked"),
@@ -278,7 +271,7 @@ def load_survey_geojson(url: str, survey_id: int, simplify_m: float | None = Non
             f["properties"] = {
                 "crack_id": p.get("crack_id"),
                 "track": "-" if p.get("track_id") is None else str(p["track_id"]),
-                "length": _fmt(p.get("length_m"), "m", 3),
+                "length": length_text(p.get("length_m")),
                 "max_width": _width(p),
                 "severity": p.get("severity"),
                 "growth": growth.get(p.get("crack_id"), "not tracked"),
@@ -465,9 +458,17 @@ def with_unit(value: Any, unit: Any) -> str:
     return f"{value:.4g}{u}"
 
 
+#: Data older than this (days) is flagged on a site without an expected survey interval
+#: (issue 28, item 8: ages of 184 and 431 days read as normal). A display choice: a month
+#: without imagery is stale for the monthly-or-faster surveys CrackWatch watches.
+UNSET_INTERVAL_FLAG_DAYS = 30.0
+
+
 def data_age_text(age: pd.DataFrame, site_id: Any) -> str:
-    """``"3.2 h (expected every 24 h)"``, ``"9.1 days OVERDUE (expected every 1 day)"``
-    or ``"no survey yet"``, from :func:`load_data_age` rows indexed by ``site_id``."""
+    """``"3.2 h (expected every 24 h)"``, ``"9.1 days OVERDUE (expected every 1 day)"``,
+    ``"184.0 days OLD (no survey interval set)"`` (past :data:`UNSET_INTERVAL_FLAG_DAYS`
+    without an interval) or ``"no survey yet"``, from :func:`load_data_age` rows indexed by
+    ``site_id``."""
     if site_id not in age.index:
         return "-"
     r = age.loc[site_id]
@@ -482,6 +483,8 @@ def data_age_text(age: pd.DataFrame, site_id: Any) -> str:
     interval = r["expected_interval_h"]
     if interval is not None and not pd.isna(interval):
         text += f" (expected every {hours(float(interval))})"
+    elif pd.notna(r["data_age_h"]) and float(r["data_age_h"]) > 24 * UNSET_INTERVAL_FLAG_DAYS:
+        text += " OLD (no survey interval set)"
     return text
 
 

@@ -173,18 +173,22 @@ def _outline(draw: ImageDraw.ImageDraw, geom: shapely.Geometry, to_px, colour: s
 
 
 def photo_with_cracks(path: str | os.PathLike[str], polygons: Iterable[shapely.Geometry], *,
-                      max_size_px: int = 1280, colour: str = "#ff1744") -> bytes:
+                      max_size_px: int = 1280, colour: str = "#ff1744",
+                      colours: Iterable[str] | None = None) -> bytes:
     """A photo scaled to at most ``max_size_px`` with crack polygons (photo pixel
-    coordinates, x right, y down) outlined; PNG bytes."""
+    coordinates, x right, y down) outlined in ``colour``, or each in its own of ``colours``
+    (one per polygon, e.g. by severity as on the map); PNG bytes."""
     with Image.open(path) as im:
         im = im.convert("RGB")
         scale = min(1.0, max_size_px / max(im.size))
         if scale < 1.0:
             im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))))
     draw = ImageDraw.Draw(im)
-    for g in polygons:
+    polygons = list(polygons)
+    per_crack = list(colours) if colours is not None else [colour] * len(polygons)
+    for g, col in zip(polygons, per_crack, strict=True):
         if g is not None:
-            _outline(draw, g, lambda x, y: (x * scale, y * scale), colour, 2)
+            _outline(draw, g, lambda x, y: (x * scale, y * scale), col, 2)
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return buf.getvalue()

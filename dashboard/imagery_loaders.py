@@ -72,13 +72,17 @@ def load_overview(path: Path, max_size_px: int = 1024) -> tuple[Overview | None,
 @st.cache_data(show_spinner=False, max_entries=16)
 def _photo_with_cracks(path: str, mtime: float, url: str, survey_id: int, image_name: str
                        ) -> bytes:
+    from dashboard.maps import SEVERITY_COLOURS
+
     cracks = load_survey_cracks(url, survey_id, "image")
-    polys = cracks.loc[cracks["image_name"] == image_name, "geometry"]
-    return photo_with_cracks(path, list(polys))
+    on_photo = cracks[cracks["image_name"] == image_name]
+    colours = [SEVERITY_COLOURS.get(v, "#ffffff") for v in on_photo["severity"]]
+    return photo_with_cracks(path, list(on_photo.geometry), colours=colours)
 
 
 def load_photo_with_cracks(path: Path, url: str, survey_id: int, image_name: str) -> bytes:
-    """A photo with its image-space cracks outlined (cached)."""
+    """A photo with its image-space cracks outlined in their severity colour, as on the map
+    (cached)."""
     return _photo_with_cracks(str(path), _mtime(path), url, survey_id, image_name)
 
 

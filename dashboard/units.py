@@ -18,20 +18,24 @@ def _missing(value: Any) -> bool:
         return True
 
 
-def length_text(length_m: Any) -> str:
-    """``"1.24 m"`` from 1 m up, ``"85 mm"`` below (``"-"`` for no value)."""
+def length_text(length_m: Any, signed: bool = False) -> str:
+    """``"1.24 m"`` from 1 m up, ``"85 mm"`` below (``"-"`` for no value); ``signed``: a
+    change, ``"+85 mm"``."""
     if _missing(length_m):
         return "-"
     v = float(length_m)
-    return f"{v:,.2f} m" if abs(v) >= 1.0 else f"{v * 1000:,.0f} mm"
+    sign = "+" if signed else ""
+    return f"{v:{sign},.2f} m" if abs(v) >= 1.0 else f"{v * 1000:{sign},.0f} mm"
 
 
-def width_text(width_mm: Any) -> str:
-    """``"3.4 mm"`` (one decimal; two below 1 mm: ``"0.35 mm"``)."""
+def width_text(width_mm: Any, signed: bool = False) -> str:
+    """``"3.4 mm"`` (one decimal; two below 1 mm: ``"0.35 mm"``); ``signed``: a change,
+    ``"+0.40 mm"``."""
     if _missing(width_mm):
         return "-"
     v = float(width_mm)
-    return f"{v:,.2f} mm" if abs(v) < 1.0 else f"{v:,.1f} mm"
+    sign = "+" if signed else ""
+    return f"{v:{sign},.2f} mm" if abs(v) < 1.0 else f"{v:{sign},.1f} mm"
 
 
 def area_text(area_m2: Any) -> str:

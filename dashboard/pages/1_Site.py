@@ -10,7 +10,7 @@ import streamlit as st
 from dashboard import common as c
 from dashboard.alert_view import alert_action_form, crack_name, rule_chart_of, show_alerts
 from dashboard.imagery_loaders import imagery_path, load_chip, load_overview, load_photo_with_cracks
-from dashboard.maps import MapAssets, render_html, survey_map
+from dashboard.maps import SEVERITY_COLOURS, MapAssets, render_html, survey_map
 from geodata.photos import PHOTO_SOURCE_TYPES
 from geodata.severity import UNRESOLVED
 
@@ -160,20 +160,24 @@ if cracks is not None and len(cracks):
         + (f"; the {MAX_CRACK_CHOICES} widest of {len(cracks)}"
            if len(cracks) > MAX_CRACK_CHOICES else ""),
         options, format_func=info.get, key="site_crack")
-show_imagery = opt1.toggle("Survey imagery", value=True, key="site_imagery")
-basemap = opt2.toggle("Online basemap", value=False, key="site_basemap",
-                      help="OpenStreetMap tiles: needs internet. Off: the map uses only the "
-                           "survey's own imagery and works offline.")
-
 # ---------------------------------------------------------------- map
-imagery = imagery_path(row["source_path"]) if show_imagery else None
-imagery_for_map = (str(imagery) if imagery is not None and imagery.is_file()
-                   and row["source_type"] == "orthomosaic" else None)
+ortho = imagery_path(row["source_path"]) if row["source_type"] == "orthomosaic" else None
+ortho_found = ortho is not None and ortho.is_file()
+has_map = (cracks is not None and len(cracks)) or row["footprint_wgs84"] is not None \
+    or ortho_found
+# the map's options only where there is a map (issue 28, item 7: photo sites showed them)
+show_imagery = has_map and ortho_found and opt1.toggle("Survey imagery", value=True,
+                                                       key="site_imagery")
+basemap = bool(has_map) and opt2.toggle(
+    "Online basemap", value=False, key="site_basemap",
+    help="OpenStreetMap tiles: needs internet. Off: the map uses only the survey's own "
+         "imagery and works offline.")
+imagery = ortho if show_imagery else None
+imagery_for_map = str(imagery) if imagery is not None else None
 assets = c.map_assets()
 if cracks is not None and len(cracks) == 0 and (photo_cracks is None or not len(photo_cracks)):
     st.success("No cracks were found in this survey.")
-if (cracks is not None and len(cracks)) or row["footprint_wgs84"] is not None \
-        or imagery_for_map:
+if has_map:
     with st.spinner("Drawing the map..."):
         html, problem = _map_html(url, site_id, survey_id, imagery_for_map, basemap,
                                   chosen_crack, assets.mode, assets.static_prefix)
@@ -200,7 +204,7 @@ if (cracks is not None and len(cracks)) or row["footprint_wgs84"] is not None \
                      + "): no crack drawn there means no data, not no crack.")
     if problem:
         notes.append(c.md(problem))
-    elif show_imagery and imagery is None:
+    elif row["source_type"] == "orthomosaic" and not ortho_found:
         notes.append(f"Imagery not found on this machine ({c.code(row['source_path'])}); "
                      f"cracks are drawn without it.")
     st.caption(" ".join(notes))
@@ -216,11 +220,19 @@ if photo_cracks is not None and len(photo_cracks):
         st.caption(f"{n} cracks; photo {c.md(name)} not found on this machine.")
     else:
         st.image(load_photo_with_cracks(path, url, survey_id, name),
-                 caption=f"{name}: {n} cracks outlined")
+                 caption=f"{name}: {n} cracks outlined in their severity colour, as on the map")
+        # a legend of our own constants only (no user text in this HTML)
+        st.markdown("Severity (BRE Digest 251): " + " ".join(
+            f'<span style="color:{colour};font-size:1.2em">&#9632;</span>&nbsp;{level}'
+            for level, colour in SEVERITY_COLOURS.items()), unsafe_allow_html=True)
     on_photo = photo_cracks[photo_cracks["image_name"] == name]
-    st.dataframe(on_photo[["crack_id", "track_id", "length_m", "mean_width_mm",
-                           "max_width_mm", "area_m2", "severity"]], hide_index=True,
-                 width="stretch")
+    st.dataframe(pd.DataFrame({
+        "track": on_photo["track_id"], "crack": on_photo["crack_id"],
+        "length": on_photo["length_m"].map(c.length_text),
+        "mean width": on_photo["mean_width_mm"].map(c.width_text),
+        "max width": on_photo["max_width_mm"].map(c.width_text),
+        "area": on_photo["area_m2"].map(c.area_text), "severity": on_photo["severity"]}),
+        hide_index=True, width="stretch")
     st.caption("Photo cracks are tracked per view: each photo is registered into the view "
                "of the place it shows (SIFT features, RANSAC homography) and its cracks are "
                "followed in that view's frame; see Defect history. A photo that could not be "

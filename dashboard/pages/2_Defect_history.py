@@ -1,5 +1,6 @@
-"""Defect history: every crack track of a site with first seen, last measured and trend;
-per photo view, each crack's width and length over time with before/after crops."""
+"""Defect history: every crack track of a site with first seen, last measured, trend and its
+alerts; for orthomosaic cracks and per photo view, each crack's width and length over time
+with before/after crops."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import streamlit as st
 
 from dashboard import common as c
 from dashboard.imagery_loaders import load_view_chip
+from dashboard.map_tracks import growth_order, render_map_tracks
+from geodata.levels import level_rank
 
 c.page_setup("Defect history")
 st.title("Defect history")
@@ -48,28 +51,43 @@ m[1].metric("Growing", int(counts.get("growing", 0)))
 m[2].metric("New", int(counts.get("new", 0)))
 m[3].metric("Shown", len(shown))
 
-table = shown.assign(first_seen=shown["first_seen_at"].map(c.when),
-                     last_measured=shown["last_seen_at"].map(c.when))
+alerts = c.load_alerts(url, site_id)
+unresolved = alerts[alerts["state"] != "resolved"].dropna(subset=["track_id"])
+worst = {int(t): max(g["level"], key=level_rank) for t, g in unresolved.groupby("track_id")}
+shown = growth_order(shown)  # the cracks that grew first
+table = shown.assign(
+    alert=shown["track_id"].map(lambda t: worst.get(int(t), "")),
+    first_seen=shown["first_seen_at"].map(c.when),
+    last_measured=shown["last_seen_at"].map(c.when),
+    length=shown["last_length_m"].map(c.length_text),
+    change_length=shown["change_length_m"].map(lambda v: c.length_text(v, signed=True)),
+    width=shown["last_max_width_mm"].map(c.width_text),
+    change_width=shown["change_max_width_mm"].map(lambda v: c.width_text(v, signed=True)))
 st.dataframe(
-    table[["track_id", "view_id", "status", "trend", "severity", "first_seen",
-           "last_measured", "surveys_measured", "last_length_m", "change_length_m",
-           "last_max_width_mm", "change_max_width_mm", "length_rate_m_per_day",
-           "max_width_rate_mm_per_day"]],
+    table[["track_id", "alert", "trend", "status", "severity", "width", "change_width",
+           "length", "change_length", "max_width_rate_mm_per_day", "first_seen",
+           "last_measured", "surveys_measured", "view_id"]],
     hide_index=True, width="stretch",
     column_config={
-        "track_id": st.column_config.NumberColumn("track", format="%d"),
+        "track_id": st.column_config.NumberColumn("track", format="%d", width=60),
+        "alert": st.column_config.TextColumn(
+            "alert", width=65, help="The highest unresolved alert level on the crack"),
+        "trend": st.column_config.TextColumn(width=80),
+        "status": st.column_config.TextColumn(width=75),
+        "severity": st.column_config.TextColumn(width=95),
+        "width": st.column_config.TextColumn("max width", width=80),
+        "change_width": st.column_config.TextColumn("width change", width=95),
+        "length": st.column_config.TextColumn(width=75),
+        "change_length": st.column_config.TextColumn("length change", width=100),
+        "max_width_rate_mm_per_day": st.column_config.NumberColumn(
+            "mm/day", format="%.3f", width=70, help="Opening rate, first to last survey"),
+        "first_seen": st.column_config.TextColumn("first seen (UTC)", width=125),
+        "last_measured": st.column_config.TextColumn("last measured (UTC)", width=125),
+        "surveys_measured": st.column_config.NumberColumn("surveys", width=65),
         "view_id": st.column_config.NumberColumn(
-            "view", format="%d", help="Photo view the crack is tracked in (photo surveys); "
-                                      "empty for cracks of orthomosaics"),
-        "first_seen": "first seen (UTC)", "last_measured": "last measured (UTC)",
-        "surveys_measured": "surveys",
-        "last_length_m": st.column_config.NumberColumn("length (m)", format="%.3f"),
-        "change_length_m": st.column_config.NumberColumn("change length (m)", format="%+.3f"),
-        "last_max_width_mm": st.column_config.NumberColumn("max width (mm)", format="%.2f"),
-        "change_max_width_mm": st.column_config.NumberColumn("change width (mm)",
-                                                             format="%+.2f"),
-        "length_rate_m_per_day": st.column_config.NumberColumn("m/day", format="%.4f"),
-        "max_width_rate_mm_per_day": st.column_config.NumberColumn("mm/day", format="%.3f"),
+            "view", format="%d", width=55,
+            help="Photo view the crack is tracked in (photo surveys); empty for cracks of "
+                 "orthomosaics"),
     },
 )
 
@@ -89,6 +107,10 @@ st.caption("The CSV holds the rows shown; the GeoJSON the last polygon of each s
            "`crackwatch export --site NAME --format gpkg`.")
 if pd.notna(shown["merged_into_track_id"]).any():
     st.caption("Merged tracks continue in the track named in merged_into_track_id.")
+
+# ---------------------------------------------------------------- orthomosaic cracks
+site_row = sites[sites["site_id"] == site_id].iloc[0]
+render_map_tracks(url, site_row, shown[shown["view_id"].isna()], alerts)
 
 # ---------------------------------------------------------------- per photo view
 site_views = c.load_views(url, site_id)

@@ -287,6 +287,10 @@ def test_overview_page(app_env):
     assert sites.set_index("site").loc[SITE, "level"] == "red"
     assert sites.set_index("site").loc[EMPTY_SITE, "level"] == "green"
     assert int(sites.set_index("site").loc[SITE, "cracks in latest survey"]) == 3
+    # issue 28, item 8: old data is flagged on a site without a survey interval
+    assert sites.set_index("site").loc[SITE, "data age"].endswith(
+        "days OLD (no survey interval set)")
+    assert sites.set_index("site").loc[EMPTY_SITE, "data age"] == "no survey yet"
     from engine.profiles import read_profile_models
 
     assert sites.set_index("site").loc[SITE, "model"] == \
@@ -318,7 +322,7 @@ def test_site_page_map_growth_and_chips(app_env):
     assert_offline(html)
     assert "L.imageOverlay" in html and "data:image/png;base64," in html
     assert html.count('"type": "Feature"') + html.count('"type":"Feature"') >= 3
-    assert "growth since previous survey" in html and "+0.400 m length" in html
+    assert "growth since previous survey" in html and "+400 mm length" in html
     # growth charts of the chosen (widest) crack and site totals, the rate of the rule that
     # fired on it (its alerts are shown with it), before/after chips
     assert len(at.get("vega_lite_chart")) == 5 and "Alerts on this crack (2)" in body
@@ -326,7 +330,7 @@ def test_site_page_map_growth_and_chips(app_env):
     assert len(captions) == 2
     assert captions[0].startswith("before: survey of 2024-05-01 08:00")
     assert captions[1].startswith("after: survey of 2024-05-31 08:00")
-    assert "Crack" in body and "+0.400 m length, +2.00 mm max width in 30 d" in body
+    assert "Crack" in body and "+400 mm length, +2.0 mm max width in 30 d" in body
     # a new crack: the "before" chip shows the same ground in the previous survey
     eng = store.connect(app_env["url"])
     ev = queries.survey_track_events(eng, app_env["survey_ids"][1])
@@ -408,6 +412,17 @@ def test_defect_history_page(app_env):
     assert "Crack tracks=3" in body and "Growing=1" in body and "New=1" in body
     (table,) = frames(at)
     assert len(table) == 3 and set(table["trend"]) == {"growing", "stable", "new"}
+    # issue 28, item 6: the grown crack first, its alert level, units a person reads
+    grown = table.iloc[0]
+    assert grown["trend"] == "growing" and grown["alert"] == "red"
+    assert grown["change_length"] == "+400 mm" and grown["change_width"] == "+2.0 mm"
+    # orthomosaic cracks get charts, the grown crack's series and before/after crops
+    assert "Map cracks over time" in body
+    assert at.selectbox(key="dh_map_track").value == int(grown["track_id"])
+    assert len(at.get("vega_lite_chart")) >= 4
+    captions = [c for im in at.get("image") for c in im.captions]
+    assert [x.split(":")[0] for x in captions] == ["before", "after"]
+    assert "Alerts on this crack:" in body
     at.multiselect(key="dh_trend").set_value(["growing"]).run()
     (table,) = frames(at)
     assert list(table["trend"]) == ["growing"]

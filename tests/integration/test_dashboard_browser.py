@@ -258,7 +258,7 @@ def test_site_map_and_alert_acknowledge_offline(dashboard, tmp_path: Path):
         page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         popup = frame.locator(".leaflet-popup-content")
         expect(popup).to_contain_text("growth since previous survey")
-        expect(popup).to_contain_text("+0.400 m length")
+        expect(popup).to_contain_text("+400 mm length")
         page.wait_for_timeout(400)  # the popup fades in
         page.screenshot(path=str(tmp_path / "site_popup.png"))
         # our sidebar navigation, not Streamlit's default (which would say "app")

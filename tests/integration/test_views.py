@@ -422,3 +422,6 @@ def test_dashboard_lists_views_and_shows_defect_history_per_view(simulated_site,
     assert not at.exception, [e.message for e in at.exception]
     heads = [h.value for h in at.subheader]
     assert "Views (2)" in heads and "Photo registration" in heads
+    # a photo survey without a map shows no map options (issue 28, item 7)
+    toggles = [t.label for t in at.toggle]
+    assert (toggles == []) == (not at.get("iframe")), toggles

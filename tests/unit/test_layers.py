@@ -289,3 +289,26 @@ def test_the_circle_finder_finds_circles():
     levels = {n.names[0].name: (level, type_only) for n, level, type_only in _walk(tree, True)
               if isinstance(n, ast.Import)}
     assert levels == {"x": (True, False), "y": (False, True), "z": (False, False)}
+
+
+def test_photo_cracks_are_outlined_in_their_severity_colour(tmp_path):
+    """Issue 28, item 7: photo cracks were drawn red whatever their severity."""
+    import io
+
+    import shapely
+    from PIL import Image
+
+    from dashboard.imagery import photo_with_cracks
+    from dashboard.maps import SEVERITY_COLOURS
+
+    path = tmp_path / "wall.png"
+    Image.new("RGB", (100, 100), (128, 128, 128)).save(path)
+    png = photo_with_cracks(path, [shapely.box(10, 10, 40, 40), shapely.box(60, 60, 90, 90)],
+                            colours=[SEVERITY_COLOURS["slight"], SEVERITY_COLOURS["severe"]])
+    im = Image.open(io.BytesIO(png)).convert("RGB")
+
+    def hex_(xy):
+        return "#{:02x}{:02x}{:02x}".format(*im.getpixel(xy))
+
+    assert hex_((25, 10)) == SEVERITY_COLOURS["slight"]
+    assert hex_((75, 60)) == SEVERITY_COLOURS["severe"]

@@ -21,3 +21,10 @@ def test_areas_in_m2_or_cm2_by_size():
     assert area_text(0.000008) == "0.1 cm²"
     assert area_text(0.0123) == "123.0 cm²"
     assert area_text(2.5) == "2.50 m²"
+
+
+def test_changes_are_signed():
+    assert length_text(0.4, signed=True) == "+400 mm"
+    assert length_text(-1.5, signed=True) == "-1.50 m"
+    assert width_text(2.0, signed=True) == "+2.0 mm"
+    assert width_text(0.0, signed=True) == "+0.00 mm"
