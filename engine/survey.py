@@ -309,7 +309,9 @@ def infer_orthomosaic(
         model: segmentation model in ``eval()`` mode on ``settings.device``.
         settings: tiling and thresholds.
         out_path: the probability COG to write.
-        crs, dtype, progress: as for :func:`engine.infer.predict_raster`.
+        crs: as for :func:`engine.infer.predict_raster`.
+        dtype: as for :func:`engine.infer.predict_raster`.
+        progress: as for :func:`engine.infer.predict_raster`.
         predict: a drop-in for :func:`engine.infer.predict_raster` (the Ray band
             stitcher, :mod:`jobs.executor`).
         vectorise: False: only the probability map (benchmarks); ``cracks`` stay None.
@@ -319,8 +321,8 @@ def infer_orthomosaic(
         while predicting are in its ``warnings``, not shown.
 
     Raises:
-        What :func:`engine.infer.predict_raster` and :func:`geodata.vectorise.
-        vectorise_cracks` raise (RasterReadError, BandLayoutError, CRSError, ValueError).
+        RasterReadError: as :func:`engine.infer.predict_raster` (also BandLayoutError,
+            CRSError, ValueError there and in :func:`geodata.vectorise.vectorise_cracks`).
     """
     if predict is None:  # looked up now: tests replace engine.infer.predict_raster
         from engine.infer import predict_raster as predict
@@ -408,8 +410,9 @@ def infer_photos(
             (:func:`geodata.photos.read_photo_set`).
         model: segmentation model in ``eval()`` mode on ``settings.device``.
         settings: tiling and thresholds.
-        gsd_m, altitude_m: each photo's GSD (m/px) given, or its height above ground (m);
-            otherwise from EXIF/XMP (:func:`geodata.photos.ground_sample_distance_m`).
+        gsd_m: each photo's GSD (m/px), given; otherwise from EXIF/XMP
+            (:func:`geodata.photos.ground_sample_distance_m`).
+        altitude_m: each photo's height above ground (m), given, for the GSD.
         footprint_crs: CRS of the nadir footprints (a projected CRS in metres); None: the
             UTM zone of the first photo with GPS (:func:`geodata.crs.utm_crs_for`).
         measure: True: lengths in m and widths in mm with each photo's own GSD (a photo

@@ -170,7 +170,8 @@ def add_site(
         profile: ``"slope"`` or ``"structure"`` (which alert rules apply).
         crs_epsg: the site's projected CRS (metres): an EPSG code or anything
             ``pyproj.CRS.from_user_input`` reads that has an EPSG code.
-        lon, lat: WGS 84 degrees of the site marker (both or neither).
+        lon: WGS 84 longitude (degrees) of the site marker (give both or neither).
+        lat: WGS 84 latitude (degrees) of the site marker.
         timezone: IANA timezone name of the site (for schedules and local dates).
         inbox: folder watched for new surveys.
         schedule: 5-field cron string (minute hour day month weekday), site local time.
@@ -187,7 +188,7 @@ def add_site(
         CRSError: the CRS is geographic, not projected, not in metres, or has no EPSG code.
         ValueError: bad profile, lon/lat, timezone, schedule or model name.
         StoreError: a site of that name exists (and differs, or ``exist_ok`` is False).
-        Whatever ``check_model`` raises (nothing is written then).
+        Exception: whatever ``check_model`` raises (nothing is written then).
     """
     epsg = _check_site(name, profile, crs_epsg, lon, lat, timezone, schedule)
     _check_model_name(model_name, check_model)
@@ -264,8 +265,9 @@ def set_site_model(
         check_model: as in :func:`add_site` (called first; nothing is written if it raises).
 
     Raises:
-        RecordNotFoundError: no such site. ValueError: a malformed model name.
-        Whatever ``check_model`` raises.
+        RecordNotFoundError: no such site.
+        ValueError: a malformed model name.
+        Exception: whatever ``check_model`` raises.
     """
     _check_model_name(model_name, check_model)
     with session_scope(bind, write=True) as s:
@@ -335,9 +337,10 @@ def ingest_survey(
         second ingest never overwrites the first one's fields).
 
     Raises:
-        RecordNotFoundError: no such site. FileNotFoundError: ``source_path`` missing and no
-        ``sha256`` given. CRSError: footprint in another CRS. ValueError: naive
-        ``acquired_at``, bad source type, sizes or digest.
+        RecordNotFoundError: no such site.
+        FileNotFoundError: ``source_path`` missing and no ``sha256`` given.
+        CRSError: footprint in another CRS.
+        ValueError: naive ``acquired_at``, bad source type, sizes or digest.
     """
     acquired = utc_aware(acquired_at, "acquired_at")
     path = Path(source_path)
