@@ -17,9 +17,9 @@ from dashboard import common as c
 #: Column widths (px) that keep the open-alert table inside a 1440 px wide window with the
 #: sidebar open (issue 28, item 5); the message, forecast and notifications follow the table
 #: in full (:func:`show_alerts`).
-ALERT_COLUMN_WIDTHS = {"alert": 50, "level": 65, "site": 150, "crack": 80, "rule": 140,
-                       "measured": 100, "threshold": 100, "state": 105,
-                       "acknowledged by": 105, "raised (UTC)": 125}
+ALERT_COLUMN_WIDTHS = {"alert": 45, "level": 60, "site": 110, "crack": 75, "rule": 125,
+                       "measured": 90, "threshold": 85, "state": 90,
+                       "acknowledged by": 115, "raised (UTC)": 120}
 
 
 def alerts_table(alerts: pd.DataFrame) -> pd.DataFrame:

@@ -15,7 +15,8 @@ import streamlit as st
 
 from dashboard import common as c
 from dashboard.alert_view import show_alerts
-from dashboard.maps import render_html, sites_map
+from dashboard.maps import render_html
+from dashboard.sites_map import sites_map
 from geodata.levels import level_rank
 
 
@@ -65,28 +66,38 @@ runs = c.load_inference_runs(url)
 done = runs[runs["status"] == "succeeded"].sort_values(["acquired_at", "run_id"])
 latest_cracks = done.groupby("site_id")["crack_count"].last()
 defaults = c.profile_models()
+# key columns first, at widths that fit a 1440 px window with the sidebar (issue 28, item 5)
 table = pd.DataFrame({
     "site": sites["name"],
+    "level": sites["alert_level"],
     "open": [f"Site?site={int(i)}" for i in sites["site_id"]],
+    "open alerts": sites["open_alerts"],
+    "watch": sites["watch_alerts"],
+    "data age": ages,
+    "trust": ["UNTRUSTED: see below" if w else "" for w in sites["warnings"]],
+    "latest survey (UTC)": sites["latest_survey_at"].map(c.when),
+    "cracks in latest survey": sites["site_id"].map(latest_cracks).astype("Int64"),
+    "surveys": sites["survey_count"],
     "profile": sites["profile"],
     "model": [c.model_label(p, n, defaults)
               for p, n in zip(sites["profile"], sites["model_name"], strict=True)],
-    "level": sites["alert_level"],
-    "open alerts": sites["open_alerts"], "surveys": sites["survey_count"],
-    "latest survey (UTC)": sites["latest_survey_at"].map(c.when),
-    "cracks in latest survey": sites["site_id"].map(latest_cracks).astype("Int64"),
-    "data age": ages,
-    "watch": sites["watch_alerts"],
-    "trust": ["UNTRUSTED: see below" if w else "" for w in sites["warnings"]],
 })
 # triage order (issue 28): red, orange, yellow, then watch, overdue, green; names within
 order = sorted(range(len(table)), key=lambda i: (
     -level_rank(table["level"].iloc[i]), -int(table["watch"].iloc[i] > 0), not overdue[i],
     str(table["site"].iloc[i]).lower()))
 table = table.iloc[order].reset_index(drop=True)
-st.dataframe(c.level_style(table), hide_index=True, width="stretch",
-             column_config={"open": st.column_config.LinkColumn(
-                 "open", display_text="open site", help="The site's map, cracks and growth")})
+st.dataframe(c.level_style(table), hide_index=True, width="stretch", column_config={
+    "site": st.column_config.TextColumn(width=210),
+    "level": st.column_config.TextColumn(width=65),
+    "open": st.column_config.LinkColumn("open", display_text="open site", width=80,
+                                        help="The site's map, cracks and growth"),
+    "open alerts": st.column_config.NumberColumn(width=80),
+    "watch": st.column_config.NumberColumn(width=60),
+    "data age": st.column_config.TextColumn(width=250),
+    "trust": st.column_config.TextColumn(width=150),
+    "latest survey (UTC)": st.column_config.TextColumn(width=125),
+})
 untrusted = sites[sites["warnings"].map(bool)]
 for r in untrusted.itertuples():
     st.warning(f"**{c.md(r.name)}**: the cracks of its latest survey are not to be trusted as "

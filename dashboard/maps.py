@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import folium
-import pandas as pd
 from branca.element import Element, MacroElement
 from jinja2 import Template
 
-from geodata.levels import LEVEL_COLOURS, level_rank  # marker colour per alert level
+from geodata.levels import LEVEL_COLOURS  # marker colour per alert level
 
 __all__ = [
     "LEAFLET_VERSION",
@@ -48,7 +47,6 @@ __all__ = [
     "external_resources",
     "inline_leaflet",
     "render_html",
-    "sites_map",
     "survey_map",
 ]
 
@@ -122,7 +120,7 @@ def _new_map(assets: MapAssets, *, basemap: bool, prefer_canvas: bool = False,
         m.default_css = []
         m.get_root().header.add_child(Element(inline_leaflet()), name="leaflet_inline")
     m.get_root().header.add_child(Element(
-        f"<style>.folium-map {{ background: {background}; }}"
+        f"<style>.folium-map.leaflet-container {{ background: {background} !important; }}"
         ".cw-legend { position: absolute; z-index: 1000; bottom: 26px; right: 10px; "
         "background: rgba(255,255,255,.92); padding: 6px 9px; border-radius: 4px; "
         "font: 12px/1.5 sans-serif; box-shadow: 0 1px 4px rgba(0,0,0,.3); }"
@@ -172,56 +170,6 @@ def _fit(m: folium.Map, bounds: list[tuple[float, float, float, float]]) -> None
 
 def _short(text: str, n: int = 28) -> str:
     return text if len(text) <= n else text[: n - 1].rstrip() + "\u2026"
-
-
-def sites_map(sites: pd.DataFrame, *, assets: MapAssets, basemap: bool = False
-              ) -> folium.Map:
-    """All sites as circle markers coloured by their current alert level.
-
-    Args:
-        sites: :func:`geodata.queries.sites_overview` rows (sites without lon/lat are left
-            out; the caller lists them).
-    """
-    m = _new_map(assets, basemap=basemap)
-    placed = sites.dropna(subset=["lon", "lat"])
-    # the worst level is drawn last, on top of nearby sites (issue 28: a yellow site was
-    # hidden under green ones)
-    rank = [(level_rank(lv), int(w or 0)) for lv, w in zip(
-        placed["alert_level"], placed.get("watch_alerts", pd.Series(0, index=placed.index)),
-        strict=True)]
-    placed = placed.iloc[sorted(range(len(placed)), key=rank.__getitem__)]
-    layer = folium.FeatureGroup(name="sites")
-    for row in placed.itertuples(index=False):
-        colour = LEVEL_COLOURS.get(row.alert_level, "#607d8b")
-        popup = (f"<b>{html_lib.escape(str(row.name))}</b><br>"
-                 f"profile: {html_lib.escape(str(row.profile))}<br>"
-                 f"alert level: <b style='color:{colour}'>"
-                 f"{html_lib.escape(str(row.alert_level))}</b> "
-                 f"({row.open_alerts} open)<br>surveys: {row.survey_count}<br>"
-                 f"cracks in latest survey: "
-                 f"{'-' if pd.isna(row.latest_crack_count) else int(row.latest_crack_count)}")
-        if int(getattr(row, "watch_alerts", 0) or 0):
-            popup += (f"<br><b style='color:{WATCH_COLOUR}'>watch</b>: {int(row.watch_alerts)} "
-                      f"unconfirmed exceedance(s), no notification")
-        marker = folium.CircleMarker(
-            [float(row.lat), float(row.lon)], radius=11, color="#222", weight=2,
-            fill=True, fill_color=colour, fill_opacity=0.95,
-            tooltip=folium.Tooltip(html_lib.escape(_short(str(row.name))), permanent=True,
-                                   direction="right", offset=(12, 0)))
-        marker.add_child(_Popup(popup, max_width=280))
-        marker.add_to(layer)
-        watch = int(getattr(row, "watch_alerts", 0) or 0)
-        if watch:  # unconfirmed slope exceedances: a dashed ring, no alert colour
-            folium.CircleMarker(
-                [float(row.lat), float(row.lon)], radius=17, color=WATCH_COLOUR, weight=3,
-                dash_array="4 4", fill=False,
-                tooltip=f"watch: {watch} unconfirmed exceedance(s), "
-                        f"up to {html_lib.escape(str(row.watch_level))}").add_to(layer)
-    layer.add_to(m)
-    _legend(m, "alert level", [*[(lvl, c) for lvl, c in LEVEL_COLOURS.items()],
-                               ("watch (unconfirmed)", WATCH_COLOUR)])
-    _fit(m, [(r.lat, r.lon, r.lat, r.lon) for r in placed.itertuples(index=False)])
-    return m
 
 
 def _fc_bounds(fc: Mapping[str, Any]) -> tuple[float, float, float, float] | None:

@@ -35,15 +35,40 @@ def load_cards(folder: str | None) -> tuple[list[dict[str, Any]], list[str]]:
     return cards, problems
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of nested dicts as ``{"a.b": 0.9}``."""
-    out: dict[str, float] = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-    elif isinstance(d, (int, float)) and not isinstance(d, bool):
-        out[prefix.rstrip(".")] = float(d)
-    return out
+def _pct(v: Any) -> str:
+    return f"{100 * v:.1f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
+
+
+def test_metrics(metrics: dict[str, Any]) -> pd.DataFrame:
+    """The card's test metrics as one small table (issue 28, item 5: the flattened metrics
+    were ~12,900 px wide and showed None): a row per evaluated dataset with images, IoU,
+    F1, precision and recall in % at threshold 0.5, the best threshold (ODS) and its IoU,
+    the 2-px tolerant F1."""
+    rows = []
+    for name, m in metrics.items():
+        if not isinstance(m, dict) or not isinstance(m.get("at_0.5"), dict):
+            continue
+        at, ods = m["at_0.5"], m.get("ods") or {}
+        rows.append({"dataset": name, "images": m.get("images"), "IoU %": _pct(at.get("iou")),
+                     "F1 %": _pct(at.get("f1")), "precision %": _pct(at.get("precision")),
+                     "recall %": _pct(at.get("recall")),
+                     "best threshold": (f"{ods['threshold']:.2f}"
+                                        if isinstance(ods.get("threshold"), float) else "-"),
+                     "IoU % at best": _pct(ods.get("iou")),
+                     "F1 % (2 px tolerant)": _pct((at.get("tolerant") or {}).get("f1"))})
+    return pd.DataFrame(rows)
+
+
+def terrain_text(metrics: dict[str, Any]) -> str | None:
+    """The field suite's crack-free terrain figures in one sentence (None without them)."""
+    neg = (metrics.get("field_suite") or {}).get("negatives") or {}
+    if not isinstance(neg, dict) or "crack_pixel_pct" not in neg:
+        return None
+    per_mp = neg.get("components_per_mp")
+    return (f"Crack-free terrain ({c.md(neg.get('dataset', 'negatives'))}, "
+            f"{neg.get('images', '?')} images): {neg['crack_pixel_pct']:.3f} % of pixels "
+            f"predicted crack" + (f", {per_mp:.2f} cracks per megapixel"
+                                  if isinstance(per_mp, (int, float)) else "") + ".")
 
 
 c.page_setup("Models")
@@ -93,10 +118,18 @@ for card in cards:
             st.markdown("**Input normalisation:** " + c.md(", ".join(
                 f"{k} {v}" for k, v in norm.items())))
         metrics = card.get("metrics") or {}
-        if isinstance(metrics, dict) and metrics:
-            st.markdown("**Metrics**")
-            rows = {name: _flatten(m) for name, m in metrics.items()}
-            st.dataframe(pd.DataFrame(rows).T.rename_axis("dataset"), width="stretch")
+        table = test_metrics(metrics) if isinstance(metrics, dict) else pd.DataFrame()
+        if len(table):
+            st.markdown("**Test metrics** (pooled over each test set)")
+            st.dataframe(table, hide_index=True, width="stretch")
+            terrain = terrain_text(metrics)
+            if terrain:
+                st.caption(terrain)
+            st.caption("Every recorded figure (validation, commands, per-image counts):")
+            st.json(metrics, expanded=False)  # collapsed; no expander inside an expander
+        elif isinstance(metrics, dict) and metrics:
+            st.caption("No test-set metrics on this card; what it records is below.")
+            st.json(metrics, expanded=False)
         else:
             st.caption("No metrics recorded on this card (`crackwatch evaluate` records them).")
         data = card.get("training_data")

@@ -143,7 +143,7 @@ def _slope_rate(site: Hashable | None, track: Hashable, rule: str, qunit: str,
     return AlertCandidate(
         site=site, track=track, level=level, rule=rule, measured_value=rate, unit=unit,
         threshold=levels.threshold_of(level),
-        message=(f"crack {track!r} {what} {_fmt(rate)} {unit} over {dt:.3g} days "
+        message=(f"crack track {track!r} {what} {_fmt(rate)} {unit} over {dt:.3g} days "
                  f"({quantity} {_fmt(getattr(prev, quantity))} -> "
                  f"{_fmt(getattr(last, quantity))} {qunit}): {level}"),
         resolution_warnings=tuple(warns), observed_at=last.surveyed_at,
@@ -165,7 +165,7 @@ def _slope_acceleration(site: Hashable | None, track: Hashable, rate_t: Sequence
     return AlertCandidate(
         site=site, track=track, level=level, rule="slope.acceleration",
         measured_value=acc[-1], unit="mm/day^2", threshold=0.0,
-        message=(f"crack {track!r} opening rate "
+        message=(f"crack track {track!r} opening rate "
                  f"{'rose' if accelerating else 'did not rise'} over each of the last {n} "
                  f"intervals (latest acceleration {_fmt(acc[-1])} mm/day^2, opening rates "
                  f"{', '.join(_fmt(r) for r in rates[-n - 1:])} mm/day); "
@@ -202,7 +202,7 @@ def _slope_forecast(site: Hashable | None, track: Hashable, forecast: Forecast,
     return AlertCandidate(
         site=site, track=track, level=level, rule="slope.inverse_velocity",
         measured_value=to_failure, unit="days", threshold=threshold,
-        message=(f"crack {track!r}: {forecast.message}; {to_failure:.1f} days after the "
+        message=(f"crack track {track!r}: {forecast.message}; {to_failure:.1f} days after the "
                  f"latest survey, {why}"),
         forecast=forecast, resolution_warnings=warns, observed_at=observed_at,
     )
@@ -231,14 +231,14 @@ def evaluate_structure_track(site: Hashable | None, track: Hashable,
     name = BRE251_CATEGORIES[category][1]
     lower = 0.0 if category == 0 else BRE251_CATEGORIES[category - 1][2]
     bre_level = thresholds.category_levels[category]
-    message = (f"crack {track!r} max width {_fmt(last.max_width_mm)} mm: BRE Digest 251 "
+    message = (f"crack track {track!r} max width {_fmt(last.max_width_mm)} mm: BRE Digest 251 "
                f"category {category} ({name}): {bre_level}")
     bre_warns = _rule_warnings(by_rule, "structure.bre251")
     if px is not None and last.max_width_mm <= px * 1000.0 * (1 + 1e-6):
         # A crack measured one pixel wide (or less) has an unresolved width: the imagery
         # only says it is narrower than about a pixel, so its category is an upper bound
         # and cannot raise an alert (at 0.5 m pixels every crack would read "very severe").
-        unresolved = (f"crack {track!r} is at most one pixel wide ({_fmt(px * 1000.0)} mm "
+        unresolved = (f"crack track {track!r} is at most one pixel wide ({_fmt(px * 1000.0)} mm "
                       f"pixels): its width, and so its BRE Digest 251 category (at most "
                       f"{category}), is not resolved by this imagery")
         bre_level = Level.GREEN
@@ -264,7 +264,7 @@ def evaluate_structure_track(site: Hashable | None, track: Hashable,
         c = AlertCandidate(
             site=site, track=track, level=level, rule="structure.width_growth",
             measured_value=growth, unit="mm", threshold=thresholds.width_growth_mm,
-            message=(f"crack {track!r} widened by {_fmt(growth)} mm since "
+            message=(f"crack track {track!r} widened by {_fmt(growth)} mm since "
                      f"{prev.surveyed_at:%Y-%m-%d} ({_fmt(prev.max_width_mm)} -> "
                      f"{_fmt(last.max_width_mm)} mm; threshold "
                      f"{thresholds.width_growth_mm:g} mm): {level}"),

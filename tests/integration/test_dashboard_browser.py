@@ -234,9 +234,11 @@ def test_site_map_and_alert_acknowledge_offline(dashboard, tmp_path: Path):
         # ---- Overview: both sites on the map, coloured by level
         page.goto(base)
         sites_map = page.frame_locator('iframe[title="map of the sites coloured by alert level"]')
-        markers = sites_map.locator("path.leaflet-interactive")
+        markers = sites_map.locator(".cw-site")
         expect(markers).to_have_count(2)
-        expect(sites_map.locator('path.leaflet-interactive[fill="#c62828"]')).to_have_count(1)
+        expect(sites_map.locator('.cw-site[data-level="red"]')).to_have_count(1)
+        # the offline basemap: land drawn from the vendored Natural Earth layer
+        expect(sites_map.locator("path").first).to_be_attached()
 
         # ---- Site page: the map, its crack layer over the imagery, a popup
         page.goto(f"{base}/Site")
