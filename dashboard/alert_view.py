@@ -67,7 +67,9 @@ def show_alerts(alerts: pd.DataFrame, details_limit: int = 10) -> None:
             else []
         if r.delivery:
             extra.append(f"notifications: {r.delivery}")
-        lines.append(f"**#{r.alert_id}** ({crack_name(r.track_id)}) {c.md(r.message)}"
+        name = crack_name(r.track_id)
+        where = "" if name in str(r.message) else f" ({name})"
+        lines.append(f"**#{r.alert_id}**{where} {c.md(r.message)}"
                      + "".join(f"; {c.md(e)}" for e in extra))
     shown, rest = lines[:details_limit], lines[details_limit:]
     st.markdown("\n".join(f"- {x}" for x in shown))

@@ -22,6 +22,7 @@ in CI (env ``CI`` set), where it fails.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -483,3 +484,47 @@ def test_demo_photo_site_defect_history_shows_tracked_cracks(demo_dashboard, tmp
         b.browser.close()
     assert b.outside == [], f"requests left this machine: {b.outside}"
     assert (tmp_path / "defect_history_photo_site.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_the_morning_review_starts_at_the_worst_site_and_one_click_opens_its_crack(
+        demo_dashboard, tmp_path: Path):
+    """Issue 28, done-when: on the demo store the worst site (the SIMULATED growth site,
+    the only one with an open alert) is the first row of the Overview's status list and the
+    top marker at its place on the offline map; its alert's crack link opens the Site page on
+    that crack with the rule's threshold lines drawn; no request leaves this machine."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base = demo_dashboard
+    with sync_playwright() as pw:
+        b = Browser(pw)
+        page = b.page()
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+        sign_in(page, base, "olga")
+        _wait_idle(page, 60_000)
+        # st.dataframe draws on a canvas; its accessible table holds the rows in order
+        status = page.locator('[data-testid="stDataFrame"]').first.locator("tr")
+        expect(status.nth(1)).to_contain_text("SIMULATED growth")
+        level = "orange" if "orange" in status.nth(1).text_content() else "yellow"
+        # on the map: its cluster (three sites within 13 km) takes the colour of the worst
+        sites_map = page.frame_locator(
+            'iframe[title="map of the sites coloured by alert level"]')
+        expect(sites_map.locator("path").first).to_be_attached()  # the offline basemap
+        clusters = sites_map.locator(".cw-cluster")
+        colours = {"orange": "rgb(239, 108, 0)", "yellow": "rgb(249, 168, 37)"}
+        expect(clusters.filter(has_text="3")).to_have_css("background-color", colours[level])
+        # one click from the alert opens its crack
+        alert_row = page.locator('[data-testid="stDataFrame"]').nth(1).locator("tr").nth(1)
+        href = re.search(r"Site\?site=\d+&survey=\d+&track=(\d+)&alert=\d+&crack=track\+\d+",
+                         alert_row.text_content())
+        assert href, alert_row.text_content()
+        track = f"track {href.group(1)}"
+        page.goto(f"{base}/{href.group(0)}")
+        expect(page.get_by_text("Opened from alert")).to_be_visible()
+        expect(page.get_by_text(f"Crack {track} (crack #")).to_be_visible()
+        expect(page.get_by_text("the rule that fired")).to_be_visible()
+        _wait_idle(page, 60_000)
+        page.screenshot(path=str(tmp_path / "site_on_alert.png"))
+        b.browser.close()
+    assert b.outside == [], f"requests left this machine: {b.outside}"
