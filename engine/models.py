@@ -169,6 +169,50 @@ def _weights_key(model: nn.Module) -> tuple:
             *((id(t), t._version) for t in (*model.parameters(), *model.buffers())))
 
 
+#: Largest difference in logits a folded module may have from the model it was folded from
+#: (float reordering gives a few 1e-5; a wrongly paired conv and BatchNorm gives whole units).
+FOLD_TOLERANCE = 1e-3
+
+
+def _folded(model: nn.Module) -> nn.Module:
+    """``model`` with its Conv + BatchNorm pairs folded by ``torch.fx``'s ``fuse``, or where
+    fx cannot trace it (the EfficientNet-Lite0 models) by :func:`engine.fold.fold_conv_bn`,
+    checked against ``model`` on one input, in channels_last; or ``model`` itself when
+    neither gives the same logits."""
+    from engine.fold import fold_conv_bn
+
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        reference = model(x)
+
+    def close(candidate: nn.Module) -> bool:
+        with torch.inference_mode():
+            got = candidate(x.contiguous(memory_format=torch.channels_last))
+        return bool((got - reference).abs().max() <= FOLD_TOLERANCE)
+
+    def walk() -> tuple[str, nn.Module]:
+        folded, pairs = fold_conv_bn(model)
+        return f"{pairs} Conv+BatchNorm pairs folded", folded
+
+    def traced() -> tuple[str, nn.Module]:
+        from torch.fx.experimental.optimization import fuse
+
+        return "torch.fx fuse", fuse(model, inplace=False)
+
+    for way in (traced, walk):  # fx where it traces (pattern-matched); else the module walk
+        try:
+            how, candidate = way()
+        except Exception as exc:  # noqa: BLE001 - any failure: try the next way
+            log.info("Conv-BN folding (%s) not applied: %s", way.__name__, exc)
+            continue
+        candidate = candidate.to(memory_format=torch.channels_last).eval()
+        if close(candidate):
+            log.info("inference module: %s", how)
+            return candidate
+        log.info("inference module: %s changes the logits; not used", how)
+    return model
+
+
 def inference_module(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
     """The module tiled inference runs: on the CPU, ``model`` with every Conv2d + BatchNorm2d
     pair folded into one convolution (``torch.fx.experimental.optimization.fuse``) and its
@@ -182,8 +226,11 @@ def inference_module(model: nn.Module, device: str | torch.device = "cpu") -> nn
 
     The folded copy is cached per model and rebuilt when any parameter or buffer of ``model``
     changes (an optimiser step, a BatchNorm update), so validation during training never sees
-    stale weights. A model in training mode, or one that ``torch.fx`` cannot trace, is
-    returned unchanged (logged once).
+    stale weights. Folding walks the module tree (:mod:`engine.fold`; the EfficientNet-Lite0
+    encoder of the shipped models cannot be fx-traced), falls back to ``torch.fx``, and a
+    folded copy is used only when its logits match the model's within
+    :data:`FOLD_TOLERANCE` on a test input. A model in training mode, or one neither way
+    folds, is returned unchanged (logged once).
     """
     if torch.device(device).type != "cpu" or model.training:
         return model
@@ -191,13 +238,7 @@ def inference_module(model: nn.Module, device: str | torch.device = "cpu") -> nn
     cached = _INFERENCE_MODULES.get(model)
     if cached is not None and cached[0] == key:
         return cached[1]
-    try:
-        from torch.fx.experimental.optimization import fuse
-
-        fused = fuse(model, inplace=False).to(memory_format=torch.channels_last).eval()
-    except Exception as exc:  # noqa: BLE001 - any tracing failure: run the model as it is
-        log.info("Conv-BN folding not applied (%s); running the model unfused.", exc)
-        fused = model
+    fused = _folded(model)
     _INFERENCE_MODULES[model] = (key, fused)
     return fused
 
