@@ -309,9 +309,7 @@ def infer_orthomosaic(
         model: segmentation model in ``eval()`` mode on ``settings.device``.
         settings: tiling and thresholds.
         out_path: the probability COG to write.
-        crs: as for :func:`engine.infer.predict_raster`.
-        dtype: as for :func:`engine.infer.predict_raster`.
-        progress: as for :func:`engine.infer.predict_raster`.
+        crs: as for :func:`engine.infer.predict_raster` (so are ``dtype`` and ``progress``).
         predict: a drop-in for :func:`engine.infer.predict_raster` (the Ray band
             stitcher, :mod:`jobs.executor`).
         vectorise: False: only the probability map (benchmarks); ``cracks`` stay None.
@@ -410,8 +408,7 @@ def infer_photos(
             (:func:`geodata.photos.read_photo_set`).
         model: segmentation model in ``eval()`` mode on ``settings.device``.
         settings: tiling and thresholds.
-        gsd_m: each photo's GSD (m/px), given; otherwise from EXIF/XMP
-            (:func:`geodata.photos.ground_sample_distance_m`).
+        gsd_m: each photo's GSD (m/px); else from EXIF/XMP (geodata.photos).
         altitude_m: each photo's height above ground (m), given, for the GSD.
         footprint_crs: CRS of the nadir footprints (a projected CRS in metres); None: the
             UTM zone of the first photo with GPS (:func:`geodata.crs.utm_crs_for`).

@@ -81,7 +81,8 @@ for problem in problems:
 if not cards:
     c.empty_state(f"No model cards in {c.md(folders)}.",
                   "Trained models live there as `NAME.safetensors` with a `NAME.json` card "
-                  "beside them. Train one with `crackwatch train` (see the README), or point "
+                  "beside them. Train one with `crackwatch train segment` (documentation: "
+                  "Models), or point "
                   f"`{c.ENV_WEIGHTS}` at a folder of cards.")
     st.stop()
 

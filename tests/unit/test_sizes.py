@@ -39,8 +39,8 @@ def _long_functions(path: Path) -> list[str]:
 def test_no_module_is_over_the_limit():
     big = [f"{p.relative_to(ROOT)} ({n} lines)" for p in _sources()
            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES]
-    assert not big, (f"modules over {MAX_MODULE_LINES} lines; split them by concern (see the "
-                     f"README's Layout):\n" + "\n".join(big))
+    assert not big, (f"modules over {MAX_MODULE_LINES} lines; split them by concern (see "
+                     f"deploy/docs/explanation/architecture.md):\n" + "\n".join(big))
 
 
 def test_no_function_is_over_the_limit_without_a_reason():
