@@ -327,8 +327,8 @@ def test_hints_name_only_options_that_exist():
     wrong = []
     for f in sorted(root.glob("*/**/*.py")):
         rel = f.relative_to(root).as_posix()
-        if rel.startswith(("tests/", "crackwatch.egg-info/")):
-            continue
+        if rel.startswith(("tests/", "crackwatch.egg-info/")) or rel == "deploy/docs_hooks.py":
+            continue  # the docs hook names mkdocs's options and checks the pages itself
         text = f.read_text()
         for i, line in enumerate(text.splitlines(), 1):
             for opt in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)(?![\w.-])", line):

@@ -751,7 +751,8 @@ def test_single_survey_and_photo_survey(tmp_path, monkeypatch):
     assert "Cracks on the photos" in texts(at)
     assert "Total length=0.60 m" in texts(at) and "New cracks=-" in texts(at)
     (image,) = at.get("image")
-    assert image.captions == ["IMG_0001.jpg: 1 cracks outlined"]
+    assert image.captions == ["IMG_0001.jpg: 1 cracks outlined in their severity colour, as on "
+                              "the map"]
     assert frames(at)[0]["severity"].tolist() == ["slight"]
     at.select_slider(key="site_survey").set_value(sv.id).run()
     assert not at.exception

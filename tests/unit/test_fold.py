@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from engine.fold import fold_conv_bn
-from engine.models import build_model, inference_module
+from engine.models import FOLD_TOLERANCE, build_model, inference_module
 
 LITE0 = {"family": "unet", "encoder": "efficientnet-lite0",
          "decoder_channels": [128, 64, 32, 16, 16]}  # the shipped models' architecture
@@ -29,9 +29,9 @@ def test_the_lite0_unet_is_folded_with_the_same_logits():
     folded, pairs = fold_conv_bn(model)
     assert pairs >= 50  # encoder (timm BatchNormAct2d after Conv2dSame too) and decoder
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
-    x = torch.rand(2, 3, 96, 128)
-    with torch.inference_mode():
-        assert torch.allclose(model(x), folded(x), atol=1e-4, rtol=1e-4)
+    x = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():  # float reordering only: well inside FOLD_TOLERANCE
+        assert float((model(x) - folded(x)).abs().max()) <= FOLD_TOLERANCE
     fast = inference_module(model)
     assert fast is not model and not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
 
