@@ -141,7 +141,7 @@ def _snapshot(engine) -> dict:
             for x in s.scalars(select(m.SurveySummary))}
         # track ids (in the messages) depend on which site stored first: not compared
         alerts = sorted((a.rule, a.level, surveys.get(a.survey_id),
-                         re.sub(r"crack \d+", "crack N", a.message))
+                         re.sub(r"crack (track )?\d+", "crack N", a.message))
                         for a in s.scalars(select(m.Alert)))
         tracks = s.scalar(select(func.count()).select_from(m.CrackTrack))
         runs = sorted((surveys[r.survey_id], r.status) for r in s.scalars(select(m.InferenceRun)))
