@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import common as c
+from geodata.levels import level_rank
 
 #: Column widths (px) that keep the open-alert table inside a 1440 px wide window with the
 #: sidebar open (issue 28, item 5); the message, forecast and notifications follow the table
@@ -148,8 +149,6 @@ def rule_chart_of(alerts: pd.DataFrame) -> dict[str, Any] | None:
     """The chart (series and threshold lines, ``details["chart"]``) of the most severe
     unresolved alert among ``alerts`` that has one, else of the newest one; None if none
     does (site-wide rules, alerts raised before charts were recorded)."""
-    from geodata.levels import level_rank
-
     with_chart = alerts[alerts["chart"].map(lambda x: isinstance(x, dict))] \
         if "chart" in alerts.columns else alerts.iloc[:0]
     if with_chart.empty:

@@ -61,7 +61,7 @@ def render_map_tracks(url: str, site: pd.Series, tracks: pd.DataFrame,
               for r in ordered.itertuples()}
     track_id = st.selectbox("Crack (track) for its series and before / after",
                             list(labels), format_func=labels.get, key="dh_map_track")
-    one = c.load_track(url, track_id)
+    one = series[track_id] if track_id in series else c.load_track(url, track_id)
     measured = one.dropna(subset=["length_m"])
     on_track = alerts[alerts["track_id"] == track_id]
     spec = rule_chart_of(on_track)

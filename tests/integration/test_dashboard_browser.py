@@ -174,9 +174,15 @@ class Browser:
             self.outside.append(request.url)
             route.abort()
 
-    def page(self):
+    def page(self, timeout_ms: int | None = None):
+        """A new page; ``timeout_ms`` (e.g. 60 s on the demo store) for its actions and for
+        ``expect``, else 30 s for actions."""
+        from playwright.sync_api import expect
+
         page = self.context.new_page()
-        page.set_default_timeout(30_000)
+        page.set_default_timeout(timeout_ms or 30_000)
+        if timeout_ms:
+            expect.set_options(timeout=timeout_ms)
         page.on("websocket", lambda ws: None if (urlparse(ws.url).hostname or "")
                 in LOCAL_HOSTS else self.outside.append(ws.url))
         return page
@@ -438,9 +444,7 @@ def test_demo_photo_site_defect_history_shows_tracked_cracks(demo_dashboard, tmp
 
     with sync_playwright() as pw:
         b = Browser(pw)
-        page = b.page()
-        page.set_default_timeout(60_000)
-        expect.set_options(timeout=60_000)
+        page = b.page(timeout_ms=60_000)
 
         sign_in(page, base, "vic")
         page.goto(f"{base}/Defect_history?site={quote(site)}")
@@ -498,9 +502,7 @@ def test_the_morning_review_starts_at_the_worst_site_and_one_click_opens_its_cra
     base = demo_dashboard
     with sync_playwright() as pw:
         b = Browser(pw)
-        page = b.page()
-        page.set_default_timeout(60_000)
-        expect.set_options(timeout=60_000)
+        page = b.page(timeout_ms=60_000)
         sign_in(page, base, "olga")
         _wait_idle(page, 60_000)
         # st.dataframe draws on a canvas; its accessible table holds the rows in order
