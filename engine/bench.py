@@ -41,19 +41,35 @@ def bench_model(
     warmup: int = 1,
     device: str | torch.device = "cpu",
     tta: bool = False,
+    runtimes: list[str] | None = None,
+    flops: bool = True,
 ) -> dict:
     """Time ``iterations`` forward passes of a ``(batch_size, 3, tile_size, tile_size)`` batch.
 
-    The model runs as tiled inference runs it (:func:`engine.models.inference_module`: on the
-    CPU Conv+BN folded, channels_last); on the CPU the unfused model is timed too
-    (``megapixels_per_s_unfused``). ``tta``: time the flip test-time augmentation (four
-    passes, :func:`forward_proba`).
+    The model runs as tiled inference runs it (:func:`engine.models.inference_module`: through
+    the runtime :func:`engine.runtime.set_runtime` chose, else on the CPU Conv+BN folded,
+    channels_last); on the CPU the unfused model is timed too (``megapixels_per_s_unfused``)
+    and, with ``runtimes`` (names of :data:`engine.runtime.RUNTIMES`), each of those
+    (``megapixels_per_s_by_runtime``; ``torch`` is the folded module). All variants run
+    round-robin, one batch each per round, so a busy machine slows them alike; the figure of
+    each is its median. ``tta``: time the flip test-time augmentation (four passes,
+    :func:`forward_proba`). ``flops``: also the model's GFLOPs per megapixel
+    (``torch.utils.flop_counter``, a multiply-add counted as 2) and the machine's measured
+    fp32 matmul peak (:func:`matmul_peak_gflops`), so ``percent_of_matmul_peak`` says how close
+    the best variant runs to the hardware.
 
     Returns megapixels/s (input pixels per second), seconds per batch, the user/system CPU
     seconds and system share over the timed passes (:func:`cpu_figures`), peak RSS of this
     process in MiB (``ru_maxrss``), peak GPU memory in MiB on CUDA, and a description of the
     machine. On CUDA, fp16 autocast is used as in production inference.
+
+    Raises:
+        RuntimeUnavailableError: a runtime in ``runtimes`` is not installed or not for
+            ``device``.
     """
+    from engine.models import folded_module
+    from engine.runtime import RUNTIMES, build_runtime_module, resolve_runtime
+
     device = torch.device(device)
     model = model.to(device).eval()
     x = torch.randn(batch_size, 3, tile_size, tile_size, device=device)
@@ -62,43 +78,119 @@ def bench_model(
         torch.cuda.reset_peak_memory_stats(device)
     ctx = torch.autocast("cuda", dtype=torch.float16) if cuda else torch.autocast("cpu",
                                                                                  enabled=False)
-
-    def timed(net, xb) -> tuple[float, dict]:
-        times = []
-        with torch.inference_mode(), ctx:
-            for i in range(warmup + iterations):
-                if i == warmup:
-                    cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+    net = inference_module(model, device)
+    variants: dict[str, tuple] = {"inference": (net, _input_for(net, model, x))}
+    if net is not model:
+        variants["unfused"] = (model, x)
+    same_as_inference = getattr(net, "runtime", "torch")
+    for name in runtimes or []:
+        rt = resolve_runtime(name, device)
+        if rt == same_as_inference:
+            continue  # the inference variant itself: its figure is reported under rt
+        if rt == "torch":
+            folded = folded_module(model, device)
+            variants[f"runtime:{rt}"] = (folded, _input_for(folded, model, x))
+        else:
+            variants[f"runtime:{rt}"] = (build_runtime_module(model, rt), x)
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, tuple[float, float]] = {k: (0.0, 0.0) for k in variants}
+    with torch.inference_mode(), ctx:
+        for i in range(warmup + iterations):
+            for key, (fn, xb) in variants.items():
                 if cuda:
                     torch.cuda.synchronize(device)
-                t = time.perf_counter()
-                forward_proba(net, xb, tta)
+                c0, t = _cpu_seconds(), time.perf_counter()
+                forward_proba(fn, xb, tta)
                 if cuda:
                     torch.cuda.synchronize(device)
                 if i >= warmup:
-                    times.append(time.perf_counter() - t)
-        return sorted(times)[len(times) // 2], cpu_figures(cpu0, time.perf_counter() - wall0)
-
-    net = inference_module(model, device)
-    xb = x.contiguous(memory_format=torch.channels_last) if net is not model else x
-    per_batch, cpu = timed(net, xb)
+                    times[key].append(time.perf_counter() - t)
+                    c1 = _cpu_seconds()
+                    cpu[key] = tuple(a + (b1 - b0) for a, b0, b1 in zip(cpu[key], c0, c1,
+                                                                          strict=True))
     mp = batch_size * tile_size**2 / 1e6
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    user, sys_ = cpu["inference"]
     out = {
         "tile_size": tile_size,
         "batch_size": batch_size,
         "iterations": iterations,
         "tta": tta,
-        "conv_bn_folded_channels_last": net is not model,
-        "seconds_per_batch_median": round(per_batch, 4),
-        "megapixels_per_s": round(mp / per_batch, 3),
-        **cpu,
+        "runtime": getattr(net, "runtime", "torch"),
+        "conv_bn_folded_channels_last": net is not model and getattr(net, "channels_last",
+                                                                     True),
+        "seconds_per_batch_median": round(med["inference"], 4),
+        "megapixels_per_s": round(mp / med["inference"], 3),
+        "user_s": round(user, 2), "sys_s": round(sys_, 2),
+        "sys_share_of_cpu": round(sys_ / (user + sys_), 3) if user + sys_ > 0 else 0.0,
     }
-    if net is not model:
-        plain, plain_cpu = timed(model, x)
-        out["megapixels_per_s_unfused"] = round(mp / plain, 3)
-        out["sys_share_of_cpu_unfused"] = plain_cpu["sys_share_of_cpu"]
+    if "unfused" in med:
+        u_user, u_sys = cpu["unfused"]
+        out["megapixels_per_s_unfused"] = round(mp / med["unfused"], 3)
+        out["sys_share_of_cpu_unfused"] = round(u_sys / (u_user + u_sys), 3) \
+            if u_user + u_sys > 0 else 0.0
+    by_rt = {k.split(":", 1)[1]: round(mp / v, 3) for k, v in med.items()
+             if k.startswith("runtime:")}
+    if runtimes:
+        by_rt[same_as_inference] = out["megapixels_per_s"]
+        by_rt = {k: by_rt[k] for k in RUNTIMES if k in by_rt}
+    if by_rt:
+        out["megapixels_per_s_by_runtime"] = by_rt
+        if "unfused" in med:
+            out["speedup_over_unfused_torch"] = {
+                k: round(v / out["megapixels_per_s_unfused"], 2) for k, v in by_rt.items()}
+    if flops:
+        gflop_mp = model_gflops_per_megapixel(model, min(tile_size, 256))
+        peak = matmul_peak_gflops(device)
+        best = max([out["megapixels_per_s"], *by_rt.values()]) * (4 if tta else 1)
+        out.update({"gflops_per_megapixel": round(gflop_mp, 2),
+                    "matmul_peak_gflops": round(peak, 1),
+                    "achieved_gflops_best": round(best * gflop_mp, 1),
+                    "percent_of_matmul_peak": round(100 * best * gflop_mp / peak, 1)})
     out["allocator"] = allocator_status()
     return {**out, **_machine(device)}
+
+
+def _input_for(net, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` as ``net`` wants it: channels_last for a folded PyTorch module, plain NCHW for
+    the model itself and for a runtime module."""
+    if net is not model and getattr(net, "channels_last", True):
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def model_gflops_per_megapixel(model: nn.Module, side: int = 256) -> float:
+    """GFLOPs of one forward pass per megapixel of input, counted by
+    ``torch.utils.flop_counter.FlopCounterMode`` on a ``(1, 3, side, side)`` input
+    (convolutions and matmuls; a multiply-add is 2 FLOPs; element-wise ops not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    dev = next(model.parameters()).device
+    x = torch.zeros(1, 3, side, side, device=dev)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(x)
+    return counter.get_total_flops() / 1e9 / (side * side / 1e6)
+
+
+def matmul_peak_gflops(device: str | torch.device = "cpu", n: int = 2048,
+                       repeats: int = 5) -> float:
+    """The machine's measured fp32 peak: GFLOP/s of the best of ``repeats`` ``n x n`` matrix
+    products (``2 n^3`` FLOPs each) with PyTorch's threads; fp16 on CUDA, as inference runs."""
+    device = torch.device(device)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for i in range(repeats + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i:
+            best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
 
 
 def _machine(device: torch.device) -> dict:

@@ -95,8 +95,9 @@ def _forward(model: nn.Module, batch_u8: np.ndarray, device: torch.device,
              tta: bool = False) -> np.ndarray:
     """``(B, 3, H, W)`` uint8 -> ``(B, H, W)`` float32 probabilities (AMP fp16 on CUDA).
 
-    On the CPU the model runs as :func:`engine.models.inference_module` (Conv+BN folded,
-    channels_last input). ``tta``: average the four flips (:func:`engine.models.forward_proba`).
+    On the CPU the model runs as :func:`engine.models.inference_module`: through the runtime
+    :func:`engine.runtime.set_runtime` chose, else Conv+BN folded with channels_last input.
+    ``tta``: average the four flips (:func:`engine.models.forward_proba`).
     """
     x = torch.from_numpy(batch_u8)
     if device.type == "cuda":
@@ -112,7 +113,7 @@ def _forward(model: nn.Module, batch_u8: np.ndarray, device: torch.device,
                 prob = forward_proba(model, x, tta)
         else:
             net = inference_module(model, device)
-            if net is not model:
+            if net is not model and getattr(net, "channels_last", True):
                 x = x.contiguous(memory_format=torch.channels_last)
             prob = forward_proba(net, x, tta)
     return prob[:, :h, :w].cpu().numpy()

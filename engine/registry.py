@@ -48,14 +48,20 @@ def model_for_profile(profile: str) -> str:
 
 
 def load_model(name: str = DEFAULT_MODEL, *, weights_dir: Path | None = None,
-               device: str | torch.device = "cpu") -> nn.Module:
+               device: str | torch.device = "cpu", runtime: str | None = "auto") -> nn.Module:
     """Build model ``name`` from its card and load its verified weights, in ``eval()`` mode.
 
     The returned module carries its card as ``model.card``. Input ``(B, 3, H, W)`` normalised as
     the card's ``normalisation`` says; output ``(B, 1, H, W)`` logits, with the card's
     ``calibration`` (:mod:`engine.calibration`) applied when it has one.
 
+    ``runtime``: what tiled inference on the CPU runs the model through
+    (:func:`engine.runtime.set_runtime`; ``auto``: the fastest installed, ``torch``,
+    ``onnxruntime``, ``openvino``); calling the module itself is always PyTorch.
+
     Raises:
+        RuntimeUnavailableError: ``runtime`` names a runtime that is not installed or not for
+            ``device``.
         ModelNotFoundError: no such model, or its weights file is missing.
         WeightsIntegrityError: the weights' SHA-256 differs from the card's.
         ModelCardError: the card is malformed.
@@ -89,6 +95,9 @@ def load_model(name: str = DEFAULT_MODEL, *, weights_dir: Path | None = None,
         set_calibration(model, cal["scale"], cal["bias"])
     model.to(device).eval()
     model.card = card
+    from engine.runtime import set_runtime
+
+    set_runtime(model, runtime)
     return model
 
 

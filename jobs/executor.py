@@ -242,14 +242,16 @@ class RayExecutor:
 
     # ---------------------------------------------------------------- models
     def model_spec(self, model: Any = None, *, name: str | None = None,
-                   weights_dir: Path | None = None) -> ModelSpec:
-        """A loaded module ``model`` (sent to the workers once), or a registry ``name``."""
+                   weights_dir: Path | None = None, runtime: str = "auto") -> ModelSpec:
+        """A loaded module ``model`` (sent to the workers once, with its runtime), or a
+        registry ``name`` the workers load with ``runtime``."""
         if model is not None:
             with self._lock:
                 if id(model) not in self._refs:
                     self._refs[id(model)] = (model, self._ray.put(model))
                 return ModelSpec(ref=self._refs[id(model)][1])
-        return ModelSpec(name=name, weights_dir=str(weights_dir) if weights_dir else None)
+        return ModelSpec(name=name, weights_dir=str(weights_dir) if weights_dir else None,
+                         runtime=runtime)
 
     def _site_model(self, site: Any, options: Any, model: Any) -> tuple[ModelSpec | None, Any]:
         """(what the workers load, what the driver records) for a survey of ``site``; (None,
@@ -266,7 +268,8 @@ class RayExecutor:
             card = find_card(name, options.weights_dir)
         except (ModelNotFoundError, ModelCardError, ValueError, OSError):
             return None, None
-        return self.model_spec(name=name, weights_dir=options.weights_dir), CardOnly(card)
+        return self.model_spec(name=name, weights_dir=options.weights_dir,
+                               runtime=getattr(options, "runtime", "auto")), CardOnly(card)
 
     # ---------------------------------------------------------------- surveys
     def submit_survey(self, survey: SurveySource, spec: ModelSpec, options: Any) -> Future:

@@ -124,6 +124,8 @@ class PipelineOptions:
         object_filter: crack-object rules for every site of the run
             (:class:`geodata.crack_objects.ObjectFilter`); None: each site profile's
             and model's (:func:`engine.crack_rules.rules_for`).
+        runtime: what runs the model on the CPU (:func:`engine.runtime.resolve_runtime`:
+            ``auto``, ``openvino``, ``onnxruntime``, ``torch``).
     """
 
     work_dir: Path
@@ -142,6 +144,7 @@ class PipelineOptions:
     max_survey_failures: int = MAX_SURVEY_FAILURES
     survey_retry_base_s: float = SURVEY_RETRY_BASE_S
     object_filter: Any = None
+    runtime: str = "auto"
 
 
 @dataclass

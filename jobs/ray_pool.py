@@ -51,19 +51,26 @@ class ModelSpec:
     name: str | None = None
     weights_dir: str | None = None
     ref: Any = None
+    runtime: str = "auto"
 
     def key(self) -> tuple:
         return ("ref", self.ref.hex()) if self.ref is not None else (
-            "name", self.name, self.weights_dir)
+            "name", self.name, self.weights_dir, self.runtime)
 
     def load(self, device: str) -> Any:
         if self.ref is not None:
             import ray
 
-            return ray.get(self.ref).to(device).eval()
+            from engine.runtime import set_runtime
+
+            model = ray.get(self.ref).to(device).eval()
+            # the runtime the driver chose, checked again here (its weights' identity is
+            # per process)
+            set_runtime(model, getattr(model, "runtime", "torch"))
+            return model
         from engine.registry import load_model
 
-        return load_model(self.name, device=device,
+        return load_model(self.name, device=device, runtime=self.runtime,
                           weights_dir=Path(self.weights_dir) if self.weights_dir else None)
 
 

@@ -14,6 +14,9 @@ jobs need:
   (:mod:`jobs.executor`); ``CRACKWATCH_RAY_ADDRESS`` (``auto``, ``HOST:PORT``, ``local``)
   and ``CRACKWATCH_RAY_WORKERS`` go with it. The ``--executor``, ``--ray-address`` and
   ``--ray-workers`` options of ``run``, ``scheduler`` and ``infer`` override them.
+* ``CRACKWATCH_RUNTIME``: what runs the crack model on the CPU, ``auto`` (default: the fastest
+  installed), ``openvino``, ``onnxruntime`` or ``torch`` (:mod:`engine.runtime`); the
+  ``--runtime`` option of ``run``, ``scheduler``, ``infer`` and ``bench`` overrides it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ class Settings(StoreSettings):
     executor: str = Field(default="local", description="local | ray (jobs.executor).")
     ray_address: str | None = Field(
         default=None, description="Ray cluster: auto | HOST:PORT | local (jobs.executor).")
+    runtime: str = Field(
+        default="auto",
+        description="What runs the crack model on the CPU: auto (the fastest installed: "
+                    "OpenVINO, else ONNX Runtime, else PyTorch) | openvino | onnxruntime | "
+                    "torch (engine.runtime).")
     ray_workers: int | None = Field(
         default=None, description="Inference workers on the Ray cluster (default: one per "
                                   "GPU, else per CPU).")

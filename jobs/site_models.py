@@ -3,8 +3,8 @@
 The choice (:func:`site_model_name`): ``--model`` wins, else the site's own model, else the
 shipped model of the site's profile (``engine/profile_models.json``). Used by the pipeline
 (:mod:`jobs.pipeline`) and the Ray executor (:mod:`jobs.executor`). ``options`` is a
-:class:`jobs.pipeline.PipelineOptions` (read: ``model_name``, ``weights_dir``, ``device``;
-not imported here, which would close a circle with the pipeline).
+:class:`jobs.pipeline.PipelineOptions` (read: ``model_name``, ``weights_dir``, ``device``,
+``runtime``; not imported here, which would close a circle with the pipeline).
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ def site_model_name(site: Site, options: Any) -> tuple[str, str]:
     return model_for_profile(site.profile), "profile"
 
 
-#: A cache of loaded models for a run over several sites: ``{(name, weights_dir, device):
-#: model}`` (see ``run_site(models=...)``).
-ModelCache = dict[tuple[str, str, str], Any]
+#: A cache of loaded models for a run over several sites: ``{(name, weights_dir, device,
+#: runtime): model}`` (see ``run_site(models=...)``).
+ModelCache = dict[tuple[str, str, str, str], Any]
 
 
 def load_site_model(options: Any, site: Site, cache: ModelCache | None = None
@@ -56,11 +56,13 @@ def load_site_model(options: Any, site: Site, cache: ModelCache | None = None
     from engine.registry import load_model
 
     name, source = site_model_name(site, options)
-    key = (name, str(options.weights_dir or ""), str(options.device))
+    runtime = getattr(options, "runtime", "auto")
+    key = (name, str(options.weights_dir or ""), str(options.device), runtime)
     if cache is not None and key in cache:
         return cache[key]
     try:
-        model = load_model(name, weights_dir=options.weights_dir, device=options.device)
+        model = load_model(name, weights_dir=options.weights_dir, device=options.device,
+                           runtime=runtime)
     except ModelNotFoundError as exc:
         if source == "site":
             raise ModelNotFoundError(

@@ -28,6 +28,13 @@ from engine.data import default_data_root
 
 DATA_ROOT = default_data_root()
 
+# Models converted for ONNX Runtime / OpenVINO (engine.runtime) go to one folder per test
+# session, never to the user's ~/.cache; CLI subprocesses inherit it.
+if "CRACKWATCH_RUNTIME_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["CRACKWATCH_RUNTIME_CACHE"] = tempfile.mkdtemp(prefix="crackwatch-runtime-")
+
 
 def write_pair(folder: Path, stem: str, size=(64, 48), crack_row: int = 20,
                mask_size=None, planking: bool = False) -> None:

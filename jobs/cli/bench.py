@@ -1,4 +1,4 @@
-"""``crackwatch bench model|train|infer``: throughput figures, printed, never asserted
+"""``crackwatch bench model|train|infer|runtimes``: throughput figures, printed, never asserted
 (registered in :mod:`jobs.cli.main`; ``bench store`` and ``bench ray`` live beside their
 subjects, :mod:`jobs.cli.store` and :mod:`jobs.cli.ray`).
 """
@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from jobs.cli.common import _fail, console
+from jobs.cli.common import _fail, console, runtime_choice, runtime_option
 
 __all__ = ["register"]
 
@@ -25,16 +25,72 @@ def bench_model_cmd(
     device: str = typer.Option("cpu"),
     weights_dir: Path | None = typer.Option(None),
     tta: bool = typer.Option(False, help="Time flip test-time augmentation (4 passes)."),
+    runtime: str | None = runtime_option(),
+    compare: bool = typer.Option(True, help="On the CPU, also time every installed runtime "
+                                 "(round-robin with the others)."),
 ) -> None:
-    """Megapixels/s of the model's forward pass on tiles (printed, not asserted)."""
+    """Megapixels/s of the model's forward pass on tiles, per runtime, with the model's
+    GFLOPs per MP and the machine's measured matmul peak (printed, not asserted)."""
     from engine.bench import bench_model
     from engine.registry import DEFAULT_MODEL, load_model
+    from engine.runtime import RuntimeUnavailableError, installed_runtimes
 
     name = model or DEFAULT_MODEL
-    net = load_model(name, weights_dir=weights_dir, device=device)
-    r = bench_model(net, tile_size=tile_size, batch_size=batch_size, iterations=iterations,
-                    device=device, tta=tta)
+    runtime = runtime_choice(runtime, device)
+    try:
+        net = load_model(name, weights_dir=weights_dir, device=device, runtime=runtime)
+        compared = installed_runtimes() if compare and device == "cpu" else []
+        r = bench_model(net, tile_size=tile_size, batch_size=batch_size,
+                        iterations=iterations, device=device, tta=tta, runtimes=compared)
+    except RuntimeUnavailableError as exc:
+        _fail(exc)
     console.print_json(json.dumps({"model": name, **r}))
+
+
+def bench_runtimes_cmd(
+    model: list[str] = typer.Option(None, help="Model(s), repeatable (default: the shipped "
+                                    "model of each site profile)."),
+    dataset: list[str] = typer.Option(None, "--set", help="deepcrack-test | uav75-test | "
+                                      "rockfracture-test | demo, repeatable (default: all)."),
+    limit: int | None = typer.Option(None, min=1, help="The first N images of each set."),
+    data_root: Path | None = typer.Option(None, help="Folder holding segmentation/."),
+    out: Path | None = typer.Option(None, help="Write the rows as JSON here."),
+) -> None:
+    """Same cracks from every installed runtime as from PyTorch, image by image on real
+    imagery (crack-mask IoU >= 0.999, <= 0.01 % of pixels flipping at 0.5), and each
+    runtime's end-to-end MP/s. Printed, not asserted."""
+    from engine.errors import DataNotFoundError, ImageReadError
+    from engine.registry import PROFILE_MODELS
+    from engine.runtime import installed_runtimes
+    from jobs.bench_runtimes import IDENTITY_SETS, bench_runtimes
+
+    models = model or list(dict.fromkeys(PROFILE_MODELS.values()))
+    try:
+        rows = bench_runtimes(models, dataset or list(IDENTITY_SETS),
+                              [r for r in installed_runtimes() if r != "torch"],
+                              data_root=data_root, limit=limit,
+                              progress=lambda m: console.print(escape(m), style="dim"))
+    except (DataNotFoundError, ImageReadError, ValueError) as exc:
+        _fail(exc)
+    t = Table(title="Runtimes vs PyTorch, per image at threshold 0.5 (rule: IoU >= 0.999 and "
+                    "<= 0.01 % of pixels flipped)")
+    for col in ("model", "set", "runtime", "images", "same cracks", "min IoU", "max flipped %",
+                "max |dp|", "MP/s"):
+        t.add_column(col, justify="left" if col in ("model", "set", "runtime") else "right")
+    for r in rows:
+        t.add_row(r["model"], r["set"], r["runtime"], str(r["images"]),
+                  f"{r['same_cracks']}/{r['images']}" if "same_cracks" in r else "reference",
+                  f"{r['min_iou']:.4f}" if "min_iou" in r else "-",
+                  f"{r['max_flipped_percent']:.4f}" if "min_iou" in r else "-",
+                  f"{r['max_probability_difference']:.1e}" if "min_iou" in r else "-",
+                  f"{r['megapixels_per_s']:.2f}")
+    console.print(t)
+    if rows:
+        console.print(f"machine: {rows[0]['machine']}")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rows, indent=2) + "\n")
+        console.print(f"rows written to {out}")
 
 
 def bench_train_cmd(
@@ -156,3 +212,4 @@ def register(bench_app: typer.Typer) -> None:
     bench_app.command("model")(bench_model_cmd)
     bench_app.command("train")(bench_train_cmd)
     bench_app.command("infer")(bench_infer_cmd)
+    bench_app.command("runtimes")(bench_runtimes_cmd)

@@ -210,3 +210,28 @@ def profile_of(model_name: str, profile: str | None) -> str:
     if profile:
         return profile
     return next((p for p, m in PROFILE_MODELS.items() if m == model_name), "structure")
+
+
+RUNTIME_HELP = ("What runs the crack model on the CPU: auto (the fastest installed: OpenVINO, "
+                "else ONNX Runtime, else PyTorch; always PyTorch on CUDA) | openvino | "
+                "onnxruntime | torch. Default: CRACKWATCH_RUNTIME, else auto.")
+
+
+def runtime_option():
+    """The ``--runtime`` option of ``infer``, ``run``, ``scheduler`` and ``bench``."""
+    return typer.Option(None, "--runtime", help=RUNTIME_HELP)
+
+
+def runtime_choice(runtime: str | None, device: str) -> str:
+    """``--runtime`` (else ``CRACKWATCH_RUNTIME``) checked for ``device``: the name as given
+    (``auto`` stays ``auto``, resolved where the model loads); an unknown or uninstalled
+    runtime is one ``error:`` line."""
+    from engine.runtime import RuntimeUnavailableError, resolve_runtime
+    from jobs.settings import get_settings
+
+    choice = runtime or get_settings().runtime
+    try:
+        resolve_runtime(choice, device)
+    except RuntimeUnavailableError as exc:
+        _fail(exc)
+    return choice.strip().lower()

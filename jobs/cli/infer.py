@@ -10,7 +10,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from jobs.cli.common import _fail, console, err_console, profile_of
+from jobs.cli.common import (
+    _fail,
+    console,
+    err_console,
+    profile_of,
+    runtime_choice,
+    runtime_option,
+)
 from jobs.cli.ray import executor_from_cli, executor_option, ray_address_option, ray_workers_option
 
 __all__ = ["register"]
@@ -40,6 +47,7 @@ def infer_cmd(
                                        "model (slope: vegetation masked; shape rules), as the "
                                        "nightly job runs them (default: the profile the model "
                                        "serves, else structure)."),
+    runtime: str | None = runtime_option(),
     executor: str | None = executor_option(),
     ray_address: str | None = ray_address_option(),
     ray_workers: int | None = ray_workers_option(),
@@ -66,17 +74,20 @@ def infer_cmd(
         _fail(FileNotFoundError(f"{path} does not exist; give an orthomosaic, a JPEG or a "
                                 f"folder of JPEGs."))
     is_photo = path.is_dir() or path.suffix.lower() in PHOTO_SUFFIXES
+    runtime = runtime_choice(runtime, device)
     ex = executor_from_cli(executor, ray_address, ray_workers, _fail)
     try:  # with Ray the model runs on the workers: here it only gives its card
         net = load_model(model or DEFAULT_MODEL, weights_dir=weights_dir,
-                         device=device if ex is None else "cpu")
+                         device=device if ex is None else "cpu",
+                         runtime=runtime if ex is None else "torch")
     except (ModelNotFoundError, WeightsIntegrityError) as exc:
         _fail(exc)
     out.mkdir(parents=True, exist_ok=True)
     settings = _settings(InferenceSettings(
         tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, tta=tta,
         threshold=threshold, min_area_px=min_area_px), net.card["name"], profile)
-    spec = None if ex is None else ex.model_spec(name=net.card["name"], weights_dir=weights_dir)
+    spec = None if ex is None else ex.model_spec(name=net.card["name"], weights_dir=weights_dir,
+                                                  runtime=runtime)
     try:
         if is_photo:
             _infer_photos(path, net, out, settings, gsd_m=gsd_m, altitude_m=altitude_m,

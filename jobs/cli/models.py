@@ -5,6 +5,7 @@ Commands:
     crackwatch evaluate ...           metrics of a model on a labelled dataset, beside the papers
     crackwatch models calibrate NAME  fit the logit map that centres each set's best threshold
     crackwatch models card [NAMES]    model cards as Markdown
+    crackwatch models export NAME     an ONNX file for QGIS (Deepness), metadata included
     crackwatch models list            shipped / user models with their cards and metrics
 """
 
@@ -366,6 +367,44 @@ def models_table(
     console.print(f"model table written to {write}")
 
 
+def models_export(
+    name: str = typer.Argument(..., help="Model to export (see `crackwatch models list`)."),
+    out: Path = typer.Option(..., "--out", help="The file to write, e.g. crack.onnx."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx: an ONNX model with the metadata "
+                            "the QGIS plugin Deepness reads."),
+    tile_size: int = typer.Option(512, min=32, help="Tile side, px (multiple of 32; Deepness "
+                                  "needs a fixed square tile)."),
+    overlap: int = typer.Option(64, min=0, help="Tile overlap, px (written in percent)."),
+    resolution_cm: float | None = typer.Option(
+        None, help="Ground resolution the model should run at, cm/px (Deepness resamples the "
+        "layer to it). Default: an assumed GSD for the model's site profile (structure 0.025, "
+        "slope 0.25); give your imagery's."),
+    weights_dir: Path | None = typer.Option(None, help="Extra folder of weights + cards."),
+) -> None:
+    """Export a model for QGIS (Deepness): probabilities with the calibration folded in, and
+    its tiling, threshold, resolution and standardisation as metadata."""
+    from engine.errors import ModelCardError, ModelNotFoundError, WeightsIntegrityError
+    from engine.export import export_for_deepness
+    from engine.registry import load_model
+
+    if fmt != "onnx":
+        _fail(ValueError(f"--format {fmt!r}: the only export format is onnx."))
+    try:
+        net = load_model(name, weights_dir=weights_dir, runtime="torch")
+        meta = export_for_deepness(net, out, tile_size=tile_size, overlap_px=overlap,
+                                   resolution_cm=resolution_cm)
+    except (ModelNotFoundError, WeightsIntegrityError, ModelCardError, ValueError,
+            OSError) as exc:
+        _fail(exc)
+    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {meta['model_type']} "
+                  f"'{meta['class_names']['1']}', tiles {meta['tiles_size']} px with "
+                  f"{meta['tiles_overlap']} % overlap, threshold {meta['seg_thresh']}, "
+                  f"{meta['resolution']} cm/px ({meta['crackwatch_resolution_source']}).",
+                  markup=False, soft_wrap=True)
+    console.print("In QGIS: Deepness > Model file: this file; the parameters load from it.",
+                  markup=False)
+
+
 def register(app: typer.Typer, models_app: typer.Typer) -> None:
     """Add ``evaluate`` to the main app and the model commands to its ``models`` group."""
     app.command("evaluate")(evaluate)
@@ -373,3 +412,4 @@ def register(app: typer.Typer, models_app: typer.Typer) -> None:
     models_app.command("calibrate")(models_calibrate)
     models_app.command("card")(models_card)
     models_app.command("list")(models_list)
+    models_app.command("export")(models_export)

@@ -28,6 +28,8 @@ from jobs.cli.common import (
     _fail,
     cli_actor,
     console,
+    runtime_choice,
+    runtime_option,
 )
 from jobs.cli.common import notifiers as _notifiers
 from jobs.cli.common import open_store as _engine
@@ -47,12 +49,14 @@ RUN_MODEL_HELP = ("Model for every survey of this run (default: each site's mode
 TTA_HELP = "Test-time augmentation: average each window over 4 flips (4x the model compute)."
 
 
-def _options(work_dir: Path | None, device: str, model: str | None, tta: bool = False):
+def _options(work_dir: Path | None, device: str, model: str | None, tta: bool = False,
+             runtime: str | None = None):
     from jobs.pipeline import PipelineOptions
     from jobs.settings import get_settings
 
     return PipelineOptions(work_dir=work_dir or get_settings().data_dir / "work",
-                           device=device, model_name=model, tta=tta)
+                           device=device, model_name=model, tta=tta,
+                           runtime=runtime_choice(runtime, device))
 
 
 MODEL_HELP = ("Model for this site's surveys (see `crackwatch models list`); default: the "
@@ -314,6 +318,7 @@ def run_cmd(
     model: str | None = typer.Option(None, help=RUN_MODEL_HELP),
     work_dir: Path | None = typer.Option(None, help="Where probability maps go."),
     tta: bool = typer.Option(False, help=TTA_HELP),
+    runtime: str | None = runtime_option(),
     wait: float = typer.Option(0.0, "--wait", min=0.0,
                                help="Seconds to wait while another process runs this site "
                                     "(default: refuse at once)."),
@@ -336,7 +341,8 @@ def run_cmd(
     ex = executor_from_cli(executor, ray_address, ray_workers, _fail)
     try:
         results = run_site(_engine(url), _site_ref(site, site_id),
-                           _options(work_dir, device, model, tta), notifiers=_notifiers(),
+                           _options(work_dir, device, model, tta, runtime),
+                           notifiers=_notifiers(),
                            progress=_print_result, wait_s=wait, executor=ex)
     except (RecordNotFoundError, SiteBusyError, NotifierConfigError) as exc:
         _fail(exc)
@@ -366,6 +372,7 @@ def scheduler_cmd(
     model: str | None = typer.Option(None, help=RUN_MODEL_HELP),
     work_dir: Path | None = typer.Option(None, help="Where probability maps go."),
     tta: bool = typer.Option(False, help=TTA_HELP),
+    runtime: str | None = runtime_option(),
     url: str | None = typer.Option(None, help=URL_HELP),
     executor: str | None = executor_option(),
     ray_address: str | None = ray_address_option(),
@@ -384,7 +391,7 @@ def scheduler_cmd(
                         "%(message)s")
     url = url or get_settings().resolved_database_url()
     _engine(url).dispose()  # schema up to date before the first job
-    opts = asdict(_options(work_dir, device, model, tta))
+    opts = asdict(_options(work_dir, device, model, tta, runtime))
     opts["work_dir"] = str(opts["work_dir"])
     opts["weights_dir"] = str(opts["weights_dir"]) if opts["weights_dir"] else None
     ex = executor_from_cli(executor, ray_address, ray_workers, _fail, shared=True)
