@@ -12,6 +12,7 @@ from torch import nn
 
 from engine.allocator import allocator_status
 from engine.models import forward_proba, inference_module
+from engine.runtime import module_for_inference
 
 
 def _cpu_seconds() -> tuple[float, float]:
@@ -46,29 +47,19 @@ def bench_model(
 ) -> dict:
     """Time ``iterations`` forward passes of a ``(batch_size, 3, tile_size, tile_size)`` batch.
 
-    The model runs as tiled inference runs it (:func:`engine.models.inference_module`: through
-    the runtime :func:`engine.runtime.set_runtime` chose, else on the CPU Conv+BN folded,
-    channels_last); on the CPU the unfused model is timed too (``megapixels_per_s_unfused``)
-    and, with ``runtimes`` (names of :data:`engine.runtime.RUNTIMES`), each of those
-    (``megapixels_per_s_by_runtime``; ``torch`` is the folded module). All variants run
-    round-robin, one batch each per round, so a busy machine slows them alike; the figure of
-    each is its median. ``tta``: time the flip test-time augmentation (four passes,
-    :func:`forward_proba`). ``flops``: also the model's GFLOPs per megapixel
-    (``torch.utils.flop_counter``, a multiply-add counted as 2) and the machine's measured
-    fp32 matmul peak (:func:`matmul_peak_gflops`), so ``percent_of_matmul_peak`` says how close
-    the best variant runs to the hardware.
-
-    Returns megapixels/s (input pixels per second), seconds per batch, the user/system CPU
-    seconds and system share over the timed passes (:func:`cpu_figures`), peak RSS of this
-    process in MiB (``ru_maxrss``), peak GPU memory in MiB on CUDA, and a description of the
-    machine. On CUDA, fp16 autocast is used as in production inference.
+    The model runs as tiled inference runs it (:func:`engine.runtime.module_for_inference`);
+    the unfused model is timed too (``megapixels_per_s_unfused``) and each of ``runtimes``
+    (``megapixels_per_s_by_runtime``; ``torch`` is the folded module), round-robin, one batch
+    each per round, medians. ``tta``: the four flip passes. ``flops``: the figures of
+    :func:`hardware_figures` (``percent_of_matmul_peak``: how close the best runs to the
+    hardware). Also: seconds per batch, user/system CPU seconds and system share, peak RSS
+    (MiB), peak GPU memory on CUDA (fp16 autocast there, as in production), the machine.
 
     Raises:
         RuntimeUnavailableError: a runtime in ``runtimes`` is not installed or not for
             ``device``.
     """
-    from engine.models import folded_module
-    from engine.runtime import RUNTIMES, build_runtime_module, resolve_runtime
+    from engine.runtime import RUNTIMES
 
     device = torch.device(device)
     model = model.to(device).eval()
@@ -78,36 +69,11 @@ def bench_model(
         torch.cuda.reset_peak_memory_stats(device)
     ctx = torch.autocast("cuda", dtype=torch.float16) if cuda else torch.autocast("cpu",
                                                                                  enabled=False)
-    net = inference_module(model, device)
-    variants: dict[str, tuple] = {"inference": (net, _input_for(net, model, x))}
-    if net is not model:
-        variants["unfused"] = (model, x)
+    net = module_for_inference(model, device)
     same_as_inference = getattr(net, "runtime", "torch")
-    for name in runtimes or []:
-        rt = resolve_runtime(name, device)
-        if rt == same_as_inference:
-            continue  # the inference variant itself: its figure is reported under rt
-        if rt == "torch":
-            folded = folded_module(model, device)
-            variants[f"runtime:{rt}"] = (folded, _input_for(folded, model, x))
-        else:
-            variants[f"runtime:{rt}"] = (build_runtime_module(model, rt), x)
-    times: dict[str, list[float]] = {k: [] for k in variants}
-    cpu: dict[str, tuple[float, float]] = {k: (0.0, 0.0) for k in variants}
+    variants = _variants(model, net, x, runtimes or [], device)
     with torch.inference_mode(), ctx:
-        for i in range(warmup + iterations):
-            for key, (fn, xb) in variants.items():
-                if cuda:
-                    torch.cuda.synchronize(device)
-                c0, t = _cpu_seconds(), time.perf_counter()
-                forward_proba(fn, xb, tta)
-                if cuda:
-                    torch.cuda.synchronize(device)
-                if i >= warmup:
-                    times[key].append(time.perf_counter() - t)
-                    c1 = _cpu_seconds()
-                    cpu[key] = tuple(a + (b1 - b0) for a, b0, b1 in zip(cpu[key], c0, c1,
-                                                                          strict=True))
+        times, cpu = _round_robin(variants, warmup, iterations, tta, device)
     mp = batch_size * tile_size**2 / 1e6
     med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
     user, sys_ = cpu["inference"]
@@ -140,15 +106,59 @@ def bench_model(
             out["speedup_over_unfused_torch"] = {
                 k: round(v / out["megapixels_per_s_unfused"], 2) for k, v in by_rt.items()}
     if flops:
-        gflop_mp = model_gflops_per_megapixel(model, min(tile_size, 256))
-        peak = matmul_peak_gflops(device)
         best = max([out["megapixels_per_s"], *by_rt.values()]) * (4 if tta else 1)
-        out.update({"gflops_per_megapixel": round(gflop_mp, 2),
-                    "matmul_peak_gflops": round(peak, 1),
-                    "achieved_gflops_best": round(best * gflop_mp, 1),
-                    "percent_of_matmul_peak": round(100 * best * gflop_mp / peak, 1)})
+        out.update(hardware_figures(model, best, min(tile_size, 256), device))
     out["allocator"] = allocator_status()
     return {**out, **_machine(device)}
+
+
+def _variants(model: nn.Module, net, x: torch.Tensor, runtimes: list[str],
+              device: torch.device) -> dict[str, tuple]:
+    """``{key: (callable, input)}`` to time: ``inference`` (``net``, as tiled inference runs
+    the model), ``unfused`` (the model itself, when ``net`` is not it) and
+    ``runtime:NAME`` for each of ``runtimes`` other than ``net``'s own.
+
+    Raises:
+        RuntimeUnavailableError: a runtime is not installed or not for ``device``.
+    """
+    from engine.runtime import build_runtime_module, resolve_runtime
+
+    variants: dict[str, tuple] = {"inference": (net, _input_for(net, model, x))}
+    if net is not model:
+        variants["unfused"] = (model, x)
+    for name in runtimes:
+        rt = resolve_runtime(name, device)
+        if rt == getattr(net, "runtime", "torch"):
+            continue  # the inference variant itself: its figure is reported under rt
+        if rt == "torch":
+            folded = inference_module(model, device)
+            variants[f"runtime:{rt}"] = (folded, _input_for(folded, model, x))
+        else:
+            variants[f"runtime:{rt}"] = (build_runtime_module(model, rt), x)
+    return variants
+
+
+def _round_robin(variants: dict[str, tuple], warmup: int, iterations: int, tta: bool,
+                 device: torch.device) -> tuple[dict[str, list[float]], dict[str, tuple]]:
+    """Seconds per pass and (user, sys) CPU seconds summed, of each variant ``(callable,
+    input)``, one pass each per round, ``iterations`` rounds after ``warmup``."""
+    cuda = device.type == "cuda"
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, tuple[float, float]] = {k: (0.0, 0.0) for k in variants}
+    for i in range(warmup + iterations):
+        for key, (fn, xb) in variants.items():
+            if cuda:
+                torch.cuda.synchronize(device)
+            c0, t = _cpu_seconds(), time.perf_counter()
+            forward_proba(fn, xb, tta)
+            if cuda:
+                torch.cuda.synchronize(device)
+            if i >= warmup:
+                times[key].append(time.perf_counter() - t)
+                c1 = _cpu_seconds()
+                cpu[key] = tuple(a + (b1 - b0) for a, b0, b1 in zip(cpu[key], c0, c1,
+                                                                      strict=True))
+    return times, cpu
 
 
 def _input_for(net, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -157,6 +167,18 @@ def _input_for(net, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if net is not model and getattr(net, "channels_last", True):
         return x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+def hardware_figures(model: nn.Module, megapixels_per_s: float, side: int,
+                     device: torch.device) -> dict:
+    """How close ``megapixels_per_s`` of forward passes is to the hardware: the model's
+    GFLOPs per MP (:func:`model_gflops_per_megapixel`), the measured matmul peak
+    (:func:`matmul_peak_gflops`), the GFLOP/s achieved and its percentage of the peak."""
+    gflop_mp = model_gflops_per_megapixel(model, side)
+    peak = matmul_peak_gflops(device)
+    return {"gflops_per_megapixel": round(gflop_mp, 2), "matmul_peak_gflops": round(peak, 1),
+            "achieved_gflops_best": round(megapixels_per_s * gflop_mp, 1),
+            "percent_of_matmul_peak": round(100 * megapixels_per_s * gflop_mp / peak, 1)}
 
 
 def model_gflops_per_megapixel(model: nn.Module, side: int = 256) -> float:
@@ -234,7 +256,8 @@ def write_synthetic_orthomosaic(path, size: int, *, seed: int = 0, block: int = 
 
 
 def _bench_infer_child(path: str, model_name: str, tile_size: int, overlap: int,
-                       batch_size: int, device: str, threads: int | None) -> dict:
+                       batch_size: int, device: str, threads: int | None,
+                       runtime: str | None = "auto") -> dict:
     import tempfile
     from pathlib import Path
 
@@ -243,7 +266,7 @@ def _bench_infer_child(path: str, model_name: str, tile_size: int, overlap: int,
 
     if threads:
         torch.set_num_threads(threads)
-    model = load_model(model_name, device=device)
+    model = load_model(model_name, device=device, runtime=runtime)
     settings = InferenceSettings(tile_size=tile_size, overlap=overlap, batch_size=batch_size,
                                  device=device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -261,6 +284,7 @@ def _bench_infer_child(path: str, model_name: str, tile_size: int, overlap: int,
         "tile_megapixels_per_s_model_forward": round(res.model_megapixels_per_s, 3),
         "end_to_end_over_forward": round(tile_mp_s / res.model_megapixels_per_s, 3),
         "windows": res.windows_total,
+        "runtime": getattr(model, "runtime", "torch"),
         **cpu,
         "allocator": allocator_status(),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -269,7 +293,7 @@ def _bench_infer_child(path: str, model_name: str, tile_size: int, overlap: int,
 
 def bench_infer(sizes: list[int], model_name: str, *, workdir, tile_size: int = 512,
                 overlap: int = 64, batch_size: int | None = None, device: str = "cpu",
-                threads: int | None = None) -> list[dict]:
+                threads: int | None = None, runtime: str | None = "auto") -> list[dict]:
     """End-to-end figures of the survey step's prediction (:func:`engine.survey.
     infer_orthomosaic` without vectorising: :func:`engine.infer.predict_raster` and the
     rename into place) on synthetic square rasters of each size.
@@ -277,6 +301,7 @@ def bench_infer(sizes: list[int], model_name: str, *, workdir, tile_size: int = 
     Each size runs in a fresh process, so ``peak_rss_mib`` (``ru_maxrss``) is that raster's own
     peak. ``end_to_end_over_forward`` = end-to-end tile megapixels/s divided by model-forward
     megapixels/s over the same tiles (1.0 = reading, blending and writing cost nothing).
+    ``runtime``: what runs the model (:func:`engine.runtime.resolve_runtime`).
     """
     import multiprocessing as mp
     from pathlib import Path
@@ -291,7 +316,7 @@ def bench_infer(sizes: list[int], model_name: str, *, workdir, tile_size: int = 
             write_synthetic_orthomosaic(path, size)
         with ctx.Pool(1) as pool:
             row = pool.apply(_bench_infer_child, (str(path), model_name, tile_size, overlap,
-                                                  batch_size, device, threads))
+                                                  batch_size, device, threads, runtime))
         row["machine"] = (f"{platform.machine()}, {os.cpu_count()} cores, device {device}, "
                           f"torch {torch.__version__}")
         rows.append(row)

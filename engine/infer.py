@@ -40,7 +40,7 @@ from tqdm import tqdm
 from engine.allocator import release_free_memory
 from engine.collar import collar_mask
 from engine.data import normalise
-from engine.models import SIZE_MULTIPLE, forward_proba, inference_module
+from engine.models import SIZE_MULTIPLE, forward_proba
 from engine.raster_read import (
     STRETCH_PERCENTILES,
     check_readable,
@@ -51,6 +51,7 @@ from engine.raster_read import (
     stretch_limits,
     to_uint8,
 )
+from engine.runtime import module_for_inference
 from engine.tiling import RowBandBlender, aligned_stride, blend_weights, window_starts
 
 #: GDAL block cache while reading/writing (MB): keeps memory flat for any raster size.
@@ -95,8 +96,8 @@ def _forward(model: nn.Module, batch_u8: np.ndarray, device: torch.device,
              tta: bool = False) -> np.ndarray:
     """``(B, 3, H, W)`` uint8 -> ``(B, H, W)`` float32 probabilities (AMP fp16 on CUDA).
 
-    On the CPU the model runs as :func:`engine.models.inference_module`: through the runtime
-    :func:`engine.runtime.set_runtime` chose, else Conv+BN folded with channels_last input.
+    On the CPU the model runs as :func:`engine.runtime.module_for_inference` gives it: through
+    the runtime :func:`engine.runtime.set_runtime` chose, else Conv+BN folded, channels_last.
     ``tta``: average the four flips (:func:`engine.models.forward_proba`).
     """
     x = torch.from_numpy(batch_u8)
@@ -112,7 +113,7 @@ def _forward(model: nn.Module, batch_u8: np.ndarray, device: torch.device,
             with torch.autocast("cuda", dtype=torch.float16):
                 prob = forward_proba(model, x, tta)
         else:
-            net = inference_module(model, device)
+            net = module_for_inference(model, device)
             if net is not model and getattr(net, "channels_last", True):
                 x = x.contiguous(memory_format=torch.channels_last)
             prob = forward_proba(net, x, tta)

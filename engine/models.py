@@ -214,23 +214,11 @@ def _folded(model: nn.Module) -> nn.Module:
 
 
 def inference_module(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
-    """The module tiled inference runs: on the CPU, the ONNX Runtime or OpenVINO module
-    :func:`engine.runtime.set_runtime` chose for ``model`` (``model.runtime``; a
-    :class:`engine.runtime.RuntimeModule`, fed plain NCHW), else :func:`folded_module`.
-    """
-    if torch.device(device).type == "cpu" and getattr(model, "runtime", "torch") != "torch":
-        from engine.runtime import runtime_module_for
-
-        converted = runtime_module_for(model)
-        if converted is not None:
-            return converted
-    return folded_module(model, device)
-
-
-def folded_module(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
     """The PyTorch module tiled inference runs: on the CPU, ``model`` with every Conv2d +
     BatchNorm2d pair folded into one convolution (``torch.fx.experimental.optimization.fuse``)
-    and its weights in channels_last (NHWC) layout, oneDNN's fast path; elsewhere ``model`` itself.
+    and its weights in channels_last (NHWC) layout, oneDNN's fast path; elsewhere ``model``
+    itself. (ONNX Runtime / OpenVINO, when chosen, replace it: :func:`engine.runtime.
+    module_for_inference`.)
 
     Same function, fewer and faster kernels: on the shipped U-Net (MobileNetV2) the logits
     differ from ``model``'s by a few 1e-5 (float reordering), and a forward pass on a

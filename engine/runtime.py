@@ -17,7 +17,7 @@ Same cracks: a runtime module is used only when its logits match PyTorch's withi
 :data:`RUNTIME_TOLERANCE` on a test input when it is built (OpenVINO is held to fp32 with
 ``INFERENCE_PRECISION_HINT``: on CPUs with AMX or AVX-512 BF16 its default would be bf16);
 otherwise, or when conversion fails (a read-only cache folder, an exporter error), inference
-falls back to PyTorch with a warning. ``tests/realdata/test_runtime_identity.py`` checks the
+falls back to PyTorch with a warning. ``tests/integration/test_runtime_identity.py`` checks the
 stronger rule of issue 27 on real test images: per image, crack-mask IoU >= 0.999 and <= 0.01 %
 of pixels flipping at the threshold.
 
@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from engine.errors import EngineError
+from engine.models import SIZE_MULTIPLE, _weights_key, inference_module
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,10 @@ class RuntimeUnavailableError(EngineError, ValueError):
 
 
 def installed_runtimes() -> list[str]:
-    """The runtimes of :data:`RUNTIMES` whose package is importable, in that order."""
-    return [r for r in RUNTIMES if importlib.util.find_spec(PACKAGES[r]) is not None]
+    """The runtimes of :data:`RUNTIMES` whose package is importable, in that order (``torch``
+    always: it is what CrackWatch runs on)."""
+    return ["torch", *(r for r in RUNTIMES[1:] if importlib.util.find_spec(PACKAGES[r])
+                       is not None)]
 
 
 def resolve_runtime(name: str | None = "auto", device: str | torch.device = "cpu") -> str:
@@ -87,7 +90,7 @@ def resolve_runtime(name: str | None = "auto", device: str | torch.device = "cpu
         if not cpu:
             return "torch"
         have = installed_runtimes()
-        return next(r for r in AUTO_ORDER if r in have)
+        return next((r for r in AUTO_ORDER if r in have), "torch")
     if name != "torch" and not cpu:
         raise RuntimeUnavailableError(
             f"runtime {name} runs CrackWatch models on the CPU only; on {device} use "
@@ -150,7 +153,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, probabilities: bool = Fal
                 tile_size: int | None = None) -> Path:
     """Write ``model`` as an ONNX graph (opset :data:`ONNX_OPSET`), atomically.
 
-    The exported graph is the folded inference module (:func:`engine.models.folded_module`:
+    The exported graph is the folded inference module (:func:`engine.models.inference_module`:
     each Conv + BatchNorm one convolution) with the card's calibration inside (the
     ``logit_scale`` / ``logit_bias`` of :class:`engine.models.CrackSegmenter`).
 
@@ -171,13 +174,12 @@ def export_onnx(model: nn.Module, path: str | Path, *, probabilities: bool = Fal
     """
     import copy
 
-    from engine.models import SIZE_MULTIPLE, folded_module
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cpu_model = model if next(model.parameters()).device.type == "cpu" else \
         copy.deepcopy(model).cpu()
-    net = folded_module(cpu_model.eval(), "cpu")
+    net = inference_module(cpu_model.eval(), "cpu")
     if probabilities:
         net = _Probabilities(net)
     side = tile_size or 2 * SIZE_MULTIPLE * 4
@@ -335,7 +337,7 @@ _BUILD_LOCK = threading.Lock()
 
 def set_runtime(model: nn.Module, runtime: str | None = "auto") -> str:
     """Make tiled inference on the CPU run ``model`` through ``runtime``
-    (:func:`resolve_runtime`; :func:`engine.models.inference_module` reads it). Returns the
+    (:func:`resolve_runtime`; :func:`module_for_inference` reads it). Returns the
     resolved name.
 
     The choice holds while the weights and calibration stay as they are now: a model trained
@@ -344,10 +346,8 @@ def set_runtime(model: nn.Module, runtime: str | None = "auto") -> str:
     Raises:
         RuntimeUnavailableError: as :func:`resolve_runtime`.
     """
-    from engine.models import _weights_key
-
-    device = next(model.parameters()).device
-    resolved = resolve_runtime(runtime, device)
+    first = next(model.parameters(), None)
+    resolved = resolve_runtime(runtime, first.device if first is not None else "cpu")
     model.runtime = resolved
     model.runtime_weights_key = _weights_key(model)
     _RUNTIME_MODULES.pop(model, None)
@@ -362,8 +362,6 @@ def runtime_module_for(model: nn.Module) -> RuntimeModule | None:
     against PyTorch (:data:`RUNTIME_TOLERANCE`); None when the model runs in PyTorch (its
     runtime is ``torch``, its weights changed since, or conversion or the check failed: then
     it is logged once and the model stays on PyTorch)."""
-    from engine.models import _weights_key
-
     runtime = getattr(model, "runtime", "torch")
     if runtime == "torch" or model.training:
         return None
@@ -391,6 +389,17 @@ def runtime_module_for(model: nn.Module) -> RuntimeModule | None:
     return module
 
 
+def module_for_inference(model: nn.Module, device: str | torch.device = "cpu"):
+    """What tiled inference calls: on the CPU the converted module :func:`set_runtime` chose
+    for ``model`` (:func:`runtime_module_for`; a :class:`RuntimeModule`, fed plain NCHW),
+    else PyTorch's :func:`engine.models.inference_module` (Conv+BN folded, channels_last)."""
+    if torch.device(device).type == "cpu" and getattr(model, "runtime", "torch") != "torch":
+        converted = runtime_module_for(model)
+        if converted is not None:
+            return converted
+    return inference_module(model, device)
+
+
 def _max_logit_difference(model: nn.Module, module: RuntimeModule) -> float:
     """Largest |logit| difference of ``module`` from ``model`` on one fixed 2 x 3 x 96 x 128
     input (a batch and a non-square size, as tiled inference feeds)."""
@@ -400,77 +409,9 @@ def _max_logit_difference(model: nn.Module, module: RuntimeModule) -> float:
     return float((module(x) - ref).abs().max())
 
 
-def mask_agreement(reference: np.ndarray, other: np.ndarray,
-                   threshold: float = 0.5) -> dict[str, float]:
-    """How far two probability maps ``(rows, cols)`` of one image give the same cracks at
-    ``threshold``: ``iou`` of the two crack masks (1.0 when both are empty),
-    ``flipped_fraction`` of valid pixels on different sides of the threshold, and the largest
-    probability difference. NaN pixels (nodata) are left out."""
-    valid = ~(np.isnan(reference) | np.isnan(other))
-    a = (reference >= threshold) & valid
-    b = (other >= threshold) & valid
-    union = int((a | b).sum())
-    flipped = int((a ^ b).sum())
-    return {"iou": 1.0 if union == 0 else float((a & b).sum()) / union,
-            "flipped_fraction": flipped / max(1, int(valid.sum())),
-            "crack_pixels": int(a.sum()), "flipped_pixels": flipped,
-            "max_probability_difference": float(np.nanmax(np.abs(reference - other)))
-            if valid.any() else 0.0}
-
-
-#: The identity rule of issue 27: per image, crack-mask IoU >= 0.999 and at most 0.01 % of
-#: pixels flipping at the threshold against PyTorch.
-SAME_CRACKS_MIN_IOU = 0.999
-SAME_CRACKS_MAX_FLIPPED = 1e-4
-
-
-def same_cracks(agreement: dict[str, float]) -> bool:
-    """Whether :func:`mask_agreement` figures meet :data:`SAME_CRACKS_MIN_IOU` and
-    :data:`SAME_CRACKS_MAX_FLIPPED`."""
-    return (agreement["iou"] >= SAME_CRACKS_MIN_IOU
-            and agreement["flipped_fraction"] <= SAME_CRACKS_MAX_FLIPPED)
-
-
-def compare_runtimes(model: nn.Module, images, runtimes: list[str], *, threshold: float = 0.5,
-                     tile_size: int = 512, overlap: int = 64) -> dict[str, list[dict]]:
-    """Each image through :func:`engine.infer.predict_image` in PyTorch and in each of
-    ``runtimes``: ``{runtime: [mask_agreement + {"image", "same", "seconds"}, ...]}`` and
-    ``{"torch": [{"image", "seconds"}, ...]}``. ``images``: ``(name, (rows, cols, 3) uint8)``
-    pairs. The model's own runtime choice is restored afterwards.
-
-    Raises:
-        RuntimeUnavailableError: a runtime is not installed.
-    """
-    import time
-
-    from engine.infer import predict_image
-
-    before = getattr(model, "runtime", "torch")
-    out: dict[str, list[dict]] = {"torch": [], **{r: [] for r in runtimes if r != "torch"}}
-    try:
-        for name, rgb in images:
-            set_runtime(model, "torch")
-            t = time.perf_counter()
-            ref = predict_image(rgb, model, tile_size=tile_size, overlap=overlap)
-            out["torch"].append({"image": name, "seconds": time.perf_counter() - t})
-            for rt in out:
-                if rt == "torch":
-                    continue
-                set_runtime(model, rt)
-                t = time.perf_counter()
-                got = predict_image(rgb, model, tile_size=tile_size, overlap=overlap)
-                agreement = mask_agreement(ref, got, threshold)
-                out[rt].append({"image": name, **agreement, "same": same_cracks(agreement),
-                                "seconds": time.perf_counter() - t})
-    finally:
-        set_runtime(model, before)
-    return out
-
-
 __all__ = [
     "AUTO_ORDER", "ONNX_OPSET", "RUNTIMES", "RUNTIME_TOLERANCE", "OnnxRuntimeModule",
     "OpenVINOModule", "RuntimeModule", "RuntimeUnavailableError", "build_runtime_module",
     "cache_key", "default_cache_dir", "default_threads", "export_onnx", "installed_runtimes",
-    "SAME_CRACKS_MAX_FLIPPED", "SAME_CRACKS_MIN_IOU", "compare_runtimes", "mask_agreement",
-    "resolve_runtime", "runtime_module_for", "same_cracks", "set_runtime",
+    "module_for_inference", "resolve_runtime", "runtime_module_for", "set_runtime",
 ]

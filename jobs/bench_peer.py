@@ -75,65 +75,88 @@ def _timed_process(cmd: list[str], cwd: Path | None = None,
             "peak_rss_mib": round(ru.ru_maxrss / 1024, 1), "output": text}
 
 
+#: ``--peer-allocator`` choices: which peer runs, by allocator. ``tuned``: as the peer process
+#: gets it (it imports ``engine``, whose import tunes glibc malloc); ``glibc``: with
+#: ``CRACKWATCH_MALLOC_TUNING=0``, glibc's defaults, as a torchgeo user's own process has them.
+PEER_ALLOCATORS = {"tuned": ["peer"], "glibc": ["peer_glibc"], "both": ["peer", "peer_glibc"]}
+
+
 def bench_peer(sizes: list[int], *, workdir: Path, repeats: int = 1, peer: str = "torchgeo",
                peer_script: Path = PEER_SCRIPT_DEFAULT, model: str | None = None,
-               peer_untuned: bool = False, progress=None) -> list[dict]:
-    """For each square raster size: ``repeats`` alternating pairs of whole-process runs,
-    ``crackwatch infer RASTER`` then the peer, on the same synthetic raster.
+               peer_allocator: str = "both", runtime: str | None = None,
+               progress=None) -> list[dict]:
+    """For each square raster size: ``repeats`` alternating rounds of whole-process runs,
+    ``crackwatch infer RASTER`` then the peer (with each allocator ``peer_allocator`` names,
+    :data:`PEER_ALLOCATORS`), on the same synthetic raster.
 
     Returns one row per size with each side's median wall time, raster MP/s (raster pixels /
     whole-process wall time), user/sys CPU seconds, system share and peak RSS, the peer's own
-    loop-only MP/s, and ``speedup`` = CrackWatch raster MP/s / peer raster MP/s.
-    ``peer_untuned``: run the peer with ``CRACKWATCH_MALLOC_TUNING=0``, glibc's defaults, as a
-    torchgeo user's own process has them.
+    loop-only MP/s, and per peer side (``peer``: tuned allocator, ``peer_glibc``: glibc
+    defaults) ``speedup[side]`` = CrackWatch raster MP/s / the peer's and
+    ``peak_rss_ratio[side]``. ``runtime``: ``crackwatch infer --runtime`` (None: its default).
 
     Raises:
         PeerUnavailableError: torchgeo or the peer script is missing.
+        ValueError: an unknown ``peer_allocator``.
         RuntimeError: a run failed.
     """
     from engine.bench import write_synthetic_orthomosaic
 
+    if peer_allocator not in PEER_ALLOCATORS:
+        raise ValueError(f"peer allocator must be one of {', '.join(PEER_ALLOCATORS)}, got "
+                         f"{peer_allocator!r}.")
     check_peer(peer, peer_script)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    sides = PEER_ALLOCATORS[peer_allocator]
     rows = []
     for size in sizes:
         raster = workdir / f"synthetic_benchmark_{size}.tif"
         if not raster.exists():
             write_synthetic_orthomosaic(raster, size)
-        runs: dict[str, list[dict]] = {"crackwatch": [], "peer": []}
+        runs: dict[str, list[dict]] = {"crackwatch": [], **{s: [] for s in sides}}
         for _ in range(repeats):
             with tempfile.TemporaryDirectory() as out:
                 cmd = [sys.executable, "-m", "jobs.cli", "infer", str(raster), "--out", out]
                 if model:
                     cmd += ["--model", model]
+                if runtime:
+                    cmd += ["--runtime", runtime]
                 runs["crackwatch"].append(_timed_process(cmd))
             if progress:
                 progress(f"{size} px crackwatch infer: {runs['crackwatch'][-1]['wall_s']} s")
-            runs["peer"].append(_timed_process(
-                [sys.executable, str(peer_script), str(raster)],
-                cwd=Path(__file__).resolve().parents[1],
-                extra_env={"CRACKWATCH_MALLOC_TUNING": "0"} if peer_untuned else None))
-            if progress:
-                progress(f"{size} px {peer} peer: {runs['peer'][-1]['wall_s']} s")
+            for side in sides:
+                runs[side].append(_timed_process(
+                    [sys.executable, str(peer_script), str(raster)],
+                    cwd=Path(__file__).resolve().parents[1],
+                    extra_env={"CRACKWATCH_MALLOC_TUNING": "0"} if side == "peer_glibc"
+                    else None))
+                if progress:
+                    progress(f"{size} px {peer} peer ({PEER_SIDE_LABELS[side]}): "
+                             f"{runs[side][-1]['wall_s']} s")
         mp = size * size / 1e6
         row: dict = {"raster_px": f"{size}x{size}", "raster_megapixels": round(mp, 2),
-                     "repeats": repeats, "peer_allocator": "glibc defaults" if peer_untuned
-                     else "as the peer process gets it (it imports engine)"}
+                     "repeats": repeats, "peers": sides, "speedup": {}, "peak_rss_ratio": {}}
         for side, rs in runs.items():
             med = sorted(rs, key=lambda r: r["wall_s"])[len(rs) // 2]
             fig = {k: v for k, v in med.items() if k != "output"}
             fig["raster_megapixels_per_s"] = round(mp / med["wall_s"], 3)
-            if side == "peer":
+            if side != "crackwatch":
                 m = re.search(r"= ([0-9.]+) MP/s", med["output"])
                 fig["loop_megapixels_per_s"] = float(m.group(1)) if m else None
             row[side] = fig
-        row["speedup"] = round(row["crackwatch"]["raster_megapixels_per_s"]
-                               / row["peer"]["raster_megapixels_per_s"], 3)
-        row["peak_rss_ratio"] = round(row["crackwatch"]["peak_rss_mib"]
-                                      / row["peer"]["peak_rss_mib"], 3)
+        for side in sides:
+            row["speedup"][side] = round(row["crackwatch"]["raster_megapixels_per_s"]
+                                         / row[side]["raster_megapixels_per_s"], 3)
+            row["peak_rss_ratio"][side] = round(row["crackwatch"]["peak_rss_mib"]
+                                                / row[side]["peak_rss_mib"], 3)
         rows.append(row)
     return rows
 
 
-__all__ = ["PEER_SCRIPT_DEFAULT", "PeerUnavailableError", "bench_peer", "check_peer"]
+#: How each peer side is named in tables.
+PEER_SIDE_LABELS = {"peer": "our allocator settings", "peer_glibc": "glibc defaults"}
+
+
+__all__ = ["PEER_ALLOCATORS", "PEER_SCRIPT_DEFAULT", "PEER_SIDE_LABELS", "PeerUnavailableError",
+           "bench_peer", "check_peer"]

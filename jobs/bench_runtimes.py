@@ -1,11 +1,11 @@
 """``crackwatch bench runtimes``: do ONNX Runtime and OpenVINO give the same cracks as PyTorch
-on real imagery, and how fast is each end to end (:func:`engine.runtime.compare_runtimes`).
+on real imagery, and how fast is each end to end (:func:`compare_runtimes`).
 
 The sets: the shipped test images of DeepCrack, UAV75 and rockfracture (``../shared/data``)
 and the demo's own imagery (``jobs/demo_data``: the Mt Agung DJI photo, the UAV75 bridge
 photos and growth source, the rock-cut photos, the WebODM orthophoto). Each image runs
 through :func:`engine.infer.predict_image` as the survey step does (512 px tiles, 64 px
-overlap) once per runtime; the rule (:func:`engine.runtime.same_cracks`) is checked per image.
+overlap) once per runtime; the rule (:func:`same_cracks`) is checked per image.
 """
 
 from __future__ import annotations
@@ -14,6 +14,75 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+
+def mask_agreement(reference: np.ndarray, other: np.ndarray,
+                   threshold: float = 0.5) -> dict[str, float]:
+    """How far two probability maps ``(rows, cols)`` of one image give the same cracks at
+    ``threshold``: ``iou`` of the two crack masks (1.0 when both are empty),
+    ``flipped_fraction`` of valid pixels on different sides of the threshold, and the largest
+    probability difference. NaN pixels (nodata) are left out."""
+    valid = ~(np.isnan(reference) | np.isnan(other))
+    a = (reference >= threshold) & valid
+    b = (other >= threshold) & valid
+    union = int((a | b).sum())
+    flipped = int((a ^ b).sum())
+    return {"iou": 1.0 if union == 0 else float((a & b).sum()) / union,
+            "flipped_fraction": flipped / max(1, int(valid.sum())),
+            "crack_pixels": int(a.sum()), "flipped_pixels": flipped,
+            "max_probability_difference": float(np.nanmax(np.abs(reference - other)))
+            if valid.any() else 0.0}
+
+
+#: The identity rule of issue 27: per image, crack-mask IoU >= 0.999 and at most 0.01 % of
+#: pixels flipping at the threshold against PyTorch.
+SAME_CRACKS_MIN_IOU = 0.999
+SAME_CRACKS_MAX_FLIPPED = 1e-4
+
+
+def same_cracks(agreement: dict[str, float]) -> bool:
+    """Whether :func:`mask_agreement` figures meet :data:`SAME_CRACKS_MIN_IOU` and
+    :data:`SAME_CRACKS_MAX_FLIPPED`."""
+    return (agreement["iou"] >= SAME_CRACKS_MIN_IOU
+            and agreement["flipped_fraction"] <= SAME_CRACKS_MAX_FLIPPED)
+
+
+def compare_runtimes(model, images, runtimes: list[str], *, threshold: float = 0.5,
+                     tile_size: int = 512, overlap: int = 64) -> dict[str, list[dict]]:
+    """Each image through :func:`engine.infer.predict_image` in PyTorch and in each of
+    ``runtimes``: ``{runtime: [mask_agreement + {"image", "same", "seconds"}, ...]}`` and
+    ``{"torch": [{"image", "seconds"}, ...]}``. ``images``: ``(name, (rows, cols, 3) uint8)``
+    pairs. The model's own runtime choice is restored afterwards.
+
+    Raises:
+        RuntimeUnavailableError: a runtime is not installed.
+    """
+    import time
+
+    from engine.infer import predict_image
+    from engine.runtime import set_runtime
+
+    before = getattr(model, "runtime", "torch")
+    out: dict[str, list[dict]] = {"torch": [], **{r: [] for r in runtimes if r != "torch"}}
+    try:
+        for name, rgb in images:
+            set_runtime(model, "torch")
+            t = time.perf_counter()
+            ref = predict_image(rgb, model, tile_size=tile_size, overlap=overlap)
+            out["torch"].append({"image": name, "seconds": time.perf_counter() - t})
+            for rt in out:
+                if rt == "torch":
+                    continue
+                set_runtime(model, rt)
+                t = time.perf_counter()
+                got = predict_image(rgb, model, tile_size=tile_size, overlap=overlap)
+                agreement = mask_agreement(ref, got, threshold)
+                out[rt].append({"image": name, **agreement, "same": same_cracks(agreement),
+                                "seconds": time.perf_counter() - t})
+    finally:
+        set_runtime(model, before)
+    return out
+
 
 #: The sets ``bench runtimes`` knows, in report order.
 IDENTITY_SETS = ("deepcrack-test", "uav75-test", "rockfracture-test", "demo")
@@ -65,7 +134,7 @@ def bench_runtimes(models: list[str], sets: list[str], runtimes: list[str], *,
     import platform
 
     from engine.registry import load_model
-    from engine.runtime import compare_runtimes, default_threads
+    from engine.runtime import default_threads
 
     rows = []
     for model_name in models:

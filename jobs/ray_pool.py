@@ -64,9 +64,10 @@ class ModelSpec:
             from engine.runtime import set_runtime
 
             model = ray.get(self.ref).to(device).eval()
-            # the runtime the driver chose, checked again here (its weights' identity is
-            # per process)
-            set_runtime(model, getattr(model, "runtime", "torch"))
+            if getattr(model, "runtime", "torch") != "torch":
+                # the runtime the driver chose, set again here: the weights' identity it is
+                # tied to is per process
+                set_runtime(model, model.runtime)
             return model
         from engine.registry import load_model
 

@@ -135,9 +135,11 @@ def bench_infer_cmd(
                                             "../shared/tools/peer_torchgeo.py)."),
     repeats: int = typer.Option(1, min=1, help="With --peer: alternating pairs of runs per "
                                 "size (medians reported)."),
-    peer_untuned: bool = typer.Option(False, help="With --peer: run the peer with glibc's "
-                                      "default allocator (CRACKWATCH_MALLOC_TUNING=0), as a "
-                                      "torchgeo user's process has it."),
+    peer_allocator: str = typer.Option("both", help="With --peer: tuned (the peer with our "
+                                       "allocator settings) | glibc (its defaults, "
+                                       "CRACKWATCH_MALLOC_TUNING=0, as a torchgeo user's "
+                                       "process has them) | both."),
+    runtime: str | None = runtime_option(),
 ) -> None:
     """End-to-end tiled inference on synthetic rasters: MP/s, ratio to model forward, sys
     share of CPU time, peak RSS.
@@ -148,13 +150,16 @@ def bench_infer_cmd(
     """
     from engine.registry import DEFAULT_MODEL
 
+    runtime = runtime_choice(runtime, device)
     if peer:
-        _bench_peer(list(size), workdir, repeats, peer, peer_script, model, peer_untuned)
+        _bench_peer(list(size), workdir, repeats, peer, peer_script, model, peer_allocator,
+                    runtime)
         return
     from engine.bench import bench_infer
 
     rows = bench_infer(list(size), model or DEFAULT_MODEL, workdir=workdir, tile_size=tile_size,
-                       overlap=overlap, batch_size=batch_size, device=device, threads=threads)
+                       overlap=overlap, batch_size=batch_size, device=device, threads=threads,
+                       runtime=runtime)
     t = Table(title=f"predict_raster, tile {tile_size}, overlap {overlap}, batch "
                     f"{rows[0]['batch_size'] if rows else batch_size}")
     for col in ("raster", "s", "raster MP/s", "tile MP/s end-to-end", "tile MP/s forward",
@@ -172,40 +177,48 @@ def bench_infer_cmd(
 
 
 def _bench_peer(sizes: list[int], workdir: Path, repeats: int, peer: str,
-                peer_script: Path | None, model: str | None, peer_untuned: bool) -> None:
+                peer_script: Path | None, model: str | None, peer_allocator: str,
+                runtime: str) -> None:
     """``bench infer --peer``: print the side-by-side table and its JSON."""
+    from jobs.bench_peer import (
+        PEER_SCRIPT_DEFAULT,
+        PEER_SIDE_LABELS,
+        PeerUnavailableError,
+        bench_peer,
+    )
+
+    try:
+        rows = bench_peer(sizes, workdir=workdir, repeats=repeats, peer=peer,
+                          peer_script=peer_script or PEER_SCRIPT_DEFAULT, model=model,
+                          peer_allocator=peer_allocator, runtime=runtime,
+                          progress=lambda m: console.print(escape(m), style="dim"))
+    except (PeerUnavailableError, RuntimeError, ValueError) as exc:
+        _fail(exc)
+    t = Table(title=f"crackwatch infer (runtime {runtime}) vs {peer} peer (whole processes, "
+                    f"medians of {repeats})")
+    for col in ("raster", "pipeline", "wall s", "MP/s", "user s", "sys s", "sys %", "RSS MiB"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for r in rows:
+        for side in ("crackwatch", *r["peers"]):
+            f = r[side]
+            t.add_row(r["raster_px"], "crackwatch" if side == "crackwatch" else
+                      f"{peer}, {PEER_SIDE_LABELS[side]}",
+                      f"{f['wall_s']:.1f}", f"{f['raster_megapixels_per_s']:.3f}",
+                      f"{f['user_s']:.1f}", f"{f['sys_s']:.1f}", f"{f['sys_share_of_cpu']:.1%}",
+                      f"{f['peak_rss_mib']:.0f}")
+        for side in r["peers"]:
+            t.add_row(r["raster_px"], f"ratio vs {PEER_SIDE_LABELS[side]}", "",
+                      f"{r['speedup'][side]:.2f}x", "", "", "",
+                      f"{r['peak_rss_ratio'][side]:.2f}x")
+    console.print(t)
     import os
     import platform
 
     import torch
 
-    from jobs.bench_peer import PEER_SCRIPT_DEFAULT, PeerUnavailableError, bench_peer
-
-    try:
-        rows = bench_peer(sizes, workdir=workdir, repeats=repeats, peer=peer,
-                          peer_script=peer_script or PEER_SCRIPT_DEFAULT, model=model,
-                          peer_untuned=peer_untuned,
-                          progress=lambda m: console.print(escape(m), style="dim"))
-    except (PeerUnavailableError, RuntimeError) as exc:
-        _fail(exc)
-    t = Table(title=f"crackwatch infer vs {peer} peer (whole processes, medians of {repeats}; "
-                    f"peer allocator: {rows[0]['peer_allocator'] if rows else '-'})")
-    for col in ("raster", "pipeline", "wall s", "MP/s", "user s", "sys s", "sys %", "RSS MiB"):
-        t.add_column(col, justify="right", no_wrap=True)
-    for r in rows:
-        for side in ("crackwatch", "peer"):
-            f = r[side]
-            t.add_row(r["raster_px"], "crackwatch" if side == "crackwatch" else peer,
-                      f"{f['wall_s']:.1f}", f"{f['raster_megapixels_per_s']:.3f}",
-                      f"{f['user_s']:.1f}", f"{f['sys_s']:.1f}", f"{f['sys_share_of_cpu']:.1%}",
-                      f"{f['peak_rss_mib']:.0f}")
-        t.add_row(r["raster_px"], "ratio", "", f"{r['speedup']:.2f}x", "", "", "",
-                  f"{r['peak_rss_ratio']:.2f}x")
-    console.print(t)
     console.print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch "
                   f"{torch.__version__}")
     console.print_json(json.dumps(rows))
-
 
 def register(bench_app: typer.Typer) -> None:
     """Add the model, training and inference benchmarks to the ``bench`` group."""

@@ -23,23 +23,31 @@ def test_timed_process_measures_the_child():
     assert 0.0 <= r["sys_share_of_cpu"] <= 1.0
 
 
-def test_bench_peer_alternates_and_reports_both_sides(tmp_path, monkeypatch):
-    # The orchestration with a stand-in peer script (torchgeo itself is in the bench extra).
+def test_bench_peer_alternates_and_reports_the_peer_with_both_allocators(tmp_path,
+                                                                          monkeypatch):
+    # The orchestration with a stand-in peer script (torchgeo itself is in the bench extra);
+    # it reports a different loop figure when run with glibc's defaults.
     peer = tmp_path / "peer.py"
-    peer.write_text("import sys, time\ntime.sleep(0.2)\n"
-                    "print(f'peer: {sys.argv[1]} = 0.123 MP/s')\n")
+    peer.write_text("import os, sys, time\ntime.sleep(0.2)\n"
+                    "glibc = os.environ.get('CRACKWATCH_MALLOC_TUNING') == '0'\n"
+                    "print(f'peer: {sys.argv[1]} = {0.05 if glibc else 0.123} MP/s')\n")
     monkeypatch.setattr(bench_peer_mod.importlib.util, "find_spec", lambda name: object())
-    rows = bench_peer([256], workdir=tmp_path, repeats=1, peer_script=peer)
+    rows = bench_peer([256], workdir=tmp_path, repeats=1, peer_script=peer, runtime="torch")
     (row,) = rows
     assert row["raster_px"] == "256x256" and row["repeats"] == 1
-    for side in ("crackwatch", "peer"):
+    assert row["peers"] == ["peer", "peer_glibc"]
+    for side in ("crackwatch", "peer", "peer_glibc"):
         f = row[side]
         assert f["wall_s"] > 0 and f["raster_megapixels_per_s"] > 0 and f["peak_rss_mib"] > 0
         assert 0.0 <= f["sys_share_of_cpu"] <= 1.0
     assert row["peer"]["loop_megapixels_per_s"] == 0.123
-    assert row["speedup"] > 0 and row["peak_rss_ratio"] > 0
+    assert row["peer_glibc"]["loop_megapixels_per_s"] == 0.05
+    assert set(row["speedup"]) == set(row["peak_rss_ratio"]) == {"peer", "peer_glibc"}
+    assert all(v > 0 for v in (*row["speedup"].values(), *row["peak_rss_ratio"].values()))
     assert (tmp_path / "synthetic_benchmark_256.tif").is_file()
     json.dumps(rows)
+    (only,) = bench_peer([256], workdir=tmp_path, peer_script=peer, peer_allocator="glibc")
+    assert only["peers"] == ["peer_glibc"] and "peer" not in only
 
 
 def test_missing_peer_is_a_clear_error(tmp_path, monkeypatch):
@@ -51,6 +59,10 @@ def test_missing_peer_is_a_clear_error(tmp_path, monkeypatch):
     r = runner.invoke(app, ["bench", "infer", "--peer", "gdal", "--size", "256",
                             "--workdir", str(tmp_path)])
     assert r.exit_code == 2 and "Unknown peer 'gdal'" in r.output
+    monkeypatch.setattr(bench_peer_mod.importlib.util, "find_spec", lambda name: object())
+    r = runner.invoke(app, ["bench", "infer", "--peer", "torchgeo", "--size", "256",
+                            "--workdir", str(tmp_path), "--peer-allocator", "jemalloc"])
+    assert r.exit_code == 2 and "peer allocator must be one of" in r.output
 
 
 def test_bench_infer_reports_sys_share_and_batch(tmp_path):

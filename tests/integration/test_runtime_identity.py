@@ -12,8 +12,7 @@ from __future__ import annotations
 import pytest
 
 from engine.registry import PROFILE_MODELS, load_model
-from engine.runtime import compare_runtimes
-from jobs.bench_runtimes import IDENTITY_SETS, identity_images
+from jobs.bench_runtimes import IDENTITY_SETS, compare_runtimes, identity_images
 from tests.conftest import require_real_data
 
 pytestmark = pytest.mark.realdata

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.architectures import ARCHITECTURES
-from engine.models import build_model, inference_module
+from engine.models import build_model
 from engine.runtime import (
     AUTO_ORDER,
     OnnxRuntimeModule,
@@ -17,6 +17,7 @@ from engine.runtime import (
     RuntimeUnavailableError,
     cache_key,
     installed_runtimes,
+    module_for_inference,
     resolve_runtime,
     set_runtime,
 )
@@ -64,7 +65,7 @@ def test_a_runtime_gives_pytorchs_logits_and_probabilities(runtime, kind):
     rgb = np.random.default_rng(0).integers(0, 255, (150, 200, 3), dtype=np.uint8)
     want = predict_image(rgb, model, tile_size=64, overlap=16)  # no runtime set: PyTorch
     assert set_runtime(model, runtime) == runtime
-    net = inference_module(model)
+    net = module_for_inference(model)
     assert isinstance(net, kind) and net.channels_last is False
     x = torch.randn(3, 3, 64, 96)  # another batch and size than the conversion saw
     with torch.inference_mode():
@@ -74,7 +75,7 @@ def test_a_runtime_gives_pytorchs_logits_and_probabilities(runtime, kind):
     assert np.allclose(got, want_tta, atol=1e-5)
     assert not np.allclose(want, want_tta)  # tta really changed something: it ran
     set_runtime(model, runtime)
-    assert inference_module(model) is net  # converted and compiled once per process
+    assert module_for_inference(model) is net  # converted and compiled once per process
 
 
 def _reset(model):
@@ -91,24 +92,24 @@ def test_the_converted_file_is_cached_by_weights_and_calibration(tmp_path, monke
     set_calibration(model, 0.5, 0.1)
     assert cache_key(model) != key  # the calibration is inside the graph
     set_runtime(model, "onnxruntime")
-    first = inference_module(model)
+    first = module_for_inference(model)
     files = list(tmp_path.glob("*.onnx"))
     assert len(files) == 1 and first.path == files[0]
     again = _model()  # the same weights, loaded again: the same file, not converted again
     set_calibration(again, 0.5, 0.1)
     set_runtime(again, "onnxruntime")
     mtime = files[0].stat().st_mtime_ns
-    assert inference_module(again).path == files[0]
+    assert module_for_inference(again).path == files[0]
     assert files[0].stat().st_mtime_ns == mtime
 
 
 def test_a_model_whose_weights_change_runs_in_pytorch_again():
     model = _model()
     set_runtime(model, "openvino")
-    assert isinstance(inference_module(model), OpenVINOModule)
+    assert isinstance(module_for_inference(model), OpenVINOModule)
     with torch.no_grad():
         model.net.segmentation_head[0].bias.add_(1.0)  # trained further, in place
-    net = inference_module(model)
+    net = module_for_inference(model)
     assert not hasattr(net, "runtime") or net.runtime == "torch"
     x = torch.randn(1, 3, 64, 64)
     with torch.inference_mode():
@@ -124,7 +125,7 @@ def test_a_failed_conversion_falls_back_to_pytorch_with_a_warning(tmp_path, monk
     model = _model(seed=3)
     set_runtime(model, "onnxruntime")
     with caplog.at_level(logging.WARNING, logger="engine.runtime"):
-        net = inference_module(model)
+        net = module_for_inference(model)
     assert getattr(net, "runtime", "torch") == "torch" and model.runtime == "torch"
     assert "inference runs in PyTorch" in caplog.text
 
