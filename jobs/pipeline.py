@@ -348,7 +348,10 @@ def _model_for_run(model: Any, site: m.Site, options: PipelineOptions,
                    "batch_size": options.batch_size or _default_batch(options.device),
                    "threshold": options.threshold,
                    "min_area_px": options.min_area_px, "device": options.device,
-                   "tta": options.tta},
+                   "tta": options.tta,
+                   # a loaded model says what runs it; on Ray the workers resolve the choice
+                   "runtime": getattr(model, "runtime", None) or (
+                       "torch" if hasattr(model, "forward") else options.runtime)},
         "started_at": datetime.now(UTC),
     })
     return model

@@ -153,6 +153,8 @@ def _infer_raster(path: Path, net, out: Path, settings, *, crs, dtype, predict=N
         "windows (skipped nodata)": f"{res.windows_total} ({res.windows_skipped})",
         "seconds": f"{res.seconds:.1f}",
         "megapixels/s": f"{res.megapixels_per_s:.3f}",
+        "model runtime": "Ray workers" if predict is not None else
+        getattr(net, "runtime", "torch"),
         "probability COG": str(prob_path),
         "cracks GeoPackage": str(gpkg),
     }))

@@ -35,7 +35,10 @@ def evaluate(
                                 "and masks/"),
     suite: str | None = typer.Option(None, help="'field': every test set (DeepCrack, UAV75, "
                                      "rockfracture) at 0.5 and ODS plus the held-out "
-                                     "crack-free terrain, one table (--dataset is ignored)."),
+                                     "crack-free terrain, one table (--dataset is ignored). "
+                                     "'unsupervised': PatchCore fitted on each set's "
+                                     "crack-free training tiles beside the shipped U-Nets "
+                                     "(pixel IoU/F1, pixel and tile AUROC)."),
     weights_dir: Path | None = typer.Option(None, help="Extra folder of weights + cards."),
     data_root: Path | None = typer.Option(None, help="Folder holding segmentation/."),
     limit: int | None = typer.Option(None, help="Evaluate only the first N images."),
@@ -71,9 +74,13 @@ def evaluate(
         except (*_evaluation_errors(), ValueError) as exc:
             _fail(exc)
         return
+    if suite == "unsupervised":
+        _evaluate_unsupervised(model, data_root, limit, out)
+        return
     if suite is not None:
         if suite != "field":
-            _fail(ValueError(f"--suite {suite!r}: the only suite is 'field'."))
+            _fail(ValueError(f"--suite {suite!r}: the suites are 'field' and "
+                             f"'unsupervised'."))
         _evaluate_field(model, weights_dir, data_root, limit, device, out, profile,
                         update_card=update_card)
         return
@@ -96,6 +103,39 @@ def evaluate(
     if update_card:
         path = record_metrics(name, report, weights_dir=weights_dir)
         console.print(f"metrics recorded in {path}")
+
+
+def _evaluate_unsupervised(models: list[str] | None, data_root: Path | None,
+                           limit: int | None, out: Path | None) -> None:
+    """``crackwatch evaluate --suite unsupervised``: :func:`engine.anomaly_suite.
+    anomaly_suite` as one table (and JSON with ``--out``)."""
+    from engine.anomaly_suite import anomaly_suite
+    from engine.errors import PretrainedWeightsError
+
+    try:
+        rows = anomaly_suite(["patchcore"], data_root=data_root, limit=limit,
+                             supervised=models or _profile_models(),
+                             progress=lambda m: console.print(m, style="dim", markup=False))
+    except (*_evaluation_errors(), PretrainedWeightsError, ValueError) as exc:
+        _fail(exc)
+    part = f", first {limit} images of each set" if limit else ""
+    t = Table(title=f"Supervised and unsupervised detectors, each at its own threshold rule; "
+                    f"pixel figures pooled, percent{part}")
+    for col in ("method", "test set", "IoU", "F1", "pixel AUROC", "tile AUROC",
+                "flagged px %", "seconds"):
+        t.add_column(col, justify="left" if col in ("method", "test set") else "right")
+    for r in rows:
+        px, im = r["pixel"], r["image"]
+        seconds = r.get("card", {}).get("fit_and_calibrate_seconds", 0) + r["score_seconds"]
+        t.add_row(r["method"], r["set"], _pct(px["iou"]), _pct(px["f1"]),
+                  _pct(px["auroc"]), _pct(im["auroc"]), f"{px['flagged_pct']:.3f}",
+                  f"{seconds:.0f}")
+    console.print(t)
+    report = {"rows": rows, "command": command_line(), "limit": limit}
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"report written to {out}")
 
 
 def _evaluation_errors() -> tuple[type[Exception], ...]:
