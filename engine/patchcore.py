@@ -72,29 +72,38 @@ def imagenet_backbone() -> nn.Module:
     return encoder.eval()
 
 
+#: Context mirrored around every image before its features are computed, px: without it the
+#: convolutions' zero padding makes every image border look like an edge, and a bank fitted on
+#: tiles then holds "edge" patches that match cracks.
+CONTEXT_PX = 32
+
+
 def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """``(rows, cols, 3)`` uint8 -> ``(1, 3, rows', cols')`` ImageNet-normalised, padded by
-    reflection to multiples of 32."""
+    """``(rows, cols, 3)`` uint8 -> ``(1, 3, rows', cols')`` ImageNet-normalised, mirrored
+    :data:`CONTEXT_PX` on every side and at the bottom/right up to multiples of 32."""
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
     x = (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None,
                                                                                         None]
     h, w = x.shape[-2:]
-    ph, pw = (-h) % 32, (-w) % 32
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate")
-    return x
+    c = min(CONTEXT_PX, h - 1, w - 1)
+    ph, pw = (-(h + 2 * c)) % 32, (-(w + 2 * c)) % 32
+    mode = "reflect" if c + max(ph, pw) < min(h, w) else "replicate"
+    return F.pad(x, (c, c + pw, c, c + ph), mode=mode)
 
 
 @torch.inference_mode()
 def patch_features(backbone: nn.Module, rgb: np.ndarray) -> tuple[torch.Tensor, tuple]:
     """Locally aware patch features of an image: ``(h * w, 152)`` float32 and the feature
-    grid ``(h, w)`` at stride 8 of the padded image."""
+    grid ``(h, w)`` at stride 8, cell (0, 0) the image's top-left 8 x 8 px (the mirrored
+    context is cropped away)."""
+    rows, cols = rgb.shape[:2]
+    c = min(CONTEXT_PX, rows - 1, cols - 1) // 8
     feats = backbone(_to_tensor(rgb))
     a, b = (feats[i] for i in STAGES)
     a = F.avg_pool2d(a, 3, stride=1, padding=1, count_include_pad=False)
     b = F.avg_pool2d(b, 3, stride=1, padding=1, count_include_pad=False)
     b = F.interpolate(b, size=a.shape[-2:], mode="bilinear", align_corners=False)
-    f = torch.cat([a, b], 1)[0]
+    f = torch.cat([a, b], 1)[0][:, c:c + -(-rows // 8), c:c + -(-cols // 8)]
     return f.permute(1, 2, 0).reshape(-1, f.shape[0]).contiguous(), tuple(f.shape[-2:])
 
 
@@ -109,12 +118,20 @@ def greedy_coreset(features: torch.Tensor, k: int, seed: int = 0,
     g = torch.Generator().manual_seed(seed)
     proj = features @ torch.randn(features.shape[1], dims, generator=g) / dims ** 0.5 \
         if features.shape[1] > dims else features
+    proj = proj.contiguous()
+    sq = (proj * proj).sum(1)
+
+    def dist2(i: int) -> torch.Tensor:  # squared distances of every row to row i (a matvec)
+        return sq + sq[i] - 2 * (proj @ proj[i])
+
     chosen = [int(torch.randint(n, (1,), generator=g))]
-    nearest = torch.cdist(proj, proj[chosen[-1]][None])[:, 0]
+    nearest = dist2(chosen[0])
+    nearest[chosen[0]] = -1.0  # chosen rows never again (rounding leaves ~0, not 0)
     for _ in range(k - 1):
         i = int(torch.argmax(nearest))
         chosen.append(i)
-        nearest = torch.minimum(nearest, torch.cdist(proj, proj[i][None])[:, 0])
+        nearest = torch.minimum(nearest, dist2(i))
+        nearest[i] = -1.0
     return torch.tensor(chosen)
 
 
@@ -191,6 +208,7 @@ class PatchCore:
             dist[i:i + chunk] = torch.cdist(f[i:i + chunk], self.memory).min(1).values
         m = dist.view(1, 1, h, w)
         m = F.interpolate(m, size=(h * 8, w * 8), mode="bilinear", align_corners=False)
+        # (the cropped context offset is a multiple of 8 px when CONTEXT_PX is)
         m = _gaussian_blur(m, SMOOTHING_SIGMA)[0, 0, :rows, :cols]
         return m.numpy().astype(np.float32)
 
