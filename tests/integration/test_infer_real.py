@@ -97,7 +97,8 @@ def test_cli_infer_photo_set_survives_a_bad_photo(tmp_path):
 def test_real_photo_same_probabilities_before_and_after_the_cpu_rewrite(tmp_path, monkeypatch):
     """Issue 14: Conv-BN folding, channels_last and the reused blending buffers change float
     rounding only. A real UAV75 bridge photo (with an assigned, not surveyed, geotransform)
-    is inferred with the model as loaded ("before") and as tiled inference now runs it."""
+    is inferred with the model as loaded ("before") and as tiled inference now runs it (the
+    default runtime: OpenVINO where installed, engine.runtime)."""
     from PIL import Image
     from rasterio.transform import from_origin
 
@@ -111,7 +112,7 @@ def test_real_photo_same_probabilities_before_and_after_the_cpu_rewrite(tmp_path
     model = load_model()
     after = predict_raster(tif, model, out_path=tmp_path / "after.tif", tile_size=256,
                            overlap=64, progress=False, dtype="float32")
-    monkeypatch.setattr(engine.infer, "inference_module", lambda m, device: m)
+    monkeypatch.setattr(engine.infer, "module_for_inference", lambda m, device: m)
     before = predict_raster(tif, model, out_path=tmp_path / "before.tif", tile_size=256,
                             overlap=64, progress=False, dtype="float32")
     with rasterio.open(before.path) as b, rasterio.open(after.path) as a:
