@@ -389,8 +389,11 @@ def runtime_module_for(model: nn.Module) -> RuntimeModule | None:
                                  f"(> {RUNTIME_TOLERANCE})")
             module.checked = True
     except Exception as exc:  # noqa: BLE001 - any failure: stay on PyTorch, say so
-        log.warning("runtime %s not used for %s, inference runs in PyTorch: %s", runtime,
-                    (getattr(model, "card", None) or {}).get("name", "the model"), exc)
+        hint = (f" (the converted-model cache {default_cache_dir()} cannot be written: set "
+                f"CRACKWATCH_RUNTIME_CACHE to a writable folder)"
+                if isinstance(exc, OSError) else "")
+        log.warning("runtime %s not used for %s, inference runs in PyTorch: %s%s", runtime,
+                    (getattr(model, "card", None) or {}).get("name", "the model"), exc, hint)
         model.runtime = "torch"
         _RUNTIME_MODULES[model] = False
         return None

@@ -128,6 +128,7 @@ def test_a_failed_conversion_falls_back_to_pytorch_with_a_warning(tmp_path, monk
         net = module_for_inference(model)
     assert getattr(net, "runtime", "torch") == "torch" and model.runtime == "torch"
     assert "inference runs in PyTorch" in caplog.text
+    assert "set CRACKWATCH_RUNTIME_CACHE to a writable folder" in caplog.text
 
 
 def test_bench_model_times_every_runtime_round_robin_with_flops_and_peak():
