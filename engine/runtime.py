@@ -9,7 +9,7 @@ card's calibration and the exporter (:func:`cache_key`), so a new model or a new
 is converted again and every later process reuses the file.
 
 Choosing: :func:`resolve_runtime` turns ``auto`` into the first installed runtime of
-:data:`AUTO_ORDER` (fastest first, by ``crackwatch bench model --runtime all``); a runtime that is
+:data:`AUTO_ORDER` (fastest first, by ``crackwatch bench model``); a runtime that is
 asked for by name but not installed is a :class:`RuntimeUnavailableError`. On CUDA only
 ``torch`` runs (fp16 autocast, :mod:`engine.infer`).
 
@@ -49,9 +49,10 @@ log = logging.getLogger(__name__)
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 #: The Python package each runtime needs.
 PACKAGES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
-#: What ``auto`` picks: the first installed, fastest first. Measured with
-#: ``crackwatch bench model --runtime all`` (README, "Runtimes"): OpenVINO ahead of ONNX
-#: Runtime ahead of PyTorch for both shipped models on the project's 2-core VM.
+#: What ``auto`` picks: the first installed. ``crackwatch bench model`` times all three: on an
+#: AVX-512 VM (issue 27) OpenVINO ran 1.7-2.0x PyTorch and ahead of ONNX Runtime; on the
+#: project's AVX2 VM the three are within about 10 % (OpenVINO 1.01-1.05x of folded PyTorch
+#: idle; docs: Explanation / Performance), so OpenVINO first costs nothing there.
 AUTO_ORDER = ("openvino", "onnxruntime", "torch")
 #: ONNX opset of the exported graphs (ONNX Runtime >= 1.12, OpenVINO >= 2022.1, Deepness).
 ONNX_OPSET = 17
