@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms.functional import gaussian_blur
 
 #: Largest memory bank (patches). The paper keeps 1-10 % of the training patches.
 MAX_BANK = 8_192
@@ -135,18 +136,6 @@ def greedy_coreset(features: torch.Tensor, k: int, seed: int = 0,
     return torch.tensor(chosen)
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of a ``(1, 1, H, W)`` map (radius 4 sigma, reflect padding)."""
-    r = int(4 * sigma + 0.5)
-    t = torch.arange(-r, r + 1, dtype=torch.float32)
-    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    k = k / k.sum()
-    x = F.pad(x, (r, r, 0, 0), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1))
-    x = F.pad(x, (0, 0, r, r), mode="reflect")
-    return F.conv2d(x, k.view(1, 1, -1, 1))
-
-
 class PatchCore:
     """A fitted PatchCore detector: ``memory`` ``(M, 152)`` float32 patch features of
     crack-free ground and the score ``threshold`` of its rule (None until calibrated)."""
@@ -209,7 +198,8 @@ class PatchCore:
         m = dist.view(1, 1, h, w)
         m = F.interpolate(m, size=(h * 8, w * 8), mode="bilinear", align_corners=False)
         # (the cropped context offset is a multiple of 8 px when CONTEXT_PX is)
-        m = _gaussian_blur(m, SMOOTHING_SIGMA)[0, 0, :rows, :cols]
+        side = 2 * int(4 * SMOOTHING_SIGMA) + 1  # radius 4 sigma
+        m = gaussian_blur(m, [side, side], [SMOOTHING_SIGMA])[0, 0, :rows, :cols]
         return m.numpy().astype(np.float32)
 
     def calibrate(self, images: Sequence[np.ndarray],
