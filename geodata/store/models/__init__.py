@@ -32,6 +32,8 @@ Tables (all ids are integer surrogate keys, all timestamps aware UTC):
 * ``photo_registration``: how one photo of a photo survey maps into a view (homography,
   inliers, RMS error, GSD used) or why it does not.
 * ``photo_view_track``: which crack tracks are followed in a view's frame (photo tracks).
+* ``site_baseline``, ``surface_change``: a site's baseline survey(s) and each later survey's
+  unsupervised "surface change" layer (:mod:`.change`, :mod:`engine.site_change`).
 
 Geometry columns use :class:`~geodata.store.types.GeometryType` (PostGIS ``geometry`` with a
 GiST index on PostgreSQL, EWKB on SQLite). The schema is owned by the Alembic migrations in
@@ -39,7 +41,8 @@ GiST index on PostgreSQL, EWKB on SQLite). The schema is owned by the Alembic mi
 
 Modules: :mod:`.base` (declarative base, value sets, ``utcnow``), :mod:`.surveys` (sites,
 surveys, runs, cracks, tracks), :mod:`.alerting` (alerts, outbox, audit, alert settings),
-:mod:`.operations` (job runs, site locks), :mod:`.photos` (photo views); every name is
+:mod:`.operations` (job runs, site locks), :mod:`.photos` (photo views), :mod:`.change`
+(site baselines, surface change); every name is
 importable from here.
 """
 
@@ -61,6 +64,7 @@ from geodata.store.models.base import (
     JSONType,
     utcnow,
 )
+from geodata.store.models.change import SiteBaseline, SurfaceChange
 from geodata.store.models.operations import JobRun, SiteLock
 from geodata.store.models.photos import PhotoRegistration, PhotoView, PhotoViewTrack
 from geodata.store.models.surveys import (
@@ -99,8 +103,10 @@ __all__ = [
     "PhotoView",
     "PhotoViewTrack",
     "SiteAlerting",
+    "SiteBaseline",
     "SiteLock",
     "Site",
+    "SurfaceChange",
     "Survey",
     "SurveySummary",
     "TrackObservation",
