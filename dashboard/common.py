@@ -240,6 +240,26 @@ def load_unobservable(url: str, survey_id: int) -> tuple[dict[str, Any] | None, 
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=16)
+def load_surface_change(url: str, survey_id: int) -> dict[str, Any] | None:
+    """The survey's unsupervised surface-change layer (:func:`geodata.queries.
+    survey_surface_change`): ``{"geometry"`` (GeoJSON in EPSG:4326, 7 decimals, or None when
+    nothing changed), ``"changed_m2"``, ``"compared_m2"``, ``"changed_pct"``,
+    ``"baseline_id"}``; None when the survey was not compared with a site baseline."""
+    frame = queries.survey_surface_change(engine(url), survey_id)
+    if frame.empty:
+        return None
+    row = frame.iloc[0]
+    geom = None
+    if row.geometry is not None and not row.geometry.is_empty:
+        g = json.loads(frame.geometry.to_crs(4326).to_json(drop_id=True))["features"][0][
+            "geometry"]
+        geom = {"type": g["type"], "coordinates": _round_coords(g["coordinates"], 7)}
+    return {"geometry": geom, "changed_m2": float(row["changed_m2"]),
+            "compared_m2": float(row["compared_m2"]), "changed_pct": float(row["changed_pct"]),
+            "baseline_id": int(row["baseline_id"])}
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=16)
 def load_survey_geojson(url: str, survey_id: int, simplify_m: float | None = None
                         ) -> dict[str, Any]:
     """A survey's cracks for the map: simplified, EPSG:4326, 7 decimals (~1 cm), with the

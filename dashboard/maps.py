@@ -193,6 +193,9 @@ def _fc_bounds(fc: Mapping[str, Any]) -> tuple[float, float, float, float] | Non
     return min(ys), min(xs), max(ys), max(xs)
 
 
+#: Legend text and colour of the unsupervised surface-change layer (never a crack).
+SURFACE_CHANGE = "surface change (unsupervised)"
+SURFACE_CHANGE_COLOUR = "#2979ff"  # blue: no severity colour
 #: Legend text and colour of the not-observable ground (vegetation) layer.
 NOT_OBSERVABLE = "not observable (vegetation): no crack data"
 NOT_OBSERVABLE_COLOUR = "#607d8b"
@@ -209,6 +212,7 @@ def survey_map(
     highlight_crack_id: int | None = None,
     popup_fields: list[tuple[str, str]] | None = None,
     unobservable: Mapping[str, Any] | None = None,
+    surface_change: Mapping[str, Any] | None = None,
 ) -> folium.Map:
     """One survey's crack polygons over the survey's own imagery.
 
@@ -225,6 +229,9 @@ def survey_map(
         unobservable: GeoJSON geometry (EPSG:4326) of the ground the run could not see
             (vegetation on a slope, :mod:`engine.observable`), drawn hatched grey as
             "not observable": no crack there means nothing, not "no crack".
+        surface_change: GeoJSON geometry (EPSG:4326) of the ground that changed since the
+            site baseline (:mod:`jobs.site_baseline`), drawn as its own blue dashed layer
+            "surface change (unsupervised)", under the cracks and never coloured like one.
     """
     n = len(cracks.get("features", []))
     m = _new_map(assets, basemap=basemap, prefer_canvas=n > CANVAS_THRESHOLD)
@@ -253,6 +260,16 @@ def survey_map(
                                                   "fillOpacity": 0.45},
                        tooltip=folium.GeoJsonTooltip(fields=["what"], labels=False),
                        ).add_to(m)
+    if surface_change is not None:
+        folium.GeoJson({"type": "Feature", "properties": {"what": SURFACE_CHANGE},
+                        "geometry": surface_change},
+                       name=SURFACE_CHANGE,
+                       style_function=lambda _f: {"color": SURFACE_CHANGE_COLOUR, "weight": 2,
+                                                  "opacity": 0.9, "dashArray": "4 3",
+                                                  "fillColor": SURFACE_CHANGE_COLOUR,
+                                                  "fillOpacity": 0.15},
+                       tooltip=folium.GeoJsonTooltip(fields=["what"], labels=False),
+                       ).add_to(m)
     if n:
         fields = popup_fields or [("crack_id", "crack")]
 
@@ -277,7 +294,9 @@ def survey_map(
         if cb:
             bounds.append(cb)
     _legend(m, "crack severity (BRE 251)", list(SEVERITY_COLOURS.items())
-            + ([(NOT_OBSERVABLE, NOT_OBSERVABLE_COLOUR)] if unobservable is not None else []))
+            + ([(NOT_OBSERVABLE, NOT_OBSERVABLE_COLOUR)] if unobservable is not None else [])
+            + ([(SURFACE_CHANGE, SURFACE_CHANGE_COLOUR)] if surface_change is not None
+               else []))
     folium.LayerControl(collapsed=True).add_to(m)
     _fit(m, bounds)
     return m

@@ -4,8 +4,10 @@
   ``acquired_at`` and ``track_id``), ``tracks`` (each track's history row and its last
   polygon), ``surveys`` (footprints), all in the site CRS; plus ``photo_cracks`` (image
   pixel coordinates, no CRS) when the site has photo cracks, and ``not_observable`` (per
-  survey, the ground its run could not see: vegetation on slope orthomosaics) when there is
-  any. Opens in QGIS as is.
+  survey, the ground its run could not see: vegetation on slope orthomosaics) and
+  ``surface_change_unsupervised`` (per survey compared with the site baseline, the polygons
+  of ground that changed, :mod:`jobs.site_baseline`; the raster's path in ``raster_path``) when
+  there is any. Opens in QGIS as is.
 * ``geojson``: ``PATH`` holds the cracks; ``<stem>_tracks.geojson`` and
   ``<stem>_surveys.geojson`` lie beside it. Coordinates stay in the site CRS (a ``crs``
   member names it; nothing is reprojected silently) unless ``rfc7946=True``, which
@@ -30,7 +32,13 @@ import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from geodata.queries import list_surveys, site_cracks, site_tracks, site_unobservable
+from geodata.queries import (
+    list_surveys,
+    site_cracks,
+    site_surface_change,
+    site_tracks,
+    site_unobservable,
+)
 from geodata.store.api import _site
 from geodata.store.engine import session_scope
 
@@ -40,7 +48,7 @@ __all__ = ["EXPORT_FORMATS", "EXPORT_LAYERS", "csv_safe", "export_audit", "expor
 EXPORT_FORMATS = ("gpkg", "geojson", "csv")
 #: Layers :func:`export_site` writes (``layer=``), and ``audit`` (:func:`export_audit`).
 EXPORT_LAYERS = ("cracks", "tracks", "surveys", "photo_cracks", "not_observable",
-                 "audit")
+                 "surface_change_unsupervised", "audit")
 
 
 def export_site(
@@ -60,8 +68,8 @@ def export_site(
         fmt: ``"gpkg"``, ``"geojson"`` or ``"csv"``.
         rfc7946: GeoJSON only: reproject to EPSG:4326 (RFC 7946) instead of the site CRS.
         layer: only this layer (``cracks``, ``tracks``, ``surveys``, ``photo_cracks``,
-            ``not_observable``), written to ``out`` itself; ``audit`` is
-            :func:`export_audit`. ``None``: all.
+            ``not_observable``, ``surface_change_unsupervised``), written to ``out`` itself;
+            ``audit`` is :func:`export_audit`. ``None``: all.
 
     Returns:
         The paths written.
@@ -89,6 +97,9 @@ def export_site(
         }
         photo = site_cracks(s, site_row.id, coordinate_space="image")
         hidden = site_unobservable(s, site_row.id)
+        change = site_surface_change(s, site_row.id)
+    if len(change) or layer == "surface_change_unsupervised":
+        layers["surface_change_unsupervised"] = change
     if len(photo) or layer == "photo_cracks":
         layers["photo_cracks"] = photo
     if len(hidden) or layer == "not_observable":

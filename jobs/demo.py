@@ -75,6 +75,8 @@ class DemoSite:
     note: str = ""
     #: The site's own model (``None``: its profile's model).
     model: str | None = None
+    #: Fit a site baseline (the unsupervised "surface change" layer) on the first survey.
+    baseline: bool = False
 
 
 # ---------------------------------------------------------------------- simulated growth
@@ -480,7 +482,9 @@ def demo_sites(work: Path) -> list[DemoSite]:
                                                       "geotransform assigned"}}
                           for p, when in growth],
                  # the imagery is a concrete bridge crack: the structure (concrete) model
-                 model=_structure_model()),
+                 model=_structure_model(),
+                 # night 1 is the baseline of the "surface change (unsupervised)" layer
+                 baseline=True),
         DemoSite("SIMULATED photo inspections (UAV75 wall re-projected, crack grown)",
                  "structure", 32632, 11.3240, 50.9790, "Europe/Berlin",
                  note="SIMULATED: warped real photo, inpainted growth; registered per view",
@@ -568,9 +572,23 @@ def run_demo(database_url: str, data_dir: Path, *, options: Any = None,
             ingest(engine, ds.name, sv["path"], acquired_at=sv.get("acquired_at"),
                    pixel_size_m=sv.get("pixel_size_m"), metadata=sv.get("metadata"))
         processed += run_site(engine, ds.name, options, models=models, progress=progress)
+        if ds.baseline:
+            _demo_baseline(engine, ds.name, options.work_dir)
     summary = site_totals(engine, [s.name for s in sites])
     engine.dispose()
     return DemoResult(database_url, summary, processed)
+
+
+def _demo_baseline(engine: Any, site: str, work_dir: Path) -> None:
+    """Fit the site's baseline on its first survey once (a re-run keeps it)."""
+    from geodata.store.engine import session_scope
+    from geodata.store.lookup import _site
+    from jobs.site_baseline import current_baseline, fit_site_baseline
+
+    with session_scope(engine) as s:
+        if current_baseline(s, _site(s, site).id) is not None:
+            return
+    fit_site_baseline(engine, site, work_dir)
 
 
 def to_json(result: DemoResult) -> str:

@@ -33,9 +33,11 @@ def _map_html(url: str, site_id: int, survey_id: int, imagery: str | None, basem
         if ov is not None:
             overlay = (ov.data_uri(), ov.bounds)
     unobservable, _area = c.load_unobservable(url, survey_id)
+    change = c.load_surface_change(url, survey_id)
     m = survey_map(fc, assets=MapAssets(mode, prefix), overlay=overlay, footprint=footprint,
                    basemap=basemap, highlight_crack_id=highlight, popup_fields=POPUP_FIELDS,
-                   unobservable=unobservable)
+                   unobservable=unobservable,
+                   surface_change=change["geometry"] if change else None)
     return render_html(m), problem
 
 
@@ -202,6 +204,13 @@ if has_map:
                      + (f"; {100 * seen:.0f} % of the survey was observable" if pd.notna(seen)
                         else "")
                      + "): no crack drawn there means no data, not no crack.")
+    change = c.load_surface_change(url, survey_id)
+    if change is not None:
+        notes.append(f"Blue dashed: surface change (unsupervised) since the site baseline "
+                     f"({change['changed_m2']:,.2f} m2, {change['changed_pct']:.2f} % of "
+                     f"{change['compared_m2']:,.1f} m2 compared): ground that no longer looks "
+                     f"like the baseline's at the same place. Not a crack map; never sets "
+                     f"alert levels.")
     if problem:
         notes.append(c.md(problem))
     elif row["source_type"] == "orthomosaic" and not ortho_found:

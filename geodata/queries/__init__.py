@@ -12,6 +12,7 @@ undelivered notifications), :mod:`.runs` (job and inference runs).
 """
 
 from geodata.queries.alerts import all_alerts, site_alerts, undelivered_notifications
+from geodata.queries.change import site_surface_change, survey_surface_change
 from geodata.queries.cracks import (
     CRACK_FIELDS,
     site_cracks,
@@ -42,11 +43,13 @@ __all__ = [
     "site_defect_history",
     "site_survey_summaries",
     "site_tracks",
+    "site_surface_change",
     "site_unobservable",
     "sites_overview",
     "survey_cracks",
     "survey_cracks_geojson",
     "survey_track_events",
+    "survey_surface_change",
     "survey_unobservable",
     "track_timeseries",
 ]

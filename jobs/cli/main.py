@@ -246,6 +246,11 @@ from jobs.cli.alerting import register as _register_alerting_commands  # noqa: E
 
 _register_alerting_commands(app)
 
+# `site baseline` (the unsupervised surface-change layer) on site_app.
+from jobs.cli.change import register as _register_change_commands  # noqa: E402
+
+_register_change_commands(app)
+
 from jobs.cli.ray import register as _register_ray_commands  # noqa: E402
 
 _register_ray_commands(bench_app)

@@ -121,7 +121,8 @@ def export_cmd(
     rfc7946: bool = typer.Option(False, help="GeoJSON: reproject to WGS 84 (RFC 7946) instead "
                                              "of keeping the site CRS."),
     layer: str | None = typer.Option(None, "--layer", help="Only this layer: cracks | tracks "
-                                     "| surveys | photo_cracks | not_observable, or audit "
+                                     "| surveys | photo_cracks | not_observable | "
+                                     "surface_change_unsupervised, or audit "
                                      "(the audit trail, CSV; of every site unless --site is "
                                      "given)."),
 ) -> None:

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from geodata import store
 from jobs.cli.dashboard import streamlit_command
-from tests.integration.test_dashboard import EVIL_NAME, USERS, seed_store, write_users
+from tests.integration.test_dashboard import EVIL_NAME, SITE, USERS, seed_store, write_users
 
 pytestmark = pytest.mark.browser
 
@@ -528,5 +528,52 @@ def test_the_morning_review_starts_at_the_worst_site_and_one_click_opens_its_cra
         expect(page.get_by_text("the rule that fired")).to_be_visible()
         _wait_idle(page, 60_000)
         page.screenshot(path=str(tmp_path / "site_on_alert.png"))
+        b.browser.close()
+    assert b.outside == [], f"requests left this machine: {b.outside}"
+
+
+@pytest.fixture
+def change_dashboard(request, tmp_path: Path):
+    """The seeded store with a site baseline fitted on the first survey (issue 29): the
+    second survey has a "surface change (unsupervised)" layer. ``(base_url, seeded)``."""
+    from jobs.site_baseline import fit_site_baseline
+
+    _need_browser()
+    seeded = seed_store(tmp_path / "store")
+    eng = store.connect(seeded["url"])
+    try:
+        fitted = fit_site_baseline(eng, seeded["site_id"], tmp_path / "work",
+                                   [seeded["survey_ids"][0]])
+    finally:
+        eng.dispose()
+    assert fitted["layers"] and fitted["layers"][0]["changed_m2"] > 0, fitted
+    env = _env(tmp_path, CRACKWATCH_DATABASE_URL=seeded["url"])
+    for base in _serve(tmp_path, env):
+        yield base, seeded
+
+
+def test_the_site_page_draws_the_surface_change_layer(change_dashboard, tmp_path: Path):
+    """Issue 29: the Site page draws a survey's unsupervised surface change as its own layer
+    (legend, layer control, tooltip), apart from the cracks, and says what it is not."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, _seeded = change_dashboard
+    with sync_playwright() as pw:
+        b = Browser(pw)
+        page = b.page(timeout_ms=60_000)
+        sign_in(page, base, "vic")
+        page.goto(f"{base}/Site?site={SITE}")
+        expect(page.get_by_text("Survey date (UTC)")).to_be_visible()
+        expect(page.get_by_text("surface change (unsupervised) since the site baseline")
+               ).to_be_visible()
+        expect(page.get_by_text("Not a crack map; never sets alert levels.")).to_be_visible()
+        frame = page.frame_locator('iframe[title="crack map of the survey"]')
+        expect(frame.locator(".cw-legend")).to_contain_text("surface change (unsupervised)")
+        expect(frame.locator(".leaflet-control-layers-overlays")).to_contain_text(
+            "surface change (unsupervised)")
+        # the layer's outline: the blue dashed path, beside the crack paths
+        expect(frame.locator('path[stroke="#2979ff"]').first).to_be_attached()
+        _wait_idle(page, 60_000)
+        page.screenshot(path=str(tmp_path / "site_surface_change.png"))
         b.browser.close()
     assert b.outside == [], f"requests left this machine: {b.outside}"
