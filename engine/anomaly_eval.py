@@ -84,10 +84,12 @@ def crack_free_tiles(samples: Iterable, tile: int = TILE,
     return out
 
 
-def evaluate_score_maps(score_map: Callable[[np.ndarray], np.ndarray], threshold: float,
+def evaluate_score_maps(score_map: Callable[[np.ndarray], np.ndarray],
+                        threshold: float | Callable[[np.ndarray], float],
                         samples: Sequence, tile: int = TILE) -> dict:
     """Pooled figures of a detector on labelled ``samples``: ``score_map(rgb)`` gives a
-    ``(rows, cols)`` score per pixel (higher: more anomalous), ``threshold`` its rule's cut.
+    ``(rows, cols)`` score per pixel (higher: more anomalous), ``threshold`` its rule's cut:
+    a number, or a function of the image's score map (a per-image rule such as Otsu's).
 
     Returns ``pixel`` (``iou``, ``f1``, ``precision``, ``recall`` at the threshold, ``auroc``,
     ``flagged_pct``: the share of all pixels at or above the threshold, ``best_threshold_iou``
@@ -99,7 +101,7 @@ def evaluate_score_maps(score_map: Callable[[np.ndarray], np.ndarray], threshold
     for s in samples:
         m = score_map(s.image)
         gt = s.mask.astype(bool)
-        pred = m >= threshold
+        pred = m >= (threshold(m) if callable(threshold) else threshold)
         tp += int((pred & gt).sum())
         fp += int((pred & ~gt).sum())
         fn += int((~pred & gt).sum())
@@ -118,7 +120,7 @@ def evaluate_score_maps(score_map: Callable[[np.ndarray], np.ndarray], threshold
     rec = tp / (tp + fn) if tp + fn else 0.0
     return {
         "images": len(samples),
-        "threshold": threshold,
+        "threshold": "per image" if callable(threshold) else threshold,
         "pixel": {"iou": tp / (tp + fp + fn) if tp + fp + fn else 0.0,
                   "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0,
                   "precision": prec, "recall": rec,

@@ -37,8 +37,14 @@ def evaluate(
                                      "rockfracture) at 0.5 and ODS plus the held-out "
                                      "crack-free terrain, one table (--dataset is ignored). "
                                      "'unsupervised': PatchCore fitted on each set's "
-                                     "crack-free training tiles beside the shipped U-Nets "
-                                     "(pixel IoU/F1, pixel and tile AUROC)."),
+                                     "crack-free training tiles, the shipped UP-CrackNet and "
+                                     "VAE + Grad-CAM, beside the shipped U-Nets (pixel IoU/F1, "
+                                     "pixel and tile AUROC). 'site-change': the per-site "
+                                     "surface-change layer on the SIMULATED growth site and "
+                                     "registered brighton_beach photos."),
+    method: list[str] = typer.Option(None, "--method", help="--suite unsupervised: "
+                                     "patchcore | upcracknet | vae-gradcam, repeatable "
+                                     "(default: all three)."),
     weights_dir: Path | None = typer.Option(None, help="Extra folder of weights + cards."),
     data_root: Path | None = typer.Option(None, help="Folder holding segmentation/."),
     limit: int | None = typer.Option(None, help="Evaluate only the first N images."),
@@ -75,12 +81,15 @@ def evaluate(
             _fail(exc)
         return
     if suite == "unsupervised":
-        _evaluate_unsupervised(model, data_root, limit, out)
+        _evaluate_unsupervised(model, data_root, limit, out, method)
+        return
+    if suite == "site-change":
+        _evaluate_site_change(data_root, out)
         return
     if suite is not None:
         if suite != "field":
-            _fail(ValueError(f"--suite {suite!r}: the suites are 'field' and "
-                             f"'unsupervised'."))
+            _fail(ValueError(f"--suite {suite!r}: the suites are 'field', 'unsupervised' "
+                             f"and 'site-change'."))
         _evaluate_field(model, weights_dir, data_root, limit, device, out, profile,
                         update_card=update_card)
         return
@@ -105,31 +114,70 @@ def evaluate(
         console.print(f"metrics recorded in {path}")
 
 
+def _evaluate_site_change(data_root: Path | None, out: Path | None) -> None:
+    """``crackwatch evaluate --suite site-change``: :mod:`jobs.site_change_eval`."""
+    from engine.errors import DataNotFoundError
+    from jobs.site_change_eval import brighton_pair_figures, growth_site_figures
+
+    try:
+        growth = growth_site_figures(progress=lambda m: console.print(m, style="dim",
+                                                                      markup=False))
+        console.print("brighton_beach: three real photos, registered (minutes)", style="dim")
+        brighton = brighton_pair_figures(data_root)
+    except (DataNotFoundError, ValueError) as exc:
+        _fail(exc)
+    t = Table(title="Surface change (unsupervised), SIMULATED growth site, baseline = night 1 "
+                    f"(threshold {growth['threshold']:.2f}: {growth['threshold_rule']})")
+    for col in ("night", "grown crack length px", "grown length covered %",
+                "unchanged surface flagged %", "changed % of compared"):
+        t.add_column(col, justify="right")
+    for n in growth["nights"]:
+        t.add_row(str(n["night"]), str(n["grown_length_px"]),
+                  f"{n['grown_length_covered_pct']:.1f}", f"{n['unchanged_flagged_pct']:.3f}",
+                  f"{n['changed_pct_of_compared']:.3f}")
+    console.print(t)
+    console.print(f"brighton_beach {brighton['compared']} against the baseline "
+                  f"{' + '.join(brighton['baseline'])} (registration RMS "
+                  f"{brighton['registration_rms_px']:.2f} px): "
+                  f"{brighton['flagged_pct_of_overlap']:.3f} % of the overlap flagged "
+                  f"(threshold {brighton['threshold']:.2f}: {brighton['threshold_rule']})",
+                  markup=False)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"growth": growth, "brighton": brighton,
+                                   "command": command_line()}, indent=2, default=str) + "\n")
+        console.print(f"report written to {out}")
+
+
 def _evaluate_unsupervised(models: list[str] | None, data_root: Path | None,
-                           limit: int | None, out: Path | None) -> None:
+                           limit: int | None, out: Path | None,
+                           methods: list[str] | None = None) -> None:
     """``crackwatch evaluate --suite unsupervised``: :func:`engine.anomaly_suite.
     anomaly_suite` as one table (and JSON with ``--out``)."""
-    from engine.anomaly_suite import anomaly_suite
+    from engine.anomaly_registry import AnomalyWeightsError
+    from engine.anomaly_suite import METHODS, anomaly_suite
     from engine.errors import PretrainedWeightsError
 
     try:
-        rows = anomaly_suite(["patchcore"], data_root=data_root, limit=limit,
+        rows = anomaly_suite(methods or list(METHODS), data_root=data_root, limit=limit,
                              supervised=models or _profile_models(),
                              progress=lambda m: console.print(m, style="dim", markup=False))
-    except (*_evaluation_errors(), PretrainedWeightsError, ValueError) as exc:
+    except (*_evaluation_errors(), PretrainedWeightsError, AnomalyWeightsError,
+            ValueError) as exc:
         _fail(exc)
     part = f", first {limit} images of each set" if limit else ""
     t = Table(title=f"Supervised and unsupervised detectors, each at its own threshold rule; "
                     f"pixel figures pooled, percent{part}")
     for col in ("method", "test set", "IoU", "F1", "pixel AUROC", "tile AUROC",
-                "flagged px %", "seconds"):
+                "flagged px %", "fit s", "score s"):
         t.add_column(col, justify="left" if col in ("method", "test set") else "right")
     for r in rows:
         px, im = r["pixel"], r["image"]
-        seconds = r.get("card", {}).get("fit_and_calibrate_seconds", 0) + r["score_seconds"]
+        card = r.get("card", {})
+        fit = card.get("fit_and_calibrate_seconds", card.get("train_seconds"))
         t.add_row(r["method"], r["set"], _pct(px["iou"]), _pct(px["f1"]),
                   _pct(px["auroc"]), _pct(im["auroc"]), f"{px['flagged_pct']:.3f}",
-                  f"{seconds:.0f}")
+                  "-" if fit is None else f"{fit:.0f}", f"{r['score_seconds']:.0f}")
     console.print(t)
     report = {"rows": rows, "command": command_line(), "limit": limit}
     if out:
