@@ -30,7 +30,7 @@ CRACK_FREE_SOURCES = {
 METHODS = {"patchcore": "PatchCore", "upcracknet": "UP-CrackNet",
            "vae-gradcam": "VAE + Grad-CAM"}
 #: At most this many crack-free training tiles per set (a seeded random choice).
-MAX_TRAIN_TILES = 600
+MAX_TRAIN_TILES = 2000
 #: At most this many crack-free validation tiles per set.
 MAX_VAL_TILES = 150
 

@@ -40,7 +40,7 @@ from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
 #: Largest memory bank (patches). The paper keeps 1-10 % of the training patches.
-MAX_BANK = 8_192
+MAX_BANK = 16_384
 #: Share of the training patches the coreset keeps (before the :data:`MAX_BANK` cap).
 CORESET_RATIO = 0.1
 #: Dimensions of the random projection used to choose the coreset (paper Sect. 3.2).
@@ -155,7 +155,7 @@ class PatchCore:
 
     @classmethod
     def fit(cls, images: Iterable[np.ndarray], *, coreset_ratio: float = CORESET_RATIO,
-            max_bank: int = MAX_BANK, max_patches: int = 60_000, seed: int = 0,
+            max_bank: int = MAX_BANK, max_patches: int = 150_000, seed: int = 0,
             backbone: nn.Module | None = None) -> PatchCore:
         """The memory bank of crack-free ``images`` (``(rows, cols, 3)`` uint8 each).
 

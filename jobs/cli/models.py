@@ -431,6 +431,28 @@ def models_list(
                   _pct(uav.get("at_0.5", {}).get("planking_fpr")),
                   f"{c.get('training', {}).get('minutes', '?')}")
     console.print(t)
+    _list_unsupervised()
+
+
+def _list_unsupervised() -> None:
+    """The shipped unsupervised detectors (issue 29, :mod:`engine.anomaly_registry`)."""
+    from engine.anomaly_registry import ANOMALY_DETECTORS, AnomalyWeightsError, anomaly_card
+
+    t = Table(title="Unsupervised detectors (fitted on crack-free imagery only; not used for "
+                    "cracks or alert levels; figures: crackwatch evaluate --suite unsupervised)")
+    for col in ("name", "method", "MB", "fit s", "threshold rule"):
+        t.add_column(col, no_wrap=col == "name",
+                     justify="right" if col in ("MB", "fit s") else "left")
+    for name in ANOMALY_DETECTORS:
+        try:
+            c = anomaly_card(name)
+        except AnomalyWeightsError:
+            continue
+        fit = c.get("train_seconds", c.get("fit_and_calibrate_seconds"))
+        t.add_row(name, c.get("method", "?"), f"{c.get('bytes', 0) / 1e6:.1f}",
+                  "-" if fit is None else f"{fit:.0f}", str(c.get("threshold_rule", "-")))
+    if t.row_count:
+        console.print(t)
 
 
 def models_table(

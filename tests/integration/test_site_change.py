@@ -72,8 +72,7 @@ def _cli(*args: str, env_dir: Path) -> subprocess.CompletedProcess:
 
 
 def test_site_baseline_cli_fits_and_refuses_clearly(tmp_path: Path):
-    from jobs.demo import (DEMO_DATA, GROWTH_EPSG, GROWTH_SOURCE_STEM,
-                           make_simulated_growth)
+    from jobs.demo import DEMO_DATA, GROWTH_EPSG, GROWTH_SOURCE_STEM, make_simulated_growth
     from jobs.inbox import ingest
 
     src = DEMO_DATA / "uav75" / "growth_source"
@@ -109,8 +108,7 @@ def test_site_baseline_cli_fits_and_refuses_clearly(tmp_path: Path):
 def test_a_later_survey_gets_its_layer_when_the_pipeline_processes_it(tmp_path: Path):
     """The pipeline hook: a site with a baseline gives each newly processed survey its layer;
     an altered feature file is said, and the crack results stand."""
-    from jobs.demo import (DEMO_DATA, GROWTH_EPSG, GROWTH_SOURCE_STEM,
-                           make_simulated_growth)
+    from jobs.demo import DEMO_DATA, GROWTH_EPSG, GROWTH_SOURCE_STEM, make_simulated_growth
     from jobs.inbox import ingest
     from jobs.pipeline import PipelineOptions, process_survey
     from jobs.site_baseline import fit_site_baseline

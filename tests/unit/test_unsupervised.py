@@ -79,8 +79,12 @@ def test_vae_gradcam_trains_scores_calibrates_and_round_trips(tmp_path):
 
 
 def test_site_change_finds_a_new_line_and_nothing_on_the_same_image():
-    from engine.site_change import (change_probability, change_scores, fit_baseline,
-                                    grid_change_scores)
+    from engine.site_change import (
+        change_probability,
+        change_scores,
+        fit_baseline,
+        grid_change_scores,
+    )
 
     base_img = _texture(384, 384)
     later = base_img.copy()
@@ -106,3 +110,31 @@ def test_site_change_finds_a_new_line_and_nothing_on_the_same_image():
     # a patch grid from another image size is refused
     with pytest.raises(ValueError, match="patch grid"):
         grid_change_scores(_texture(64, 64), base.images)
+
+
+def test_shipped_detectors_are_checked_against_their_cards(tmp_path):
+    import shutil
+
+    from engine.anomaly_registry import (
+        ANOMALY_DETECTORS,
+        ANOMALY_DIR,
+        AnomalyWeightsError,
+        anomaly_card,
+        load_anomaly_detector,
+    )
+
+    for name in ANOMALY_DETECTORS:
+        card = anomaly_card(name)
+        assert card["sha256"] and card["bytes"] == (ANOMALY_DIR / card["weights"]).stat().st_size
+        assert card.get("threshold_rule")
+    det = load_anomaly_detector("vae-gradcam-deepcrack")
+    assert det.threshold is not None and det.card["training_tiles"] > 0
+    # an altered copy is refused before anything is loaded
+    for f in ANOMALY_DIR.glob("vae-gradcam-deepcrack.*"):
+        shutil.copy(f, tmp_path / f.name)
+    w = tmp_path / "vae-gradcam-deepcrack.safetensors"
+    w.write_bytes(w.read_bytes()[:-4] + b"evil")
+    with pytest.raises(AnomalyWeightsError, match="SHA-256"):
+        load_anomaly_detector("vae-gradcam-deepcrack", weights_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown unsupervised detector"):
+        anomaly_card("nope")
