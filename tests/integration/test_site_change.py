@@ -147,3 +147,25 @@ def test_a_later_survey_gets_its_layer_when_the_pipeline_processes_it(tmp_path: 
         assert again.status == "succeeded", again
     finally:
         eng.dispose()
+
+
+def test_the_layer_round_trips_through_either_store(engine, tmp_path: Path):
+    """SQLite and PostGIS keep the same layer: polygons in the site CRS, areas, the raster."""
+    from geodata.queries import site_surface_change, survey_surface_change
+    from jobs.demo import DEMO_DATA, GROWTH_EPSG, GROWTH_SOURCE_STEM, make_simulated_growth
+    from jobs.inbox import ingest
+    from jobs.site_baseline import fit_site_baseline
+
+    src = DEMO_DATA / "uav75" / "growth_source"
+    nights = make_simulated_growth(src / f"{GROWTH_SOURCE_STEM}.jpg",
+                                   src / f"{GROWTH_SOURCE_STEM}.png", tmp_path / "g")
+    store.add_site(engine, "g", profile="slope", crs_epsg=GROWTH_EPSG)
+    ids = [ingest(engine, "g", p, acquired_at=w).id for p, w in (nights[0], nights[4])]
+    fitted = fit_site_baseline(engine, "g", tmp_path / "work", [ids[0]])
+    frame = survey_surface_change(engine, ids[1])
+    assert len(frame) == 1 and frame.crs.to_epsg() == GROWTH_EPSG
+    assert frame.geometry.iloc[0].area == pytest.approx(frame["changed_m2"].iloc[0])
+    assert frame["changed_m2"].iloc[0] == pytest.approx(fitted["layers"][0]["changed_m2"])
+    assert Path(frame["raster_path"].iloc[0]).is_file()
+    assert list(site_surface_change(engine, "g")["survey_id"]) == [ids[1]]
+    assert survey_surface_change(engine, ids[0]).empty  # the baseline itself has no layer
