@@ -77,11 +77,18 @@ def _read_on_own_grid(path: str | Path, max_mp: float = MAX_GRID_MP):
 
 
 def _read_onto(path: str | Path, grid: Grid):
-    """An orthomosaic reprojected onto ``grid`` (bilinear): RGB uint8 and its valid mask (the
-    source's nodata/alpha reprojected; outside its footprint: not valid)."""
-    from rasterio.warp import Resampling, reproject
+    """An orthomosaic reprojected onto ``grid`` (bilinear, through a ``WarpedVRT`` so that
+    memory follows the grid, not the file): RGB uint8 and its valid mask (the source's
+    nodata/alpha reprojected; outside its footprint: not valid)."""
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
 
-    from engine.raster_read import open_survey_raster, select_rgb_bands, stretch_limits, to_uint8
+    from engine.raster_read import (
+        open_survey_raster,
+        select_rgb_bands,
+        stretch_limits,
+        to_uint8,
+    )
 
     with open_survey_raster(path) as src:
         if src.crs is None:
@@ -89,17 +96,12 @@ def _read_onto(path: str | Path, grid: Grid):
                                     f"with the site baseline by position.")
         bands, _ = select_rgb_bands(src.colorinterp, src.count)
         limits = stretch_limits(src, bands)
-        out = np.zeros((3, *grid.shape), np.float32)
-        for k, b in enumerate(bands):
-            reproject(src.read(b).astype(np.float32), out[k], src_transform=src.transform,
-                      src_crs=src.crs, dst_transform=grid.transform, dst_crs=grid.crs,
-                      resampling=Resampling.bilinear)
-        mask = np.zeros(grid.shape, np.uint8)
-        reproject(src.dataset_mask(), mask, src_transform=src.transform, src_crs=src.crs,
-                  dst_transform=grid.transform, dst_crs=grid.crs, src_nodata=None,
-                  resampling=Resampling.nearest, init_dest_nodata=True, dst_nodata=0)
-        rgb = to_uint8(np.round(out) if limits is None else out, limits)
-    return np.ascontiguousarray(rgb.transpose(1, 2, 0)), mask > 0
+        with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.shape[1],
+                       height=grid.shape[0], resampling=Resampling.bilinear) as vrt:
+            data = vrt.read(list(bands))
+            valid = vrt.dataset_mask() > 0
+        rgb = to_uint8(data, limits)
+    return np.ascontiguousarray(rgb.transpose(1, 2, 0)), valid
 
 
 def _features_path(data_dir: Path, site_id: int, sha: str) -> Path:
