@@ -85,6 +85,22 @@ def fit_patchcore_for(test_set: str, data_root: Path | None = None, seed: int = 
     return det
 
 
+def _shipped_patchcore(test_set: str):
+    """The shipped PatchCore bank when it is the one :func:`fit_patchcore_for` fits for
+    ``test_set`` (``patchcore-deepcrack``: same data, seed and settings), else None."""
+    from engine.anomaly_registry import AnomalyWeightsError, load_anomaly_detector
+    from engine.patchcore import MAX_BANK
+
+    if test_set != "deepcrack-test":
+        return None
+    try:
+        det = load_anomaly_detector("patchcore-deepcrack")
+    except AnomalyWeightsError:
+        return None
+    return det if det.card.get("memory_bank", 0) <= MAX_BANK and \
+        det.card.get("test_set") == test_set else None
+
+
 def _supervised_row(model_name: str, test_set: str, samples, data_root) -> dict:
     """The shipped model's figures on ``samples`` with the same evaluation (threshold 0.5 on
     its calibrated probability)."""
@@ -136,7 +152,7 @@ def anomaly_suite(methods: list[str], sets: list[str] | None = None,
         if "patchcore" in methods:
             if progress:
                 progress(f"PatchCore on {test_set}: fitting on crack-free training tiles")
-            det = fit_patchcore_for(test_set, data_root)
+            det = _shipped_patchcore(test_set) or fit_patchcore_for(test_set, data_root)
             t0 = time.perf_counter()
             rep = evaluate_score_maps(det.score_map, det.threshold, samples)
             rows.append({"method": "PatchCore (unsupervised)", "set": test_set,

@@ -44,7 +44,8 @@ def evaluate(
                                      "registered brighton_beach photos."),
     method: list[str] = typer.Option(None, "--method", help="--suite unsupervised: "
                                      "patchcore | upcracknet | vae-gradcam, repeatable "
-                                     "(default: all three)."),
+                                     "(default: all three); --model none leaves out the "
+                                     "supervised rows."),
     weights_dir: Path | None = typer.Option(None, help="Extra folder of weights + cards."),
     data_root: Path | None = typer.Option(None, help="Folder holding segmentation/."),
     limit: int | None = typer.Option(None, help="Evaluate only the first N images."),
@@ -160,7 +161,8 @@ def _evaluate_unsupervised(models: list[str] | None, data_root: Path | None,
 
     try:
         rows = anomaly_suite(methods or list(METHODS), data_root=data_root, limit=limit,
-                             supervised=models or _profile_models(),
+                             supervised=[] if models == ["none"] else
+                             (models or _profile_models()),
                              progress=lambda m: console.print(m, style="dim", markup=False))
     except (*_evaluation_errors(), PretrainedWeightsError, AnomalyWeightsError,
             ValueError) as exc:
