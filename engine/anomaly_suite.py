@@ -151,7 +151,7 @@ def anomaly_suite(methods: list[str], sets: list[str] | None = None,
             rows.append(_supervised_row(name, test_set, samples, data_root))
         if "patchcore" in methods:
             if progress:
-                progress(f"PatchCore on {test_set}: fitting on crack-free training tiles")
+                progress(f"PatchCore on {test_set} (fitted on its crack-free training tiles)")
             det = _shipped_patchcore(test_set) or fit_patchcore_for(test_set, data_root)
             t0 = time.perf_counter()
             rep = evaluate_score_maps(det.score_map, det.threshold, samples)
