@@ -86,10 +86,14 @@ def crack_free_tiles(samples: Iterable, tile: int = TILE,
 
 def evaluate_score_maps(score_map: Callable[[np.ndarray], np.ndarray],
                         threshold: float | Callable[[np.ndarray], float],
-                        samples: Sequence, tile: int = TILE) -> dict:
+                        samples: Sequence, tile: int = TILE,
+                        tile_score: Callable[[np.ndarray], float] | None = None) -> dict:
     """Pooled figures of a detector on labelled ``samples``: ``score_map(rgb)`` gives a
     ``(rows, cols)`` score per pixel (higher: more anomalous), ``threshold`` its rule's cut:
     a number, or a function of the image's score map (a per-image rule such as Otsu's).
+
+    ``tile_score`` turns a tile's scores into the tile's (image-level) score: the method's own
+    image-score rule; default the maximum.
 
     Returns ``pixel`` (``iou``, ``f1``, ``precision``, ``recall`` at the threshold, ``auroc``,
     ``flagged_pct``: the share of all pixels at or above the threshold, ``best_threshold_iou``
@@ -112,7 +116,8 @@ def evaluate_score_maps(score_map: Callable[[np.ndarray], np.ndarray],
         for r, c in _tiles(gt.shape, tile):
             n = int(gt[r:r + tile, c:c + tile].sum())
             if n >= CRACK_TILE_MIN_PX or not near[r:r + tile, c:c + tile].any():
-                tile_scores.append(float(m[r:r + tile, c:c + tile].max()))
+                t = m[r:r + tile, c:c + tile]
+                tile_scores.append(float(tile_score(t) if tile_score else t.max()))
                 tile_labels.append(n >= CRACK_TILE_MIN_PX)
     best = best_threshold_iou(np.concatenate(pix_scores), np.concatenate(pix_labels)) \
         if pix_scores else None

@@ -154,7 +154,8 @@ def anomaly_suite(methods: list[str], sets: list[str] | None = None,
                 progress(f"PatchCore on {test_set} (fitted on its crack-free training tiles)")
             det = _shipped_patchcore(test_set) or fit_patchcore_for(test_set, data_root)
             t0 = time.perf_counter()
-            rep = evaluate_score_maps(det.score_map, det.threshold, samples)
+            rep = evaluate_score_maps(det.score_map, det.threshold, samples,
+                                      tile_score=det.image_score)
             rows.append({"method": "PatchCore (unsupervised)", "set": test_set,
                          "threshold_rule": det.card["threshold_rule"], **rep,
                          "card": det.card, "score_seconds": round(time.perf_counter() - t0, 1)})

@@ -17,7 +17,12 @@ As CrackWatch builds it:
   training images, at most :data:`MAX_BANK` patches.
 * **Score map**: nearest-neighbour L2 distance per patch (``torch.cdist`` in chunks), upsampled
   bilinearly to the image and smoothed with a Gaussian of sigma 4 px (paper Sect. 3.3).
-  Image score: the map's maximum.
+  Image score: see below.
+* **Image score** (:meth:`PatchCore.image_score`): the :data:`IMAGE_SCORE_QUANTILE` quantile
+  of the image's (or tile's) score map, a maximum robust to a few stray pixels. Chosen on
+  held-out DeepCrack *training* images (every 5th, never in the bank): tile AUROC 95.75 against
+  94.71 for the plain maximum (``sigma`` 2 or 8 and the mean of 3 nearest neighbours were no
+  better).
 * **Threshold rule**: the :data:`THRESHOLD_QUANTILE` quantile of the pixel scores of held-out
   crack-free validation images (never a test image), so about 0.1 % of crack-free ground is
   flagged.
@@ -47,6 +52,8 @@ CORESET_RATIO = 0.1
 PROJECTION_DIMS = 128
 #: Quantile of crack-free validation pixel scores that becomes the threshold.
 THRESHOLD_QUANTILE = 0.999
+#: Quantile of a score map that is its image-level score.
+IMAGE_SCORE_QUANTILE = 0.99
 #: Gaussian smoothing of the upsampled score map, px (paper: sigma 4).
 SMOOTHING_SIGMA = 4.0
 #: Encoder stages used (indexes into smp's feature list: stride 8 and stride 16).
@@ -201,6 +208,12 @@ class PatchCore:
         side = 2 * int(4 * SMOOTHING_SIGMA) + 1  # radius 4 sigma
         m = gaussian_blur(m, [side, side], [SMOOTHING_SIGMA])[0, 0, :rows, :cols]
         return m.numpy().astype(np.float32)
+
+    @staticmethod
+    def image_score(scores: np.ndarray) -> float:
+        """Image-level score of a score map (any shape): its :data:`IMAGE_SCORE_QUANTILE`
+        quantile."""
+        return float(np.quantile(scores, IMAGE_SCORE_QUANTILE))
 
     def calibrate(self, images: Sequence[np.ndarray],
                   quantile: float = THRESHOLD_QUANTILE) -> float:
