@@ -49,6 +49,7 @@ from engine.restoration_common import (
 MASK_SCALES = (64, 32, 16)  #: square sides k, px, at 128 px tiles (paper: 32-128 at 256)
 NGF = 32  #: generator width (pix2pix: 64)
 LEVELS = 6  #: U-Net levels (128 px -> 2 px)
+LR_DECAY = 0.9995  #: exponential learning-rate decay per step
 LAMBDA = {"mae": 1.0, "ssim": 1.0, "gms": 1.0, "style": 10.0, "res": 100.0, "adv": 1.0}
 
 
@@ -185,9 +186,10 @@ class UPCrackNet:
 
     @classmethod
     def fit(cls, tiles: list[np.ndarray], *, minutes: float = 40.0, batch_size: int = 8,
-            seed: int = 0, progress=None) -> UPCrackNet:
+            seed: int = 0, progress=None, resume: UPCrackNet | None = None) -> UPCrackNet:
         """Adversarial restoration training on crack-free ``tiles`` (``(128, 128, 3)`` uint8)
-        for ``minutes``.
+        for ``minutes``. ``resume``: go on from that detector's generator, its learning-rate
+        decay continued from its step count (the discriminator starts afresh).
 
         Raises:
             ValueError: no tile.
@@ -197,9 +199,14 @@ class UPCrackNet:
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         G, D, feats = Generator(), Discriminator(), StyleFeatures().eval()
-        opt_g = torch.optim.Adam(G.parameters(), lr=1e-4, betas=(0.5, 0.999))
-        opt_d = torch.optim.Adam(D.parameters(), lr=4e-4, betas=(0.5, 0.999))
-        sched = [torch.optim.lr_scheduler.ExponentialLR(o, 0.9995) for o in (opt_g, opt_d)]
+        done = 0
+        if resume is not None:
+            G.load_state_dict(resume.generator.state_dict())
+            done = int(resume.card.get("steps", 0))
+        decay = LR_DECAY ** done
+        opt_g = torch.optim.Adam(G.parameters(), lr=1e-4 * decay, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(D.parameters(), lr=4e-4 * decay, betas=(0.5, 0.999))
+        sched = [torch.optim.lr_scheduler.ExponentialLR(o, LR_DECAY) for o in (opt_g, opt_d)]
         bce = nn.BCEWithLogitsLoss()
         clock, step, log = Stopwatch(minutes), 0, []
         G.train()
@@ -241,7 +248,13 @@ class UPCrackNet:
         card = {"method": "UP-CrackNet (Zhang et al.)", "tile_px": TILE,
                 "mask_scales_px": list(MASK_SCALES), "generator_width": NGF,
                 "levels": LEVELS, "loss_weights": LAMBDA, "batch_size": batch_size,
-                "steps": step, "train_seconds": round(clock.seconds),
+                "steps": done + step, "train_seconds": round(clock.seconds) + int(
+                    resume.card.get("train_seconds", 0) if resume else 0),
+                "sessions": [*(resume.card.get("sessions") or [
+                    {"steps": done, "seconds": resume.card.get("train_seconds"),
+                     "threads": resume.card.get("threads")}] if resume else []),
+                    {"steps": step, "seconds": round(clock.seconds),
+                     "threads": torch.get_num_threads()}],
                 "threads": torch.get_num_threads(), "training_tiles": len(tiles),
                 "log": log[-5:],
                 "reduced": "128 px tiles and masks {64,32,16} px (paper 256 px, {128,64,32}); "
@@ -306,14 +319,14 @@ def otsu(error_map: np.ndarray) -> float:
 
 def fit_upcracknet(train_set: str = "deepcrack-train", out: str | Path | None = None,
                    minutes: float = 40.0, data_root: Path | None = None,
-                   progress=None) -> UPCrackNet:
+                   progress=None, resume: UPCrackNet | None = None) -> UPCrackNet:
     """Fit on the crack-free tiles of ``train_set`` (all but every 5th image, as for the other
-    detectors); save to ``out`` when given."""
+    detectors), from scratch or going on from ``resume``; save to ``out`` when given."""
     from engine.restoration_common import crack_free_training_tiles
 
     t0 = time.perf_counter()
     fit_tiles, _ = crack_free_training_tiles(train_set, data_root)
-    det = UPCrackNet.fit(fit_tiles, minutes=minutes, progress=progress)
+    det = UPCrackNet.fit(fit_tiles, minutes=minutes, progress=progress, resume=resume)
     det.card.update({"crack_free_training": f"{len(fit_tiles)} crack-free 128 px tiles of "
                                             f"{train_set} (all but every 5th image)",
                      "threshold_rule": "Otsu's threshold of each image's bilateral-filtered "
