@@ -581,12 +581,12 @@ def run_demo(database_url: str, data_dir: Path, *, options: Any = None,
 
 def _demo_baseline(engine: Any, site: str, work_dir: Path) -> None:
     """Fit the site's baseline on its first survey once (a re-run keeps it)."""
+    from geodata.store.change import has_site_baseline
     from geodata.store.engine import session_scope
-    from geodata.store.lookup import _site
-    from jobs.site_baseline import current_baseline, fit_site_baseline
+    from jobs.site_baseline import fit_site_baseline
 
     with session_scope(engine) as s:
-        if current_baseline(s, _site(s, site).id) is not None:
+        if has_site_baseline(s, site):
             return
     fit_site_baseline(engine, site, work_dir)
 

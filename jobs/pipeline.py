@@ -61,6 +61,7 @@ from geodata.survey_state import (
 from jobs.inbox import INBOX_SETTLE_S, scan_inbox
 from jobs.notify import LogNotifier, Notifier
 from jobs.outbox import channel_of, deliver_pending, enqueue
+from jobs.site_baseline import surface_change_after_run
 from jobs.site_models import ModelCache, load_site_model, site_model_name
 from jobs.storage_errors import storage_problem
 from jobs.survey_alerts import apply_alerts
@@ -318,7 +319,7 @@ def process_survey(
         _before_step(step)
         failed = _notify(bind, job_id, notifiers, alerts)
         finish_job_run(bind, job_id, "succeeded")
-        _surface_change(bind, survey.id, options)
+        surface_change_after_run(bind, survey.id, options.work_dir)  # never fails the run
         return SurveyResult(survey.id, job_id, "succeeded", cracks=run.crack_count or 0,
                             new_tracks=new_tracks, alerts_raised=alerts.raised,
                             alerts_escalated=alerts.escalated, alerts_watch=alerts.watched,
@@ -327,19 +328,6 @@ def process_survey(
                             seconds=time.perf_counter() - t_start, alerts_skipped=alerts.skipped)
     except Exception as exc:  # noqa: BLE001 - recorded with its traceback, never lost
         return _failed(bind, job_id, survey.id, step, run_info, exc, options, t_start)
-
-
-def _surface_change(bind: Engine, survey_id: int, options: PipelineOptions) -> None:
-    """The survey's "surface change (unsupervised)" layer when its site has a baseline
-    (:func:`jobs.site_baseline.update_surface_change`). A secondary layer: a failure is
-    logged with the fix and never fails the survey (its cracks are stored)."""
-    from jobs.site_baseline import update_surface_change
-
-    try:
-        update_surface_change(bind, survey_id, options.work_dir)
-    except Exception as exc:  # noqa: BLE001 - logged; the crack results stand
-        log.warning("survey %d: surface change layer not computed (%s); re-run it with "
-                    "`crackwatch site baseline`", survey_id, exc)
 
 
 def _model_for_run(model: Any, site: m.Site, options: PipelineOptions,

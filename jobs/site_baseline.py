@@ -113,108 +113,99 @@ def fit_site_baseline(bind, site: int | str, data_dir: str | Path,
     """Fit the site's baseline on ``survey_ids`` (default: its first survey) and compute the
     layer of every later orthomosaic survey.
 
-    Returns ``{"baseline_id", "threshold", "surveys", "layers": [...]}``.
+    Returns ``{"baseline_id", "threshold", "surveys", "threshold_rule", "layers": [...]}``.
 
     Raises:
-        RecordNotFoundError: no such site or survey. SiteBaselineError: no survey, a survey of
-            another site, a photo set, or baseline surveys that share no ground.
+        RecordNotFoundError: no such site. SiteBaselineError: no survey, a survey of another
+            site, a photo set, or baseline surveys that share no ground.
     """
-    import torch
-    from safetensors.torch import save_file
-
     from engine.site_change import fit_baseline
+    from geodata.store.change import add_site_baseline, baseline_sources, later_orthomosaics
     from geodata.store.engine import session_scope
-    from geodata.store.models import SiteBaseline, Survey
 
     with session_scope(bind) as s:
-        site_row = _site(s, site)
-        surveys = s.query(Survey).filter(Survey.site_id == site_row.id).order_by(
-            Survey.acquired_at, Survey.id).all()
-        if not surveys:
-            raise SiteBaselineError(f"site {site_row.name} has no survey yet; ingest its "
-                                    f"baseline survey first.")
-        chosen = [sv for sv in surveys if sv.id in set(survey_ids)] if survey_ids \
-            else surveys[:1]
-        missing = set(survey_ids or []) - {sv.id for sv in chosen}
-        if missing:
-            raise SiteBaselineError(f"survey(s) {sorted(missing)} are not surveys of site "
-                                    f"{site_row.name}; `crackwatch survey list` shows them.")
-        for sv in chosen:
-            if sv.source_type != "orthomosaic":
-                raise SiteBaselineError(
-                    f"survey {sv.id} is a {sv.source_type}: site baselines are fitted on "
-                    f"orthomosaic surveys (GeoTIFF) only; choose one with --survey.")
-        paths = [(sv.id, sv.source_path) for sv in chosen]
-        site_id, site_name = site_row.id, site_row.name
+        site_id, site_name, chosen, missing = baseline_sources(s, site, survey_ids)
+    _check_sources(site_name, chosen, missing)
     if progress:
-        progress(f"reading {len(paths)} baseline survey(s)")
-    rgb0, valid0, grid = _read_on_own_grid(paths[0][1])
-    images = [(f"survey {paths[0][0]}", _masked(rgb0, valid0))]
-    pairs = []
-    for k, (sid, p) in enumerate(paths[1:], start=1):
-        rgb, valid = _read_onto(p, grid)
-        if not (valid & valid0).any():
-            raise SiteBaselineError(f"baseline survey {sid} does not overlap survey "
-                                    f"{paths[0][0]}: choose surveys of the same ground.")
-        images.append((f"survey {sid}", _masked(rgb, valid)))
-        pairs.append((k, 0, np.eye(3)))
+        progress(f"reading {len(chosen)} baseline survey(s)")
+    images, valid0, grid = _baseline_images(chosen)
     if progress:
         progress("computing patch features and the threshold")
-    baseline = fit_baseline(images, pairs=pairs or None)
-    tensors = {f"features_{k}": b.features.contiguous() for k, b in enumerate(baseline.images)}
-    tensors["valid"] = torch.from_numpy(valid0.astype(np.uint8))
-    path = Path(data_dir) / "baselines" / "tmp.safetensors"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path))
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    final = _features_path(data_dir, site_id, sha)
-    path.replace(final)
+    baseline = fit_baseline(images, pairs=[(k, 0, np.eye(3)) for k in range(1, len(images))]
+                            or None)
+    final, sha = _save_features(baseline, valid0, data_dir, site_id)
+    ids = [sv.survey_id for sv in chosen]
     card = {**baseline.card, "grid": {"shape": list(grid.shape),
                                       "transform": list(grid.transform)[:6],
                                       "crs": grid.crs.to_wkt()},
-            "baseline_surveys": [sid for sid, _ in paths]}
+            "baseline_surveys": ids}
     with session_scope(bind, write=True) as s:
-        row = SiteBaseline(site_id=site_id, survey_ids=[sid for sid, _ in paths],
-                           features_path=str(final), features_sha256=sha,
-                           threshold=baseline.threshold, card=card)
-        s.add(row)
-        s.flush()
-        baseline_id = row.id
+        baseline_id = add_site_baseline(s, site_id, ids, str(final), sha, baseline.threshold,
+                                        card)
     log.info("site %s: baseline %d fitted on surveys %s, threshold %.2f", site_name,
-             baseline_id, [sid for sid, _ in paths], baseline.threshold)
-    layers = []
+             baseline_id, ids, baseline.threshold)
     with session_scope(bind) as s:
-        last = max(sv.acquired_at for sv in chosen)
-        later = [sv.id for sv in s.query(Survey).filter(
-            Survey.site_id == site_id, Survey.acquired_at > last,
-            Survey.source_type == "orthomosaic").order_by(Survey.acquired_at)]
+        later = later_orthomosaics(s, site_id, max(sv.acquired_at for sv in chosen))
+    layers = []
     for sid in later:
         if progress:
             progress(f"surface change of survey {sid}")
         layers.append(update_surface_change(bind, sid, data_dir))
-    return {"baseline_id": baseline_id, "threshold": baseline.threshold,
-            "surveys": [sid for sid, _ in paths], "threshold_rule": card["threshold_rule"],
-            "layers": layers}
+    return {"baseline_id": baseline_id, "threshold": baseline.threshold, "surveys": ids,
+            "threshold_rule": card["threshold_rule"], "layers": layers}
+
+
+def _check_sources(site_name: str, chosen: list, missing: list[int]) -> None:
+    if missing:
+        raise SiteBaselineError(f"survey(s) {missing} are not surveys of site {site_name}; "
+                                f"`crackwatch survey list` shows them.")
+    if not chosen:
+        raise SiteBaselineError(f"site {site_name} has no survey yet; ingest its baseline "
+                                f"survey first.")
+    for sv in chosen:
+        if sv.source_type != "orthomosaic":
+            raise SiteBaselineError(
+                f"survey {sv.survey_id} is a {sv.source_type}: site baselines are fitted on "
+                f"orthomosaic surveys (GeoTIFF) only; choose one with --survey.")
+
+
+def _baseline_images(chosen: list):
+    """The baseline surveys' images, the first on its own grid and the others reprojected
+    onto it, blank where they have no data; the first's valid mask and the grid."""
+    rgb0, valid0, grid = _read_on_own_grid(chosen[0].path)
+    images = [(f"survey {chosen[0].survey_id}", _masked(rgb0, valid0))]
+    for sv in chosen[1:]:
+        rgb, valid = _read_onto(sv.path, grid)
+        if not (valid & valid0).any():
+            raise SiteBaselineError(f"baseline survey {sv.survey_id} does not overlap survey "
+                                    f"{chosen[0].survey_id}: choose surveys of the same "
+                                    f"ground.")
+        images.append((f"survey {sv.survey_id}", _masked(rgb, valid)))
+    return images, valid0, grid
+
+
+def _save_features(baseline, valid0: np.ndarray, data_dir: str | Path,
+                   site_id: int) -> tuple[Path, str]:
+    """Write the baseline's patch features (fp16) and valid mask; returns the file (named by
+    its SHA-256) and the SHA-256."""
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {f"features_{k}": b.features.contiguous() for k, b in enumerate(baseline.images)}
+    tensors["valid"] = torch.from_numpy(valid0.astype(np.uint8))
+    tmp = Path(data_dir) / "baselines" / "tmp.safetensors"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(tmp))
+    sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    final = _features_path(data_dir, site_id, sha)
+    tmp.replace(final)
+    return final, sha
 
 
 def _masked(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
     out = rgb.copy()
     out[~valid] = 0
     return out
-
-
-def _site(s, site: int | str):
-    from geodata.store.lookup import _site as lookup_site
-
-    return lookup_site(s, site)
-
-
-def current_baseline(s, site_id: int):
-    """The site's newest ``site_baseline`` row, or None."""
-    from geodata.store.models import SiteBaseline
-
-    return s.query(SiteBaseline).filter(SiteBaseline.site_id == site_id).order_by(
-        SiteBaseline.id.desc()).first()
 
 
 def update_surface_change(bind, survey_id: int, data_dir: str | Path) -> dict[str, Any] | None:
@@ -228,41 +219,51 @@ def update_surface_change(bind, survey_id: int, data_dir: str | Path) -> dict[st
     Raises:
         SiteBaselineError: the baseline's feature file is missing or altered (re-fit it).
     """
-    import geopandas as gpd
-    import rasterio
-    import shapely
-    import torch
-    from rasterio.features import rasterize, shapes
-    from safetensors.torch import load_file
-
-    from engine.site_change import BORDER_PX, BaselineImage, change_probability, grid_change_scores
+    from geodata.store.change import replace_surface_change, survey_to_compare
     from geodata.store.engine import session_scope
-    from geodata.store.models import InferenceRun, Site, SurfaceChange, Survey
 
     with session_scope(bind) as s:
-        survey = s.get(Survey, survey_id)
-        if survey is None or survey.source_type != "orthomosaic":
-            return None
-        base = current_baseline(s, survey.site_id)
-        if base is None or survey.id in base.survey_ids:
-            return None
-        first = min(s.get(Survey, i).acquired_at for i in base.survey_ids)
-        if survey.acquired_at <= first:
-            return None
-        epsg = s.get(Site, survey.site_id).crs_epsg
-        unobservable = s.query(InferenceRun.unobservable).filter(
-            InferenceRun.survey_id == survey_id, InferenceRun.status == "succeeded").order_by(
-            InferenceRun.id.desc()).limit(1).scalar()
-        base_id, threshold, card = base.id, base.threshold, dict(base.card)
-        features_path, sha, path = base.features_path, base.features_sha256, survey.source_path
-    fpath = Path(features_path)
-    if not fpath.is_file() or hashlib.sha256(fpath.read_bytes()).hexdigest() != sha:
+        job = survey_to_compare(s, survey_id)
+    if job is None:
+        return None
+    scores, grid = _scores(job)
+    raster = _write_layer_raster(job, scores, grid, data_dir)
+    compared = np.isfinite(scores)
+    changed = compared & (scores >= job.threshold)
+    geometry, polygons, compared_m2 = _polygons(changed, compared, grid, job.site_epsg)
+    changed_m2 = float(geometry.area) if geometry is not None else 0.0
+    details = {"threshold": job.threshold, "compared_px": int(compared.sum()),
+               "changed_px": int(changed.sum()), "polygons": polygons, "layer": LAYER_NAME}
+    with session_scope(bind, write=True) as s:
+        replace_surface_change(s, survey_id, job.baseline_id, str(raster),
+                               _in_site(geometry, job.site_epsg), compared_m2, changed_m2,
+                               details)
+    pct = 100 * changed_m2 / compared_m2 if compared_m2 else 0.0
+    log.info("survey %d: surface change %.3f %% of %.1f m2 compared (%d polygons)", survey_id,
+             pct, compared_m2, polygons)
+    return {"survey_id": survey_id, "compared_m2": compared_m2, "changed_m2": changed_m2,
+            "changed_pct": pct, "polygons": polygons, "raster": str(raster)}
+
+
+def _scores(job) -> tuple[np.ndarray, Grid]:
+    """The survey's change scores on the baseline grid (NaN: not compared) and the grid."""
+    import geopandas as gpd
+    import rasterio
+    import torch
+    from rasterio.features import rasterize
+    from safetensors.torch import load_file
+
+    from engine.site_change import BORDER_PX, BaselineImage, grid_change_scores
+
+    fpath = Path(job.features_path)
+    if not fpath.is_file() or hashlib.sha256(fpath.read_bytes()).hexdigest() != \
+            job.features_sha256:
         raise SiteBaselineError(f"the baseline's feature file {fpath} is missing or altered; "
                                 f"fit the baseline again (crackwatch site baseline).")
-    g = card["grid"]
+    g = job.card["grid"]
     grid = Grid(tuple(g["shape"]), rasterio.Affine(*g["transform"]),
                 rasterio.crs.CRS.from_wkt(g["crs"]))
-    rgb, seen = _read_onto(path, grid)
+    rgb, seen = _read_onto(job.path, grid)
     state = load_file(str(fpath))
     seen &= state.pop("valid").numpy() > 0
     rgb = _masked(rgb, seen)  # blank where either has no data, as the baseline was
@@ -271,19 +272,26 @@ def update_surface_change(bind, survey_id: int, data_dir: str | Path) -> dict[st
 
         seen = cv2.erode(seen.astype(np.uint8), np.ones((3, 3), np.uint8),
                          iterations=BORDER_PX) > 0
-    if unobservable is not None and not unobservable.is_empty:
-        hidden = gpd.GeoSeries([unobservable], crs=epsg).to_crs(grid.crs).iloc[0]
+    if job.unobservable is not None and not job.unobservable.is_empty:
+        hidden = gpd.GeoSeries([job.unobservable], crs=job.site_epsg).to_crs(grid.crs).iloc[0]
         seen &= rasterize([(hidden, 1)], out_shape=grid.shape, transform=grid.transform,
                           fill=0, dtype="uint8") == 0
     bases = [BaselineImage(k, state[k], grid.shape) for k in sorted(state)]
     with torch.inference_mode():
-        scores = grid_change_scores(rgb, bases, seen)
+        return grid_change_scores(rgb, bases, seen), grid
+
+
+def _write_layer_raster(job, scores: np.ndarray, grid: Grid, data_dir: str | Path) -> Path:
+    """The probability-like GeoTIFF (float32, NaN = not compared) of the layer."""
+    import rasterio
+
+    from engine.site_change import change_probability
+
     compared = np.isfinite(scores)
-    changed = compared & (scores >= threshold)
-    prob = np.where(compared, change_probability(np.nan_to_num(scores), threshold), np.nan)
+    prob = np.where(compared, change_probability(np.nan_to_num(scores), job.threshold), np.nan)
     out_dir = Path(data_dir) / "surface_change"
     out_dir.mkdir(parents=True, exist_ok=True)
-    raster = out_dir / f"survey-{survey_id}-baseline-{base_id}.tif"
+    raster = out_dir / f"survey-{job.survey_id}-baseline-{job.baseline_id}.tif"
     tmp = raster.with_suffix(".tmp.tif")
     with rasterio.open(tmp, "w", driver="GTiff", width=grid.shape[1], height=grid.shape[0],
                        count=1, dtype="float32", crs=grid.crs, transform=grid.transform,
@@ -291,38 +299,43 @@ def update_surface_change(bind, survey_id: int, data_dir: str | Path) -> dict[st
                        blockysize=256) as dst:
         dst.write(prob.astype(np.float32), 1)
         dst.set_band_description(1, "surface change probability-like score (unsupervised)")
-        dst.update_tags(CRACKWATCH_LAYER=LAYER_NAME, CRACKWATCH_BASELINE_ID=str(base_id),
-                        CRACKWATCH_THRESHOLD=f"{threshold:.4f}",
-                        CRACKWATCH_NOTE="0.5 = the baseline's threshold; not a crack "
-                                        "probability; never used for alert levels")
+        dst.update_tags(SURFACE_CHANGE_LAYER=LAYER_NAME,
+                        SURFACE_CHANGE_BASELINE_ID=str(job.baseline_id),
+                        SURFACE_CHANGE_THRESHOLD=f"{job.threshold:.4f}",
+                        SURFACE_CHANGE_NOTE="0.5 = the baseline's threshold; not a crack "
+                                            "probability; never used for alert levels")
     tmp.replace(raster)
-    polys = [shapely.geometry.shape(geom) for geom, v in shapes(
-        changed.astype(np.uint8), mask=changed, transform=grid.transform) if v == 1]
-    area_px = abs(grid.transform.a * grid.transform.e - grid.transform.b * grid.transform.d)
-    min_area = MIN_CHANGE_PATCHES * 64 * area_px
-    polys = [p for p in polys if p.area >= min_area]
-    cmp_polys = [shapely.geometry.shape(geom) for geom, v in shapes(
-        compared.astype(np.uint8), mask=compared, transform=grid.transform) if v == 1]
-    geom_site = gpd.GeoSeries([shapely.union_all(polys)] if polys else [], crs=grid.crs
-                              ).to_crs(epsg)
-    compared_m2 = float(gpd.GeoSeries(cmp_polys, crs=grid.crs).to_crs(epsg).area.sum())
-    changed_m2 = float(geom_site.area.sum())
-    geometry = geom_site.iloc[0] if len(geom_site) else None
-    details = {"threshold": threshold, "compared_px": int(compared.sum()),
-               "changed_px": int(changed.sum()), "polygons": len(polys),
-               "layer": LAYER_NAME}
-    with session_scope(bind, write=True) as s:
-        s.query(SurfaceChange).filter(SurfaceChange.survey_id == survey_id,
-                                      SurfaceChange.baseline_id == base_id).delete()
-        s.add(SurfaceChange(survey_id=survey_id, baseline_id=base_id,
-                            raster_path=str(raster), geometry=_in_site(geometry, epsg),
-                            compared_m2=compared_m2, changed_m2=changed_m2,
-                            details=details))
-    pct = 100 * changed_m2 / compared_m2 if compared_m2 else 0.0
-    log.info("survey %d: surface change %.3f %% of %.1f m2 compared (%d polygons)", survey_id,
-             pct, compared_m2, len(polys))
-    return {"survey_id": survey_id, "compared_m2": compared_m2, "changed_m2": changed_m2,
-            "changed_pct": pct, "polygons": len(polys), "raster": str(raster)}
+    return raster
+
+
+def _polygons(changed: np.ndarray, compared: np.ndarray, grid: Grid, epsg: int):
+    """``(changed ground as one geometry in the site CRS or None, polygon count, compared
+    area m2)``; changed areas under :data:`MIN_CHANGE_PATCHES` patches are dropped."""
+    import geopandas as gpd
+    import shapely
+    from rasterio.features import shapes
+
+    def polys(mask: np.ndarray) -> list:
+        return [shapely.geometry.shape(geom) for geom, v in shapes(
+            mask.astype(np.uint8), mask=mask, transform=grid.transform) if v == 1]
+
+    t = grid.transform
+    min_area = MIN_CHANGE_PATCHES * 64 * abs(t.a * t.e - t.b * t.d)
+    found = [p for p in polys(changed) if p.area >= min_area]
+    site = gpd.GeoSeries([shapely.union_all(found)] if found else [], crs=grid.crs).to_crs(epsg)
+    compared_m2 = float(gpd.GeoSeries(polys(compared), crs=grid.crs).to_crs(epsg).area.sum())
+    return (site.iloc[0] if len(site) else None), len(found), compared_m2
+
+
+def surface_change_after_run(bind, survey_id: int, work_dir: str | Path) -> None:
+    """The pipeline's step after a survey's crack results are stored: its layer when the site
+    has a baseline (:func:`update_surface_change`). A secondary layer: a failure is logged with
+    the fix and never fails the survey (its cracks stand)."""
+    try:
+        update_surface_change(bind, survey_id, work_dir)
+    except Exception as exc:  # noqa: BLE001 - logged; the crack results stand
+        log.warning("survey %d: surface change layer not computed (%s); re-run it with "
+                    "`crackwatch site baseline`", survey_id, exc)
 
 
 def _in_site(geometry, epsg: int):
@@ -334,5 +347,5 @@ def _in_site(geometry, epsg: int):
     return shapely.set_srid(geometry, epsg)
 
 
-__all__ = ["LAYER_NAME", "SiteBaselineError", "current_baseline", "fit_site_baseline",
+__all__ = ["LAYER_NAME", "SiteBaselineError", "fit_site_baseline", "surface_change_after_run",
            "update_surface_change"]

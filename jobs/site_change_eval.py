@@ -39,9 +39,9 @@ def growth_site_figures(work_dir: Path | None = None, progress=None) -> dict[str
     from scipy import ndimage
     from skimage.morphology import skeletonize
 
+    from geodata.queries import survey_surface_change
     from geodata.store import add_site, connect, upgrade
-    from geodata.store.engine import session_scope, sqlite_url
-    from geodata.store.models import SurfaceChange
+    from geodata.store.engine import sqlite_url
     from jobs.demo import (
         DEMO_DATA,
         GROWTH_EPSG,
@@ -78,9 +78,7 @@ def growth_site_figures(work_dir: Path | None = None, progress=None) -> dict[str
             transform = ds.transform
         rows = []
         for k, sid in enumerate(ids[1:], start=1):
-            with session_scope(engine) as s:
-                row = s.query(SurfaceChange).filter(SurfaceChange.survey_id == sid).one()
-                geom = row.geometry
+            geom = survey_surface_change(engine, sid).geometry.iloc[0]
             flagged = rasterize([(geom, 1)], out_shape=mask.shape, transform=transform,
                                 fill=0, dtype="uint8").astype(bool) if geom is not None \
                 else np.zeros(mask.shape, bool)

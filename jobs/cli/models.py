@@ -26,6 +26,7 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+# long-function: a typer command: most of its lines are its options and their help.
 def evaluate(
     model: list[str] = typer.Option(None, help="Model name, repeatable with --suite (default: "
                                     "the default shipped model; with --suite, the model of "

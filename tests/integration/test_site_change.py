@@ -57,7 +57,7 @@ def test_the_layer_is_a_raster_and_a_geopackage_layer_a_gis_opens(growth):
     raster = Path(frame["raster_path"].iloc[-1])
     with rasterio.open(raster) as src:
         assert src.crs.to_epsg() == 32632 and src.dtypes[0] == "float32"
-        assert src.tags()["CRACKWATCH_LAYER"] == "surface change (unsupervised)"
+        assert src.tags()["SURFACE_CHANGE_LAYER"] == "surface change (unsupervised)"
         prob = src.read(1)
     assert np.nanmax(prob) <= 1 and np.nanmin(prob) >= 0
     assert (prob >= 0.5).sum() > 0  # the threshold is 0.5 on the layer
