@@ -4,14 +4,15 @@ and give every later survey an unsupervised "surface change" layer.
 * :func:`fit_site_baseline` (``crackwatch site baseline SITE [--survey ID ...]``): reads the
   baseline orthomosaic(s) (the first on its own pixel grid, the others reprojected onto it),
   keeps their patch features (:mod:`engine.site_change`) in a safetensors file under
-  ``<data folder>/baselines/``, sets the threshold, records a ``site_baseline`` row, then
-  computes the layer of every later orthomosaic survey of the site.
+  ``<work dir>/baselines/`` (the pipeline's work dir, default ``<data dir>/work``), sets the
+  threshold, records a ``site_baseline`` row, then computes the layer of every later
+  orthomosaic survey of the site.
 * :func:`update_surface_change`: one later survey against the site's current baseline. The
-  survey is reprojected onto the baseline grid (``rasterio.warp.reproject``, bilinear); ground
+  survey is reprojected onto the baseline grid (a bilinear ``WarpedVRT``); ground
   the survey did not record (nodata) and ground its crack run marked not observable
   (vegetation, :mod:`engine.observable`) is not compared. Writes the probability-like raster
   (GeoTIFF, float32, NaN = not compared, in the baseline grid's CRS) under
-  ``<data folder>/surface_change/`` and stores the polygons of ground at or above the
+  ``<work dir>/surface_change/`` and stores the polygons of ground at or above the
   threshold (site CRS) in ``surface_change``. The pipeline calls it after each survey of a
   site with a baseline (:func:`jobs.pipeline.process_survey`).
 
