@@ -252,20 +252,20 @@ def _scores(job) -> tuple[np.ndarray, Grid]:
     import rasterio
     import torch
     from rasterio.features import rasterize
-    from safetensors.torch import load_file
+    from safetensors.torch import load as load_safetensors
 
     from engine.site_change import BORDER_PX, BaselineImage, grid_change_scores
 
     fpath = Path(job.features_path)
-    if not fpath.is_file() or hashlib.sha256(fpath.read_bytes()).hexdigest() != \
-            job.features_sha256:
+    data = fpath.read_bytes() if fpath.is_file() else b""
+    if hashlib.sha256(data).hexdigest() != job.features_sha256:  # read once: checked, loaded
         raise SiteBaselineError(f"the baseline's feature file {fpath} is missing or altered; "
                                 f"fit the baseline again (crackwatch site baseline).")
     g = job.card["grid"]
     grid = Grid(tuple(g["shape"]), rasterio.Affine(*g["transform"]),
                 rasterio.crs.CRS.from_wkt(g["crs"]))
     rgb, seen = _read_onto(job.path, grid)
-    state = load_file(str(fpath))
+    state = load_safetensors(data)
     seen &= state.pop("valid").numpy() > 0
     rgb = _masked(rgb, seen)  # blank where either has no data, as the baseline was
     if not seen.all():  # features near a nodata edge see the blank: not compared
@@ -288,8 +288,7 @@ def _write_layer_raster(job, scores: np.ndarray, grid: Grid, data_dir: str | Pat
 
     from engine.site_change import change_probability
 
-    compared = np.isfinite(scores)
-    prob = np.where(compared, change_probability(np.nan_to_num(scores), job.threshold), np.nan)
+    prob = change_probability(scores, job.threshold)  # NaN (not compared) stays NaN
     out_dir = Path(data_dir) / "surface_change"
     out_dir.mkdir(parents=True, exist_ok=True)
     raster = out_dir / f"survey-{job.survey_id}-baseline-{job.baseline_id}.tif"

@@ -71,16 +71,28 @@ def _cli(*args: str, env_dir: Path) -> subprocess.CompletedProcess:
                           text=True, env=env, timeout=600)
 
 
-def test_site_baseline_cli_fits_and_refuses_clearly(tmp_path: Path):
-    from jobs.demo import DEMO_DATA, GROWTH_EPSG, GROWTH_SOURCE_STEM, make_simulated_growth
-    from jobs.inbox import ingest
+def _growth_nights(tmp_path: Path) -> list:
+    """The demo's SIMULATED growth nights, ``[(path, acquired_at), ...]``."""
+    from jobs.demo import DEMO_DATA, GROWTH_SOURCE_STEM, make_simulated_growth
 
     src = DEMO_DATA / "uav75" / "growth_source"
-    nights = make_simulated_growth(src / f"{GROWTH_SOURCE_STEM}.jpg",
-                                   src / f"{GROWTH_SOURCE_STEM}.png", tmp_path / "g")
+    return make_simulated_growth(src / f"{GROWTH_SOURCE_STEM}.jpg",
+                                 src / f"{GROWTH_SOURCE_STEM}.png", tmp_path / "g")
+
+
+def _new_store(tmp_path: Path) -> tuple[str, object]:
+    """A fresh SQLite store under ``tmp_path``: ``(url, engine)``."""
     url = store.sqlite_url(tmp_path / "s.sqlite")
     store.upgrade(url)
-    eng = store.connect(url)
+    return url, store.connect(url)
+
+
+def test_site_baseline_cli_fits_and_refuses_clearly(tmp_path: Path):
+    from jobs.demo import DEMO_DATA, GROWTH_EPSG
+    from jobs.inbox import ingest
+
+    nights = _growth_nights(tmp_path)
+    url, eng = _new_store(tmp_path)
     store.add_site(eng, "g", profile="slope", crs_epsg=GROWTH_EPSG)
     store.add_site(eng, "photos", profile="structure", crs_epsg=GROWTH_EPSG)
     ids = [ingest(eng, "g", p, acquired_at=w).id for p, w in nights[:2]]
@@ -108,17 +120,13 @@ def test_site_baseline_cli_fits_and_refuses_clearly(tmp_path: Path):
 def test_a_later_survey_gets_its_layer_when_the_pipeline_processes_it(tmp_path: Path):
     """The pipeline hook: a site with a baseline gives each newly processed survey its layer;
     an altered feature file is said, and the crack results stand."""
-    from jobs.demo import DEMO_DATA, GROWTH_EPSG, GROWTH_SOURCE_STEM, make_simulated_growth
+    from jobs.demo import GROWTH_EPSG
     from jobs.inbox import ingest
     from jobs.pipeline import PipelineOptions, process_survey
     from jobs.site_baseline import fit_site_baseline
 
-    src = DEMO_DATA / "uav75" / "growth_source"
-    nights = make_simulated_growth(src / f"{GROWTH_SOURCE_STEM}.jpg",
-                                   src / f"{GROWTH_SOURCE_STEM}.png", tmp_path / "g")
-    url = store.sqlite_url(tmp_path / "s.sqlite")
-    store.upgrade(url)
-    eng = store.connect(url)
+    nights = _growth_nights(tmp_path)
+    _url, eng = _new_store(tmp_path)
     try:
         store.add_site(eng, "g", profile="structure", crs_epsg=GROWTH_EPSG)
         first = ingest(eng, "g", nights[0][0], acquired_at=nights[0][1]).id
@@ -152,13 +160,11 @@ def test_a_later_survey_gets_its_layer_when_the_pipeline_processes_it(tmp_path: 
 def test_the_layer_round_trips_through_either_store(engine, tmp_path: Path):
     """SQLite and PostGIS keep the same layer: polygons in the site CRS, areas, the raster."""
     from geodata.queries import site_surface_change, survey_surface_change
-    from jobs.demo import DEMO_DATA, GROWTH_EPSG, GROWTH_SOURCE_STEM, make_simulated_growth
+    from jobs.demo import GROWTH_EPSG
     from jobs.inbox import ingest
     from jobs.site_baseline import fit_site_baseline
 
-    src = DEMO_DATA / "uav75" / "growth_source"
-    nights = make_simulated_growth(src / f"{GROWTH_SOURCE_STEM}.jpg",
-                                   src / f"{GROWTH_SOURCE_STEM}.png", tmp_path / "g")
+    nights = _growth_nights(tmp_path)
     store.add_site(engine, "g", profile="slope", crs_epsg=GROWTH_EPSG)
     ids = [ingest(engine, "g", p, acquired_at=w).id for p, w in (nights[0], nights[4])]
     fitted = fit_site_baseline(engine, "g", tmp_path / "work", [ids[0]])
