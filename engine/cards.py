@@ -14,7 +14,8 @@ from pathlib import Path
 from engine.errors import ModelCardError, ModelNotFoundError
 from engine.profiles import SITE_PROFILES
 
-__all__ = ["EXPERIMENTS_DIR", "WEIGHTS_DIR", "ancestors", "find_card", "lineage_root", "list_cards",
+__all__ = ["EXPERIMENTS_DIR", "WEIGHTS_DIR", "ancestors", "find_card", "lineage_root",
+           "lineage_steps", "list_cards",
            "read_card", "search_dirs"]
 
 #: The shipped weights and cards.
@@ -122,6 +123,29 @@ def ancestors(card: dict) -> list[dict]:
         except ModelNotFoundError:
             return [step, {"from": f"unknown (no card for {init['name']} here)"}]
     return [step, *ancestors(parent)]
+
+
+def lineage_steps(card: dict) -> tuple[int | None, int | None]:
+    """``(own, ancestors)``: the optimiser steps of a model's own run (``training.steps``)
+    and the sum over its ancestors back to ImageNet or random init (:func:`ancestors`; 0
+    without one). Either is None where a card does not record them (runs before issue 26)."""
+    own = card.get("training", {}).get("steps")
+    total = 0
+    for step in ancestors(card):
+        if "from" in step:  # the root: ImageNet or random init, no steps of ours
+            continue
+        n = step.get("steps")
+        if n is None:
+            for folder in (None, EXPERIMENTS_DIR):
+                try:
+                    n = find_card(step["name"], folder).get("training", {}).get("steps")
+                    break
+                except ModelNotFoundError:
+                    continue
+        if n is None:
+            return own, None
+        total += int(n)
+    return own, total
 
 
 def lineage_root(card: dict) -> str:

@@ -20,8 +20,8 @@ import numpy as np
 
 from geodata.crack_objects import ObjectFilter
 
-__all__ = ["MODEL_OBJECT_FILTERS", "PROFILE_MASK_VEGETATION", "CrackRules", "kept_cracks",
-           "photo_object_filter", "rules_for"]
+__all__ = ["MODEL_OBJECT_FILTERS", "PROFILE_MASK_VEGETATION", "PROFILE_TILE_GATE", "CrackRules",
+           "kept_cracks", "photo_object_filter", "rules_for"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,9 @@ MODEL_OBJECT_FILTERS: dict[str, ObjectFilter] = {
 }
 #: Whether a site profile masks vegetation (observable ground, :mod:`engine.observable`).
 PROFILE_MASK_VEGETATION: dict[str, bool] = {"slope": True, "structure": False}
+#: Whether a site profile runs the tile gate (:mod:`engine.tile_classifier`, trained on rock
+#: fracture and crack-free terrain tiles, so never on structures).
+PROFILE_TILE_GATE: dict[str, bool] = {"slope": False, "structure": False}
 
 
 def kept_cracks(prob: np.ndarray, rgb: np.ndarray, rules: CrackRules,
@@ -120,6 +123,7 @@ def rules_for(profile: str | None, model_name: str | None = None) -> CrackRules:
         raise ValueError(f"unknown site profile {profile!r}; use one of "
                          f"{', '.join(PROFILE_MASK_VEGETATION)}.")
     return CrackRules(mask_vegetation=PROFILE_MASK_VEGETATION[key],
+                      tile_gate=PROFILE_TILE_GATE[key],
                       object_filter=MODEL_OBJECT_FILTERS.get(model_name or "", ObjectFilter()))
 
 

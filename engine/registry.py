@@ -20,7 +20,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.cards import WEIGHTS_DIR, ancestors, find_card, lineage_root, list_cards  # noqa: F401
+from engine.cards import (  # noqa: F401
+    WEIGHTS_DIR,
+    ancestors,
+    find_card,
+    lineage_root,
+    lineage_steps,
+    list_cards,
+)
 from engine.checkpoint import load_state, sha256_file, write_card
 from engine.errors import ModelCardError, ModelNotFoundError, WeightsIntegrityError
 from engine.models import build_model
@@ -160,7 +167,9 @@ def render_field_table(cards: list[dict]) -> str:
                          f"{100 * m['at_0.5']['iou']:.1f} (ODS {m['ods']['threshold']:.2f}: "
                          f"{100 * m['ods']['iou']:.1f})")
         neg = fs.get("negatives", {})
-        steps = card.get("training", {}).get("steps")
+        own, before = lineage_steps(card)
+        steps = (f"{own:,}" + (f" (+ {before:,} in ancestors)" if before else "")
+                 if own else "")
         rows.append(f"| `{card['name']}` | {card.get('site_profile') or '-'} | "
                     + " | ".join(cells)
                     + f" | {neg.get('crack_pixel_pct', float('nan')):.3f} | "

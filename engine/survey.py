@@ -68,6 +68,9 @@ class InferenceSettings:
             (:meth:`for_profile`: on slope sites only).
         object_filter: crack-object shape rules (:class:`geodata.crack_objects.ObjectFilter`);
             None: the model's (:data:`engine.crack_rules.MODEL_OBJECT_FILTERS`).
+        tile_gate: drop cracks half on 128 px tiles the shipped crack / no-crack tile
+            classifier sees no crack in (:mod:`engine.tile_classifier`); None: the site
+            profile's rule (:data:`engine.crack_rules.PROFILE_TILE_GATE`).
     """
 
     tile_size: int = 512
@@ -80,6 +83,7 @@ class InferenceSettings:
     edge_band_px: int = EDGE_BAND_PX
     mask_vegetation: bool | None = None
     object_filter: Any = None
+    tile_gate: bool | None = None
 
     def for_profile(self, profile: str | None,
                     model_name: str | None = None) -> InferenceSettings:
@@ -95,7 +99,8 @@ class InferenceSettings:
         return replace(self, mask_vegetation=rules.mask_vegetation
                        if self.mask_vegetation is None else self.mask_vegetation,
                        object_filter=rules.object_filter
-                       if self.object_filter is None else self.object_filter)
+                       if self.object_filter is None else self.object_filter,
+                       tile_gate=rules.tile_gate if self.tile_gate is None else self.tile_gate)
 
     @classmethod
     def of(cls, options: Any) -> InferenceSettings:
@@ -109,6 +114,7 @@ class InferenceSettings:
         from dataclasses import asdict
 
         return {"edge_band_px": self.edge_band_px, "mask_vegetation": bool(self.mask_vegetation),
+                "tile_gate": bool(self.tile_gate),
                 "object_filter": asdict(self.object_filter) if self.object_filter else None}
 
     def tiling(self) -> dict[str, Any]:
@@ -376,6 +382,12 @@ def _vectorise_map(out: SurveyInference, settings: InferenceSettings,
             area = vegetation_polygons(exclude & valid, transform)
             if area is not None:
                 out.unobservable = gpd.GeoSeries([area], crs=crs)
+    if settings.tile_gate and source is not None:
+        from engine.tile_classifier import no_crack_on_grid
+
+        no_crack = no_crack_on_grid(source, prob.shape, transform)
+        if no_crack is not None:
+            exclude = no_crack if exclude is None else exclude | no_crack
     out.cracks, out.skeletons = vectorise_cracks_and_skeletons(
         prob, transform, crs, threshold=settings.threshold, min_area_px=settings.min_area_px,
         nodata_mask=nodata, edge_band_px=settings.edge_band_px, exclude_mask=exclude,
@@ -438,7 +450,7 @@ def infer_photos(
                           crack_rules=settings.rules_dict())
     out.photos = [PhotoInference(Path(p), failed_at="metadata", problem=why)
                   for p, why in failures]
-    pixels, model_s = 0, 0.0
+    pixels, model_s, gate = 0, 0.0, None
     for meta in metas:
         photo, rgb = _open_photo(meta, gsd_m, altitude_m, measure)
         out.photos.append(photo)
@@ -458,6 +470,12 @@ def infer_photos(
 
             exclude = vegetation_mask(rgb)
             photo.observable_fraction = round(1.0 - float(exclude.mean()), 4)
+        if settings.tile_gate:
+            from engine.tile_classifier import load_gate, no_crack_tiles
+
+            gate = gate or load_gate()
+            no_crack = no_crack_tiles(rgb, gate)
+            exclude = no_crack if exclude is None else exclude | no_crack
         _vectorise_photo(photo, prob, settings, measure, exclude)
     out.megapixels_per_s = pixels / 1e6 / model_s if model_s else None
     return out

@@ -382,3 +382,51 @@ def no_crack_tiles(rgb: np.ndarray, gate: TileClassifier, threshold: float = 0.5
         if p >= threshold:
             crack[r:r + tile, c:c + tile] = True  # a tile that overlaps a crack tile keeps it
     return ~crack
+
+
+def read_no_crack_mask(path: str | Path, gate: TileClassifier, threshold: float = 0.5,
+                       band_rows: int = 8 * TILE) -> np.ndarray:
+    """:func:`no_crack_tiles` of a survey raster (its RGB bands, stretched to 8-bit as the
+    model sees them), read in row bands of ``band_rows`` (a multiple of the tile) so that a
+    large orthomosaic is never held whole; ``(rows, cols)`` bool on the raster's own grid,
+    True where the gate sees no crack. Outside the raster's data the tiles are judged as
+    read (nodata is excluded elsewhere).
+
+    Raises:
+        RasterReadError / RasterRefusedError: as :func:`engine.raster_read.open_survey_raster`.
+    """
+    from rasterio.windows import Window
+
+    from engine.raster_read import open_survey_raster, select_rgb_bands, stretch_limits, to_uint8
+
+    band_rows = max(TILE, band_rows // TILE * TILE)
+    with open_survey_raster(str(path)) as src:
+        bands, _ = select_rgb_bands(src.colorinterp, src.count)
+        limits = stretch_limits(src, bands)
+        crack = np.zeros((src.height, src.width), bool)
+        for top in range(0, src.height, band_rows):
+            stop = min(src.height, top + band_rows)
+            # a last band thinner than a tile is judged as the whole image's edge-aligned
+            # last tile row: the tile ending at the last row
+            a = max(0, stop - TILE) if stop - top < TILE else top
+            rgb = to_uint8(src.read(list(bands), window=Window(0, a, src.width, stop - a)),
+                           limits).transpose(1, 2, 0)
+            crack[a:stop] |= ~no_crack_tiles(rgb, gate, threshold)
+    return ~crack
+
+
+def no_crack_on_grid(source: Path, shape: tuple[int, int], transform) -> np.ndarray | None:
+    """The shipped gate's :func:`read_no_crack_mask` of orthomosaic ``source`` when the
+    probability map is on its grid (None when it was reprojected: no gate then).
+
+    Raises:
+        ModelNotFoundError / WeightsIntegrityError: as :func:`load_gate`.
+    """
+    import rasterio
+
+    from engine.raster_read import SURVEY_RASTER_DRIVERS
+
+    with rasterio.open(source, driver=SURVEY_RASTER_DRIVERS.get(Path(source).suffix.lower())
+                       ) as src:
+        same = (src.height, src.width) == shape and src.transform == transform
+    return read_no_crack_mask(source, load_gate()) if same else None

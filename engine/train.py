@@ -422,7 +422,8 @@ def _initial_model(config: TrainConfig, arch: dict) -> tuple[CrackSegmenter, dic
         model.load_state_dict(init.state_dict())
         init_card = {"name": init.card["name"], "sha256": init.card["weights"]["sha256"],
                      "command": init.card.get("command"),
-                     "minutes": init.card.get("training", {}).get("minutes")}
+                     "minutes": init.card.get("training", {}).get("minutes"),
+                     "steps": init.card.get("training", {}).get("steps")}
     # channels_last speeds MobileNetV2's depthwise convolutions up (about 1.35x per step on a
     # 2-core x86 CPU, measured with a 256x256 batch of 8); saved weights stay plain contiguous.
     return model.to(memory_format=torch.channels_last), init_card, pretrained

