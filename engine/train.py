@@ -311,6 +311,7 @@ def train_segmentation(
             "steps": run.clock.step,
             "crops_seen": run.clock.step * config.batch_size,
             "torch_threads": torch.get_num_threads(),
+            "flush_denormal": not config.device.startswith("cuda"),
             "resume_points": run.resume_points,
             "images": {n: len(p[0]) for n, p in zip(config.train_sets, parts, strict=True)},
             "loss": "per-image soft Dice + BCE (planking pixels weighted)", "optimizer": "Adam",
@@ -380,7 +381,15 @@ def _checked_architecture(config: TrainConfig) -> dict:
 
 
 def _seed(config: TrainConfig) -> None:
-    """Threads, cuDNN autotuning and the torch / random / numpy seeds of a training run."""
+    """Threads, cuDNN autotuning, denormals and the torch / random / numpy seeds of a run.
+
+    On the CPU, subnormal floats are flushed to zero (``torch.set_flush_denormal``), before
+    the first parallel operation so that every OpenMP thread inherits it: after a few
+    thousand steps Adam's first moments and some weights of a U-Net / EfficientNet-Lite0 run
+    were ~10 % and 1.5 % subnormal, and one training step took 2.3 x as long (1.84 s vs
+    0.80 s with 2 threads, measured on the 2-core VM, 2026-12-07)."""
+    if not config.device.startswith("cuda"):
+        torch.set_flush_denormal(True)
     if config.threads:
         torch.set_num_threads(config.threads)
     if config.device.startswith("cuda"):
