@@ -207,6 +207,10 @@ def render_model_card(card: dict) -> str:
                      + "".join(f"; after epoch {p['after_epoch']} (step {p['step']}, "
                                f"{p['minutes']} min, {p['at']})"
                                for p in t.get("resume_points", [])))
+        _, before = lineage_steps(card)
+        if before:
+            lines[-1] += (f"; {t['steps'] + before:,} steps with its ancestors' "
+                          f"({before:,} in ancestors)")
     chain = ancestors(card)
     lines.append("- **Lineage**: " + " <- ".join(
         [f"`{card['name']}`"] + [f"`{x['name']}`" if x.get("name") else x["from"]

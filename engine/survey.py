@@ -36,6 +36,7 @@ from engine.errors import CRSError
 from engine.infer import PredictionResult
 from engine.raster_read import StripedRasterWarning
 from engine.run_files import remove_stale_run_files
+from engine.survey_masks import map_exclusions, photo_exclusions
 from geodata.photos import PHOTO_SOURCE_TYPES
 
 __all__ = ["InferenceSettings", "PhotoInference", "SurveyInference", "SurveySource",
@@ -355,7 +356,8 @@ def infer_orthomosaic(
 def _vectorise_map(out: SurveyInference, settings: InferenceSettings,
                    source: Path | None = None) -> None:
     """Read ``out``'s probability map and set its cracks, skeletons and pixel size (and,
-    with ``settings.mask_vegetation``, drop cracks on the vegetation of ``source``)."""
+    with ``settings.mask_vegetation`` / ``settings.tile_gate``, drop cracks on the
+    vegetation / crack-free tiles of ``source``: :mod:`engine.survey_masks`)."""
     import rasterio
 
     from geodata.vectorise import vectorise_cracks_and_skeletons
@@ -368,26 +370,7 @@ def _vectorise_map(out: SurveyInference, settings: InferenceSettings,
     if prob.dtype.kind == "f":
         nodata |= np.isnan(prob)
         prob = np.nan_to_num(prob, nan=0.0)
-    exclude = None
-    if settings.mask_vegetation and source is not None:
-        import geopandas as gpd
-
-        from engine.observable import vegetation_on_grid, vegetation_polygons
-
-        exclude = vegetation_on_grid(source, prob.shape, transform)
-        if exclude is not None:
-            valid = ~nodata
-            out.observable_fraction = round(
-                float((valid & ~exclude).sum() / max(1, valid.sum())), 4)
-            area = vegetation_polygons(exclude & valid, transform)
-            if area is not None:
-                out.unobservable = gpd.GeoSeries([area], crs=crs)
-    if settings.tile_gate and source is not None:
-        from engine.tile_classifier import no_crack_on_grid
-
-        no_crack = no_crack_on_grid(source, prob.shape, transform)
-        if no_crack is not None:
-            exclude = no_crack if exclude is None else exclude | no_crack
+    exclude = map_exclusions(out, settings, source, prob.shape, transform, crs, nodata)
     out.cracks, out.skeletons = vectorise_cracks_and_skeletons(
         prob, transform, crs, threshold=settings.threshold, min_area_px=settings.min_area_px,
         nodata_mask=nodata, edge_band_px=settings.edge_band_px, exclude_mask=exclude,
@@ -464,18 +447,7 @@ def infer_photos(
                                                                     **settings.tiling())
         model_s += time.perf_counter() - t0
         pixels += prob.size
-        exclude = None
-        if settings.mask_vegetation:
-            from engine.observable import vegetation_mask
-
-            exclude = vegetation_mask(rgb)
-            photo.observable_fraction = round(1.0 - float(exclude.mean()), 4)
-        if settings.tile_gate:
-            from engine.tile_classifier import load_gate, no_crack_tiles
-
-            gate = gate or load_gate()
-            no_crack = no_crack_tiles(rgb, gate)
-            exclude = no_crack if exclude is None else exclude | no_crack
+        exclude, gate = photo_exclusions(photo, rgb, settings, gate)
         _vectorise_photo(photo, prob, settings, measure, exclude)
     out.megapixels_per_s = pixels / 1e6 / model_s if model_s else None
     return out

@@ -23,6 +23,7 @@ from jobs.cli.ray import executor_from_cli, executor_option, ray_address_option,
 __all__ = ["register"]
 
 
+# long-function: a typer command: half its lines are its options and their help.
 def infer_cmd(
     path: Path = typer.Argument(..., help="Orthomosaic (GeoTIFF), a JPEG photo, or a folder "
                                           "of photos."),

