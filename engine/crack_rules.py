@@ -20,8 +20,8 @@ import numpy as np
 
 from geodata.crack_objects import ObjectFilter
 
-__all__ = ["MODEL_OBJECT_FILTERS", "PROFILE_MASK_VEGETATION", "PROFILE_TILE_GATE", "CrackRules",
-           "kept_cracks", "photo_object_filter", "rules_for"]
+__all__ = ["MODEL_OBJECT_FILTERS", "MODEL_TILE_GATE", "PROFILE_MASK_VEGETATION",
+           "PROFILE_TILE_GATE", "CrackRules", "kept_cracks", "photo_object_filter", "rules_for"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,11 @@ PROFILE_MASK_VEGETATION: dict[str, bool] = {"slope": True, "structure": False}
 #: (92.6 % without) and cuts the whole brighton test photos from 0.090 % crack pixels and
 #: 0.94 false cracks per MP to 0.050 % and 0.22.
 PROFILE_TILE_GATE: dict[str, bool] = {"slope": True, "structure": False}
+#: The models whose rules include the tile gate (where the profile runs it): those it was
+#: measured with, which know the same rock fractures it does. A slope site running another
+#: model (a concrete model on a retaining wall; the demo's SIMULATED growth site, whose
+#: crack is a concrete one) keeps every crack its model finds: the gate would drop them.
+MODEL_TILE_GATE: frozenset[str] = frozenset({"crackwatch-unet-lite0-slope2"})
 
 
 def kept_cracks(prob: np.ndarray, rgb: np.ndarray, rules: CrackRules,
@@ -118,7 +123,9 @@ def kept_cracks(prob: np.ndarray, rgb: np.ndarray, rules: CrackRules,
 
 def rules_for(profile: str | None, model_name: str | None = None) -> CrackRules:
     """The rules for a site of ``profile`` (None: ``structure``) running ``model_name``
-    (its :data:`MODEL_OBJECT_FILTERS` entry; None or unknown: no object rules).
+    (its :data:`MODEL_OBJECT_FILTERS` entry; None or unknown: no object rules). The tile
+    gate runs where the profile runs it (:data:`PROFILE_TILE_GATE`) and the model is one of
+    :data:`MODEL_TILE_GATE`.
 
     Raises:
         ValueError: an unknown profile.
@@ -128,7 +135,7 @@ def rules_for(profile: str | None, model_name: str | None = None) -> CrackRules:
         raise ValueError(f"unknown site profile {profile!r}; use one of "
                          f"{', '.join(PROFILE_MASK_VEGETATION)}.")
     return CrackRules(mask_vegetation=PROFILE_MASK_VEGETATION[key],
-                      tile_gate=PROFILE_TILE_GATE[key],
+                      tile_gate=PROFILE_TILE_GATE[key] and model_name in MODEL_TILE_GATE,
                       object_filter=MODEL_OBJECT_FILTERS.get(model_name or "", ObjectFilter()))
 
 

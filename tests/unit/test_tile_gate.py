@@ -97,10 +97,20 @@ def test_the_survey_photos_run_the_gate_when_the_rules_say_so(tmp_path, monkeypa
     assert found == {False: 2, True: 1}
 
 
-def test_the_profiles_say_whether_the_gate_runs():
-    from engine.crack_rules import PROFILE_TILE_GATE
+def test_the_gate_runs_on_slope_sites_with_the_model_it_was_measured_with():
+    """Slope sites run the gate with the slope model; never on structures, and not on a
+    slope site running a concrete model (the demo's SIMULATED growth crack: the gate, which
+    knows rock fractures, would drop it)."""
+    from engine.profiles import read_profile_models
     from engine.survey import InferenceSettings
 
-    for profile, on in PROFILE_TILE_GATE.items():
-        assert InferenceSettings().for_profile(profile).tile_gate is on
+    models = read_profile_models()
+    on = {(profile, model): InferenceSettings().for_profile(profile, models[model]).tile_gate
+          for profile in ("slope", "structure") for model in ("slope", "structure")}
+    assert on == {("slope", "slope"): True, ("slope", "structure"): False,
+                  ("structure", "slope"): False, ("structure", "structure"): False}
+    assert InferenceSettings().for_profile("slope").tile_gate is False  # no model: no gate
+    for profile in ("slope", "structure"):  # by hand (crackwatch infer --tile-gate)
         assert InferenceSettings(tile_gate=True).for_profile(profile).tile_gate is True
+        assert InferenceSettings(tile_gate=False).for_profile(
+            profile, models["slope"]).tile_gate is False
