@@ -51,8 +51,8 @@ def infer_cmd(
     tile_gate: bool | None = typer.Option(None, "--tile-gate/--no-tile-gate",
                                           help="Drop cracks on 128 px tiles the crack / "
                                           "no-crack tile classifier (rock fractures and "
-                                          "terrain) sees no crack in (default: the profile's "
-                                          "rule)."),
+                                          "terrain) sees no crack in (default: on for slope "
+                                          "sites running the slope model)."),
     runtime: str | None = runtime_option(),
     executor: str | None = executor_option(),
     ray_address: str | None = ray_address_option(),
