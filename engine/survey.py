@@ -70,8 +70,8 @@ class InferenceSettings:
         object_filter: crack-object shape rules (:class:`geodata.crack_objects.ObjectFilter`);
             None: the model's (:data:`engine.crack_rules.MODEL_OBJECT_FILTERS`).
         tile_gate: drop cracks half on 128 px tiles the shipped crack / no-crack tile
-            classifier sees no crack in (:mod:`engine.tile_classifier`); None: the site
-            profile's rule (:data:`engine.crack_rules.PROFILE_TILE_GATE`).
+            classifier sees no crack in (:mod:`engine.tile_classifier`); None: the site's
+            own switch, else its profile and model's rule (:meth:`for_survey`).
     """
 
     tile_size: int = 512
@@ -102,6 +102,12 @@ class InferenceSettings:
                        object_filter=rules.object_filter
                        if self.object_filter is None else self.object_filter,
                        tile_gate=rules.tile_gate if self.tile_gate is None else self.tile_gate)
+
+    def for_survey(self, survey: SurveySource, model_name: str | None) -> InferenceSettings:
+        """:meth:`for_profile` of the survey's site, after the site's own tile-gate switch
+        (``survey.tile_gate``, ``crackwatch site set-tile-gate``) where this run sets none."""
+        own = self if self.tile_gate is not None else replace(self, tile_gate=survey.tile_gate)
+        return own.for_profile(survey.profile, model_name)
 
     @classmethod
     def of(cls, options: Any) -> InferenceSettings:
@@ -527,13 +533,16 @@ class SurveySource:
     pixel_size_m: float | None = None
     site_crs_epsg: int | None = None
     profile: str | None = None
+    #: The site's own tile-gate switch (``Site.tile_gate``); None: the profile's rule.
+    tile_gate: bool | None = None
 
     @classmethod
     def of(cls, survey: Any, site: Any) -> SurveySource:
         """From a :class:`geodata.store.models.Survey` and its ``Site``."""
         return cls(id=survey.id, site_id=site.id, source_path=str(survey.source_path),
                    source_type=survey.source_type, pixel_size_m=survey.pixel_size_m,
-                   site_crs_epsg=site.crs_epsg, profile=getattr(site, "profile", None))
+                   site_crs_epsg=site.crs_epsg, profile=getattr(site, "profile", None),
+                   tile_gate=getattr(site, "tile_gate", None))
 
     @property
     def is_photos(self) -> bool:
@@ -562,9 +571,8 @@ def infer_survey(survey: SurveySource, model: Any, settings: InferenceSettings, 
         What :func:`infer_orthomosaic` / :func:`infer_photos` raise.
     """
     src = Path(survey.source_path)
-    # the crack rules of the site's profile and of the model (issue 25)
-    settings = settings.for_profile(survey.profile,
-                                    model_name or getattr(model, "card", {}).get("name"))
+    # the crack rules of the run, else the site's own switch, else its profile and model's
+    settings = settings.for_survey(survey, model_name or getattr(model, "card", {}).get("name"))
     if survey.is_photos:
         out = infer_photos(src if src.is_dir() else [src], model, settings,
                            gsd_m=survey.pixel_size_m, footprint_crs=f"EPSG:{survey.site_crs_epsg}",

@@ -54,6 +54,7 @@ ACTIONS = {
     "notification.failed": "a try to deliver a notification failed (retried later)",
     "site.added": "a site was created",
     "site.model_set": "a site's model was changed",
+    "site.tile_gate_set": "a site's tile gate was turned on, off or back to its rule",
     "site.thresholds_set": "a site's alert thresholds were changed",
     "site.schedule_set": "a site's schedule or time zone was changed",
     "site.overdue_set": "a site's expected survey interval / overdue alarm was changed",

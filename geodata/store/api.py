@@ -58,6 +58,7 @@ __all__ = [
     "ingest_survey",
     "record_failed_run",
     "set_site_model",
+    "set_site_tile_gate",
     "site_crs",
     "source_sha256",
     "store_run",
@@ -273,6 +274,26 @@ def set_site_model(
     with session_scope(bind, write=True) as s:
         row = _site(s, site)
         row.model_name = model_name
+        s.flush()
+        return row
+
+
+def set_site_tile_gate(bind: Engine | Session, site: int | str | Site,
+                       tile_gate: bool | None) -> Site:
+    """Turn the crack / no-crack tile gate on (``True``) or off (``False``) for ``site``'s
+    surveys from their next run, or back to the rule of the site's profile and model
+    (``None``; :func:`engine.crack_rules.rules_for`). A run's ``--tile-gate`` /
+    ``--no-tile-gate`` still wins. Runs done keep the rules they recorded.
+
+    Raises:
+        RecordNotFoundError: no such site.
+        TypeError: ``tile_gate`` is not a bool or None.
+    """
+    if tile_gate is not None and not isinstance(tile_gate, bool):
+        raise TypeError(f"tile_gate must be True, False or None, not {tile_gate!r}")
+    with session_scope(bind, write=True) as s:
+        row = _site(s, site)
+        row.tile_gate = tile_gate
         s.flush()
         return row
 

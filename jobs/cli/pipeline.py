@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -40,6 +41,9 @@ from jobs.cli.ray import (
     ray_address_option,
     ray_workers_option,
 )
+
+if TYPE_CHECKING:
+    from geodata.store.models import Site
 
 site_app = typer.Typer(help="Monitored sites.", no_args_is_help=True)
 survey_app = typer.Typer(help="Surveys (orthomosaics, photo sets).", no_args_is_help=True)
@@ -161,6 +165,63 @@ def site_set_model(
                   f"{_model_label(row.profile, row.model_name)} from its next run; runs done "
                   f"keep theirs (a survey parked after failures: `crackwatch survey retry ID`).",
                   markup=False, soft_wrap=True)
+
+
+@site_app.command("set-tile-gate")
+def site_set_tile_gate(
+    site: str | None = typer.Argument(None, help=SITE_HELP),
+    site_id: int | None = typer.Option(None, "--site-id", help="Site id instead of SITE."),
+    on: bool = typer.Option(False, "--on", help="Run the tile gate on this site's surveys."),
+    off: bool = typer.Option(False, "--off", help="Never run it here (e.g. a soil-crack "
+                             "slope: the gate was measured on rock fractures only)."),
+    rule: bool = typer.Option(False, "--rule", help="Follow the rule of the site's profile "
+                              "and model again (the default)."),
+    by: str | None = typer.Option(None, "--by", help="Who changes it, for the audit trail "
+                                  "(default: your login name)."),
+    url: str | None = typer.Option(None, help=URL_HELP),
+) -> None:
+    """Turn the crack / no-crack tile gate on or off for a site's surveys from their next run.
+
+    The gate drops candidate cracks on 128-px tiles the tile classifier sees no crack in. By
+    rule it runs on slope sites with the slope model; it was measured on rock-face fractures
+    and crack-free terrain only, so a soil-crack site can turn it off here. A run's
+    ``--tile-gate`` / ``--no-tile-gate`` (``crackwatch infer``) still wins.
+    """
+    from geodata import audit
+    from geodata.errors import RecordNotFoundError
+    from geodata.store import get_site, session_scope, set_site_tile_gate
+
+    if on + off + rule != 1:
+        _fail(ValueError("give one of --on, --off or --rule"))
+    value = True if on else False if off else None
+    engine = _engine(url)
+    try:
+        with session_scope(engine, write=True) as s:  # the change and its audit entry
+            old = get_site(s, _site_ref(site, site_id)).tile_gate
+            row = set_site_tile_gate(s, _site_ref(site, site_id), value)
+            audit.record(s, "site.tile_gate_set", actor=cli_actor(by), site_id=row.id,
+                         details={"old": old, "new": value})
+            label = _tile_gate_label(row)
+    except (RecordNotFoundError, ValueError) as exc:
+        _fail(exc)
+    finally:
+        engine.dispose()
+    console.print(f"site {row.name} (id {row.id}, {row.profile}): tile gate {label} from its "
+                  f"next run; runs done keep the rules they recorded.", markup=False,
+                  soft_wrap=True)
+
+
+def _tile_gate_label(site: Site) -> str:
+    """``on`` / ``off`` (the site's own switch) or what the profile and model's rule gives."""
+    if site.tile_gate is not None:
+        return "on" if site.tile_gate else "off"
+    from types import SimpleNamespace
+
+    from engine.crack_rules import rules_for
+    from jobs.site_models import site_model_name
+
+    name = site_model_name(site, SimpleNamespace(model_name=None))[0]
+    return f"by rule ({'on' if rules_for(site.profile, name).tile_gate else 'off'} with {name})"
 
 
 @site_app.command("list")

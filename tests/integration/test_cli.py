@@ -86,6 +86,48 @@ def test_site_model_add_set_and_list(tmp_path: Path):
                                         f"profile default: {PROFILE_MODELS['structure']}"]
 
 
+def test_site_tile_gate_switch_wins_over_the_rule_and_loses_to_the_run(tmp_path: Path):
+    """A soil-crack slope site turns the tile gate off (it was measured on rock fractures
+    only); the next run's settings follow the site, a run's own --tile-gate still wins."""
+    from engine.profiles import read_profile_models
+    from engine.survey import InferenceSettings, SurveySource
+    from geodata import audit
+    from geodata.store import connect, get_site
+
+    url = f"sqlite:///{tmp_path / 'cw.db'}"
+    r = runner.invoke(app, ["site", "add", "cut", "--profile", "slope", "--crs", "EPSG:32633",
+                            "--url", url])
+    assert r.exit_code == 0, r.output
+    gate = ["site", "set-tile-gate", "cut", "--url", url]
+    for bad in ([], ["--on", "--off"]):
+        r = runner.invoke(app, [*gate, *bad])
+        assert r.exit_code == 2 and "--on, --off or --rule" in r.output, r.output
+    slope_model = read_profile_models()["slope"]
+    engine = connect(url)
+
+    def run_gate(option: bool | None = None) -> bool:
+        site = get_site(engine, "cut")
+        src = SurveySource.of(type("S", (), {"id": 1, "source_path": "x.tif",
+                                             "source_type": "orthomosaic",
+                                             "pixel_size_m": 0.01})(), site)
+        return InferenceSettings(tile_gate=option).for_survey(src, slope_model).tile_gate
+
+    assert get_site(engine, "cut").tile_gate is None and run_gate() is True  # the slope rule
+    r = runner.invoke(app, [*gate, "--off", "--by", "ana"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "tile gate off from its next run" in r.output, r.output
+    assert get_site(engine, "cut").tile_gate is False
+    assert run_gate() is False and run_gate(True) is True
+    r = runner.invoke(app, [*gate, "--rule"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and f"by rule (on with {slope_model})" in r.output, r.output
+    assert get_site(engine, "cut").tile_gate is None and run_gate() is True
+    events = audit.audit_events(engine, actions=["site.tile_gate_set"], newest_first=False)
+    assert list(events["actor"])[0] == "ana"
+    assert [(d["old"], d["new"]) for d in events["details"]] == [(None, False), (False, None)]
+    r = runner.invoke(app, ["site", "set-tile-gate", "nowhere", "--on", "--url", url])
+    assert r.exit_code == 2 and "cut" in r.output, r.output  # names the known sites
+    engine.dispose()
+
+
 def test_evaluate_bad_dataset_is_a_clear_error(tmp_path: Path):
     r = runner.invoke(app, ["evaluate", "--dataset", str(tmp_path / "nowhere")])
     assert r.exit_code == 2

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -51,7 +52,9 @@ class Site(Base):
     marker. ``schedule`` is a 5-field cron string in the site's ``timezone`` (IANA name).
     ``thresholds`` holds the alert rule thresholds (JSON object). ``model_name`` is the model
     the pipeline runs on the site's surveys; ``None``: the model of the site's ``profile``
-    (``engine.registry.PROFILE_MODELS``).
+    (``engine.registry.PROFILE_MODELS``). ``tile_gate`` is the site's own switch of the
+    crack / no-crack tile gate (``crackwatch site set-tile-gate``); ``None``: the rule of the
+    site's profile and model (``engine.crack_rules.rules_for``).
     """
 
     __tablename__ = "site"
@@ -72,6 +75,7 @@ class Site(Base):
     thresholds: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     model_name: Mapped[str | None] = mapped_column(String(200))
+    tile_gate: Mapped[bool | None] = mapped_column(Boolean)
 
     surveys: Mapped[list[Survey]] = relationship(
         back_populates="site", cascade="all, delete-orphan", passive_deletes=True
