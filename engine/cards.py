@@ -15,7 +15,7 @@ from engine.errors import ModelCardError, ModelNotFoundError
 from engine.profiles import SITE_PROFILES
 
 __all__ = ["EXPERIMENTS_DIR", "WEIGHTS_DIR", "ancestors", "find_card", "lineage_root",
-           "lineage_steps", "list_cards",
+           "lineage_steps", "list_cards", "weights_steps",
            "read_card", "search_dirs"]
 
 #: The shipped weights and cards.
@@ -125,11 +125,28 @@ def ancestors(card: dict) -> list[dict]:
     return [step, *ancestors(parent)]
 
 
+def weights_steps(training: dict) -> int | None:
+    """The optimiser steps the saved weights saw: a run keeps its best epoch's weights, so a
+    run that went on past its best epoch ran more steps than its weights saw.
+    ``training.steps_at_best`` (cards since 2026-12-07), else ``best_epoch`` full epochs of
+    ``samples_per_epoch / batch_size`` steps when the best epoch was not the last, else
+    ``training.steps``; None where the card records no steps."""
+    steps = training.get("steps")
+    if training.get("steps_at_best") is not None:
+        return int(training["steps_at_best"])
+    best, run = training.get("best_epoch"), training.get("epochs_run")
+    if steps is None or not best or not run or best >= run:
+        return steps
+    per_epoch = int(training.get("samples_per_epoch") or 0) // int(training.get("batch_size") or 1)
+    return min(int(steps), best * per_epoch) if per_epoch else steps
+
+
 def lineage_steps(card: dict) -> tuple[int | None, int | None]:
-    """``(own, ancestors)``: the optimiser steps of a model's own run (``training.steps``)
-    and the sum over its ancestors back to ImageNet or random init (:func:`ancestors`; 0
-    without one). Either is None where a card does not record them (runs before issue 26)."""
-    own = card.get("training", {}).get("steps")
+    """``(own, ancestors)``: the optimiser steps the model's weights saw in its own run
+    (:func:`weights_steps`) and the sum over its ancestors back to ImageNet or random init
+    (:func:`ancestors`; 0 without one). Either is None where a card does not record them
+    (runs before issue 26)."""
+    own = weights_steps(card.get("training", {}))
     total = 0
     for step in ancestors(card):
         if "from" in step:  # the root: ImageNet or random init, no steps of ours
@@ -138,7 +155,7 @@ def lineage_steps(card: dict) -> tuple[int | None, int | None]:
         if n is None:
             for folder in (None, EXPERIMENTS_DIR):
                 try:
-                    n = find_card(step["name"], folder).get("training", {}).get("steps")
+                    n = weights_steps(find_card(step["name"], folder).get("training", {}))
                     break
                 except ModelNotFoundError:
                     continue

@@ -207,9 +207,12 @@ def render_model_card(card: dict) -> str:
                      + "".join(f"; after epoch {p['after_epoch']} (step {p['step']}, "
                                f"{p['minutes']} min, {p['at']})"
                                for p in t.get("resume_points", [])))
-        _, before = lineage_steps(card)
+        own, before = lineage_steps(card)
+        if own is not None and own < t["steps"]:
+            lines[-1] += (f"; the weights are those of its best epoch, {own:,} steps in "
+                          f"(later epochs scored lower on validation)")
         if before:
-            lines[-1] += (f"; {t['steps'] + before:,} steps with its ancestors' "
+            lines[-1] += (f"; {own + before:,} steps with its ancestors' "
                           f"({before:,} in ancestors)")
     chain = ancestors(card)
     lines.append("- **Lineage**: " + " <- ".join(

@@ -309,6 +309,8 @@ def train_segmentation(
             "epochs_run": len(run.history), "best_epoch": run.best_epoch,
             "stop_reason": run.stop_reason, "minutes": round(run.clock.elapsed() / 60, 2),
             "steps": run.clock.step,
+            "steps_at_best": (run.history[run.best_epoch - 1].get("step")
+                              if run.best_epoch else None),
             "crops_seen": run.clock.step * config.batch_size,
             "torch_threads": torch.get_num_threads(),
             "flush_denormal": not config.device.startswith("cuda"),
@@ -419,6 +421,7 @@ def _initial_model(config: TrainConfig, arch: dict) -> tuple[CrackSegmenter, dic
     model = model.to(config.device)
     init_card = None
     if config.init_from:
+        from engine.cards import weights_steps
         from engine.registry import load_model
 
         init = load_model(config.init_from, weights_dir=config.init_weights_dir)
@@ -432,7 +435,7 @@ def _initial_model(config: TrainConfig, arch: dict) -> tuple[CrackSegmenter, dic
         init_card = {"name": init.card["name"], "sha256": init.card["weights"]["sha256"],
                      "command": init.card.get("command"),
                      "minutes": init.card.get("training", {}).get("minutes"),
-                     "steps": init.card.get("training", {}).get("steps")}
+                     "steps": weights_steps(init.card.get("training", {}))}
     # channels_last speeds MobileNetV2's depthwise convolutions up (about 1.35x per step on a
     # 2-core x86 CPU, measured with a 256x256 batch of 8); saved weights stay plain contiguous.
     return model.to(memory_format=torch.channels_last), init_card, pretrained
@@ -503,7 +506,8 @@ def _fit(config: TrainConfig, model: CrackSegmenter, ema: WeightEMA | None,
                             **({"val_negatives_crack_fraction": {k: round(v, 6)
                                                                  for k, v in neg.items()}}
                                if neg else {}),
-                            "val_score": round(score, 4), "minutes": round(elapsed / 60, 2),
+                            "val_score": round(score, 4), "step": run.clock.step,
+                            "minutes": round(elapsed / 60, 2),
                             "lr": opt.param_groups[0]["lr"]})
         improved = score > run.best
         if improved:

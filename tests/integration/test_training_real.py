@@ -278,6 +278,9 @@ def test_a_resumed_run_goes_on_exactly_as_an_uninterrupted_one(tmp_path: Path, m
     assert all(torch.equal(a[k], b[k]) for k in a)
     t = resumed["training"]
     assert t["steps"] == 12 and t["crops_seen"] == 24 and t["epochs_run"] == 3
+    # the saved weights are the best epoch's: the steps they saw, across the two sittings
+    assert [h["step"] for h in resumed["history"]] == [4, 8, 12]
+    assert t["steps_at_best"] == 4 * t["best_epoch"]
     assert [p["after_epoch"] for p in t["resume_points"]] == [2]
     assert resumed["command"] == "first sitting"
     assert resumed["lineage_chain"] == [{"from": "random init"}]

