@@ -27,7 +27,8 @@ __all__ = ["register"]
 def infer_cmd(
     path: Path = typer.Argument(..., help="Orthomosaic (GeoTIFF), a JPEG photo, or a folder "
                                           "of photos."),
-    model: str = typer.Option(None, help="Model name (default: the default shipped model)."),
+    model: str = typer.Option(None, help="Model name (default: the shipped model of --profile, "
+                              "else the default shipped model)."),
     out: Path = typer.Option(Path("crackwatch-out"), help="Output folder."),
     tile_size: int = typer.Option(512, min=32, help="Window side, px (multiple of 32)."),
     overlap: int = typer.Option(64, min=0, help="Window overlap, px."),
@@ -71,7 +72,7 @@ def infer_cmd(
         RasterReadError,
         WeightsIntegrityError,
     )
-    from engine.registry import DEFAULT_MODEL, load_model
+    from engine.registry import DEFAULT_MODEL, PROFILE_MODELS, load_model
     from engine.survey import InferenceSettings
     from geodata.photos import PHOTO_SUFFIXES
     from jobs.ray_pool import ExecutorError
@@ -83,7 +84,8 @@ def infer_cmd(
     runtime = runtime_choice(runtime, device)
     ex = executor_from_cli(executor, ray_address, ray_workers, _fail)
     try:  # with Ray the model runs on the workers: here it only gives its card
-        net = load_model(model or DEFAULT_MODEL, weights_dir=weights_dir,
+        net = load_model(model or PROFILE_MODELS.get(profile or "", DEFAULT_MODEL),
+                         weights_dir=weights_dir,
                          device=device if ex is None else "cpu",
                          runtime=runtime if ex is None else "torch")
     except (ModelNotFoundError, WeightsIntegrityError) as exc:

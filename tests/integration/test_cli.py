@@ -128,6 +128,29 @@ def test_site_tile_gate_switch_wins_over_the_rule_and_loses_to_the_run(tmp_path:
     engine.dispose()
 
 
+def test_infer_with_a_profile_runs_that_profiles_model(tmp_path: Path, monkeypatch):
+    """`crackwatch infer PHOTO --profile slope` runs the slope model (it ran the default
+    structure model with slope rules); --model still wins."""
+    from engine import registry
+    from engine.errors import ModelNotFoundError
+
+    asked = []
+
+    def record(name, **kwargs):
+        asked.append(name)
+        raise ModelNotFoundError(f"stop here ({name})")
+
+    monkeypatch.setattr(registry, "load_model", record)
+    photo = tmp_path / "p.jpg"
+    photo.write_bytes(b"")
+    for extra in (["--profile", "slope"], ["--profile", "structure"], [],
+                  ["--profile", "slope", "--model", registry.DEFAULT_MODEL]):
+        r = runner.invoke(app, ["infer", str(photo), "--out", str(tmp_path / "o"), *extra])
+        assert r.exit_code == 2 and "stop here" in r.output, r.output
+    assert asked == [registry.PROFILE_MODELS["slope"], registry.PROFILE_MODELS["structure"],
+                     registry.DEFAULT_MODEL, registry.DEFAULT_MODEL]
+
+
 def test_evaluate_bad_dataset_is_a_clear_error(tmp_path: Path):
     r = runner.invoke(app, ["evaluate", "--dataset", str(tmp_path / "nowhere")])
     assert r.exit_code == 2
