@@ -59,6 +59,10 @@ MODEL_OBJECT_FILTERS: dict[str, ObjectFilter] = {
     # DeepCrack 0 and UAV75 0.4 IoU points; 50 px would cost UAV75 2.7
     "crackwatch-unet-lite0-structure": ObjectFilter(min_length_px=30, min_elongation=6.0),
     "crackwatch-unet-lite0-slope2": ObjectFilter(min_length_px=50, min_peak_probability=0.75),
+    # slope6 (2026-12-07) continues the same recipe from the structure model: slope2's rules,
+    # taken as they are (not re-swept on the test sets); the field suite's pipeline rows
+    # measure them (models.md)
+    "crackwatch-unet-lite0-slope6": ObjectFilter(min_length_px=50, min_peak_probability=0.75),
     "crackwatch-unet-mnv2-concrete-neg": ObjectFilter(min_length_px=50, min_elongation=10.0),
 }
 #: Whether a site profile masks vegetation (observable ground, :mod:`engine.observable`).
@@ -69,13 +73,15 @@ PROFILE_MASK_VEGETATION: dict[str, bool] = {"slope": True, "structure": False}
 #: crackwatch-unet-lite0-slope2 --profile slope`` (2026-12-07): with the slope model's rules
 #: the gate keeps rockfracture test at IoU 44.9 and 92.2 % of labelled fracture length
 #: (92.6 % without) and cuts the whole brighton test photos from 0.090 % crack pixels and
-#: 0.94 false cracks per MP to 0.050 % and 0.22.
+#: 0.94 false cracks per MP to 0.050 % and 0.22. With slope6 and the same rules (field suite,
+#: 2026-12-07): rockfracture test IoU 45.1 and 91.9 % of the length; brighton 0.037 % and 0.06.
 PROFILE_TILE_GATE: dict[str, bool] = {"slope": True, "structure": False}
 #: The models whose rules include the tile gate (where the profile runs it): those it was
 #: measured with, which know the same rock fractures it does. A slope site running another
 #: model (a concrete model on a retaining wall; the demo's SIMULATED growth site, whose
 #: crack is a concrete one) keeps every crack its model finds: the gate would drop them.
-MODEL_TILE_GATE: frozenset[str] = frozenset({"crackwatch-unet-lite0-slope2"})
+MODEL_TILE_GATE: frozenset[str] = frozenset({"crackwatch-unet-lite0-slope2",
+                                              "crackwatch-unet-lite0-slope6"})
 
 
 def kept_cracks(prob: np.ndarray, rgb: np.ndarray, rules: CrackRules,

@@ -203,13 +203,23 @@ def command_line() -> str:
 
 
 def profile_of(model_name: str, profile: str | None) -> str:
-    """``profile`` if given, else the site profile the model serves (``structure`` when it
-    serves none)."""
+    """``profile`` if given, else the site profile the model is the default of, else the one
+    its card says it serves (``site_profile``: a former default such as ``-slope2``), else
+    ``structure``."""
+    from engine.cards import find_card
+    from engine.errors import ModelCardError, ModelNotFoundError
     from engine.registry import PROFILE_MODELS
 
     if profile:
         return profile
-    return next((p for p, m in PROFILE_MODELS.items() if m == model_name), "structure")
+    default = next((p for p, m in PROFILE_MODELS.items() if m == model_name), None)
+    if default:
+        return default
+    try:
+        served = find_card(model_name).get("site_profile")
+    except (ModelNotFoundError, ModelCardError):
+        served = None
+    return served if served in PROFILE_MODELS else "structure"
 
 
 RUNTIME_HELP = ("What runs the crack model on the CPU: auto (the fastest installed: OpenVINO, "
